@@ -1,0 +1,48 @@
+"""HTTP responses with the content types and bodies Twilio and API callers expect."""
+
+from __future__ import annotations
+
+import json
+
+import azure.functions as func
+
+
+class Refusal(Exception):
+    """A request the app will not act on: the HTTP status and a sentence for the caller."""
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+def twiml(document: str) -> func.HttpResponse:
+    return func.HttpResponse(document, status_code=200, mimetype="text/xml", charset="utf-8")
+
+
+def refused() -> func.HttpResponse:
+    """403 with an empty body: a caller that failed the signature check learns nothing more."""
+    return func.HttpResponse(b"", status_code=403)
+
+
+def empty(status_code: int) -> func.HttpResponse:
+    return func.HttpResponse(b"", status_code=status_code)
+
+
+def json_body(
+    payload: dict[str, object], status_code: int, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(payload),
+        status_code=status_code,
+        mimetype="application/json",
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+def json_error(
+    status_code: int, error: str, headers: dict[str, str] | None = None, **details: object
+) -> func.HttpResponse:
+    """{"error": "<a sentence a person understands>", ...details}."""
+    return json_body({"error": error, **details}, status_code, headers)

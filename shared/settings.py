@@ -1,0 +1,252 @@
+"""App settings, read and validated in one place.
+
+Settings are read when a request needs them, never at import time, so a function module loads
+(and a cold start stays cheap) even when the app is misconfigured; the request then fails with a
+message naming every missing or malformed setting. Values never appear in those messages: some
+of them are secrets.
+
+An empty value counts as unset, so `local.settings.json.example` can list every setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+DEFAULT_VOICE_GREETING = "Hello Monkey!"
+DEFAULT_SMS_REPLY = "Hey, thanks for the ping! Twilio and Azure rock!"
+DEFAULT_HTTP_TIMEOUT = 10.0
+# host.json's functionTimeout is 12 s: a Twilio call must give up early enough for make_call to
+# still answer 504 itself instead of being cut off by the host.
+MAX_HTTP_TIMEOUT = 10.0
+
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
+_API_KEY_SID = re.compile(r"SK[0-9a-fA-F]{32}")
+_E164 = re.compile(r"\+[1-9]\d{1,14}")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+# <Say voice="Polly.Joanna-Neural"> and language="en-US": Twilio's own value sets grow, so only
+# the shape is checked here; Twilio reports an unknown voice in its debugger.
+_VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}")
+
+
+class SettingsError(Exception):
+    """Raised with every problem found, each naming its setting and never its value."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__(self.describe())
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.problems]
+
+    def describe(self) -> str:
+        return "; ".join(f"{name} {reason}" for name, reason in self.problems)
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """What the Twilio webhooks (voice_url, sms_url) need."""
+
+    auth_tokens: tuple[str, ...]
+    public_base_url: str | None
+    voice_greeting: str
+    voice_name: str | None
+    voice_language: str | None
+    sms_reply: str
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """What make_call needs to place a call through Twilio's REST API."""
+
+    account_sid: str
+    rest_username: str
+    rest_password: str
+    phone_number: str
+    caller_ids: frozenset[str]
+    allowed_countries: frozenset[str]
+    http_timeout: float
+    public_base_url: str | None
+
+
+class _Reader:
+    """Collects problems while reading, so one error can name all of them at once."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[tuple[str, str]] = []
+
+    def get(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str, why: str = "") -> str | None:
+        value = self.get(name)
+        if value is None:
+            self.problems.append((name, f"is not set{why}"))
+        return value
+
+    def malformed(self, name: str, expected: str) -> None:
+        self.problems.append((name, f"is malformed: expected {expected}"))
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise SettingsError(self.problems)
+
+
+def _public_base_url(reader: _Reader) -> str | None:
+    name = "PUBLIC_BASE_URL"
+    value = reader.get(name)
+    if value is None:
+        return None
+    value = value.rstrip("/")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        reader.malformed(name, "a scheme and host only, like https://myapp.azurewebsites.net")
+        return None
+    return value
+
+
+def _optional_pattern(
+    reader: _Reader, name: str, pattern: re.Pattern[str], expected: str
+) -> str | None:
+    value = reader.get(name)
+    if value is not None and not pattern.fullmatch(value):
+        reader.malformed(name, expected)
+        return None
+    return value
+
+
+def load_webhook_settings(env: Mapping[str, str] | None = None) -> WebhookSettings:
+    """Settings for voice_url and sms_url; raises SettingsError naming every problem."""
+    reader = _Reader(os.environ if env is None else env)
+    token = reader.required("TWILIO_AUTH_TOKEN", ": webhook signatures cannot be checked")
+    secondary = reader.get("TWILIO_AUTH_TOKEN_SECONDARY")
+    settings = WebhookSettings(
+        auth_tokens=tuple(t for t in (token, secondary) if t),
+        public_base_url=_public_base_url(reader),
+        voice_greeting=reader.get("VOICE_GREETING") or DEFAULT_VOICE_GREETING,
+        voice_name=_optional_pattern(
+            reader, "VOICE_NAME", _VOICE_NAME, "a Twilio voice name, like Polly.Joanna"
+        ),
+        voice_language=_optional_pattern(
+            reader, "VOICE_LANGUAGE", _LANGUAGE, "a language tag, like en-US"
+        ),
+        sms_reply=reader.get("SMS_REPLY") or DEFAULT_SMS_REPLY,
+    )
+    reader.raise_if_any()
+    return settings
+
+
+def _e164(reader: _Reader, name: str, value: str) -> str | None:
+    # phonenumbers is imported here, not at module level: the webhooks never need it.
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not _E164.fullmatch(value) or not phonenumbers.is_valid_number(number):
+        reader.malformed(name, "phone numbers in E.164 format, like +14155550100")
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _allowed_countries(reader: _Reader, phone_number: str | None) -> frozenset[str]:
+    import phonenumbers
+
+    name = "CALL_ALLOWED_COUNTRIES"
+    value = reader.get(name)
+    if value is None:
+        if phone_number is None:
+            return frozenset()
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone_number, None))
+        return frozenset({region})
+    codes = {code.strip().upper() for code in value.split(",") if code.strip()}
+    if not codes or any(
+        not _COUNTRY.fullmatch(c) or c not in phonenumbers.SUPPORTED_REGIONS for c in codes
+    ):
+        reader.malformed(name, "ISO 3166 alpha-2 country codes separated by commas, like US,CA")
+        return frozenset()
+    return frozenset(codes)
+
+
+def _http_timeout(reader: _Reader) -> float:
+    name = "TWILIO_HTTP_TIMEOUT"
+    value = reader.get(name)
+    if value is None:
+        return DEFAULT_HTTP_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= MAX_HTTP_TIMEOUT:
+        reader.malformed(name, f"a number of seconds above 0 and at most {MAX_HTTP_TIMEOUT:g}")
+        return DEFAULT_HTTP_TIMEOUT
+    return seconds
+
+
+def load_call_settings(env: Mapping[str, str] | None = None) -> CallSettings:
+    """Settings for make_call; raises SettingsError naming every problem."""
+    reader = _Reader(os.environ if env is None else env)
+
+    account_sid = reader.required("TWILIO_ACCOUNT_SID")
+    if account_sid is not None and not _ACCOUNT_SID.fullmatch(account_sid):
+        reader.malformed("TWILIO_ACCOUNT_SID", "an account SID: AC followed by 32 hex digits")
+
+    # An API key is Twilio's recommended REST credential; the auth token is the fallback.
+    api_key, api_secret = reader.get("TWILIO_API_KEY"), reader.get("TWILIO_API_SECRET")
+    username: str | None
+    password: str | None
+    if api_key or api_secret:
+        username = reader.required("TWILIO_API_KEY", " (TWILIO_API_SECRET is set)")
+        password = reader.required("TWILIO_API_SECRET", " (TWILIO_API_KEY is set)")
+        if api_key is not None and not _API_KEY_SID.fullmatch(api_key):
+            reader.malformed("TWILIO_API_KEY", "an API key SID: SK followed by 32 hex digits")
+    else:
+        username = account_sid
+        password = reader.required(
+            "TWILIO_AUTH_TOKEN", " (or set TWILIO_API_KEY and TWILIO_API_SECRET)"
+        )
+
+    phone_number = reader.required("TWILIO_PHONE_NUMBER", ": it is the caller ID of every call")
+    if phone_number is not None:
+        phone_number = _e164(reader, "TWILIO_PHONE_NUMBER", phone_number)
+
+    caller_ids: set[str] = set()
+    for raw in (reader.get("CALLER_IDS") or "").split(","):
+        if raw.strip():
+            number = _e164(reader, "CALLER_IDS", raw.strip())
+            if number is None:
+                break
+            caller_ids.add(number)
+
+    settings = CallSettings(
+        account_sid=account_sid or "",
+        rest_username=username or "",
+        rest_password=password or "",
+        phone_number=phone_number or "",
+        caller_ids=frozenset(caller_ids),
+        allowed_countries=_allowed_countries(reader, phone_number),
+        http_timeout=_http_timeout(reader),
+        public_base_url=_public_base_url(reader),
+    )
+    reader.raise_if_any()
+    return settings

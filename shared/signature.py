@@ -1,0 +1,113 @@
+"""Is this webhook request really from Twilio? The X-Twilio-Signature check.
+
+The HMAC itself is the twilio library's `RequestValidator` (which also tries the URL with and
+without its default port). What is ours is finding the URL Twilio signed (see `public_url`),
+reading the parameters exactly as Twilio sent them, and trying each auth token in turn, so a
+token can be rotated without refusing a single genuine request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode
+
+import azure.functions as func
+from twilio.request_validator import RequestValidator
+
+from shared import public_url
+
+# A base64 HMAC-SHA1 is 28 characters (SHA-256: 44). Anything much longer is not a signature,
+# and is refused before any work is spent on it.
+MAX_SIGNATURE_LENGTH = 64
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+class FormParams(dict[str, list[str]]):
+    """Form fields with every value of a repeated key, in the shape RequestValidator reads."""
+
+    def getall(self, key: str) -> list[str]:
+        return self[key]
+
+    def first(self, key: str) -> str | None:
+        values = self.get(key)
+        return values[0] if values else None
+
+
+def parse_form(data: bytes | str) -> FormParams:
+    """Raises ValueError on a body that is not valid UTF-8 form data."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    params = FormParams()
+    for key, value in parse_qsl(
+        text, keep_blank_values=True, strict_parsing=False, errors="strict"
+    ):
+        params.setdefault(key, []).append(value)
+    return params
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of the check; `reason` is safe to log (no token, no signature, no query)."""
+
+    genuine: bool
+    reason: str
+    form: FormParams
+
+
+def _query_variants(query: str) -> list[str]:
+    """The query as received first; then the ways a proxy may have re-encoded it.
+
+    A function key in the webhook URL (`?code=abc%3D%3D`) is where this bites: some front ends
+    decode or re-encode it before the worker sees it.
+    """
+    if not query:
+        return [""]
+    pairs = parse_qsl(query, keep_blank_values=True)
+    variants = [query, urlencode(pairs, quote_via=quote), urlencode(pairs, quote_via=quote_plus)]
+    return list(dict.fromkeys(variants))
+
+
+def _signed_payload(req: func.HttpRequest, query: str) -> FormParams | str | None:
+    """What Twilio put in the signature besides the URL; None when that cannot be known."""
+    body = req.get_body() or b""
+    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if req.method.upper() in ("GET", "HEAD") or not body:
+        return FormParams()
+    if content_type == FORM_CONTENT_TYPE:
+        try:
+            return parse_form(body)
+        except (UnicodeDecodeError, ValueError):
+            return None
+    # Twilio signs other bodies (JSON) through a bodySHA256 query parameter over the raw body.
+    if "bodySHA256" not in dict(parse_qsl(query, keep_blank_values=True)):
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def verify(
+    req: func.HttpRequest, auth_tokens: tuple[str, ...], public_base_url: str | None
+) -> Verdict:
+    """Check X-Twilio-Signature against every URL Twilio may have signed and every token."""
+    signature = (req.headers.get("x-twilio-signature") or "").strip()
+    path, query = public_url.path_and_query(req)
+    payload = _signed_payload(req, query)
+    form = payload if isinstance(payload, FormParams) else FormParams()
+    if not signature:
+        return Verdict(False, "no X-Twilio-Signature header", form)
+    if len(signature) > MAX_SIGNATURE_LENGTH:
+        return Verdict(False, "X-Twilio-Signature header too long to be a signature", form)
+    if payload is None:
+        return Verdict(False, "body is neither UTF-8 form data nor covered by bodySHA256", form)
+    if not auth_tokens:
+        return Verdict(False, "no auth token configured", form)
+
+    origins = [public_base_url] if public_base_url else public_url.request_origins(req)
+    urls = [f"{o}{path}" + (f"?{q}" if q else "") for o in origins for q in _query_variants(query)]
+    for token in auth_tokens:
+        validator = RequestValidator(token)
+        if any(validator.validate(url, payload, signature) for url in urls):
+            return Verdict(True, "signature valid", form)
+    hint = "" if public_base_url else "; behind a proxy or custom domain, set PUBLIC_BASE_URL"
+    return Verdict(False, f"signature does not match {origins[0]}{path}{hint}", form)

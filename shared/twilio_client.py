@@ -1,0 +1,75 @@
+"""The Twilio REST client: built on the first make_call, then reused by every call after it.
+
+`twilio.rest` and aiohttp take about half a second to import, so they are imported here, inside
+`get_client`, and only make_call reaches it: the webhooks' cold start never pays for them. The
+client's aiohttp session keeps its connections to api.twilio.com open, so a warm process places
+a call without a new TCP and TLS handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from shared.settings import CallSettings
+
+if TYPE_CHECKING:
+    from twilio.http import AsyncHttpClient
+    from twilio.rest import Client
+
+HttpClientFactory = Callable[[], "AsyncHttpClient"]
+
+_http_client_factory: HttpClientFactory | None = None
+_cached: tuple[tuple[object, ...], weakref.ref[asyncio.AbstractEventLoop], Client] | None = None
+
+
+def use_http_client(factory: HttpClientFactory | None) -> None:
+    """Have the next client send its requests through `factory()` instead of aiohttp.
+
+    The seam for tests and benchmarks (a stand-in of Twilio's API); None restores the default.
+    """
+    global _http_client_factory, _cached
+    _http_client_factory = factory
+    _cached = None
+
+
+def _default_http_client() -> AsyncHttpClient:
+    from twilio.http.async_http_client import AsyncTwilioHttpClient
+
+    # No max_retries: a retried POST to Calls.json can place the same call twice. The timeout
+    # argument is not passed: AsyncTwilioHttpClient ignores it (twilio-python issue #925), so
+    # make_call bounds each request itself.
+    return AsyncTwilioHttpClient(logger=logging.getLogger("twilio.http"))
+
+
+def get_client(settings: CallSettings) -> Client:
+    """The process's client for these credentials, built on first use.
+
+    Must be called with the worker's event loop running: the aiohttp session binds to it. The
+    cache key holds a digest of the credentials, never the secret itself, and the loop, so a
+    changed setting or a new loop gets a fresh client instead of a stale one.
+    """
+    global _cached
+    digest = hashlib.sha256(
+        "\0".join((settings.account_sid, settings.rest_username, settings.rest_password)).encode()
+    ).hexdigest()
+    loop = asyncio.get_running_loop()
+    key = (digest, _http_client_factory)
+    if _cached is not None and _cached[0] == key and _cached[1]() is loop:
+        return _cached[2]
+
+    from twilio.rest import Client
+
+    http_client = (_http_client_factory or _default_http_client)()
+    client = Client(
+        username=settings.rest_username,
+        password=settings.rest_password,
+        account_sid=settings.account_sid,
+        http_client=http_client,
+    )
+    _cached = (key, weakref.ref(loop), client)
+    return client

@@ -1,0 +1,17 @@
+"""sms_url: the webhook Twilio calls on an inbound SMS; answers with a reply message.
+
+Put your own message logic in `reply`: `sms.param("Body")` is the text received and
+`sms.param("From")` the sender.
+"""
+
+import azure.functions as func
+
+from shared import twiml, webhooks
+
+
+def reply(sms: webhooks.Webhook) -> str:
+    return twiml.message(sms.settings.sms_reply)
+
+
+def main(req: func.HttpRequest) -> func.HttpResponse:
+    return webhooks.respond(req, "sms_url", "MessageSid", reply)

@@ -1,0 +1,148 @@
+"""Fixtures shared by the tests: app settings, the Twilio API double, requests as the host builds
+them, and signatures computed with the twilio library."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import azure.functions as func
+import pytest
+from twilio.request_validator import RequestValidator
+from twilio_double import TwilioApiDouble
+
+from shared import twilio_client
+
+# pytest_plugins = ["devhost.pytest_plugin"]  # enabled once devhost lands
+
+ACCOUNT_SID = "AC" + "a" * 32
+AUTH_TOKEN = "primary-auth-token-for-tests-0001"
+SECONDARY_TOKEN = "secondary-auth-token-for-tests-02"
+API_KEY = "SK" + "b" * 32
+API_SECRET = "api-secret-for-tests-0000000003"
+OTHER_TOKEN = "someone-elses-auth-token-0000004"
+TWILIO_NUMBER = "+14155550100"
+SECRETS = (AUTH_TOKEN, SECONDARY_TOKEN, API_SECRET)
+
+SETTING_NAMES = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "TWILIO_API_KEY",
+    "TWILIO_API_SECRET",
+    "TWILIO_PHONE_NUMBER",
+    "CALLER_IDS",
+    "PUBLIC_BASE_URL",
+    "VOICE_GREETING",
+    "VOICE_NAME",
+    "VOICE_LANGUAGE",
+    "SMS_REPLY",
+    "CALL_ALLOWED_COUNTRIES",
+    "TWILIO_HTTP_TIMEOUT",
+)
+
+
+@pytest.fixture(autouse=True)
+def app_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """A complete, valid configuration; tests change or delete single settings from here."""
+    for name in SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+    monkeypatch.setenv("TWILIO_PHONE_NUMBER", TWILIO_NUMBER)
+    return monkeypatch
+
+
+@pytest.fixture
+def twilio_api() -> Iterator[TwilioApiDouble]:
+    """Twilio's REST API, replaced at the HTTP layer for every client make_call builds."""
+    double = TwilioApiDouble()
+    twilio_client.use_http_client(lambda: double)
+    yield double
+    twilio_client.use_http_client(None)
+
+
+def http_request(
+    method: str,
+    url: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | str = b"",
+) -> func.HttpRequest:
+    """An HttpRequest as the Functions host hands it over: full URL, lower-cased headers,
+    query parameters, raw body bytes."""
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    return func.HttpRequest(
+        method=method.upper(),
+        url=url,
+        headers={k.lower(): v for k, v in (headers or {}).items()},
+        params=query,
+        route_params={},
+        body=body.encode() if isinstance(body, str) else body,
+    )
+
+
+def signature(url: str, params: dict[str, str] | None = None, token: str = AUTH_TOKEN) -> str:
+    return RequestValidator(token).compute_signature(url, params or {})
+
+
+def signed_form_request(
+    url: str,
+    params: dict[str, str],
+    token: str = AUTH_TOKEN,
+    signed_url: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> func.HttpRequest:
+    """A POST webhook as Twilio sends it, signed over `signed_url` (default: `url`)."""
+    return http_request(
+        "POST",
+        url,
+        {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature(signed_url or url, params, token),
+            **(headers or {}),
+        },
+        urlencode(params),
+    )
+
+
+VOICE_PARAMS = {
+    "CallSid": "CA" + "1" * 32,
+    "AccountSid": ACCOUNT_SID,
+    "From": "+14155550111",
+    "To": TWILIO_NUMBER,
+    "CallStatus": "in-progress",
+    "ApiVersion": "2010-04-01",
+    "Direction": "outbound-api",
+}
+SMS_PARAMS = {
+    "MessageSid": "SM" + "2" * 32,
+    "AccountSid": ACCOUNT_SID,
+    "From": "+14155550111",
+    "To": TWILIO_NUMBER,
+    "Body": "Hello there",
+    "NumMedia": "0",
+}
+
+
+class LogCapture:
+    """The records logged while a test ran, with a check that no secret is among them."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture) -> None:
+        self.caplog = caplog
+
+    @property
+    def records(self) -> list[logging.LogRecord]:
+        return [r for r in self.caplog.records if r.name.startswith("shared")]
+
+    def lines(self, level: int | None = None) -> list[str]:
+        return [r.getMessage() for r in self.records if level is None or r.levelno == level]
+
+    def text(self) -> str:
+        return "\n".join(r.getMessage() for r in self.caplog.records)
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> LogCapture:
+    caplog.set_level(logging.DEBUG)
+    return LogCapture(caplog)

@@ -1,0 +1,221 @@
+"""voice_url and sms_url through their `main`: signature check, TwiML, logs, cold imports."""
+
+from __future__ import annotations
+
+import ast
+import logging
+import re
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from conftest import (
+    OTHER_TOKEN,
+    SMS_PARAMS,
+    VOICE_PARAMS,
+    http_request,
+    signature,
+    signed_form_request,
+)
+
+import sms_url
+import voice_url
+
+ROOT = Path(__file__).resolve().parent.parent
+VOICE = "https://myapp.azurewebsites.net/api/voice_url"
+SMS = "https://myapp.azurewebsites.net/api/sms_url"
+
+
+def twiml(response) -> ET.Element:
+    assert response.status_code == 200
+    assert response.mimetype == "text/xml"
+    root = ET.fromstring(response.get_body())
+    assert root.tag == "Response"
+    return root
+
+
+def only_child(root: ET.Element, tag: str) -> ET.Element:
+    assert [child.tag for child in root] == [tag]
+    return root[0]
+
+
+# --- voice_url -------------------------------------------------------------------------------
+
+
+def test_voice_answers_with_the_default_greeting():
+    say = only_child(twiml(voice_url.main(signed_form_request(VOICE, VOICE_PARAMS))), "Say")
+
+    assert say.text == "Hello Monkey!"
+    assert say.attrib == {}
+
+
+def test_voice_greeting_voice_and_language_come_from_settings(app_settings):
+    app_settings.setenv("VOICE_GREETING", "Welcome to <Acme> & co")
+    app_settings.setenv("VOICE_NAME", "Polly.Joanna")
+    app_settings.setenv("VOICE_LANGUAGE", "en-US")
+
+    say = only_child(twiml(voice_url.main(signed_form_request(VOICE, VOICE_PARAMS))), "Say")
+
+    assert say.text == "Welcome to <Acme> & co"
+    assert say.attrib == {"voice": "Polly.Joanna", "language": "en-US"}
+
+
+def test_voice_speaks_the_message_make_call_put_in_the_url():
+    url = VOICE + "?" + urlencode({"message": "Your order has shipped"})
+
+    say = only_child(twiml(voice_url.main(signed_form_request(url, VOICE_PARAMS))), "Say")
+
+    assert say.text == "Your order has shipped"
+
+
+def test_voice_answers_a_signed_get():
+    url = VOICE + "?" + urlencode(VOICE_PARAMS)
+    req = http_request("GET", url, {"X-Twilio-Signature": signature(url)})
+
+    assert only_child(twiml(voice_url.main(req)), "Say").text == "Hello Monkey!"
+
+
+def test_answer_logs_one_line_with_the_call_sid_and_no_number(logs):
+    voice_url.main(signed_form_request(VOICE, VOICE_PARAMS))
+
+    [line] = logs.lines()
+    assert line == f"voice_url CallSid={VOICE_PARAMS['CallSid']} outcome=answered"
+    assert VOICE_PARAMS["From"] not in logs.text()
+
+
+# --- sms_url ---------------------------------------------------------------------------------
+
+
+def test_sms_answers_with_the_default_reply():
+    message = only_child(twiml(sms_url.main(signed_form_request(SMS, SMS_PARAMS))), "Message")
+
+    assert message.text == "Hey, thanks for the ping! Twilio and Azure rock!"
+
+
+def test_sms_reply_comes_from_settings(app_settings):
+    app_settings.setenv("SMS_REPLY", "Got it & thanks")
+
+    message = only_child(twiml(sms_url.main(signed_form_request(SMS, SMS_PARAMS))), "Message")
+
+    assert message.text == "Got it & thanks"
+
+
+# --- refusals --------------------------------------------------------------------------------
+
+
+def unsigned(url: str, params: dict[str, str]):
+    return http_request(
+        "POST", url, {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(params)
+    )
+
+
+@pytest.mark.parametrize(
+    ("function", "req"),
+    [
+        (voice_url.main, unsigned(VOICE, VOICE_PARAMS)),
+        (sms_url.main, unsigned(SMS, SMS_PARAMS)),
+        (voice_url.main, signed_form_request(VOICE, VOICE_PARAMS, token=OTHER_TOKEN)),
+        (
+            sms_url.main,
+            signed_form_request(SMS, {**SMS_PARAMS, "Body": "changed"}, signed_url=None),
+        ),
+    ],
+    ids=["voice-unsigned", "sms-unsigned", "voice-other-token", "sms-baseline"],
+)
+def test_unsigned_or_wrongly_signed_requests_are_refused(function, req, logs):
+    response = function(req)
+    if req.headers.get("x-twilio-signature") and function is sms_url.main:
+        assert response.status_code == 200  # the baseline: a correct signature passes
+        return
+    assert response.status_code == 403
+    assert response.get_body() == b""
+    [line] = logs.lines()
+    assert "outcome=refused" in line
+    assert logs.records[0].levelno == logging.WARNING
+
+
+def test_no_auth_token_fails_closed(app_settings, logs):
+    app_settings.delenv("TWILIO_AUTH_TOKEN")
+
+    response = voice_url.main(signed_form_request(VOICE, VOICE_PARAMS))
+
+    assert response.status_code == 403
+    assert any("TWILIO_AUTH_TOKEN is not set" in line for line in logs.lines(logging.ERROR))
+
+
+def test_a_malformed_setting_is_named_in_an_error_log(app_settings, logs):
+    app_settings.setenv("VOICE_LANGUAGE", "english please")
+
+    response = voice_url.main(signed_form_request(VOICE, VOICE_PARAMS))
+
+    assert response.status_code == 500
+    [line] = logs.lines(logging.ERROR)
+    assert "VOICE_LANGUAGE is malformed" in line
+    assert "english please" not in line
+
+
+# --- cold start and code rules ---------------------------------------------------------------
+
+
+def test_functions_import_without_settings_and_webhooks_never_load_the_rest_client():
+    """Importing needs no setting; serving both webhooks leaves twilio.rest and aiohttp unloaded."""
+    script = textwrap.dedent(
+        """
+        import os, sys
+        for name in [n for n in os.environ if n.startswith(("TWILIO_", "PUBLIC_", "VOICE_", "SMS_"))]:
+            del os.environ[name]
+        import make_call, voice_url, sms_url
+        sys.path.insert(0, "tests")
+        from conftest import signed_form_request, VOICE_PARAMS, SMS_PARAMS, AUTH_TOKEN
+        os.environ["TWILIO_AUTH_TOKEN"] = AUTH_TOKEN
+        base = "https://myapp.azurewebsites.net/api/"
+        assert voice_url.main(signed_form_request(base + "voice_url", VOICE_PARAMS)).status_code == 200
+        assert sms_url.main(signed_form_request(base + "sms_url", SMS_PARAMS)).status_code == 200
+        loaded = sorted(m for m in ("twilio.rest", "aiohttp", "phonenumbers") if m in sys.modules)
+        print(",".join(loaded) or "none")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "none"
+
+
+def _string_literals(source: str) -> list[str]:
+    """Every string constant of a module except docstrings (which may show TwiML as prose)."""
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+def test_no_twiml_is_written_as_an_xml_string_in_app_code():
+    markup = re.compile(r"</?[A-Za-z][\w:.-]*(\s|/?>)")
+    app_code = [
+        path
+        for folder in ("shared", "make_call", "voice_url", "sms_url")
+        for path in (ROOT / folder).rglob("*.py")
+    ]
+    assert len(app_code) > 5
+    for path in app_code:
+        for literal in _string_literals(path.read_text()):
+            assert not markup.search(literal), (
+                f"{path.relative_to(ROOT)} writes markup: {literal!r}"
+            )

@@ -1,0 +1,123 @@
+"""A stand-in for Twilio's REST API at the HTTP layer: the library's own async HTTP client seam.
+
+Everything above the HTTP request is the real twilio library (URL building, form encoding,
+auth, response parsing, error mapping), so the tests see what Twilio would receive. Each
+request is recorded; each answer is Twilio-shaped JSON, scripted per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from twilio.http import AsyncHttpClient
+from twilio.http.response import Response
+
+CALL_SID = "CA" + "c" * 32
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    url: str
+    params: dict[str, object]
+    data: dict[str, object]
+    headers: dict[str, str]
+    auth: tuple[str, str] | None
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+
+Behaviour = Callable[[RecordedRequest], "Response | Exception"]
+
+
+@dataclass
+class TwilioApiDouble(AsyncHttpClient):
+    """Records requests; answers with the next scripted behaviour, or a created call."""
+
+    requests: list[RecordedRequest] = field(default_factory=list)
+    behaviours: deque[Behaviour] = field(default_factory=deque)
+    delay: float = 0.0
+    created_call_json: Callable[[RecordedRequest], dict[str, object]] | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(logger=logging.getLogger("tests.twilio_double"), is_async=True)
+
+    # Scripting -------------------------------------------------------------------------------
+    def answer(self, status: int, payload: dict[str, object], headers: dict | None = None) -> None:
+        body = json.dumps(payload)
+        self.behaviours.append(lambda _req: Response(status, body, headers or {}))
+
+    def error(self, status: int, code: int, message: str) -> None:
+        """Twilio's error body: {"code", "message", "more_info", "status"}."""
+        self.answer(
+            status,
+            {
+                "code": code,
+                "message": message,
+                "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                "status": status,
+            },
+        )
+
+    def fail(self, exception: Exception) -> None:
+        self.behaviours.append(lambda _req: exception)
+
+    # The AsyncHttpClient interface -----------------------------------------------------------
+    async def request(  # type: ignore[override]
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        recorded = RecordedRequest(
+            method=method.upper(),
+            url=url,
+            params=dict(params or {}),
+            data=dict(data or {}),
+            headers=dict(headers or {}),
+            auth=auth,
+        )
+        self.requests.append(recorded)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        outcome = (
+            self.behaviours.popleft()(recorded) if self.behaviours else self._created(recorded)
+        )
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _created(self, req: RecordedRequest) -> Response:
+        payload = (self.created_call_json or default_created_call)(req)
+        return Response(201, json.dumps(payload), {"Content-Type": "application/json"})
+
+
+def default_created_call(req: RecordedRequest) -> dict[str, object]:
+    """A created call as Twilio answers it (trimmed to the fields the library reads)."""
+    account_sid = req.path.split("/")[3]
+    return {
+        "sid": CALL_SID,
+        "account_sid": account_sid,
+        "to": req.data.get("To"),
+        "to_formatted": req.data.get("To"),
+        "from": req.data.get("From"),
+        "from_formatted": req.data.get("From"),
+        "status": "queued",
+        "direction": "outbound-api",
+        "api_version": "2010-04-01",
+        "date_created": None,
+        "uri": f"/2010-04-01/Accounts/{account_sid}/Calls/{CALL_SID}.json",
+    }

@@ -1,0 +1,20 @@
+"""voice_url: the webhook Twilio calls when a call connects; answers with a spoken greeting.
+
+Put your own call logic in `greet` (gather digits, dial, record...) with
+twilio.twiml.voice_response.VoiceResponse, or in a helper of shared/twiml.py.
+"""
+
+import azure.functions as func
+
+from shared import twiml, webhooks
+from shared.messages import clean_text
+
+
+def greet(call: webhooks.Webhook) -> str:
+    # make_call passes its `message` in the URL query, which the signature covers.
+    text = clean_text(call.query.get("message") or "") or call.settings.voice_greeting
+    return twiml.say(text, call.settings.voice_name, call.settings.voice_language)
+
+
+def main(req: func.HttpRequest) -> func.HttpResponse:
+    return webhooks.respond(req, "voice_url", "CallSid", greet)
