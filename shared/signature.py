@@ -62,7 +62,13 @@ def _query_variants(query: str) -> list[str]:
     if not query:
         return [""]
     pairs = parse_qsl(query, keep_blank_values=True)
-    variants = [query, urlencode(pairs, quote_via=quote), urlencode(pairs, quote_via=quote_plus)]
+    variants = [
+        query,
+        urlencode(pairs, quote_via=quote),
+        urlencode(pairs, quote_via=quote_plus),
+        # As typed into the console: only what must be escaped in a query value is escaped.
+        urlencode(pairs, quote_via=lambda value, *_: quote(value, safe="/:@=!$'()*,;~")),
+    ]
     return list(dict.fromkeys(variants))
 
 

@@ -14,7 +14,7 @@ from twilio_double import TwilioApiDouble
 
 from shared import twilio_client
 
-# pytest_plugins = ["devhost.pytest_plugin"]  # enabled once devhost lands
+pytest_plugins = ["devhost.pytest_plugin"]
 
 ACCOUNT_SID = "AC" + "a" * 32
 AUTH_TOKEN = "primary-auth-token-for-tests-0001"

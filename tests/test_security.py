@@ -1,0 +1,420 @@
+"""Webhook signatures behind Azure's front ends, and make_call's abuse limits, through the real
+Python worker (devhost.WorkerHost): genuine requests are never refused, forged ones always are,
+and no secret or signature reaches a response or a log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from conftest import (
+    AUTH_TOKEN,
+    OTHER_TOKEN,
+    SECONDARY_TOKEN,
+    SECRETS,
+    SMS_PARAMS,
+    VOICE_PARAMS,
+)
+from twilio.request_validator import RequestValidator
+
+from devhost.worker_host import HostResponse, WorkerHost
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "myapp.azurewebsites.net"
+PUBLIC = f"https://{HOST}"
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture
+def host(worker_host: WorkerHost) -> WorkerHost:
+    """The repo's app, loaded once per session through the real worker."""
+    return worker_host
+
+
+@dataclass
+class Exchange:
+    """Everything sent and answered in one test, checked afterwards for leaked secrets."""
+
+    host: WorkerHost
+    signatures: list[str] = field(default_factory=list)
+    responses: list[HostResponse] = field(default_factory=list)
+
+    def send(
+        self,
+        path: str,
+        params: dict[str, str] | list[tuple[str, str]] | None = None,
+        *,
+        method: str = "POST",
+        seen_at: str = PUBLIC,
+        signed_url: str | None = None,
+        signed_params: object = None,
+        token: str = AUTH_TOKEN,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        signature: str | None = None,
+    ) -> HostResponse:
+        """Send `params` to `path` as the worker sees it at `seen_at`, signed by Twilio for
+        `signed_url` (default: PUBLIC + path) over `signed_params` (default: the params)."""
+        params = params if params is not None else {}
+        pairs = list(params.items()) if isinstance(params, dict) else list(params)
+        if signature is None:
+            to_sign = signed_params if signed_params is not None else _multi(pairs)
+            if method == "GET":
+                to_sign = {}
+            signature = RequestValidator(token).compute_signature(
+                signed_url or PUBLIC + path, to_sign
+            )
+        self.signatures.append(signature)
+        all_headers = {"Content-Type": FORM, **(headers or {})}
+        if signature:
+            all_headers["X-Twilio-Signature"] = signature
+        if body is None:
+            body = b"" if method == "GET" else urlencode(pairs).encode()
+        response = self.host.request(method, path, headers=all_headers, body=body, base_url=seen_at)
+        self.responses.append(response)
+        return response
+
+
+class _Multi(dict):
+    def getall(self, key: str) -> list[str]:
+        return self[key]
+
+
+def _multi(pairs: list[tuple[str, str]]) -> _Multi:
+    grouped = _Multi()
+    for key, value in pairs:
+        grouped.setdefault(key, []).append(value)
+    return grouped
+
+
+@pytest.fixture
+def twilio(host: WorkerHost, caplog: pytest.LogCaptureFixture) -> Iterator[Exchange]:
+    """Sends requests; afterwards, no response and no log line holds a token or a signature."""
+    caplog.set_level(logging.DEBUG)
+    exchange = Exchange(host)
+    yield exchange
+    leaks = [s for s in (*SECRETS, *(s for s in exchange.signatures if len(s) >= 8))]
+    text = caplog.text
+    bodies = b"".join(r.body for r in exchange.responses).decode("utf-8", "replace")
+    for secret in leaks:
+        assert secret not in text, "a secret or signature reached the logs"
+        assert secret not in bodies, "a secret or signature reached a response"
+
+
+def app_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith("shared")]
+
+
+def assert_answered(response: HostResponse, tag: str = "Say") -> None:
+    assert response.status == 200, response.error
+    assert f"<{tag}>".encode() in response.body
+
+
+# --- accepted ---------------------------------------------------------------------------------
+
+
+def test_1_worker_sees_http_but_twilio_signed_https(twilio, app_settings):
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+
+    response = twilio.send("/api/voice_url", VOICE_PARAMS, seen_at=f"http://{HOST}")
+
+    assert_answered(response)
+
+
+@pytest.mark.parametrize(
+    ("public_base_url", "signed_url"),
+    [
+        (PUBLIC, f"{PUBLIC}:443/api/voice_url"),
+        (f"{PUBLIC}:443", f"{PUBLIC}/api/voice_url"),
+        (f"{PUBLIC}:443", f"{PUBLIC}:443/api/voice_url"),
+        (None, f"{PUBLIC}:443/api/voice_url"),
+    ],
+    ids=["port-signed", "port-configured", "port-both", "port-signed-no-base-url"],
+)
+def test_2_default_port_signed_or_not(twilio, app_settings, public_base_url, signed_url):
+    if public_base_url:
+        app_settings.setenv("PUBLIC_BASE_URL", public_base_url)
+
+    response = twilio.send("/api/voice_url", VOICE_PARAMS, signed_url=signed_url)
+
+    assert_answered(response)
+
+
+@pytest.mark.parametrize(
+    ("seen_query", "signed_query"),
+    [
+        ("code=abc%3D%3D", "code=abc%3D%3D"),
+        ("code=abc==", "code=abc%3D%3D"),
+        ("code=abc%3D%3D", "code=abc=="),
+        ("code=abc%3d%3d", "code=abc%3D%3D"),
+    ],
+    ids=["as-configured", "decoded-by-proxy", "encoded-by-proxy", "lowercased-escapes"],
+)
+def test_3_function_key_in_the_webhook_url(twilio, app_settings, seen_query, signed_query):
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+
+    response = twilio.send(
+        f"/api/voice_url?{seen_query}",
+        VOICE_PARAMS,
+        signed_url=f"{PUBLIC}/api/voice_url?{signed_query}",
+    )
+
+    assert_answered(response)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-Proto": "https", "X-Forwarded-Host": HOST},
+        {"X-Forwarded-Proto": "https, http", "X-Forwarded-Host": f"{HOST}, internal"},
+        {"X-Arr-Ssl": "2048|256|...", "Disguised-Host": HOST},
+    ],
+    ids=["forwarded", "forwarded-chain", "app-service"],
+)
+def test_4_without_public_base_url_the_origin_comes_from_forwarding_headers(twilio, headers):
+    response = twilio.send(
+        "/api/voice_url", VOICE_PARAMS, seen_at="http://10.0.0.4:8080", headers=headers
+    )
+
+    assert_answered(response)
+
+
+def test_4_with_public_base_url_only_it_counts(twilio, app_settings, caplog):
+    """A request Twilio signed for another app on the same account is a replay here."""
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    other = "other-app.example.com"
+
+    response = twilio.send(
+        "/api/voice_url",
+        VOICE_PARAMS,
+        seen_at=f"https://{other}",
+        signed_url=f"https://{other}/api/voice_url",
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": other},
+    )
+
+    assert response.status == 403
+
+
+def test_5_blank_values_repeated_keys_and_non_ascii_text(twilio):
+    params = [
+        *SMS_PARAMS.items(),
+        ("CallToken", ""),
+        ("MediaUrl0", "https://example.com/b.jpg"),
+        ("MediaUrl0", "https://example.com/a.jpg"),
+        ("FromCity", "Zürich"),
+    ]
+    params = [(k, "Café ☕️ 🎉 ñandú" if k == "Body" else v) for k, v in params]
+
+    response = twilio.send("/api/sms_url", params)
+
+    assert_answered(response, "Message")
+
+
+def test_6_get_webhook_with_parameters_in_the_query(twilio):
+    path = "/api/voice_url?" + urlencode(VOICE_PARAMS)
+
+    response = twilio.send(path, method="GET")
+
+    assert_answered(response)
+
+
+def test_7_json_body_signed_with_body_sha256(twilio):
+    body = json.dumps({"event": "message.received", "text": "héllo"}).encode()
+    digest = RequestValidator(AUTH_TOKEN).compute_hash(body.decode())
+    path = f"/api/sms_url?bodySHA256={digest}"
+
+    response = twilio.send(
+        path, headers={"Content-Type": "application/json"}, body=body, signed_params={}
+    )
+    tampered = twilio.send(
+        path,
+        headers={"Content-Type": "application/json"},
+        body=body.replace(b"llo", b"LLO"),
+        signed_params={},
+    )
+
+    assert_answered(response, "Message")
+    assert tampered.status == 403
+
+
+@pytest.mark.parametrize("token", [AUTH_TOKEN, SECONDARY_TOKEN])
+def test_8_either_token_is_accepted_while_rotating(twilio, app_settings, token):
+    app_settings.setenv("TWILIO_AUTH_TOKEN_SECONDARY", SECONDARY_TOKEN)
+
+    assert_answered(twilio.send("/api/voice_url", VOICE_PARAMS, token=token))
+
+
+# --- refused: 403, empty body, one warning line ------------------------------------------------
+
+
+def _refusals():
+    voice = "/api/voice_url"
+    tampered = {**VOICE_PARAMS, "From": "+14155550999"}
+    added = {**VOICE_PARAMS, "Digits": "1"}
+    removed = {k: v for k, v in VOICE_PARAMS.items() if k != "Direction"}
+    return {
+        "missing-header": dict(path=voice, params=VOICE_PARAMS, signature=""),
+        "tampered-parameter": dict(path=voice, params=tampered, signed_params=VOICE_PARAMS),
+        "added-parameter": dict(path=voice, params=added, signed_params=VOICE_PARAMS),
+        "removed-parameter": dict(path=voice, params=removed, signed_params=VOICE_PARAMS),
+        "another-token": dict(path=voice, params=VOICE_PARAMS, token=OTHER_TOKEN),
+        "another-path": dict(path=voice, params=VOICE_PARAMS, signed_url=f"{PUBLIC}/api/other"),
+        "another-host": dict(
+            path=voice, params=VOICE_PARAMS, signed_url="https://evil.example.com/api/voice_url"
+        ),
+        "voice-replayed-to-sms": dict(
+            path="/api/sms_url", params=VOICE_PARAMS, signed_url=f"{PUBLIC}/api/voice_url"
+        ),
+        "garbage-header": dict(path=voice, params=VOICE_PARAMS, signature="not a signature ✗"),
+        "oversized-header": dict(path=voice, params=VOICE_PARAMS, signature="A" * 10_000),
+        "query-tampered": dict(
+            path="/api/voice_url?message=Send+money",
+            params=VOICE_PARAMS,
+            signed_url=f"{PUBLIC}{voice}",
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_refusals()))
+def test_forged_requests_are_refused(twilio, app_settings, caplog, case):
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    kwargs = _refusals()[case]
+
+    response = twilio.send(kwargs.pop("path"), kwargs.pop("params"), **kwargs)
+
+    assert response.status == 403
+    assert response.body == b""
+    [line] = app_lines(caplog)
+    assert line.levelno == logging.WARNING
+    assert "outcome=refused" in line.getMessage()
+
+
+def test_no_auth_token_configured_never_answers(twilio, app_settings, caplog):
+    app_settings.delenv("TWILIO_AUTH_TOKEN")
+    app_settings.setenv("TWILIO_AUTH_TOKEN_SECONDARY", SECONDARY_TOKEN)
+
+    response = twilio.send("/api/voice_url", VOICE_PARAMS, token=SECONDARY_TOKEN)
+
+    assert response.status == 403
+    assert response.body == b""
+    [line] = app_lines(caplog)
+    assert "TWILIO_AUTH_TOKEN is not set" in line.getMessage()
+
+
+# --- make_call cannot be turned into a toll-fraud machine --------------------------------------
+
+FUNCTION_KEY = "make-call-function-key-for-tests"
+
+
+@pytest.fixture(scope="module")
+def keyed_host() -> Iterator[WorkerHost]:
+    """The app as Azure runs it: make_call requires its function key."""
+    with WorkerHost.start(ROOT, function_keys={"make_call": FUNCTION_KEY}) as started:
+        yield started
+
+
+def make_call(
+    host: WorkerHost, body: dict | bytes, key: str | None = FUNCTION_KEY, query: str = ""
+):
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["x-functions-key"] = key
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return host.request(
+        "POST", f"/api/make_call{query}", headers=headers, body=data, base_url=PUBLIC
+    )
+
+
+def test_make_call_requires_its_function_key(keyed_host, twilio_api):
+    assert make_call(keyed_host, {"to": "+14155550123"}, key=None).status == 401
+    assert make_call(keyed_host, {"to": "+14155550123"}, key="wrong").status == 401
+    assert twilio_api.requests == []
+    assert make_call(keyed_host, {"to": "+14155550123"}).status == 201
+    assert (
+        make_call(
+            keyed_host, {"to": "+14155550123"}, key=None, query=f"?code={FUNCTION_KEY}"
+        ).status
+        == 201
+    )
+    assert len(twilio_api.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "env", "status", "words"),
+    [
+        ({"to": "+19002345678"}, {}, 403, "premium-rate"),
+        ({"to": "+33884012345"}, {"CALL_ALLOWED_COUNTRIES": "US,FR"}, 403, "shared-cost"),
+        ({"to": "+445512345678"}, {"CALL_ALLOWED_COUNTRIES": "GB"}, 403, "universal access"),
+        ({"to": "+447640123456"}, {"CALL_ALLOWED_COUNTRIES": "GB"}, 403, "pager"),
+        ({"to": "+15005550006"}, {}, 403, "personal"),
+        ({"to": "+2693901234"}, {}, 403, "KM"),  # Comoros: a classic revenue-share destination
+        ({"to": "+4915123456789"}, {"CALL_ALLOWED_COUNTRIES": "US,FR"}, 403, "DE"),
+        ({"to": "+14155550123", "from": "+14155550199"}, {}, 403, "CALLER_IDS"),
+        ({"to": "+14155550123", "message": "x" * 1001}, {}, 400, "1000 characters"),
+        (b'{"to": "+14155550123", "message": "' + b"x" * 16_400 + b'"}', {}, 413, "16 KB"),
+    ],
+    ids=[
+        "premium-rate",
+        "shared-cost",
+        "uan",
+        "pager",
+        "personal",
+        "country-default",
+        "country-listed",
+        "from-not-allowed",
+        "message-too-long",
+        "body-too-large",
+    ],
+)
+def test_make_call_refuses_costly_or_foreign_destinations(
+    keyed_host, twilio_api, app_settings, body, env, status, words
+):
+    for name, value in env.items():
+        app_settings.setenv(name, value)
+
+    response = make_call(keyed_host, body)
+
+    assert response.status == status
+    assert words in response.json()["error"]
+    assert twilio_api.requests == []
+
+
+def test_make_call_strips_control_characters_from_the_message(keyed_host, twilio_api):
+    response = make_call(keyed_host, {"to": "+14155550123", "message": "Hi\u202e\x07 there\r\nBob"})
+
+    assert response.status == 201
+    assert twilio_api.requests[0].data["Url"].endswith("?message=Hi+there+Bob")
+
+
+def test_make_call_never_retries_a_call_creation(keyed_host, twilio_api, app_settings):
+    app_settings.setenv("TWILIO_HTTP_TIMEOUT", "0.05")
+    twilio_api.delay = 0.5
+
+    assert make_call(keyed_host, {"to": "+14155550123"}).status == 504
+    twilio_api.delay = 0
+    twilio_api.error(503, 20503, "Service Unavailable")
+    assert make_call(keyed_host, {"to": "+14155550123"}).status == 502
+    assert len(twilio_api.requests) == 2  # one request per make_call, never a second attempt
+
+
+def test_make_call_logs_and_answers_hold_no_secret(keyed_host, twilio_api, app_settings, caplog):
+    caplog.set_level(logging.DEBUG)
+    app_settings.setenv("TWILIO_API_KEY", "SK" + "b" * 32)
+    app_settings.setenv("TWILIO_API_SECRET", SECRETS[2])
+    app_settings.setenv("TWILIO_AUTH_TOKEN_SECONDARY", SECONDARY_TOKEN)
+    twilio_api.error(401, 20003, "Authenticate")
+    bodies = [make_call(keyed_host, {"to": "+14155550123"}).body]
+    twilio_api.error(400, 21211, "The 'To' number +14155550123 is not a valid phone number.")
+    bodies.append(make_call(keyed_host, {"to": "+14155550123"}).body)
+    app_settings.delenv("TWILIO_PHONE_NUMBER")
+    bodies.append(make_call(keyed_host, {"to": "+14155550123"}).body)
+
+    seen = caplog.text + b"".join(bodies).decode()
+    for secret in (*SECRETS, FUNCTION_KEY):
+        assert secret not in seen
+    assert "+14155550123" not in caplog.text  # full numbers stay out of the logs
