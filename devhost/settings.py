@@ -1,0 +1,82 @@
+"""local.settings.json, read as `func start` reads it.
+
+`func start` puts the file's `Values` into the worker's environment, but a variable already set
+in the shell wins, so a one-off `TWILIO_AUTH_TOKEN=... func start` works. The served host and the
+simulator do the same here. Values are never printed: several are secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devhost.appconfig import AppConfigError, read_json
+
+FILE_NAME = "local.settings.json"
+EXAMPLE_NAME = "local.settings.json.example"
+DEFAULT_PORT = 7071
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """The parts of local.settings.json the local host uses."""
+
+    path: Path
+    values: dict[str, str] = field(default_factory=dict)
+    port: int | None = None
+
+
+def read(app_root: Path | str) -> LocalSettings | None:
+    """The app's local.settings.json, or None when it does not exist."""
+    path = Path(app_root) / FILE_NAME
+    if not path.is_file():
+        return None
+    data: Any = read_json(path)
+    if not isinstance(data, dict):
+        raise AppConfigError(f"{path}: expected a JSON object")
+    if data.get("IsEncrypted"):
+        raise AppConfigError(
+            f"{path}: IsEncrypted is true; decrypt it with `func settings decrypt` on the machine "
+            "that encrypted it, or set IsEncrypted to false with plain values"
+        )
+    values = data.get("Values") or {}
+    if not isinstance(values, dict):
+        raise AppConfigError(f"{path}: Values must be an object of strings")
+    port = (data.get("Host") or {}).get("LocalHttpPort")
+    return LocalSettings(
+        path=path,
+        values={str(k): "" if v is None else str(v) for k, v in values.items()},
+        port=int(port) if port else None,
+    )
+
+
+def apply(
+    settings: LocalSettings, environ: MutableMapping[str, str] | None = None
+) -> tuple[list[str], list[str]]:
+    """Copy Values into the environment without overriding; returns (applied, kept) names."""
+    env = os.environ if environ is None else environ
+    applied, kept = [], []
+    for name, value in settings.values.items():
+        if name in env:
+            kept.append(name)
+        else:
+            env[name] = value
+            applied.append(name)
+    return applied, kept
+
+
+def missing_message(app_root: Path | str) -> str:
+    """What to tell a user who has no local.settings.json yet (start.sh and the server say it)."""
+    root = Path(app_root)
+    example = root / EXAMPLE_NAME
+    create = (
+        f"cp {EXAMPLE_NAME} {FILE_NAME}" if example.is_file() else f"create {FILE_NAME}"
+    )
+    return (
+        f"{FILE_NAME} not found in {root}: continuing with the environment only "
+        f"(webhooks answer 403 until TWILIO_AUTH_TOKEN is set). To create it: {create}, "
+        "then put your Twilio credentials in it (it is git-ignored)."
+    )

@@ -1,0 +1,272 @@
+"""Send a signed Twilio webhook to the app: the Python user's `twilio webhook:invoke`.
+
+    python -m devhost.simulate voice
+    python -m devhost.simulate sms --body "hello" --from +14155550100
+    python -m devhost.simulate voice --url https://abc.ngrok.app/api/voice_url --param Digits=1
+
+The form carries the fields Twilio sends (voice: CallSid, CallStatus, Caller, ...; SMS:
+MessageSid, Body, NumMedia, ...), signed with X-Twilio-Signature exactly as Twilio signs it
+(twilio's RequestValidator over the URL and the form), with the auth token from the environment
+or local.settings.json. It prints the status and the TwiML, and exits non-zero unless 2xx.
+Standard library only for HTTP, so the simulator adds no dependency. Neither the auth token nor
+the signature is ever printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+from devhost import settings as local_settings
+from devhost.appconfig import AppConfigError
+
+KINDS = {"voice": "voice_url", "sms": "sms_url"}
+DEFAULT_BASE_URL = "http://127.0.0.1:7071"
+API_VERSION = "2010-04-01"
+USER_AGENT = "TwilioProxy/1.1"
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+DEFAULT_FROM = "+14155550100"
+DEFAULT_TO = "+15005550006"
+DEFAULT_SMS_BODY = "Ahoy from the devhost simulator!"
+TOKEN_NAME = "TWILIO_AUTH_TOKEN"  # noqa: S105 - the setting's name, not a token
+TIMEOUT = 20.0
+
+# Where the numbers "are", as Twilio's lookup would report them (fixed: tests compare them).
+_FROM_PLACE = {"City": "SAN FRANCISCO", "State": "CA", "Zip": "94105", "Country": "US"}
+_TO_PLACE = {"City": "", "State": "", "Zip": "", "Country": "US"}
+
+
+def _sid(prefix: str) -> str:
+    return prefix + secrets.token_hex(16)
+
+
+def _places(*prefixes: str, place: Mapping[str, str]) -> dict[str, str]:
+    return {f"{p}{k}": v for p in prefixes for k, v in place.items()}
+
+
+def voice_form(account_sid: str, from_: str, to: str) -> dict[str, str]:
+    """An inbound call's webhook form, field for field as Twilio sends it."""
+    form = {
+        "AccountSid": account_sid,
+        "ApiVersion": API_VERSION,
+        "CallSid": _sid("CA"),
+        "CallStatus": "ringing",
+        "CallToken": secrets.token_urlsafe(96),
+        "Called": to,
+        "Caller": from_,
+        "Direction": "inbound",
+        "From": from_,
+        "To": to,
+    }
+    form |= _places("From", "Caller", place=_FROM_PLACE)
+    form |= _places("To", "Called", place=_TO_PLACE)
+    return form
+
+
+def sms_form(account_sid: str, from_: str, to: str, body: str) -> dict[str, str]:
+    """An inbound SMS's webhook form; the three SIDs are the same message, as from Twilio."""
+    message_sid = _sid("SM")
+    form = {
+        "AccountSid": account_sid,
+        "ApiVersion": API_VERSION,
+        "Body": body,
+        "From": from_,
+        "MessageSid": message_sid,
+        "MessagingServiceSid": _sid("MG"),
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "SmsMessageSid": message_sid,
+        "SmsSid": message_sid,
+        "SmsStatus": "received",
+        "To": to,
+    }
+    form |= _places("From", place=_FROM_PLACE)
+    form |= _places("To", place=_TO_PLACE)
+    return form
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A ready-to-send webhook: where, what headers (signature included) and the form body."""
+
+    url: str
+    headers: dict[str, str]
+    params: dict[str, str]
+    body: bytes = field(repr=False)
+    signed_url: str = ""
+
+    def __repr__(self) -> str:  # the signature is a credential-derived value: keep it out
+        return f"Webhook(url={self.url!r}, params={len(self.params)} fields)"
+
+
+def signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
+    """X-Twilio-Signature, computed by the twilio library as Twilio computes it."""
+    from twilio.request_validator import RequestValidator
+
+    return RequestValidator(auth_token).compute_signature(url, dict(params))
+
+
+def build(
+    kind: str,
+    url: str,
+    auth_token: str,
+    *,
+    body: str | None = None,
+    from_: str = DEFAULT_FROM,
+    to: str = DEFAULT_TO,
+    account_sid: str | None = None,
+    params: Mapping[str, str] | None = None,
+    sign_url: str | None = None,
+) -> Webhook:
+    """A signed webhook of `kind` ("voice" or "sms") for `url`.
+
+    `sign_url` is the URL Twilio would have signed when it differs from where the request goes
+    (PUBLIC_BASE_URL behind ngrok); it defaults to `url`. `params` adds or overrides fields.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
+    account = account_sid or _sid("AC")
+    if kind == "voice":
+        form = voice_form(account, from_, to)
+        if body is not None:
+            form["Body"] = body
+    else:
+        form = sms_form(account, from_, to, DEFAULT_SMS_BODY if body is None else body)
+    form |= dict(params or {})
+    signed = sign_url or url
+    headers = {
+        "Content-Type": FORM_CONTENT_TYPE,
+        "User-Agent": USER_AGENT,
+        "Accept": "*/*",
+        "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
+        "X-Twilio-Signature": signature(auth_token, signed, form),
+    }
+    return Webhook(url=url, headers=headers, params=form, body=urlencode(form).encode("ascii"),
+                   signed_url=signed)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The answer; `headers` is case-insensitive and keeps repeated headers (get_all)."""
+
+    status: int
+    reason: str
+    headers: Message
+    body: bytes
+
+
+def send(webhook: Webhook, timeout: float = TIMEOUT) -> Reply:
+    """POST the webhook with urllib; an HTTP error status is a Reply, not an exception."""
+    request = urllib.request.Request(  # noqa: S310 - the URL is the user's own choice
+        webhook.url, data=webhook.body, headers=webhook.headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return Reply(response.status, response.reason, response.headers, response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return Reply(error.code, str(error.reason), error.headers, error.read())
+
+
+def _settings_values(app_root: Path) -> tuple[dict[str, str], str]:
+    """(values, where they came from) — the environment first, then local.settings.json."""
+    found = local_settings.read(app_root)
+    values = dict(found.values) if found else {}
+    merged = {k: v for k, v in values.items() if v}
+    merged |= {k: v for k, v in os.environ.items() if v}
+    if os.environ.get(TOKEN_NAME):
+        source = "the environment"
+    elif merged.get(TOKEN_NAME):
+        source = local_settings.FILE_NAME
+    else:
+        source = ""
+    return merged, source
+
+
+def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param expects KEY=VALUE, got {pair!r}")
+        params[key] = value
+    return params
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m devhost.simulate",
+        description="Send a signed Twilio voice or SMS webhook and print the TwiML answer.",
+    )
+    parser.add_argument("kind", choices=sorted(KINDS), help="which webhook to send")
+    parser.add_argument("--url", help=f"where to send it (default {DEFAULT_BASE_URL}/api/"
+                        "voice_url or sms_url)")
+    parser.add_argument("--sign-url", help="the URL to sign, when Twilio would have called "
+                        "another (default: PUBLIC_BASE_URL plus the path if set, else --url)")
+    parser.add_argument("--body", help="the SMS text (Body)")
+    parser.add_argument("--from", dest="from_", default=DEFAULT_FROM, help="caller / sender")
+    parser.add_argument("--to", help="the Twilio number called or texted "
+                        "(default TWILIO_PHONE_NUMBER, else +15005550006)")
+    parser.add_argument("--param", action="append", default=[], metavar="K=V",
+                        help="add or override a form field; repeatable")
+    parser.add_argument("--app-root", type=Path, default=Path.cwd(),
+                        help="where local.settings.json is (default: current directory)")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 for a 2xx answer, 1 for any other status, 2 when nothing could be sent."""
+    args = _parse_args(argv)
+    try:
+        params = _parse_params(args.param)
+        values, source = _settings_values(args.app_root)
+    except (ValueError, AppConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    token = values.get(TOKEN_NAME)
+    if not token:
+        print(f"error: no {TOKEN_NAME} to sign with: set it in the environment or in "
+              f"{local_settings.FILE_NAME} ({local_settings.missing_message(args.app_root)})",
+              file=sys.stderr)
+        return 2
+    url = args.url or f"{DEFAULT_BASE_URL}/api/{KINDS[args.kind]}"
+    sign_url = args.sign_url
+    public = values.get("PUBLIC_BASE_URL", "").rstrip("/")
+    if sign_url is None and public and not url.startswith(public):
+        # The app trusts only PUBLIC_BASE_URL: Twilio would have signed the public URL.
+        target = urlsplit(url)
+        sign_url = public + target.path + (f"?{target.query}" if target.query else "")
+    webhook = build(
+        args.kind, url, token, body=args.body, from_=args.from_,
+        to=args.to or values.get("TWILIO_PHONE_NUMBER") or DEFAULT_TO,
+        account_sid=values.get("TWILIO_ACCOUNT_SID"), params=params, sign_url=sign_url,
+    )
+    signed_note = f", signed for {webhook.signed_url}" if webhook.signed_url != url else ""
+    print(f"POST {url} ({args.kind} webhook, auth token from {source}{signed_note})")
+    try:
+        reply = send(webhook, timeout=args.timeout)
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        print(f"error: cannot reach {url}: {reason}. Is the app running "
+              "(scripts/start.sh)?", file=sys.stderr)
+        return 2
+    content_type = reply.headers.get("Content-Type", "")
+    print(f"HTTP {reply.status} {reply.reason}" + (f" ({content_type})" if content_type else ""))
+    if reply.body:
+        print(reply.body.decode("utf-8", "replace"))
+    return 0 if 200 <= reply.status < 300 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

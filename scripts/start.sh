@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The project's run command (README "Run locally"): serves the app on http://localhost:7071.
+# Uses Azure Functions Core Tools (`func start`) when installed; otherwise falls back to the
+# local worker host (python -m devhost.server), which runs the same Python worker Azure runs.
+# Creates .venv and installs what the app and the worker need, as scripts/test.sh does.
+# Extra arguments go to `func start` or to the local host, e.g. scripts/start.sh --port 7072
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV=".venv"
+
+if command -v func >/dev/null 2>&1; then
+  USE_FUNC=1
+else
+  USE_FUNC=0
+  # Must stay the first line of output: it says which host is about to serve the app.
+  echo "Azure Functions Core Tools (func) not found: falling back to the local worker host (python -m devhost.server)."
+  echo "  To use Core Tools instead: npm install -g azure-functions-core-tools@4 (or see"
+  echo "  https://learn.microsoft.com/azure/azure-functions/functions-run-local), then run this again."
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "Creating $VENV with $("$PYTHON" --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+
+"${PIP[@]}" install -r requirements-dev.txt
+# The Azure Functions Python worker for the function.json model, used by the tests and the local
+# host. It declares Requires-Python >= 3.13 but runs unchanged on 3.11, hence the flags.
+"${PIP[@]}" install --no-deps --ignore-requires-python azure-functions-runtime-v1==1.2.0
+
+# The worker runtime is not a secret: without local.settings.json, `func start` would not know it.
+export FUNCTIONS_WORKER_RUNTIME="${FUNCTIONS_WORKER_RUNTIME:-python}"
+
+if [ "$USE_FUNC" = 1 ]; then
+  if [ ! -f local.settings.json ]; then
+    echo "local.settings.json not found: continuing with the environment only (webhooks answer 403"
+    echo "  until TWILIO_AUTH_TOKEN is set). To create it: cp local.settings.json.example local.settings.json,"
+    echo "  then put your Twilio credentials in it (it is git-ignored)."
+  fi
+  # Core Tools runs its own copy of the worker with the Python it finds first: this venv's.
+  # shellcheck disable=SC1091
+  source "$VENV/bin/activate"
+  exec func start "$@"
+fi
+
+# The local host reads local.settings.json itself (and says so when it is missing).
+exec "$VENV/bin/python" -m devhost.server "$@"

@@ -1,0 +1,186 @@
+"""The host over real HTTP on loopback, as `python -m devhost.server` serves it for curl and Twilio.
+
+The server is started on a free port and stopped after the tests; requests go through the
+standard library's HTTP client, so this is what curl, the simulator and ngrok talk to.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from devhost import settings as local_settings
+from devhost import simulate
+
+FIXTURE_APP = Path(__file__).parent / "fixtures" / "devhost_app"
+TOKEN = "served-host-test-auth-token-0001"
+
+
+def call(
+    base_url: str, method: str, path: str, body: bytes = b"", headers: dict | None = None
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    parts = urlsplit(base_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def token(monkeypatch):
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    return TOKEN
+
+
+# -- the real app ------------------------------------------------------------------------------
+
+
+def test_an_unsigned_webhook_is_refused_with_403(served_host, token):
+    status, _, body = call(served_host.url, "POST", "/api/voice_url")
+    assert (status, body) == (403, b"")
+
+
+def test_a_signed_voice_webhook_gets_the_greeting(served_host, token, monkeypatch):
+    monkeypatch.setenv("VOICE_GREETING", "Hello from the served host")
+    reply = simulate.send(simulate.build("voice", f"{served_host.url}/api/voice_url", token))
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/xml")
+    assert b"<Say>Hello from the served host</Say>" in reply.body
+
+
+def test_the_simulator_command_against_the_served_host(served_host, token, capsys):
+    code = simulate.main(["sms", "--url", f"{served_host.url}/api/sms_url", "--body", "hi"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "HTTP 200 OK" in out
+    assert "<Message>" in out
+    assert TOKEN not in out
+
+
+def test_make_call_only_answers_post(served_host):
+    status, headers, body = call(served_host.url, "GET", "/api/make_call")
+    assert (status, body) == (404, b"")
+    assert headers["Content-Length"] == "0"
+
+
+# -- host mechanics over the wire (fixture app) ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fixture_served():
+    from devhost.server import serve
+    from devhost.worker_host import WorkerHost
+
+    with serve(WorkerHost.start(FIXTURE_APP, host_keys=["wire-key"]), port=0) as served:
+        yield served
+
+
+def test_headers_and_body_arrive_as_sent(fixture_served):
+    status, _, body = call(
+        fixture_served.url, "POST", "/api/echo?x=1", b"a=1&b=2",
+        {"Content-Type": "application/x-www-form-urlencoded", "X-Custom": "v"},
+    )
+    seen = json.loads(body)
+    assert status == 200
+    host = urlsplit(fixture_served.url).netloc
+    assert seen["url"] == f"http://{host}/api/echo?x=1"
+    assert seen["headers"]["x-custom"] == "v"
+    assert seen["headers"]["host"] == host
+    assert seen["form"] == {"a": "1", "b": "2"}
+
+
+def test_a_chunked_body_is_read(fixture_served):
+    parts = urlsplit(fixture_served.url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection.request("POST", "/api/echo", body=iter([b"Body=", b"chunked"]),
+                       encode_chunked=True, headers={"Transfer-Encoding": "chunked"})
+    seen = json.loads(connection.getresponse().read())
+    connection.close()
+    assert seen["body"] == "Body=chunked"
+
+
+def test_every_cookie_is_its_own_set_cookie_header(fixture_served):
+    status, headers, body = call(fixture_served.url, "GET", "/api/cookies")
+    assert (status, body) == (202, b"cookies set")
+    assert [c.split(";")[0] for c in headers.get_all("Set-Cookie")] == [
+        "session=abc123", "theme=dark%20blue"]
+    assert headers["X-Custom"] == "yes"
+
+
+def test_keys_over_http_and_the_key_never_reaches_the_log(fixture_served, caplog):
+    caplog.set_level(logging.INFO, logger="devhost")
+    assert call(fixture_served.url, "POST", "/api/keyed")[0] == 401
+    assert call(fixture_served.url, "POST", "/api/keyed?code=wire-key")[0] == 200
+    assert call(fixture_served.url, "POST", "/api/keyed", headers={
+        "x-functions-key": "wire-key"})[0] == 200
+    assert "wire-key" not in caplog.text
+    assert "/api/keyed?code=***" in caplog.text
+
+
+def test_head_gets_headers_without_a_body(fixture_served):
+    status, _, body = call(fixture_served.url, "HEAD", "/")
+    assert (status, body) == (200, b"")
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def test_the_server_command_serves_until_stopped():
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devhost.server", "--app-root", str(FIXTURE_APP), "--port", "0"],
+        cwd=Path(__file__).parents[1], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+    watchdog = threading.Timer(20, process.kill)  # a server that never starts fails, not hangs
+    watchdog.start()
+    try:
+        lines = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Listening on "):
+                break
+        output = "".join(lines)
+        assert "local.settings.json not found" in output
+        assert "echo: [GET,POST] http://127.0.0.1:" in output
+        base_url = lines[-1].split()[2].rstrip(".")
+        assert call(base_url, "POST", "/api/echo")[0] == 200
+    finally:
+        watchdog.cancel()
+        process.terminate()
+        process.wait(10)
+
+
+def test_local_settings_fill_the_environment_without_overriding(tmp_path):
+    (tmp_path / "local.settings.json").write_text(json.dumps({
+        "IsEncrypted": False,
+        "Values": {"FROM_FILE": "file", "ALREADY_SET": "file"},
+        "Host": {"LocalHttpPort": 7099},
+    }))
+    found = local_settings.read(tmp_path)
+    assert found is not None
+    assert found.port == 7099
+    environ = {"ALREADY_SET": "shell"}
+    assert local_settings.apply(found, environ) == (["FROM_FILE"], ["ALREADY_SET"])
+    assert environ == {"ALREADY_SET": "shell", "FROM_FILE": "file"}
+
+
+def test_missing_local_settings_says_how_to_create_it(tmp_path):
+    (tmp_path / local_settings.EXAMPLE_NAME).write_text("{}")
+    assert local_settings.read(tmp_path) is None
+    message = local_settings.missing_message(tmp_path)
+    assert "cp local.settings.json.example local.settings.json" in message

@@ -1,0 +1,195 @@
+"""The signed-webhook simulator: Twilio's form fields and headers, a signature Twilio's own
+validator accepts, where the token comes from, what it prints and how it exits."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from devhost import simulate
+
+FIXTURE_APP = Path(__file__).parent / "fixtures" / "devhost_app"
+TOKEN = "simulator-test-auth-token-000001"
+URL = "http://127.0.0.1:7071/api/voice_url"
+LOCATION = ("City", "State", "Zip", "Country")
+VOICE_FIELDS = {
+    "CallSid", "AccountSid", "From", "To", "CallStatus", "ApiVersion", "Direction", "Caller",
+    "Called", "CallToken",
+    *(f"{who}{what}" for who in ("From", "To", "Caller", "Called") for what in LOCATION),
+}
+SMS_FIELDS = {
+    "MessageSid", "SmsSid", "SmsMessageSid", "AccountSid", "MessagingServiceSid", "From", "To",
+    "Body", "NumMedia", "NumSegments", "SmsStatus", "ApiVersion",
+    *(f"{who}{what}" for who in ("From", "To") for what in LOCATION),
+}
+
+
+def valid(hook: simulate.Webhook, url: str, token: str = TOKEN) -> bool:
+    return RequestValidator(token).validate(url, hook.params, hook.headers["X-Twilio-Signature"])
+
+
+@pytest.fixture
+def served_fixture_app(start_served_host):
+    return start_served_host(FIXTURE_APP)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ("TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL", "TWILIO_PHONE_NUMBER",
+                 "TWILIO_ACCOUNT_SID"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+# -- the webhook -------------------------------------------------------------------------------
+
+
+def test_voice_form_has_twilios_fields():
+    hook = simulate.build("voice", URL, TOKEN)
+    assert set(hook.params) == VOICE_FIELDS
+    assert re.fullmatch(r"CA[0-9a-f]{32}", hook.params["CallSid"])
+    assert re.fullmatch(r"AC[0-9a-f]{32}", hook.params["AccountSid"])
+    assert hook.params["Caller"] == hook.params["From"]
+    assert hook.params["Called"] == hook.params["To"]
+    assert (hook.params["Direction"], hook.params["CallStatus"]) == ("inbound", "ringing")
+    assert hook.params["ApiVersion"] == "2010-04-01"
+
+
+def test_sms_form_has_twilios_fields():
+    hook = simulate.build("sms", URL, TOKEN, body="hello")
+    assert set(hook.params) == SMS_FIELDS
+    sid = hook.params["MessageSid"]
+    assert re.fullmatch(r"SM[0-9a-f]{32}", sid)
+    assert hook.params["SmsSid"] == hook.params["SmsMessageSid"] == sid
+    assert re.fullmatch(r"MG[0-9a-f]{32}", hook.params["MessagingServiceSid"])
+    assert (hook.params["Body"], hook.params["NumMedia"], hook.params["SmsStatus"]) == (
+        "hello", "0", "received")
+
+
+def test_headers_are_twilios():
+    hook = simulate.build("sms", URL, TOKEN)
+    assert hook.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert hook.headers["User-Agent"] == "TwilioProxy/1.1"
+    uuid.UUID(hook.headers["I-Twilio-Idempotency-Token"])
+    assert hook.body.decode().count("&") == len(hook.params) - 1
+
+
+def test_the_signature_is_valid_for_twilios_validator_and_only_for_the_url_and_token():
+    hook = simulate.build("voice", URL + "?message=hi", TOKEN)
+    assert valid(hook, URL + "?message=hi")
+    assert not valid(hook, URL)
+    assert not valid(hook, URL + "?message=hi", token="another-token")
+
+
+def test_options_set_body_from_to_and_extra_parameters():
+    hook = simulate.build("sms", URL, TOKEN, body="Yo", from_="+14155550111",
+                          to="+14155550122", params={"NumMedia": "1", "MediaUrl0": "https://x/y"})
+    assert hook.params["Body"] == "Yo"
+    assert (hook.params["From"], hook.params["To"]) == ("+14155550111", "+14155550122")
+    assert (hook.params["NumMedia"], hook.params["MediaUrl0"]) == ("1", "https://x/y")
+    assert valid(hook, URL)
+
+
+def test_sign_url_signs_for_another_url():
+    public = "https://abc.ngrok.app/api/voice_url"
+    hook = simulate.build("voice", URL, TOKEN, sign_url=public)
+    assert valid(hook, public)
+    assert not valid(hook, URL)
+
+
+def test_the_webhook_repr_shows_no_signature():
+    hook = simulate.build("voice", URL, TOKEN)
+    assert hook.headers["X-Twilio-Signature"] not in repr(hook)
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="kind"):
+        simulate.build("fax", URL, TOKEN)
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def test_what_reaches_the_app_over_http(served_fixture_app, clean_env, capsys):
+    """The echo function shows the request as the host built it from the simulator's."""
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    url = f"{served_fixture_app.url}/api/echo"
+    code = simulate.main(["voice", "--url", url, "--from", "+14155550111", "--param", "Digits=5"])
+    out = capsys.readouterr().out
+    assert code == 0
+    seen = json.loads(out.split("\n", 2)[2])
+    assert seen["headers"]["user-agent"] == "TwilioProxy/1.1"
+    assert seen["headers"]["content-type"] == "application/x-www-form-urlencoded"
+    assert seen["form"]["Digits"] == "5"
+    assert seen["form"]["From"] == "+14155550111"
+    signature = seen["headers"]["x-twilio-signature"]
+    assert RequestValidator(TOKEN).validate(seen["url"], seen["form"], signature)
+    assert TOKEN not in out
+    own_lines = "\n".join(out.split("\n", 2)[:2])  # the rest is the echo app's answer
+    assert signature not in own_lines
+
+
+def test_non_2xx_exits_1_and_prints_the_status(served_fixture_app, clean_env, capsys):
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    code = simulate.main(["sms", "--url", f"{served_fixture_app.url}/api/nowhere"])
+    assert code == 1
+    assert "HTTP 404" in capsys.readouterr().out
+
+
+def test_no_token_exits_2_and_says_where_to_put_it(clean_env, tmp_path, capsys):
+    code = simulate.main(["voice", "--app-root", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "TWILIO_AUTH_TOKEN" in err
+    assert "local.settings.json" in err
+
+
+def test_token_from_local_settings_and_environment_wins(
+    served_fixture_app, clean_env, tmp_path, capsys
+):
+    (tmp_path / "local.settings.json").write_text(json.dumps(
+        {"IsEncrypted": False, "Values": {"TWILIO_AUTH_TOKEN": "from-file-token-00000000001",
+                                          "TWILIO_PHONE_NUMBER": "+14155550199"}}))
+    url = f"{served_fixture_app.url}/api/echo"
+    assert simulate.main(["sms", "--url", url, "--app-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "auth token from local.settings.json" in out
+    assert "from-file-token" not in out
+    seen = json.loads(out.split("\n", 2)[2])
+    assert seen["form"]["To"] == "+14155550199"
+    assert RequestValidator("from-file-token-00000000001").validate(
+        seen["url"], seen["form"], seen["headers"]["x-twilio-signature"])
+
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    assert simulate.main(["sms", "--url", url, "--app-root", str(tmp_path)]) == 0
+    assert "auth token from the environment" in capsys.readouterr().out
+
+
+def test_public_base_url_is_what_gets_signed(served_fixture_app, clean_env, capsys):
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    clean_env.setenv("PUBLIC_BASE_URL", "https://abc.ngrok.app")
+    url = f"{served_fixture_app.url}/api/echo?x=1"
+    assert simulate.main(["voice", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "signed for https://abc.ngrok.app/api/echo?x=1" in out
+    seen = json.loads(out.split("\n", 2)[2])
+    assert RequestValidator(TOKEN).validate(
+        "https://abc.ngrok.app/api/echo?x=1", seen["form"], seen["headers"]["x-twilio-signature"])
+
+
+def test_unreachable_url_exits_2(clean_env, capsys):
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    code = simulate.main(["voice", "--url", "http://127.0.0.1:9/api/voice_url", "--timeout", "2"])
+    assert code == 2
+    assert "cannot reach" in capsys.readouterr().err
+
+
+def test_bad_param_exits_2(clean_env, capsys):
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    assert simulate.main(["voice", "--param", "novalue"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
