@@ -19,6 +19,31 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # host. It declares Requires-Python >= 3.13 but runs unchanged on 3.11, hence the flags.
 "${PIP[@]}" install --no-deps --ignore-requires-python azure-functions-runtime-v1==1.2.0
 
+# checkov (tests/test_infra.py) pins many packages that would clash with ours: it gets its own
+# venv, made or remade only when infra/requirements-checkov.txt changes.
+CHECKOV_VENV=".venv-checkov"
+if ! cmp -s infra/requirements-checkov.txt "$CHECKOV_VENV/requirements-checkov.txt"; then
+  echo "Installing checkov into $CHECKOV_VENV"
+  rm -rf "$CHECKOV_VENV"
+  "$PYTHON" -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/python" -m pip --disable-pip-version-check -q install \
+    -r infra/requirements-checkov.txt
+  cp infra/requirements-checkov.txt "$CHECKOV_VENV/requirements-checkov.txt"
+fi
+export CHECKOV_BIN="$PWD/$CHECKOV_VENV/bin/checkov"
+
+# With shellcheck on PATH, actionlint also checks the workflows' run: scripts (test_workflows).
+# Installed from Debian only when missing and we are root (as in CI); otherwise those tests skip.
+if ! command -v shellcheck >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "Installing shellcheck (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq shellcheck >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq shellcheck >/dev/null 2>&1; } \
+    || echo "shellcheck could not be installed; workflow run: scripts go unchecked" >&2
+fi
+# actionlint is installed into the venv; put its bin first so the tests find it.
+export PATH="$PWD/$VENV/bin:$PATH"
+
 echo "ruff: lint"
 "$VENV/bin/ruff" check .
 

@@ -1,0 +1,188 @@
+// Entry point for `azd provision` (azd reads infra/main.bicep with infra/main.parameters.json).
+// Subscription scope so that azd can create the resource group, as in the Azure Functions
+// Flex Consumption quickstarts. Every resource is declared in this repository (no registry
+// modules), so all of it can be checked offline.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; it seeds the unique suffix of every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Region for all resources; it must offer the Flex Consumption plan.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Name of the resource group; empty means rg-<environmentName>.')
+param resourceGroupName string = ''
+
+// ---- Settings the function code reads (see local.settings.json.example) ----
+
+@description('Twilio Account SID (starts with AC); an identifier, not a secret.')
+param twilioAccountSid string
+
+@secure()
+@description('Twilio auth token; stored in Key Vault, never in app settings.')
+param twilioAuthToken string
+
+@secure()
+@description('Secondary Twilio auth token while rotating tokens (optional).')
+param twilioAuthTokenSecondary string = ''
+
+@description('Twilio API key SID (optional; used with twilioApiSecret for REST calls).')
+param twilioApiKey string = ''
+
+@secure()
+@description('Twilio API key secret (optional); stored in Key Vault.')
+param twilioApiSecret string = ''
+
+@description('Twilio phone number in E.164, the caller ID of make_call.')
+param twilioPhoneNumber string
+
+@description('Extra E.164 caller IDs, comma-separated (optional).')
+param callerIds string = ''
+
+@description('What the voice webhook says.')
+param voiceGreeting string = 'Hello Monkey!'
+
+@description('TwiML <Say> voice (optional).')
+param voiceName string = ''
+
+@description('TwiML <Say> language (optional).')
+param voiceLanguage string = ''
+
+@description('Reply to incoming SMS.')
+param smsReply string = 'Hey, thanks for the ping! Twilio and Azure rock!'
+
+@description('ISO 3166 alpha-2 countries make_call may dial, comma-separated; empty means the country of twilioPhoneNumber.')
+param callAllowedCountries string = ''
+
+@description('Timeout in seconds of calls to the Twilio REST API.')
+param twilioHttpTimeout string = '10'
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+    appPrincipalId: identity.outputs.principalId
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    appPrincipalId: identity.outputs.principalId
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    appPrincipalId: identity.outputs.principalId
+    twilioAuthToken: twilioAuthToken
+    twilioAuthTokenSecondary: twilioAuthTokenSecondary
+    twilioApiSecret: twilioApiSecret
+  }
+}
+
+// Secrets are Key Vault references; the optional ones appear only when they were given.
+var authTokenSetting = {
+  TWILIO_AUTH_TOKEN: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.authTokenSecretUri})'
+}
+var authTokenSecondarySetting = empty(twilioAuthTokenSecondary) ? {} : {
+  TWILIO_AUTH_TOKEN_SECONDARY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.authTokenSecondarySecretUri})'
+}
+var apiSecretSetting = empty(twilioApiSecret) ? {} : {
+  TWILIO_API_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.apiSecretSecretUri})'
+}
+
+// PUBLIC_BASE_URL is added by the module: it is the app's own https URL.
+var twilioPlainSettings = {
+  TWILIO_ACCOUNT_SID: twilioAccountSid
+  TWILIO_API_KEY: twilioApiKey
+  TWILIO_PHONE_NUMBER: twilioPhoneNumber
+  CALLER_IDS: callerIds
+  VOICE_GREETING: voiceGreeting
+  VOICE_NAME: voiceName
+  VOICE_LANGUAGE: voiceLanguage
+  SMS_REPLY: smsReply
+  CALL_ALLOWED_COUNTRIES: callAllowedCountries
+  TWILIO_HTTP_TIMEOUT: twilioHttpTimeout
+}
+
+module functionApp 'app/functionapp.bicep' = {
+  name: 'functionapp'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    appSettings: union(twilioPlainSettings, authTokenSetting, authTokenSecondarySetting, apiSecretSetting)
+  }
+  // The app must not start before it may read its secrets and telemetry target.
+  dependsOn: [
+    keyVault
+    monitoring
+  ]
+}
+
+// azd stores these outputs in the environment (.azure/<env>/.env); the postdeploy hook
+// scripts/set_twilio_webhooks.py reads VOICE_URL and SMS_URL from there.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output SERVICE_API_NAME string = functionApp.outputs.name
+output SERVICE_API_URI string = functionApp.outputs.baseUrl
+output FUNCTION_APP_BASE_URL string = functionApp.outputs.baseUrl
+output MAKE_CALL_URL string = '${functionApp.outputs.baseUrl}/api/make_call'
+output VOICE_URL string = '${functionApp.outputs.baseUrl}/api/voice_url'
+output SMS_URL string = '${functionApp.outputs.baseUrl}/api/sms_url'

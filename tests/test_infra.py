@@ -1,0 +1,813 @@
+"""Offline checks of the deployment files: infra/*.bicep, main.parameters.json, azure.yaml.
+
+The Bicep compiler cannot be installed here, so what can be checked is checked for real:
+- syntax, with tree-sitter-bicep (no ERROR or MISSING node in any file);
+- checkov (pinned, in its own venv; frameworks bicep and secrets), with every failing check
+  either essential (never waived) or waived below with the reason next to it;
+- the properties this app relies on, read from the syntax tree: transport hardening, Flex
+  Consumption, identity-only storage, secrets only as Key Vault references;
+- consistency with the rest of the repository: settings the code reads, the azd service name,
+  the Python version, the function routes, .funcignore.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import secrets
+import shutil
+import string
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tree_sitter
+import tree_sitter_bicep
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+INFRA = REPO / "infra"
+BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
+CHECKOV_REQUIREMENTS = INFRA / "requirements-checkov.txt"
+FUNCTIONS = ("make_call", "voice_url", "sms_url")
+
+SECRET_SETTINGS = ("TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY", "TWILIO_API_SECRET")
+KEY_VAULT_REFERENCE = re.compile(r"@Microsoft\.KeyVault\(SecretUri=\$\{[^{}]+\}\)")
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+# Host settings in local.settings.json that Azure provides differently: the worker runtime is
+# functionAppConfig.runtime on Flex Consumption, storage is an identity-based connection.
+HOST_SETTINGS = ("FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage")
+
+
+def require_shared(path: Path) -> Path:
+    """Reference data from ../shared: skip without it, but never silently in CI."""
+    if path.exists():
+        return path
+    message = f"{path} not found: the reference data in ../shared is not beside this checkout"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true: this check must run)")
+    pytest.skip(message)
+
+
+# ---- Bicep syntax trees ----------------------------------------------------------------------
+
+BICEP = tree_sitter.Language(tree_sitter_bicep.language())
+
+
+@functools.cache
+def bicep_tree(path: Path) -> tree_sitter.Tree:
+    return tree_sitter.Parser(BICEP).parse(path.read_bytes())
+
+
+def walk(node: tree_sitter.Node) -> Iterator[tree_sitter.Node]:
+    yield node
+    for child in node.children:
+        yield from walk(child)
+
+
+def text(node: tree_sitter.Node) -> str:
+    return (node.text or b"").decode()
+
+
+def line_of(node: tree_sitter.Node) -> int:
+    return node.start_point[0] + 1
+
+
+def key_of(prop: tree_sitter.Node) -> str:
+    """An object property's key: an identifier or a plain string ('azd-service-name')."""
+    key = prop.named_children[0]
+    return literal(key) or text(key) if key.type == "string" else text(key)
+
+
+def value_of(prop: tree_sitter.Node) -> tree_sitter.Node:
+    return prop.named_children[-1]
+
+
+def literal(node: tree_sitter.Node | None) -> str | None:
+    """The value of a string without interpolation; None for anything else."""
+    if node is None or node.type != "string":
+        return None
+    if any(child.type == "interpolation" for child in node.named_children):
+        return None
+    return "".join(text(c) for c in node.named_children if c.type == "string_content")
+
+
+def field(obj: tree_sitter.Node | None, *path: str) -> tree_sitter.Node | None:
+    """obj.a.b... through nested object literals; None where the path stops."""
+    for name in path:
+        if obj is None or obj.type != "object":
+            return None
+        obj = next(
+            (
+                value_of(p)
+                for p in obj.named_children
+                if p.type == "object_property" and key_of(p) == name
+            ),
+            None,
+        )
+    return obj
+
+
+@dataclass(frozen=True)
+class Resource:
+    file: Path
+    symbol: str
+    type: str
+    body: tree_sitter.Node
+
+
+def resources(type_prefix: str) -> list[Resource]:
+    """Resource declarations (nested and conditional ones too) whose type starts so."""
+    found = []
+    for path in BICEP_FILES:
+        for node in walk(bicep_tree(path).root_node):
+            if node.type != "resource_declaration":
+                continue
+            symbol, type_node = node.named_children[0], node.named_children[1]
+            body = node.named_children[-1]
+            if body.type == "if_statement":
+                body = body.named_children[-1]
+            type_ = literal(type_node) or ""
+            if type_.split("@")[0] == type_prefix or type_.startswith(type_prefix + "@"):
+                found.append(Resource(path, text(symbol), type_.split("@")[0], body))
+            elif not type_.startswith("Microsoft.") and type_prefix.endswith("/" + type_):
+                # a nested child such as `resource settings 'config'` inside a site
+                found.append(Resource(path, text(symbol), type_prefix, body))
+    return found
+
+
+def the_resource(type_: str) -> Resource:
+    found = resources(type_)
+    assert len(found) == 1, f"expected one {type_}, found {[r.symbol for r in found]}"
+    return found[0]
+
+
+def properties_named(name: str) -> list[tuple[Path, tree_sitter.Node]]:
+    """Every object property with this key, in every Bicep file."""
+    return [
+        (path, node)
+        for path in BICEP_FILES
+        for node in walk(bicep_tree(path).root_node)
+        if node.type == "object_property" and key_of(node) == name
+    ]
+
+
+def declarations(path: Path, kind: str) -> dict[str, tree_sitter.Node]:
+    """Top-level declarations of one kind (parameter, output, ...) by name."""
+    root = bicep_tree(path).root_node
+    return {
+        text(n.named_children[0]): n for n in root.named_children if n.type == f"{kind}_declaration"
+    }
+
+
+def secure_parameters(path: Path) -> set[str]:
+    """Names of @secure() parameters: their decorators are the node just before them."""
+    names, previous = set(), None
+    for node in bicep_tree(path).root_node.named_children:
+        if (
+            node.type == "parameter_declaration"
+            and previous is not None
+            and previous.type == "decorators"
+            and "@secure()" in text(previous)
+        ):
+            names.add(text(node.named_children[0]))
+        previous = node
+    return names
+
+
+def has_default(param: tree_sitter.Node) -> bool:
+    return any(c.type == "=" for c in param.children)
+
+
+def test_there_is_bicep_to_check() -> None:
+    assert INFRA / "main.bicep" in BICEP_FILES
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_bicep_parses_without_error_or_missing_nodes(path: Path) -> None:
+    problems = [
+        f"{path.name}:{line_of(n)}:{n.start_point[1] + 1}: "
+        f"{'missing ' + n.type if n.is_missing else 'cannot parse ' + text(n)[:60]!r}"
+        for n in walk(bicep_tree(path).root_node)
+        if n.type == "ERROR" or n.is_missing
+    ]
+    assert not problems, "\n".join(problems)
+
+
+# ---- What the app relies on, read from the syntax tree ---------------------------------------
+
+
+def test_function_app_is_https_only_tls12_no_ftp_http2() -> None:
+    site = the_resource("Microsoft.Web/sites")
+    props = field(site.body, "properties")
+    assert text(field(props, "httpsOnly") or site.body) == "true", "httpsOnly must be true"
+    assert literal(field(props, "siteConfig", "minTlsVersion")) in ("1.2", "1.3")
+    assert literal(field(props, "siteConfig", "ftpsState")) == "Disabled"
+    assert text(field(props, "siteConfig", "http20Enabled") or site.body) == "true"
+
+
+def test_function_app_is_linux_python_on_flex_consumption() -> None:
+    plan = the_resource("Microsoft.Web/serverfarms")
+    assert literal(field(plan.body, "sku", "name")) == "FC1"
+    assert literal(field(plan.body, "sku", "tier")) == "FlexConsumption"
+    assert text(field(plan.body, "properties", "reserved") or plan.body) == "true"
+    site = the_resource("Microsoft.Web/sites")
+    assert literal(field(site.body, "kind")) == "functionapp,linux"
+    runtime = field(site.body, "properties", "functionAppConfig", "runtime")
+    assert literal(field(runtime, "name")) == "python"
+
+
+def test_deployment_package_storage_is_reached_with_managed_identity() -> None:
+    site = the_resource("Microsoft.Web/sites")
+    storage = field(site.body, "properties", "functionAppConfig", "deployment", "storage")
+    assert literal(field(storage, "type")) == "blobContainer"
+    auth = literal(field(storage, "authentication", "type"))
+    assert auth in ("UserAssignedIdentity", "SystemAssignedIdentity")
+    account = the_resource("Microsoft.Storage/storageAccounts")
+    props = field(account.body, "properties")
+    assert text(field(props, "allowSharedKeyAccess") or account.body) == "false"
+    assert text(field(props, "allowBlobPublicAccess") or account.body) == "false"
+    assert literal(field(props, "minimumTlsVersion")) == "TLS1_2"
+    assert [text(value_of(p)) for _, p in properties_named("AzureWebJobsStorage__credential")] == [
+        "'managedidentity'"
+    ]
+
+
+def test_no_account_keys_or_connection_strings_with_keys() -> None:
+    for path in BICEP_FILES:
+        source = path.read_text()
+        for forbidden in ("listKeys(", "AccountKey=", "SharedAccessKey"):
+            assert forbidden not in source, f"{path.name} uses {forbidden}"
+
+
+def test_application_insights_sends_to_log_analytics() -> None:
+    component = the_resource("Microsoft.Insights/components")
+    assert field(component.body, "properties", "WorkspaceResourceId") is not None
+    the_resource("Microsoft.OperationalInsights/workspaces")
+
+
+def test_key_vault_uses_rbac_and_the_app_is_secrets_user() -> None:
+    vault = the_resource("Microsoft.KeyVault/vaults")
+    props = field(vault.body, "properties")
+    assert text(field(props, "enableRbacAuthorization") or vault.body) == "true"
+    assert field(props, "accessPolicies") is None
+    grants = [
+        r
+        for r in resources("Microsoft.Authorization/roleAssignments")
+        if r.file == vault.file and KEY_VAULT_SECRETS_USER in r.file.read_text()
+    ]
+    assert grants, "the app identity needs Key Vault Secrets User on the vault"
+    assert text(field(grants[0].body, "scope") or vault.body) == vault.symbol
+
+
+def test_site_reads_key_vault_references_with_its_identity() -> None:
+    site = the_resource("Microsoft.Web/sites")
+    assert field(site.body, "properties", "keyVaultReferenceIdentity") is not None
+    assert literal(field(site.body, "identity", "type")) == "UserAssigned"
+
+
+def test_secret_settings_are_key_vault_references() -> None:
+    """Acceptance: a plain-text TWILIO_AUTH_TOKEN (or other secret) in app settings fails."""
+    seen = set()
+    for name in SECRET_SETTINGS:
+        for path, prop in properties_named(name):
+            value = value_of(prop)
+            seen.add(name)
+            assert value.type == "string" and KEY_VAULT_REFERENCE.fullmatch(text(value)[1:-1]), (
+                f"{path.name}:{line_of(prop)}: {name} must be "
+                f"'@Microsoft.KeyVault(SecretUri=${{...}})', not {text(value)!r}"
+            )
+    assert "TWILIO_AUTH_TOKEN" in seen, "the app settings must set TWILIO_AUTH_TOKEN"
+
+
+def secure_use_is_allowed(use: tree_sitter.Node, path: Path) -> bool:
+    """A secure parameter may be tested for emptiness, stored as a Key Vault secret's value,
+    or handed to a module parameter (whose own file is checked the same way)."""
+    parent = use.parent
+    if parent is None:
+        return False
+    if parent.type == "arguments":
+        call = parent.parent
+        return call is not None and text(call.named_children[0]) == "empty"
+    if parent.type != "object_property" or value_of(parent) != use:
+        return False
+    holder = parent.parent.parent if parent.parent else None  # object -> its property/decl
+    if key_of(parent) == "value" and holder is not None:
+        resource = holder
+        while resource is not None and resource.type != "resource_declaration":
+            resource = resource.parent
+        return resource is not None and "Microsoft.KeyVault/vaults/secrets" in text(
+            resource.named_children[1]
+        )
+    return holder is not None and holder.type == "object_property" and key_of(holder) == "params"
+
+
+def test_secure_parameters_flow_only_into_key_vault() -> None:
+    problems = []
+    for path in BICEP_FILES:
+        names = secure_parameters(path)
+        for node in walk(bicep_tree(path).root_node):
+            if node.type != "identifier" or text(node) not in names:
+                continue
+            parent = node.parent
+            if (
+                parent is not None
+                and parent.type in ("parameter_declaration", "object_property")
+                and parent.named_children[0] == node  # the declared name or a property key
+            ):
+                continue
+            if not secure_use_is_allowed(node, path):
+                problems.append(f"{path.name}:{line_of(node)}: {text(node.parent or node)[:80]}")
+    assert not problems, "secure parameters used outside Key Vault:\n" + "\n".join(problems)
+
+
+def test_public_base_url_is_the_apps_own_https_url() -> None:
+    [(_path, prop)] = properties_named("PUBLIC_BASE_URL")
+    assert re.fullmatch(r"'https://\$\{\w+\.properties\.defaultHostName\}'", text(value_of(prop)))
+
+
+def test_azd_service_name_tag_matches_azure_yaml() -> None:
+    tags = [literal(value_of(p)) for _, p in properties_named("azd-service-name")]
+    services = yaml.safe_load((REPO / "azure.yaml").read_text())["services"]
+    assert tags == list(services), "the app's azd-service-name tag must name the azure.yaml service"
+    [service] = services.values()
+    assert service == {"project": ".", "language": "python", "host": "function"}
+
+
+# ---- Settings the code reads -----------------------------------------------------------------
+
+
+def settings_the_code_reads() -> list[str]:
+    """local.settings.json.example is the authoritative list (agreed with the app's authors)."""
+    example = json.loads((REPO / "local.settings.json.example").read_text())
+    return list(example["Values"])
+
+
+def readme_settings_rows() -> dict[str, str]:
+    """README rows '| `NAME` | ...', one entry per setting named in the first cell."""
+    readme = REPO / "README.md"
+    rows: dict[str, str] = {}
+    if readme.exists():
+        for line in readme.read_text().splitlines():
+            cells = line.split("|")
+            if len(cells) > 2 and line.lstrip().startswith("|"):
+                for name in re.findall(r"`([A-Za-z][A-Za-z0-9_]*)`", cells[1]):
+                    rows.setdefault(name, line)
+    return rows
+
+
+def bicep_app_setting_names() -> set[str]:
+    return {
+        key_of(n)
+        for path in BICEP_FILES
+        for n in walk(bicep_tree(path).root_node)
+        if n.type == "object_property" and re.fullmatch(r"[A-Z][A-Z0-9_]+", key_of(n))
+    }
+
+
+def test_host_settings_have_their_azure_counterparts() -> None:
+    assert set(HOST_SETTINGS) <= set(settings_the_code_reads())
+    site = the_resource("Microsoft.Web/sites")
+    runtime = field(site.body, "properties", "functionAppConfig", "runtime")
+    assert literal(field(runtime, "name")) == "python"  # FUNCTIONS_WORKER_RUNTIME
+    assert properties_named("AzureWebJobsStorage__accountName")  # AzureWebJobsStorage
+
+
+@pytest.mark.parametrize("name", [n for n in settings_the_code_reads() if n not in HOST_SETTINGS])
+def test_each_setting_is_set_by_bicep_or_documented_optional(name: str) -> None:
+    if name in bicep_app_setting_names():
+        return
+    row = readme_settings_rows().get(name)
+    assert row is not None, f"{name} is neither set by infra/*.bicep nor in README's table"
+    cells = [c.strip().lower() for c in row.split("|")]
+    assert cells[2] in ("no", "optional"), f"{name} is required but infra/*.bicep does not set it"
+    assert "default" in row.lower(), f"README must give {name}'s default"
+
+
+# ---- Parameters and outputs ------------------------------------------------------------------
+
+
+def test_main_parameters_file_feeds_every_required_parameter_from_azd() -> None:
+    params = declarations(INFRA / "main.bicep", "parameter")
+    values = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    unknown = set(values) - set(params)
+    assert not unknown, f"main.parameters.json sets parameters main.bicep lacks: {unknown}"
+    missing = {name for name, node in params.items() if not has_default(node)} - set(values)
+    assert not missing, f"azd would prompt (and CI fail) for {missing}"
+    for name in secure_parameters(INFRA / "main.bicep"):
+        value = values.get(name, {}).get("value")
+        assert isinstance(value, str) and re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*\}", value), (
+            f"{name} must come from the azd environment (${{NAME}}), never a literal"
+        )
+
+
+def route_prefix() -> str:
+    host = json.loads((REPO / "host.json").read_text())
+    return str(host.get("extensions", {}).get("http", {}).get("routePrefix", "api")).strip("/")
+
+
+def function_route(name: str) -> str:
+    config = json.loads((REPO / name / "function.json").read_text())
+    [trigger] = [b for b in config["bindings"] if b["type"] == "httpTrigger"]
+    return trigger.get("route", name)
+
+
+def test_outputs_name_the_app_its_base_url_and_function_urls() -> None:
+    outputs = declarations(INFRA / "main.bicep", "output")
+    for name in ("AZURE_FUNCTION_APP_NAME", "FUNCTION_APP_BASE_URL"):
+        assert name in outputs
+    for function, output in zip(FUNCTIONS, ("MAKE_CALL_URL", "VOICE_URL", "SMS_URL"), strict=True):
+        value = outputs[output].named_children[-1]
+        expected = f"/{route_prefix()}/{function_route(function)}"
+        assert text(value).endswith(f"{expected}'"), f"{output} must end with {expected}"
+
+
+def test_python_version_agrees_across_bicep_ci_and_readme() -> None:
+    site = the_resource("Microsoft.Web/sites")
+    runtime = field(site.body, "properties", "functionAppConfig", "runtime")
+    version = literal(field(runtime, "version"))
+    assert version and re.fullmatch(r"3\.\d+", version)
+    ci_versions = {
+        str(step.get("with", {}).get("python-version"))
+        for path in sorted((REPO / ".github" / "workflows").glob("*.y*ml"))
+        for job in (yaml.safe_load(path.read_text()).get("jobs") or {}).values()
+        for step in job.get("steps", [])
+        if str(step.get("uses", "")).startswith("actions/setup-python@")
+    }
+    assert ci_versions == {version}, f"CI sets up Python {ci_versions}, the app runs {version}"
+    readme = (REPO / "README.md").read_text() if (REPO / "README.md").exists() else ""
+    mentioned = set(re.findall(r"Python (3\.\d+)", readme))
+    assert mentioned == {version}, f"README names Python {mentioned}, the app runs {version}"
+
+
+# ---- .funcignore, azure.yaml -----------------------------------------------------------------
+
+
+def test_funcignore_keeps_tests_infra_and_dev_code_out_of_the_package() -> None:
+    lines = {
+        line.strip().rstrip("/")
+        for line in (REPO / ".funcignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for dev_only in ("tests", "infra", "devhost", "bench", "scripts", "docs", "azure.yaml"):
+        assert dev_only in lines, f".funcignore must exclude {dev_only}"
+    for deployed in (*FUNCTIONS, "shared", "host.json", "requirements.txt"):
+        assert deployed not in lines, f".funcignore must not exclude {deployed}"
+
+
+def test_postdeploy_hook_runs_the_webhook_script_on_every_os() -> None:
+    hook = yaml.safe_load((REPO / "azure.yaml").read_text())["hooks"]["postdeploy"]
+    for os_name, shell in (("posix", "sh"), ("windows", "pwsh")):
+        assert hook[os_name]["shell"] == shell
+        assert "scripts/set_twilio_webhooks.py" in hook[os_name]["run"]
+    assert (REPO / "scripts" / "set_twilio_webhooks.py").exists()
+
+
+def azd_schema_registry(schema: dict[str, Any]) -> Any:
+    """The azd extension schemas under the raw GitHub URLs azure.yaml.json refers to."""
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT7
+
+    ext_dir = require_shared(SHARED / "schemas" / "azd-ext")
+    urls = {
+        url.rsplit("/", 1)[-1]: url
+        for url in re.findall(r'"\$ref":\s*"(https://[^"#]+)', json.dumps(schema))
+    }
+    pairs = []
+    for path in sorted(ext_dir.glob("*.json")):
+        contents = json.loads(path.read_text())
+        url = urls.get(path.name) or contents.get("$id")
+        pairs.append((url, Resource.from_contents(contents, default_specification=DRAFT7)))
+
+    def no_network(uri: str) -> Resource:
+        raise LookupError(f"{uri} is not preloaded and nothing is fetched at test time")
+
+    registry = Registry(retrieve=no_network).with_resources(pairs)
+    for url in urls.values():  # every reference resolves offline
+        registry.resolver().lookup(url)
+    return registry
+
+
+def test_azure_yaml_matches_azd_schema() -> None:
+    from jsonschema import validators
+
+    schema = json.loads(require_shared(SHARED / "schemas" / "azure.yaml.json").read_text())
+    validator_cls = validators.validator_for(schema)
+    validator = validator_cls(
+        schema, registry=azd_schema_registry(schema), format_checker=validator_cls.FORMAT_CHECKER
+    )
+    document = yaml.safe_load((REPO / "azure.yaml").read_text())
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
+
+
+# ---- checkov ---------------------------------------------------------------------------------
+
+# Never waived: these are the reasons the deployment is shaped as it is.
+ESSENTIAL_CHECKS = {
+    "CKV_AZURE_70": "Function App only over HTTPS",
+    "CKV_AZURE_78": "FTP(S) deployments disabled",
+    "CKV_AZURE_18": "HTTP/2 enabled",
+    "CKV_AZURE_16": "the app has a managed identity",
+    "CKV_AZURE_71": "managed identity provider enabled",
+    "CKV_AZURE_72": "no remote debugging",
+    "CKV_AZURE_3": "storage only over HTTPS",
+    "CKV_AZURE_44": "storage requires TLS 1.2",
+    "CKV_AZURE_34": "the deployment container is private",
+    "CKV_AZURE_111": "Key Vault soft delete",
+    "CKV_AZURE_131": "secure parameters have no hard-coded default",
+}
+# Resource types checkov has checks for; each must have been evaluated.
+CHECKED_RESOURCE_TYPES = (
+    "Microsoft.Web/sites",
+    "Microsoft.Web/serverfarms",
+    "Microsoft.Storage/storageAccounts",
+    "Microsoft.KeyVault/vaults",
+    "Microsoft.KeyVault/vaults/secrets",
+)
+# TLS 1.2 on the app: checkov's function-app check and its web-app twin; both must pass.
+TLS_CHECKS = ("CKV_AZURE_145", "CKV_AZURE_15")
+
+
+@dataclass(frozen=True)
+class Waiver:
+    check: str
+    resource: str  # checkov's resource id, or "*" for every resource
+    reason: str
+
+
+WAIVERS = (
+    Waiver(
+        "CKV_AZURE_13",
+        "*",
+        "Twilio cannot sign in with Entra ID: webhooks are checked by "
+        "X-Twilio-Signature, make_call by its function key.",
+    ),
+    Waiver("CKV_AZURE_17", "*", "Twilio presents no client certificate to webhooks."),
+    Waiver("CKV_AZURE_222", "*", "Twilio must reach voice_url and sms_url from the internet."),
+    Waiver(
+        "CKV_AZURE_212",
+        "*",
+        "Scale to zero is the point of Flex Consumption: it costs "
+        "nothing at rest; a minimum instance count would bill every hour.",
+    ),
+    Waiver(
+        "CKV_AZURE_213",
+        "*",
+        "Health check needs always-on instances; Flex Consumption "
+        "has none (Application Insights watches failures instead).",
+    ),
+    Waiver(
+        "CKV_AZURE_225",
+        "*",
+        "Zone redundancy on FC1 requires always-ready instances, "
+        "which cost money at rest; acceptable for a webhook app Twilio retries.",
+    ),
+    Waiver(
+        "CKV_AZURE_63",
+        "*",
+        "App Service file-system HTTP logs do not exist on Flex "
+        "Consumption; requests go to Application Insights. (checkov reads the appsettings "
+        "config resource as a site config.)",
+    ),
+    Waiver(
+        "CKV_AZURE_65",
+        "*",
+        "Same as CKV_AZURE_63: no App Service detailed-error pages on "
+        "Flex Consumption; errors go to Application Insights.",
+    ),
+    Waiver(
+        "CKV_AZURE_66",
+        "*",
+        "Same as CKV_AZURE_63: failed request tracing is an App Service "
+        "(IIS) feature, absent on Linux Flex Consumption.",
+    ),
+    Waiver(
+        "CKV_AZURE_80",
+        "*",
+        "A Python app: .NET Framework version does not apply (checkov "
+        "reads the appsettings config resource as a site config).",
+    ),
+    Waiver(
+        "CKV_AZURE_88",
+        "*",
+        "Flex Consumption has no Azure Files content share; the package "
+        "is in blob storage reached with the managed identity.",
+    ),
+    Waiver(
+        "CKV_AZURE_35",
+        "*",
+        "Without a VNet (which would add cost), the Flex Consumption "
+        "host reaches its storage over the public endpoint; shared keys are off, so only "
+        "Entra identities with a role get in.",
+    ),
+    Waiver("CKV_AZURE_59", "*", "Same as CKV_AZURE_35: public endpoint, identity-only access."),
+    Waiver(
+        "CKV_AZURE_206",
+        "*",
+        "The account holds only the deployment package and host "
+        "bookkeeping, both recreated by `azd deploy`; LRS is the cheapest.",
+    ),
+    Waiver(
+        "CKV_AZURE_109",
+        "*",
+        "Key Vault references resolve over the public endpoint unless "
+        "the app has VNet integration (extra cost); access is RBAC-only.",
+    ),
+    Waiver("CKV_AZURE_189", "*", "Same as CKV_AZURE_109."),
+    Waiver(
+        "CKV_AZURE_110",
+        "*",
+        "Purge protection cannot be undone and would block `azd down "
+        "--purge` followed by `azd up` with the same name for the retention period; soft "
+        "delete stays on and the secrets come from the azd environment again.",
+    ),
+    Waiver(
+        "CKV_AZURE_42",
+        "*",
+        "Recoverable means soft delete plus purge protection; see CKV_AZURE_110.",
+    ),
+    Waiver(
+        "CKV_AZURE_41",
+        "*",
+        "Twilio auth tokens and API secrets do not expire; an expiry "
+        "date would silently break the Key Vault references on that day. Rotate with "
+        "TWILIO_AUTH_TOKEN_SECONDARY instead.",
+    ),
+    Waiver(
+        "CKV_AZURE_114",
+        "Microsoft.KeyVault/vaults/secrets.authTokenSecondary",
+        "checkov drops the properties of conditional (`if`) resources; contentType is set "
+        "(test_conditional_secrets_set_a_content_type checks it).",
+    ),
+    Waiver(
+        "CKV_AZURE_114",
+        "Microsoft.KeyVault/vaults/secrets.apiSecret",
+        "Same as for authTokenSecondary.",
+    ),
+)
+
+
+def waiver_for(check: str, resource: str) -> Waiver | None:
+    return next((w for w in WAIVERS if w.check == check and w.resource in ("*", resource)), None)
+
+
+def checkov_bin() -> str:
+    """scripts/test.sh exports CHECKOV_BIN (its own venv); a checkov on PATH also does."""
+    found = os.environ.get("CHECKOV_BIN") or shutil.which("checkov")
+    local = REPO / ".venv-checkov" / "bin" / "checkov"
+    found = found or (str(local) if local.exists() else None)
+    if not found:
+        message = "checkov not installed: run scripts/test.sh (it makes .venv-checkov)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def stage_for_checkov(root: Path) -> str:
+    """Copy the deployment files to scan, plus a canary secret made up at run time, so that a
+    run in which the secrets framework silently did nothing cannot pass."""
+    shutil.copytree(INFRA, root / "infra")
+    for name in (
+        "azure.yaml",
+        ".funcignore",
+        "scripts/set_twilio_webhooks.py",
+        "docs/deploy-section.md",
+    ):
+        if (REPO / name).exists():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    if (REPO / ".github" / "workflows").exists():
+        shutil.copytree(REPO / ".github" / "workflows", root / ".github" / "workflows")
+    alphabet = string.ascii_letters + string.digits
+    canary = "sk_" + "live_" + "".join(secrets.choice(alphabet) for _ in range(24))
+    (root / "canary").mkdir()
+    (root / "canary" / "canary.yaml").write_text(f"stripe_key: {canary}\n")
+    return "/canary/canary.yaml"
+
+
+def json_documents(output: str) -> list[dict[str, Any]]:
+    """checkov prints one JSON value per run: a report or a list of reports."""
+    decoder, index, reports = json.JSONDecoder(), 0, []
+    while index < len(output):
+        if output[index].isspace():
+            index += 1
+            continue
+        value, index = decoder.raw_decode(output, index)
+        reports.extend(value if isinstance(value, list) else [value])
+    return reports
+
+
+@pytest.fixture(scope="module")
+def checkov(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One checkov run for the whole module (it takes seconds)."""
+    root = tmp_path_factory.mktemp("checkov")
+    canary = stage_for_checkov(root)
+    command = [
+        checkov_bin(),
+        "--directory",
+        str(root),
+        "--framework",
+        "bicep",
+        "secrets",
+        "--skip-download",
+        "--output",
+        "json",
+    ]
+    env = {**os.environ, "ANSI_COLORS_DISABLED": "1", "LOG_LEVEL": "WARNING"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode in (0, 1), f"checkov crashed:\n{result.stderr[-3000:]}"
+    reports = {r["check_type"]: r for r in json_documents(result.stdout)}
+    return {"reports": reports, "canary": canary}
+
+
+def results(checkov: dict[str, Any], check_type: str, outcome: str) -> list[dict[str, Any]]:
+    report = checkov["reports"].get(check_type, {"results": {}})
+    return report["results"].get(f"{outcome}_checks", [])
+
+
+def test_checkov_is_the_pinned_version(checkov: dict[str, Any]) -> None:
+    pinned = re.search(r"^checkov==(\S+)", CHECKOV_REQUIREMENTS.read_text(), re.M)
+    assert pinned, "infra/requirements-checkov.txt must pin checkov with =="
+    versions = {r["summary"]["checkov_version"] for r in checkov["reports"].values()}
+    assert versions == {pinned.group(1)}
+
+
+def test_checkov_parsed_every_bicep_file(checkov: dict[str, Any]) -> None:
+    """checkov exits 0 on files it cannot parse: read parsing_errors, and check coverage."""
+    report = checkov["reports"].get("bicep")
+    assert report is not None, "checkov produced no bicep report"
+    assert report["summary"]["parsing_errors"] == 0, report["results"].get("parsing_errors")
+    evaluated = {
+        r["resource"].rsplit(".", 1)[0]
+        for outcome in ("passed", "failed")
+        for r in results(checkov, "bicep", outcome)
+    }
+    missing = set(CHECKED_RESOURCE_TYPES) - evaluated
+    assert not missing, f"checkov evaluated no {sorted(missing)}: did it read every file?"
+
+
+def test_checkov_secrets_framework_ran_and_found_only_the_canary(
+    checkov: dict[str, Any],
+) -> None:
+    findings = {(r["file_path"], r["check_id"]) for r in results(checkov, "secrets", "failed")}
+    assert any(path == checkov["canary"] for path, _ in findings), (
+        "the secrets framework did not flag the canary: it did not run"
+    )
+    leaks = sorted(f for f in findings if f[0] != checkov["canary"])
+    assert not leaks, f"secrets in the deployment files: {leaks}"
+
+
+@pytest.mark.parametrize("check", sorted(ESSENTIAL_CHECKS))
+def test_checkov_essential_check_ran_and_passed(check: str, checkov: dict[str, Any]) -> None:
+    passed = [r for r in results(checkov, "bicep", "passed") if r["check_id"] == check]
+    failed = [r for r in results(checkov, "bicep", "failed") if r["check_id"] == check]
+    assert not failed, f"{check} ({ESSENTIAL_CHECKS[check]}) failed: " + ", ".join(
+        f"{r['resource']} in {r['file_path']}" for r in failed
+    )
+    assert passed, f"{check} ({ESSENTIAL_CHECKS[check]}) did not run"
+
+
+def test_checkov_tls_checks_ran_and_passed(checkov: dict[str, Any]) -> None:
+    ran = {r["check_id"] for r in results(checkov, "bicep", "passed")} & set(TLS_CHECKS)
+    failed = [
+        r["check_id"] for r in results(checkov, "bicep", "failed") if r["check_id"] in TLS_CHECKS
+    ]
+    assert not failed, f"minimum TLS version checks failed: {failed}"
+    assert ran, f"none of {TLS_CHECKS} ran"
+
+
+def test_checkov_failures_are_all_waived_with_a_reason(checkov: dict[str, Any]) -> None:
+    unwaived = [
+        f"{r['check_id']} {r['resource']} ({r['file_path']}): {r['check_name']}"
+        for r in results(checkov, "bicep", "failed")
+        if r["check_id"] in ESSENTIAL_CHECKS
+        or r["check_id"] in TLS_CHECKS
+        or waiver_for(r["check_id"], r["resource"]) is None
+    ]
+    assert not unwaived, "checkov failures without a waiver:\n" + "\n".join(unwaived)
+
+
+def test_every_waiver_is_still_needed(checkov: dict[str, Any]) -> None:
+    """A waiver whose check now passes should go, so waivers never pile up unread."""
+    failing = {(r["check_id"], r["resource"]) for r in results(checkov, "bicep", "failed")}
+    stale = [
+        w
+        for w in WAIVERS
+        if not any(c == w.check and w.resource in ("*", res) for c, res in failing)
+    ]
+    assert not stale, f"waivers for checks that pass now: {[(w.check, w.resource) for w in stale]}"
+    assert all(len(w.reason) > 20 for w in WAIVERS)
+
+
+def test_conditional_secrets_set_a_content_type() -> None:
+    """What checkov cannot see in `if` resources (see the CKV_AZURE_114 waivers)."""
+    for secret in resources("Microsoft.KeyVault/vaults/secrets"):
+        assert literal(field(secret.body, "properties", "contentType")), secret.symbol
