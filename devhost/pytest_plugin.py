@@ -31,12 +31,11 @@ def in_ci() -> bool:
 
 
 def require_shared(path: Path = SHARED_DIR) -> Path:
-    """`path` (../shared) if present; else skip, or fail when CI=true (CI must not skip)."""
-    if path.is_dir():
+    """`path` (../shared or a file in it) if present; else skip, or fail when CI=true (CI must
+    not skip)."""
+    if path.exists():
         return path
-    reason = (
-        f"reference data {path} is absent (../shared beside the checkout; see its README)"
-    )
+    reason = f"reference data {path} is absent (../shared beside the checkout; see its README)"
     if in_ci():
         pytest.fail(f"{reason}, and CI=true: tests needing it must run in CI", pytrace=False)
     pytest.skip(reason)

@@ -30,6 +30,8 @@ import tree_sitter
 import tree_sitter_bicep
 import yaml
 
+from devhost.pytest_plugin import require_shared
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 INFRA = REPO / "infra"
@@ -43,16 +45,6 @@ KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 # Host settings in local.settings.json that Azure provides differently: the worker runtime is
 # functionAppConfig.runtime on Flex Consumption, storage is an identity-based connection.
 HOST_SETTINGS = ("FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage")
-
-
-def require_shared(path: Path) -> Path:
-    """Reference data from ../shared: skip without it, but never silently in CI."""
-    if path.exists():
-        return path
-    message = f"{path} not found: the reference data in ../shared is not beside this checkout"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + " (CI=true: this check must run)")
-    pytest.skip(message)
 
 
 # ---- Bicep syntax trees ----------------------------------------------------------------------

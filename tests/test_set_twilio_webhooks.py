@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -25,6 +24,8 @@ import pytest
 import requests
 from twilio.http import HttpClient
 from twilio.http.response import Response
+
+from devhost.pytest_plugin import require_shared
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -55,16 +56,6 @@ def load_script() -> ModuleType:
 
 
 script = load_script()
-
-
-def require_shared(path: Path) -> Path:
-    """Reference data from ../shared: skip without it, but never silently in CI."""
-    if path.exists():
-        return path
-    message = f"{path} not found: the reference data in ../shared is not beside this checkout"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + " (CI=true: this check must run)")
-    pytest.skip(message)
 
 
 def number_record(sid: str, phone_number: str, **webhooks: str | None) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from devhost.pytest_plugin import require_shared
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 WORKFLOWS_DIR = REPO / ".github" / "workflows"
@@ -25,16 +27,6 @@ PINNED_USES = re.compile(
     r"\s+#\s*(?P<version>v\d+(?:\.\d+){0,2})\s*$"
 )
 ANY_USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<target>\S+)")
-
-
-def require_shared(path: Path) -> Path:
-    """Reference data from ../shared: skip without it, but never silently in CI."""
-    if path.exists():
-        return path
-    message = f"{path} not found: the reference data in ../shared is not beside this checkout"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + " (CI=true: this check must run)")
-    pytest.skip(message)
 
 
 def load(path: Path) -> dict[Any, Any]:
