@@ -7,9 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON:-python3}"
-VENV=".venv"
-
 if command -v func >/dev/null 2>&1; then
   USE_FUNC=1
 else
@@ -20,16 +17,9 @@ else
   echo "  https://learn.microsoft.com/azure/azure-functions/functions-run-local), then run this again."
 fi
 
-if [ ! -x "$VENV/bin/python" ]; then
-  echo "Creating $VENV with $("$PYTHON" --version)"
-  "$PYTHON" -m venv "$VENV"
-fi
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-
-"${PIP[@]}" install -r requirements-dev.txt
-# The Azure Functions Python worker for the function.json model, used by the tests and the local
-# host. It declares Requires-Python >= 3.13 but runs unchanged on 3.11, hence the flags.
-"${PIP[@]}" install --no-deps --ignore-requires-python azure-functions-runtime-v1==1.2.0
+# shellcheck source=scripts/lib/venv.sh
+source scripts/lib/venv.sh
+ensure_venv
 
 # The worker runtime is not a secret: without local.settings.json, `func start` would not know it.
 export FUNCTIONS_WORKER_RUNTIME="${FUNCTIONS_WORKER_RUNTIME:-python}"

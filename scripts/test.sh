@@ -5,19 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON:-python3}"
-VENV=".venv"
-
-if [ ! -x "$VENV/bin/python" ]; then
-  echo "Creating $VENV with $("$PYTHON" --version)"
-  "$PYTHON" -m venv "$VENV"
-fi
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-
-"${PIP[@]}" install -r requirements-dev.txt
-# The Azure Functions Python worker for the function.json model, used by the tests and the local
-# host. It declares Requires-Python >= 3.13 but runs unchanged on 3.11, hence the flags.
-"${PIP[@]}" install --no-deps --ignore-requires-python azure-functions-runtime-v1==1.2.0
+# shellcheck source=scripts/lib/venv.sh
+source scripts/lib/venv.sh
+ensure_venv
 
 # checkov (tests/test_infra.py) pins many packages that would clash with ours: it gets its own
 # venv, made or remade only when infra/requirements-checkov.txt changes.
