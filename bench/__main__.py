@@ -1,0 +1,88 @@
+"""`python -m bench`: the whole benchmark, one command, every figure against a floor.
+
+Phases run in this order so that none disturbs another: the cold starts first (this process is
+idle while its children start), then warm latency and the Flask peer in this process, then the
+make_call bursts (two child processes and this one as the load generator). It prints the machine,
+the command and the date first, every ratio with its target as it is measured, and a summary of
+the targets last. The exit code is 0 whether targets are met or not (it is a measurement; pass
+--strict to fail on a miss) and non-zero when something could not be measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import cold, concurrency, peer_flask, warm
+from bench.stats import Report
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def header(argv: Sequence[str]) -> str:
+    command = " ".join(shlex.quote(a) for a in ["python -m bench", *argv])
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return "\n".join([
+        "Benchmark: Twilio webhooks and make_call on the Azure Functions Python worker (devhost)",
+        f"date: {now}",
+        f"command: {command}",
+        f"machine: {os.cpu_count()} CPUs ({cpu_model()}), {platform.system()} "
+        f"{platform.release()}, load average {load:.2f} at start",
+        f"python: {platform.python_version()} ({sys.executable})",
+    ])
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--cold-runs", type=int, default=21,
+                        help="cold starts of each side in each bytecode case (default 21)")
+    parser.add_argument("--warm-requests", type=int, default=3000,
+                        help="measured requests of each of voice_url, sms_url, floor and the "
+                        "peer (default 3000)")
+    parser.add_argument("--concurrent", type=int, default=100,
+                        help="make_calls per burst (default 100)")
+    parser.add_argument("--bursts", type=int, default=7,
+                        help="bursts; the target is held to their median (default 7)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    if args.cold_runs < 1 or args.warm_requests < 1 or args.concurrent < 1 or args.bursts < 1:
+        parser.error("counts must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    began = time.perf_counter()
+    print(header(argv), flush=True)
+    report = Report()
+    cold.run(report, args.cold_runs)
+    latencies = warm.run(report, args.warm_requests)
+    concurrency.run(report, args.concurrent, args.bursts)
+    peer_flask.report(latencies)
+    print(f"\n{report.summary()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\n(benchmark took {time.perf_counter() - began:.0f} s; load average {load:.2f} "
+          "at the end)")
+    missed = [c for c in report.checks if not c.met]
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Where a warm request's time goes in our own code: each part called directly, no host.
+
+A diagnostic, printed after the ratios it explains: when voice_url is slower than the floor, this
+says which part of shared/ costs what, so the fix can be aimed. Each part is timed as the best of
+several repeats of many calls (timeit's advice: the minimum is the cost, the rest is noise). The
+parts are looked up by name: if shared/ is refactored and a name goes away, that line says so
+instead of failing the benchmark.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import timeit
+from collections.abc import Callable
+from typing import Any
+
+from bench.common import (
+    AUTH_TOKEN,
+    CALL_TO,
+    FLOOR_ROOT,
+    HOST_BASE_URL,
+    PUBLIC_BASE_URL,
+    SignedRequest,
+    apply_app_settings,
+    signed_webhook,
+)
+
+NUMBER = 1000
+REPEAT = 5
+
+
+def cost(fn: Callable[[], object]) -> float:
+    """Seconds per call: the best of REPEAT runs of NUMBER calls."""
+    return min(timeit.repeat(fn, number=NUMBER, repeat=REPEAT)) / NUMBER
+
+
+def host_request(request: SignedRequest) -> Any:
+    """An azure.functions.HttpRequest as the worker builds it for this request."""
+    import azure.functions as func
+
+    return func.HttpRequest(
+        request.method, HOST_BASE_URL + request.path,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        params={}, route_params={}, body=request.body,
+    )
+
+
+def _part(label: str, make: Callable[[], Callable[[], object]]) -> str:
+    try:
+        fn = make()
+        fn()  # a first call outside the timing: imports, caches
+    except Exception as error:  # a renamed or refactored part: say so, keep going
+        return f"    {label:<52} unavailable ({type(error).__name__}: {error})"
+    return f"    {label:<52} {cost(fn) * 1e6:8.1f} µs"
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(name)
+
+
+def webhook_parts() -> list[str]:
+    apply_app_settings()
+    voice = signed_webhook("voice")
+    sms = signed_webhook("sms")
+    req = host_request(voice)
+    floor = _floor_main()
+
+    def settings() -> Any:
+        return _module("shared.settings").load_webhook_settings()
+
+    def verify() -> Callable[[], object]:
+        signature = _module("shared.signature")
+        return lambda: signature.verify(req, (AUTH_TOKEN,), PUBLIC_BASE_URL)
+
+    def validator() -> Callable[[], object]:
+        from twilio.request_validator import RequestValidator
+
+        form = _module("shared.signature").parse_form(voice.body)
+        check = RequestValidator(AUTH_TOKEN)
+        url = PUBLIC_BASE_URL + voice.path
+        return lambda: check.validate(url, form, voice.headers["X-Twilio-Signature"])
+
+    return [
+        _part("floor main (constant TwiML)", lambda: lambda: floor(req)),
+        _part("voice_url main, whole", lambda: _main("voice_url", req)),
+        _part("sms_url main, whole", lambda: _main("sms_url", host_request(sms))),
+        _part("  shared.settings.load_webhook_settings", lambda: settings),
+        _part("  shared.signature.verify", verify),
+        _part("    shared.signature.parse_form (the body)",
+              lambda: lambda: _module("shared.signature").parse_form(voice.body)),
+        _part("    twilio RequestValidator.validate (2 HMACs)", validator),
+        _part("  shared.twiml.say (VoiceResponse.to_xml)",
+              lambda: lambda: _module("shared.twiml").say("Hello Monkey!")),
+        _part("  shared.twiml.message (MessagingResponse.to_xml)",
+              lambda: lambda: _module("shared.twiml").message("Hey, thanks for the ping!")),
+    ]
+
+
+def make_call_parts() -> list[str]:
+    apply_app_settings()
+    body = json.dumps({"to": CALL_TO, "message": "Benchmark call"}).encode()
+    req = host_request(SignedRequest("POST", "/api/make_call",
+                                     {"Content-Type": "application/json"}, body))
+
+    def parse() -> Callable[[], object]:
+        calls = _module("shared.calls")
+        call_settings = _module("shared.settings").load_call_settings()
+        return lambda: calls.parse_call_request(req, call_settings)
+
+    return [
+        _part("  shared.settings.load_call_settings",
+              lambda: _module("shared.settings").load_call_settings),
+        _part("  shared.calls.parse_call_request (phonenumbers)", parse),
+    ]
+
+
+def function_main(function: str) -> Callable[..., object]:
+    """A function folder's `main`, imported as a plain module (the worker has its own copy)."""
+    return _module(function).main  # type: ignore[no-any-return]
+
+
+def _main(function: str, req: Any) -> Callable[[], object]:
+    main = function_main(function)
+    return lambda: main(req)
+
+
+def _floor_main() -> Callable[[Any], object]:
+    """The floor function's main, loaded from its file (bench/floor_app is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_bench_floor", FLOOR_ROOT / "floor" /
+                                                  "__init__.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main  # type: ignore[no-any-return]

@@ -1,0 +1,172 @@
+"""Cold start: process spawn to the first 200 from voice_url, against the floor app, interleaved.
+
+Each run is a fresh `python -m bench.cold_child` that loads every function of an app through
+the worker host and serves one request. Each round runs app and floor in both bytecode cases
+(below), in an order rotated by one from round to round, so a slow patch of the machine (another
+process, a slower CPU share) lands on every side alike; the median of each side is compared, as
+the issue asks, and the median of the per-round quotients is printed beside it as a check on
+the noise.
+
+Bytecode is controlled, not inherited: PYTHONDONTWRITEBYTECODE may or may not be set in the
+caller's shell, and a clone may or may not have __pycache__ folders. Two cases are measured,
+each with its own PYTHONPYCACHEPREFIX under a temporary folder (the repo gets no __pycache__):
+
+- "bytecode cached": a discarded pair of runs first writes the caches of everything imported,
+  as any Python process that can write its caches has them from the second start on;
+- "app compiled at import": the same caches minus those of the app's own modules (shared/ and
+  the function folders; the floor's function folder likewise), with writing turned off, so the
+  app's sources are compiled at every start while the host, worker and libraries are not. That
+  is a deployment whose files are read-only and carry no .pyc of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.common import APP_ROOT, FLOOR_ROOT, SignedRequest, app_environ, signed_webhook
+from bench.stats import Report, fmt_seconds, median
+
+CHILD_TIMEOUT = 60.0
+TARGET = 1.15
+
+
+@dataclass(frozen=True)
+class ColdRun:
+    """One child's clock readings, relative to the parent's reading just before spawn."""
+
+    total: float  # spawn -> first 200
+    interpreter: float  # spawn -> the child's first line of code
+    load: float  # worker init + every function loaded
+    first_request: float
+    functions: list[str]
+    modules: list[str]
+
+
+@dataclass
+class ColdResult:
+    label: str
+    app: list[ColdRun] = field(default_factory=list)
+    floor: list[ColdRun] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return _median(self.app, "total") / _median(self.floor, "total")
+
+    @property
+    def paired_ratio(self) -> float:
+        """Median of app run i / floor run i: runs of a round start within a second of each
+        other, so a drift in machine speed cancels out of each quotient."""
+        return median([a.total / f.total for a, f in zip(self.app, self.floor, strict=True)])
+
+
+def _median(runs: list[ColdRun], attr: str) -> float:
+    return median([getattr(r, attr) for r in runs])
+
+
+# The app's own code, whose bytecode the "compiled at import" case leaves out of the cache.
+APP_SOURCES = [APP_ROOT / d for d in ("shared", "make_call", "voice_url", "sms_url")]
+FLOOR_SOURCES = [FLOOR_ROOT / "floor"]
+
+
+@dataclass(frozen=True)
+class BytecodeCase:
+    """A name and the environment that sets a child's bytecode behaviour."""
+
+    label: str
+    prefix: Path
+    write: bool
+
+    def env(self) -> dict[str, str]:
+        env = app_environ()
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(self.prefix)
+        if not self.write:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
+        return env
+
+
+def _cached_tree(prefix: Path, source_dir: Path) -> Path:
+    """Where PYTHONPYCACHEPREFIX keeps the bytecode of the modules in `source_dir`."""
+    return prefix / source_dir.resolve().relative_to(source_dir.resolve().anchor)
+
+
+def one_run(app_root: Path, request: SignedRequest, case: BytecodeCase) -> ColdRun:
+    """Spawn a child, wait for its one answer, and return its readings."""
+    env = case.env()
+    env["BENCH_COLD_REQUEST"] = json.dumps({
+        "app_root": str(app_root),
+        "method": request.method,
+        "path": request.path,
+        "headers": request.headers,
+        "body": request.body.decode("ascii"),
+    })
+    spawned = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cold_child"],
+        cwd=APP_ROOT, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        raise RuntimeError(f"cold start of {app_root} failed (exit {done.returncode}):\n"
+                           f"{done.stdout}\n{done.stderr[-3000:]}")
+    reading = json.loads(done.stdout.strip().splitlines()[-1])
+    return ColdRun(
+        total=reading["served"] - spawned,
+        interpreter=reading["started"] - spawned,
+        load=reading["loaded"] - reading["started"],
+        first_request=reading["served"] - reading["loaded"],
+        functions=reading["functions"],
+        modules=reading["modules"],
+    )
+
+
+def run(report: Report, runs: int) -> list[ColdResult]:
+    """`runs` interleaved cold starts of each side in each bytecode case; ratio of medians."""
+    print(f"\n== 1. Cold start: spawn -> first 200 through the worker host, every function "
+          f"loaded ({runs} runs each, interleaved, median) ==", flush=True)
+    voice = signed_webhook("voice")
+    floor_request = voice.to("/api/floor")
+    with tempfile.TemporaryDirectory(prefix="bench-pyc-") as tmp:
+        cached = BytecodeCase("bytecode cached", Path(tmp) / "cached", write=True)
+        compiled = BytecodeCase("app compiled at import", Path(tmp) / "compiled", write=False)
+        one_run(APP_ROOT, voice, cached)  # discarded: writes every cache, warms the page cache
+        one_run(FLOOR_ROOT, floor_request, cached)
+        shutil.copytree(cached.prefix, compiled.prefix)
+        for source_dir in APP_SOURCES + FLOOR_SOURCES:
+            shutil.rmtree(_cached_tree(compiled.prefix, source_dir), ignore_errors=True)
+
+        results = [ColdResult(cached.label), ColdResult(compiled.label)]
+        for i in range(runs):
+            sides = []
+            for case, result in zip((cached, compiled), results, strict=True):
+                sides += [(APP_ROOT, voice, case, result.app),
+                          (FLOOR_ROOT, floor_request, case, result.floor)]
+            # Rotate the order each round, so no run always follows the same other run.
+            shift = i % len(sides)
+            for root, request, case, into in sides[shift:] + sides[:shift]:
+                into.append(one_run(root, request, case))
+
+    for result in results:
+        print(f"  {result.label}:")
+        for label, runs_ in (("app (voice_url)", result.app), ("floor", result.floor)):
+            print(f"    {label:<16} median {fmt_seconds(_median(runs_, 'total')):>9}  "
+                  f"[interpreter {fmt_seconds(_median(runs_, 'interpreter'))}, "
+                  f"worker init + load {fmt_seconds(_median(runs_, 'load'))}, "
+                  f"first request {fmt_seconds(_median(runs_, 'first_request'))}]  "
+                  f"min {fmt_seconds(min(r.total for r in runs_))} "
+                  f"max {fmt_seconds(max(r.total for r in runs_))}")
+    first = results[0].app[0]
+    print(f"  functions loaded (app): {', '.join(first.functions)}; twilio.rest, aiohttp or "
+          f"phonenumbers imported after the first voice_url: {', '.join(first.modules) or 'none'}")
+    print("  the same as the median of paired quotients (app run / floor run of the same round): "
+          + ", ".join(f"{r.label} {r.paired_ratio:.2f}x" for r in results))
+    for result in results:
+        report.check(f"cold start voice_url / floor, {result.label}", result.ratio, TARGET)
+    return results

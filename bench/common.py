@@ -1,0 +1,106 @@
+"""What every phase shares: where the apps are, the fake settings, signed webhooks, the env.
+
+Settings are fixed fakes so a run never depends on (or leaks) a developer's real credentials:
+every Twilio setting the app reads is removed from the children's environment first, then set
+to these values. PUBLIC_BASE_URL is set, as on Azure, so the signature is checked over the
+public URL while the request arrives at the local host, which is the production path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+FLOOR_ROOT = Path(__file__).resolve().parent / "floor_app"
+HOST_BASE_URL = "http://localhost:7071"
+PUBLIC_BASE_URL = "https://bench-app.azurewebsites.net"
+
+ACCOUNT_SID = "AC" + "b" * 32
+AUTH_TOKEN = "bench-auth-token-not-a-secret-00"  # noqa: S105 - a fixed fake, never a real token
+PHONE_NUMBER = "+14155550100"
+CALL_TO = "+14155550123"
+FUNCTION_KEY = "bench-function-key-not-a-secret"
+
+# Every setting in the README's table: none of the developer's own values may leak in.
+APP_SETTING_NAMES = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "TWILIO_API_KEY",
+    "TWILIO_API_SECRET",
+    "TWILIO_PHONE_NUMBER",
+    "CALLER_IDS",
+    "PUBLIC_BASE_URL",
+    "VOICE_GREETING",
+    "VOICE_NAME",
+    "VOICE_LANGUAGE",
+    "SMS_REPLY",
+    "CALL_ALLOWED_COUNTRIES",
+    "TWILIO_HTTP_TIMEOUT",
+)
+
+APP_SETTINGS = {
+    "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+    "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+    "TWILIO_PHONE_NUMBER": PHONE_NUMBER,
+    "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+    "TWILIO_HTTP_TIMEOUT": "10",
+}
+
+
+def app_environ(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """`base` (default os.environ) with the app's settings replaced by the benchmark's fakes.
+
+    Children run with cwd=APP_ROOT and `python -m`, which puts the repo first on sys.path, so
+    no PYTHONPATH is added (it would lengthen every import's search on both sides).
+    """
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if k not in APP_SETTING_NAMES}
+    env |= APP_SETTINGS
+    env |= extra
+    return env
+
+
+def apply_app_settings() -> None:
+    """Put the fakes into this process's environment (the in-process hosts read os.environ)."""
+    for name in APP_SETTING_NAMES:
+        os.environ.pop(name, None)
+    os.environ.update(APP_SETTINGS)
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """A request ready for WorkerHost.request or the wire: a signed Twilio webhook."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def to(self, path: str) -> SignedRequest:
+        """The same request sent to another route (the floor gets the webhook's exact bytes)."""
+        return SignedRequest(self.method, path, dict(self.headers), self.body)
+
+
+def signed_webhook(kind: str) -> SignedRequest:
+    """A realistic Twilio webhook ("voice" or "sms"), signed over the public URL.
+
+    devhost.simulate builds the form Twilio sends and signs it with twilio's RequestValidator,
+    exactly as Twilio signs it; each call gets fresh SIDs, like distinct calls and messages.
+    """
+    from devhost import simulate
+
+    path = f"/api/{simulate.KINDS[kind]}"
+    hook = simulate.build(
+        kind,
+        HOST_BASE_URL + path,
+        AUTH_TOKEN,
+        account_sid=ACCOUNT_SID,
+        to=PHONE_NUMBER,
+        from_=CALL_TO,
+        sign_url=PUBLIC_BASE_URL + path,
+    )
+    return SignedRequest("POST", path, dict(hook.headers), hook.body)

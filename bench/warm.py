@@ -1,0 +1,130 @@
+"""Warm latency: signed voice_url and sms_url against the floor, same host, same process.
+
+Both apps are loaded into one WorkerHost process (one worker, one event loop, one thread pool,
+as the devhost runs them), warmed, then sent requests in one shuffled sequence so that no side
+gets a quieter stretch of the run. Latency is the caller's round trip through
+`WorkerHost.request` (routing, the worker's invocation, the thread pool hop, the response):
+what the host would add in front of a request is the same on every side.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench import breakdown
+from bench.common import APP_ROOT, FLOOR_ROOT, SignedRequest, apply_app_settings, signed_webhook
+from bench.stats import Report, fmt_seconds, percentile
+
+TARGET_P50 = 1.25
+WARMUP = 200
+SEED = 6
+
+
+@dataclass(frozen=True)
+class Latencies:
+    name: str
+    samples: list[float]
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.samples, 50)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.samples, 99)
+
+    def line(self, floor: Latencies | None = None) -> str:
+        text = (f"  {self.name:<26} n={len(self.samples):<5} p50 {fmt_seconds(self.p50):>8}  "
+                f"p99 {fmt_seconds(self.p99):>8}")
+        if floor is not None:
+            text += (f"   vs floor: p50 {self.p50 / floor.p50:.2f}x, "
+                     f"p99 {self.p99 / floor.p99:.2f}x")
+        return text
+
+
+def timed(send: Callable[[], tuple[int, bytes]], expect: bytes) -> float:
+    """One request's round trip; a wrong status or body fails the benchmark, not the figure."""
+    began = time.perf_counter()
+    status, body = send()
+    elapsed = time.perf_counter() - began
+    if status != 200 or expect not in body:
+        raise RuntimeError(f"unexpected answer {status}: {body[:200]!r}")
+    return elapsed
+
+
+def _sender(host: object, request: SignedRequest) -> Callable[[], tuple[int, bytes]]:
+    def send() -> tuple[int, bytes]:
+        response = host.request(  # type: ignore[attr-defined]
+            request.method, request.path, headers=request.headers, body=request.body
+        )
+        return response.status, response.body
+
+    return send
+
+
+Sender = Callable[[], tuple[int, bytes]]
+
+
+def run(report: Report, requests: int) -> dict[str, Latencies]:
+    """`requests` signed voice_url, sms_url, floor and peer requests each, shuffled together.
+
+    The Flask peer is interleaved with the rest, though it goes through no host: measured in a
+    separate stretch of time, its figure would also carry whatever the machine was doing then.
+    """
+    print(f"\n== 2. Warm latency through the worker host, same process "
+          f"({requests} requests each, shuffled together with the peer's, after {WARMUP} "
+          f"discarded) ==", flush=True)
+    apply_app_settings()
+    from bench import peer_flask
+    from devhost.worker_host import WorkerHost
+
+    app = WorkerHost.start(APP_ROOT)
+    floor = WorkerHost.start(FLOOR_ROOT)
+    # Distinct signed webhooks (fresh SIDs, fresh signatures), built before the clock starts.
+    voice = [signed_webhook("voice") for _ in range(requests + WARMUP)]
+    sms = [signed_webhook("sms") for _ in range(requests + WARMUP)]
+    sides: dict[str, tuple[list[Sender], bytes]] = {
+        "voice_url": ([_sender(app, r) for r in voice], b"<Say>Hello Monkey!</Say>"),
+        "sms_url": ([_sender(app, r) for r in sms], b"<Message>"),
+        # The floor gets the voice webhook's exact headers and body, to its own route.
+        "floor": ([_sender(floor, r.to("/api/floor")) for r in voice], b"<Say>"),
+        peer_flask.NAME: (peer_flask.senders(requests + WARMUP), b"<Say>Hello Monkey!</Say>"),
+    }
+    rng = random.Random(SEED)
+    order = [(name, i) for name in sides for i in range(requests + WARMUP)]
+    warm = [(n, i) for n, i in order if i < WARMUP]
+    measured = [(n, i) for n, i in order if i >= WARMUP]
+    rng.shuffle(warm)
+    rng.shuffle(measured)
+    for name, i in warm:
+        timed(sides[name][0][i], sides[name][1])
+    samples: dict[str, list[float]] = {name: [] for name in sides}
+    for name, i in measured:
+        samples[name].append(timed(sides[name][0][i], sides[name][1]))
+    app.close()
+    floor.close()
+
+    result = {name: Latencies(name, s) for name, s in samples.items()}
+    floor_lat = result["floor"]
+    kinds = {name: "async" if inspect.iscoroutinefunction(breakdown.function_main(name)) else
+             "sync" for name in ("voice_url", "sms_url")}
+    if set(kinds.values()) != {"sync"}:
+        # Sync functions run on the worker's thread pool, async ones on its loop: a different
+        # path, whose cost is the host's, not our code's. Like must be compared with like.
+        print(f"  NOTE: the floor is a sync function but {kinds} are not all sync: the ratios "
+              "below compare different dispatch paths (thread pool vs event loop); make the "
+              "floor's main async too for a like-for-like comparison")
+    print(floor_lat.line())
+    print(result["voice_url"].line(floor_lat))
+    print(result["sms_url"].line(floor_lat))
+    for name in ("voice_url", "sms_url"):
+        report.check(f"warm {name} p50 / floor p50", result[name].p50 / floor_lat.p50,
+                     TARGET_P50)
+    print(f"  where the time goes in our code (each part called directly, no host; best of "
+          f"{breakdown.REPEAT} x {breakdown.NUMBER} calls):")
+    print("\n".join(breakdown.webhook_parts()), flush=True)
+    return result

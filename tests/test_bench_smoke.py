@@ -1,0 +1,91 @@
+"""A quick check that `python -m bench` still works: each moving part once, with tiny counts.
+
+The benchmark itself takes minutes and is run by hand (scripts/bench.sh); this keeps its parts
+from rotting between runs: the floor app loads through the worker host, the cold-start child
+answers, the Twilio stand-in speaks HTTP/1.1 keep-alive and counts connections, and the served
+bootstrap really sends make_call to the stand-in (and not before the first call imports
+twilio.rest). A few seconds in all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+
+import pytest
+
+from bench import cold, concurrency
+from bench.common import APP_ROOT, FLOOR_ROOT, FUNCTION_KEY, app_environ, signed_webhook
+from bench.proc import LineChild
+from bench.stats import Check, percentile
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = [float(i) for i in range(1, 101)]
+    assert percentile(samples, 50) == 50.0
+    assert percentile(samples, 99) == 99.0
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_a_check_says_by_how_much_a_target_is_missed() -> None:
+    assert Check("x", 1.0, 1.25).met
+    missed = Check("x", 1.5, 1.25)
+    assert not missed.met
+    assert "over by 20.0 %" in missed.line()
+    assert Check("y", True, True).met and not Check("y", False, True).met
+
+
+def test_the_floor_app_answers_through_the_worker_host(start_worker_host) -> None:
+    host = start_worker_host(FLOOR_ROOT)
+    response = host.request("POST", "/api/floor", body=b"a=1")
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("text/xml")
+    assert b"<Say>Hello Monkey!</Say>" in response.body
+
+
+def test_a_cold_start_child_serves_one_signed_voice_webhook(tmp_path) -> None:
+    case = cold.BytecodeCase("smoke", tmp_path / "pyc", write=True)
+    run = cold.one_run(APP_ROOT, signed_webhook("voice"), case)
+    assert run.functions == ["make_call", "sms_url", "voice_url"]
+    assert run.modules == []  # no twilio.rest, aiohttp or phonenumbers for a webhook
+    assert 0 < run.interpreter < run.total
+
+
+def test_the_standin_keeps_connections_alive_and_counts_them() -> None:
+    with LineChild("bench.standin", ["--delay", "0"], app_environ()) as standin:
+        connection = http.client.HTTPConnection("127.0.0.1", standin.port, timeout=5)
+        path = "/2010-04-01/Accounts/AC" + "b" * 32 + "/Calls.json"
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        for _ in range(2):
+            connection.request("POST", path, body="To=%2B14155550123&From=%2B14155550100",
+                               headers=headers)
+            response = connection.getresponse()
+            call = json.loads(response.read())
+            assert response.status == 201
+            assert call["sid"].startswith("CA") and call["to"] == "+14155550123"
+        connection.request("GET", "/nowhere")
+        response = connection.getresponse()
+        assert response.status == 404 and json.loads(response.read())["code"] == 20404
+        connection.close()
+        assert standin.ask("stats")["connections"] == 1
+        assert standin.ask("stats")["requests"] == 3
+
+
+def test_the_served_bootstrap_sends_make_call_to_the_standin() -> None:
+    with LineChild("bench.standin", [], app_environ()) as standin:
+        env = app_environ(BENCH_TWILIO_API=f"http://127.0.0.1:{standin.port}",
+                          BENCH_FUNCTION_KEY=FUNCTION_KEY)
+        with LineChild("bench.served", [], env) as served:
+            keyless = asyncio.run(concurrency.http_request(
+                served.port, "POST", "/api/make_call", {"Content-Type": "application/json"},
+                b'{"to": "+14155550123"}'))
+            assert keyless.status == 401  # the function key is enforced, as on Azure
+            result = asyncio.run(concurrency.measure_served(served, standin, 3, 1))
+    assert not result.modules_before["twilio.rest"] and not result.modules_before["aiohttp"]
+    assert not result.modules_after_webhooks["aiohttp"]
+    assert result.modules_after_call["twilio.rest"] and result.modules_after_call["aiohttp"]
+    assert result.connections_first == result.connections_second == 1
+    assert result.one_call >= 0.1  # every call waited on the stand-in's 100 ms
