@@ -6,6 +6,11 @@ message naming every missing or malformed setting. Values never appear in those 
 of them are secrets.
 
 An empty value counts as unset, so `local.settings.json.example` can list every setting.
+
+A process's environment does not change under it on Azure (new settings restart the worker), so
+each distinct set of raw values is validated once and the result reused: the per-request cost
+is reading the variables, not re-parsing phone numbers and URLs. Reading them each time still
+lets tests (and `func start` reloads) change them.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 DEFAULT_VOICE_GREETING = "Hello Monkey!"
@@ -134,9 +140,26 @@ def _optional_pattern(
     return value
 
 
+WEBHOOK_SETTINGS = (
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "PUBLIC_BASE_URL",
+    "VOICE_GREETING",
+    "VOICE_NAME",
+    "VOICE_LANGUAGE",
+    "SMS_REPLY",
+)
+
+
 def load_webhook_settings(env: Mapping[str, str] | None = None) -> WebhookSettings:
     """Settings for voice_url and sms_url; raises SettingsError naming every problem."""
-    reader = _Reader(os.environ if env is None else env)
+    source = os.environ if env is None else env
+    return _webhook_settings(tuple(source.get(name, "") for name in WEBHOOK_SETTINGS))
+
+
+@lru_cache(maxsize=8)
+def _webhook_settings(raw: tuple[str, ...]) -> WebhookSettings:
+    reader = _Reader(dict(zip(WEBHOOK_SETTINGS, raw, strict=True)))
     token = reader.required("TWILIO_AUTH_TOKEN", ": webhook signatures cannot be checked")
     secondary = reader.get("TWILIO_AUTH_TOKEN_SECONDARY")
     settings = WebhookSettings(
@@ -203,9 +226,28 @@ def _http_timeout(reader: _Reader) -> float:
     return seconds
 
 
+CALL_SETTINGS = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_KEY",
+    "TWILIO_API_SECRET",
+    "TWILIO_PHONE_NUMBER",
+    "CALLER_IDS",
+    "CALL_ALLOWED_COUNTRIES",
+    "TWILIO_HTTP_TIMEOUT",
+    "PUBLIC_BASE_URL",
+)
+
+
 def load_call_settings(env: Mapping[str, str] | None = None) -> CallSettings:
     """Settings for make_call; raises SettingsError naming every problem."""
-    reader = _Reader(os.environ if env is None else env)
+    source = os.environ if env is None else env
+    return _call_settings(tuple(source.get(name, "") for name in CALL_SETTINGS))
+
+
+@lru_cache(maxsize=8)
+def _call_settings(raw: tuple[str, ...]) -> CallSettings:
+    reader = _Reader(dict(zip(CALL_SETTINGS, raw, strict=True)))
 
     account_sid = reader.required("TWILIO_ACCOUNT_SID")
     if account_sid is not None and not _ACCOUNT_SID.fullmatch(account_sid):
