@@ -80,7 +80,7 @@ def raise_listen_backlog() -> dict[str, int]:
     """
     import devhost.server
 
-    base = devhost.server.ThreadingHTTPServer
+    base = devhost.server.HostHTTPServer
     before = int(base.request_queue_size)
     if before >= KESTREL_BACKLOG:
         return {"from": before, "to": before}
@@ -88,7 +88,7 @@ def raise_listen_backlog() -> dict[str, int]:
     class BacklogServer(base):  # type: ignore[misc, valid-type]
         request_queue_size = KESTREL_BACKLOG
 
-    devhost.server.ThreadingHTTPServer = BacklogServer  # type: ignore[misc]
+    devhost.server.HostHTTPServer = BacklogServer  # type: ignore[misc]
     return {"from": before, "to": KESTREL_BACKLOG}
 
 

@@ -46,6 +46,10 @@ class Latencies:
         return text
 
 
+def _kind(main: object) -> str:
+    return "async" if inspect.iscoroutinefunction(main) else "sync"
+
+
 def timed(send: Callable[[], tuple[int, bytes]], expect: bytes) -> float:
     """One request's round trip; a wrong status or body fails the benchmark, not the figure."""
     began = time.perf_counter()
@@ -110,14 +114,14 @@ def run(report: Report, requests: int) -> dict[str, Latencies]:
 
     result = {name: Latencies(name, s) for name, s in samples.items()}
     floor_lat = result["floor"]
-    kinds = {name: "async" if inspect.iscoroutinefunction(breakdown.function_main(name)) else
-             "sync" for name in ("voice_url", "sms_url")}
-    if set(kinds.values()) != {"sync"}:
+    kinds = {name: _kind(breakdown.function_main(name)) for name in ("voice_url", "sms_url")}
+    floor_kind = _kind(breakdown.floor_main())
+    if set(kinds.values()) != {floor_kind}:
         # Sync functions run on the worker's thread pool, async ones on its loop: a different
         # path, whose cost is the host's, not our code's. Like must be compared with like.
-        print(f"  NOTE: the floor is a sync function but {kinds} are not all sync: the ratios "
-              "below compare different dispatch paths (thread pool vs event loop); make the "
-              "floor's main async too for a like-for-like comparison")
+        print(f"  NOTE: the floor is {floor_kind} but the webhooks are {kinds}: the ratios below "
+              "compare different dispatch paths (thread pool vs event loop); make the floor's "
+              "main the same kind for a like-for-like comparison")
     print(floor_lat.line())
     print(result["voice_url"].line(floor_lat))
     print(result["sms_url"].line(floor_lat))

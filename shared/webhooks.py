@@ -1,13 +1,16 @@
 """The part every Twilio webhook shares: settings, signature check, logging, TwiML response.
 
 A webhook function passes a responder that turns the verified request into TwiML; that is the
-place for a user's own call or message logic.
+place for a user's own call or message logic. A responder may be a plain function or a
+coroutine function (to await an async client); either way it must not block: `respond` runs on
+the worker's event loop, which skips the thread-pool hop a sync function pays on every request.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import azure.functions as func
@@ -34,10 +37,10 @@ class Webhook:
         return self.form.first(name) or self.query.get(name)
 
 
-Responder = Callable[[Webhook], str]
+Responder = Callable[[Webhook], str | Awaitable[str]]
 
 
-def respond(
+async def respond(
     req: func.HttpRequest, function_name: str, sid_param: str, responder: Responder
 ) -> func.HttpResponse:
     """Answer a webhook with the responder's TwiML, or refuse it; one log line either way."""
@@ -70,5 +73,7 @@ def respond(
         return responses.refused()
 
     document = responder(Webhook(query=query, form=verdict.form, settings=settings))
+    if inspect.isawaitable(document):
+        document = await document
     logger.info("%s %s=%s outcome=answered", function_name, sid_param, sid)
     return responses.twiml(document)

@@ -1,7 +1,7 @@
 """sms_url: the webhook Twilio calls on an inbound SMS; answers with a reply message.
 
 Put your own message logic in `reply`: `sms.param("Body")` is the text received and
-`sms.param("From")` the sender.
+`sms.param("From")` the sender. As in voice_url, `reply` may be `async def` and must not block.
 """
 
 import azure.functions as func
@@ -13,5 +13,5 @@ def reply(sms: webhooks.Webhook) -> str:
     return twiml.message(sms.settings.sms_reply)
 
 
-def main(req: func.HttpRequest) -> func.HttpResponse:
-    return webhooks.respond(req, "sms_url", "MessageSid", reply)
+async def main(req: func.HttpRequest) -> func.HttpResponse:
+    return await webhooks.respond(req, "sms_url", "MessageSid", reply)

@@ -1,7 +1,9 @@
 """voice_url: the webhook Twilio calls when a call connects; answers with a spoken greeting.
 
 Put your own call logic in `greet` (gather digits, dial, record...) with
-twilio.twiml.voice_response.VoiceResponse, or in a helper of shared/twiml.py.
+twilio.twiml.voice_response.VoiceResponse, or in a helper of shared/twiml.py. `main` is async
+(no thread-pool hop per request), so `greet` must not block: make it `async def` to await an
+async client, or hand a blocking call to `asyncio.to_thread`.
 """
 
 import azure.functions as func
@@ -16,5 +18,5 @@ def greet(call: webhooks.Webhook) -> str:
     return twiml.say(text, call.settings.voice_name, call.settings.voice_language)
 
 
-def main(req: func.HttpRequest) -> func.HttpResponse:
-    return webhooks.respond(req, "voice_url", "CallSid", greet)
+async def main(req: func.HttpRequest) -> func.HttpResponse:
+    return await webhooks.respond(req, "voice_url", "CallSid", greet)
