@@ -123,12 +123,20 @@ def _headers(pairs: Iterable[tuple[str, str]]) -> Headers:
     return Headers(list(pairs))
 
 
+class HostHTTPServer(ThreadingHTTPServer):
+    """socketserver's listen backlog is 5: a burst of callers connecting at once (Twilio fanning
+    out webhooks, a batch of make_calls) would get resets. Kestrel, Azure's, listens with 512."""
+
+    request_queue_size = 512
+    daemon_threads = True
+
+
 @dataclass
 class ServedHost:
     """A WorkerHost served over HTTP on a background thread; `url` is its base URL."""
 
     host: WorkerHost
-    server: ThreadingHTTPServer
+    server: HostHTTPServer
     thread: threading.Thread
     owns_host: bool = True  # close() closes the WorkerHost too
 
@@ -163,8 +171,7 @@ def serve(
 ) -> ServedHost:
     """Serve `host` on bind:port (port 0 picks a free one) from a daemon thread."""
     handler = type("Handler", (_Handler,), {"host": host})
-    server = ThreadingHTTPServer((bind, port), handler)
-    server.daemon_threads = True
+    server = HostHTTPServer((bind, port), handler)
     # A short poll interval makes shutdown() quick (tests start and stop many servers).
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="devhost-http",
