@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.settings import ALL_SETTINGS
+
 APP_ROOT = Path(__file__).resolve().parent.parent
 FLOOR_ROOT = Path(__file__).resolve().parent / "floor_app"
 HOST_BASE_URL = "http://localhost:7071"
@@ -24,23 +26,8 @@ PHONE_NUMBER = "+14155550100"
 CALL_TO = "+14155550123"
 FUNCTION_KEY = "bench-function-key-not-a-secret"
 
-# Every setting in the README's table: none of the developer's own values may leak in.
-APP_SETTING_NAMES = (
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_AUTH_TOKEN_SECONDARY",
-    "TWILIO_API_KEY",
-    "TWILIO_API_SECRET",
-    "TWILIO_PHONE_NUMBER",
-    "CALLER_IDS",
-    "PUBLIC_BASE_URL",
-    "VOICE_GREETING",
-    "VOICE_NAME",
-    "VOICE_LANGUAGE",
-    "SMS_REPLY",
-    "CALL_ALLOWED_COUNTRIES",
-    "TWILIO_HTTP_TIMEOUT",
-)
+# Every setting the app reads: none of the developer's own values may leak in.
+APP_SETTING_NAMES = ALL_SETTINGS
 
 APP_SETTINGS = {
     "TWILIO_ACCOUNT_SID": ACCOUNT_SID,

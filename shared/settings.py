@@ -292,3 +292,7 @@ def _call_settings(raw: tuple[str, ...]) -> CallSettings:
     )
     reader.raise_if_any()
     return settings
+
+
+# Every setting the app reads, for tools that must clear or list them (tests, benchmarks).
+ALL_SETTINGS = tuple(dict.fromkeys(WEBHOOK_SETTINGS + CALL_SETTINGS))

@@ -13,6 +13,7 @@ from twilio.request_validator import RequestValidator
 from twilio_double import TwilioApiDouble
 
 from shared import twilio_client
+from shared.settings import ALL_SETTINGS
 
 pytest_plugins = ["devhost.pytest_plugin"]
 
@@ -25,28 +26,12 @@ OTHER_TOKEN = "someone-elses-auth-token-0000004"
 TWILIO_NUMBER = "+14155550100"
 SECRETS = (AUTH_TOKEN, SECONDARY_TOKEN, API_SECRET)
 
-SETTING_NAMES = (
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_AUTH_TOKEN_SECONDARY",
-    "TWILIO_API_KEY",
-    "TWILIO_API_SECRET",
-    "TWILIO_PHONE_NUMBER",
-    "CALLER_IDS",
-    "PUBLIC_BASE_URL",
-    "VOICE_GREETING",
-    "VOICE_NAME",
-    "VOICE_LANGUAGE",
-    "SMS_REPLY",
-    "CALL_ALLOWED_COUNTRIES",
-    "TWILIO_HTTP_TIMEOUT",
-)
 
 
 @pytest.fixture(autouse=True)
 def app_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """A complete, valid configuration; tests change or delete single settings from here."""
-    for name in SETTING_NAMES:
+    for name in ALL_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
