@@ -31,6 +31,7 @@ import tree_sitter_bicep
 import yaml
 
 from devhost.pytest_plugin import require_shared
+from shared.settings import ALL_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -335,10 +336,18 @@ def test_azd_service_name_tag_matches_azure_yaml() -> None:
 # ---- Settings the code reads -----------------------------------------------------------------
 
 
-def settings_the_code_reads() -> list[str]:
-    """local.settings.json.example is the authoritative list (agreed with the app's authors)."""
+def example_settings() -> list[str]:
     example = json.loads((REPO / "local.settings.json.example").read_text())
     return list(example["Values"])
+
+
+def settings_the_code_reads() -> list[str]:
+    """shared.settings lists every setting the app reads, and the host needs two more."""
+    return [*ALL_SETTINGS, *HOST_SETTINGS]
+
+
+def test_local_settings_example_lists_every_setting_the_code_reads() -> None:
+    assert sorted(example_settings()) == sorted(settings_the_code_reads())
 
 
 def readme_settings_rows() -> dict[str, str]:
