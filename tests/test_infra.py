@@ -373,7 +373,7 @@ def bicep_app_setting_names() -> set[str]:
 
 
 def test_host_settings_have_their_azure_counterparts() -> None:
-    assert set(HOST_SETTINGS) <= set(settings_the_code_reads())
+    assert set(HOST_SETTINGS) <= set(example_settings())
     site = the_resource("Microsoft.Web/sites")
     runtime = field(site.body, "properties", "functionAppConfig", "runtime")
     assert literal(field(runtime, "name")) == "python"  # FUNCTIONS_WORKER_RUNTIME
