@@ -25,6 +25,8 @@ from conftest import (
 
 import sms_url
 import voice_url
+from shared import twiml as twiml_doc
+from shared import webhooks
 
 ROOT = Path(__file__).resolve().parent.parent
 VOICE = "https://myapp.azurewebsites.net/api/voice_url"
@@ -108,6 +110,34 @@ def test_sms_reply_comes_from_settings(app_settings):
     message = only_child(twiml(serve(sms_url, signed_form_request(SMS, SMS_PARAMS))), "Message")
 
     assert message.text == "Got it & thanks"
+
+
+# --- the extension point: responders ---------------------------------------------------------
+
+
+def test_a_responder_may_be_async_and_reads_what_twilio_posted():
+    async def echo(sms: webhooks.Webhook) -> str:
+        await asyncio.sleep(0)  # stands in for an awaited async client
+        return twiml_doc.message(f"You said {sms.param('Body')!r} from {sms.param('From')}")
+
+    req = signed_form_request(SMS, SMS_PARAMS)
+    response = asyncio.run(webhooks.respond(req, "sms_url", "MessageSid", echo))
+
+    message = only_child(twiml(response), "Message")
+    assert message.text == "You said 'Hello there' from +14155550111"
+
+
+def test_a_responder_reads_get_parameters_from_the_query():
+    url = SMS + "?" + urlencode(SMS_PARAMS)
+    req = http_request("GET", url, {"X-Twilio-Signature": signature(url)})
+
+    response = asyncio.run(
+        webhooks.respond(
+            req, "sms_url", "MessageSid", lambda sms: twiml_doc.message(sms.param("Body"))
+        )
+    )
+
+    assert only_child(twiml(response), "Message").text == "Hello there"
 
 
 # --- refusals --------------------------------------------------------------------------------
