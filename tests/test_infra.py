@@ -197,12 +197,112 @@ def test_bicep_parses_without_error_or_missing_nodes(path: Path) -> None:
 
 
 def test_function_app_is_https_only_tls12_no_ftp_http2() -> None:
+    """FC1 has no FTP(S) and rejects siteConfig.ftpsState (see FLEX_CONSUMPTION_UNSUPPORTED):
+    what stays off instead is publishing with user name and password, over FTP and the SCM site."""
     site = the_resource("Microsoft.Web/sites")
     props = field(site.body, "properties")
     assert text(field(props, "httpsOnly") or site.body) == "true", "httpsOnly must be true"
     assert literal(field(props, "siteConfig", "minTlsVersion")) in ("1.2", "1.3")
-    assert literal(field(props, "siteConfig", "ftpsState")) == "Disabled"
     assert text(field(props, "siteConfig", "http20Enabled") or site.body) == "true"
+    policies = {
+        literal(field(policy.body, "name")): policy
+        for policy in resources("Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    }
+    assert set(policies) == {"ftp", "scm"}, f"expected ftp and scm policies, found {set(policies)}"
+    for name, policy in policies.items():
+        assert text(field(policy.body, "parent") or policy.body) == site.symbol, name
+        assert text(field(policy.body, "properties", "allow") or policy.body) == "false", name
+
+
+# Microsoft's table "Flex Consumption plan deprecations": site properties and app settings not to
+# be used on a Flex Consumption (FC1) app, written as the page writes them (checked against the
+# page dated 2025-12-22). ARM rejects some outright (siteConfig.ftpsState: BadRequest) and ignores
+# or overwrites others; none belongs in infra/.
+FLEX_CONSUMPTION_DEPRECATIONS_URL = (
+    "https://learn.microsoft.com/azure/azure-functions/functions-app-settings"
+    "#flex-consumption-plan-deprecations"
+)
+FLEX_CONSUMPTION_CONSIDERATIONS_URL = (
+    "https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#considerations"
+)
+FLEX_CONSUMPTION_UNSUPPORTED = (
+    "ENABLE_ORYX_BUILD",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+    "FUNCTIONS_WORKER_PROCESS_COUNT",
+    "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_CONTENTOVERVNET",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_DNS_SERVER",
+    "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+    "WEBSITE_NODE_DEFAULT_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
+    "WEBSITE_VNET_ROUTE_ALL",
+    "properties.alwaysOn",
+    "properties.containerSize",
+    "properties.dnsConfiguration",
+    "properties.ftpsState",
+    "properties.isReserved",
+    "properties.IsXenon",
+    "properties.javaVersion",
+    "properties.LinuxFxVersion",
+    "properties.netFrameworkVersion",
+    "properties.powerShellVersion",
+    "properties.siteConfig.functionAppScaleLimit",
+    "properties.siteConfig.preWarmedInstanceCount",
+    "properties.use32BitWorkerProcess",
+    "properties.vnetBackupRestoreEnabled",
+    "properties.vnetContentShareEnabled",
+    "properties.vnetImagePullEnabled",
+    "properties.vnetRouteAllEnabled",
+    "properties.windowsFxVersion",
+    # Not in that table; unsupported on FC1 per FLEX_CONSUMPTION_CONSIDERATIONS_URL.
+    "WEBSITE_TIME_ZONE",
+    "TZ",
+    "WEBSITE_LOAD_CERTIFICATES",
+)
+
+
+def names_used(node: tree_sitter.Node) -> Iterator[tuple[str, tree_sitter.Node]]:
+    """Object keys under node, and `name:` values (siteConfig.appSettings is a name/value list)."""
+    for prop in walk(node):
+        if prop.type == "object_property":
+            yield key_of(prop), prop
+            if key_of(prop) == "name" and (value := literal(value_of(prop))):
+                yield value, prop
+
+
+def test_flex_consumption_site_uses_nothing_the_plan_deprecates() -> None:
+    """Acceptance: siteConfig.ftpsState, or any other FLEX_CONSUMPTION_UNSUPPORTED entry, on the
+    FC1 site, in its config resources or among its app settings fails.
+
+    The page writes siteConfig properties as properties.X, so a property entry matches its last
+    name anywhere in the site (properties or siteConfig). App settings arrive from main.bicep too,
+    so a setting entry matches in every Bicep file. ARM names are case-insensitive."""
+    plan = the_resource("Microsoft.Web/serverfarms")
+    assert literal(field(plan.body, "sku", "name")) == "FC1"
+    site = the_resource("Microsoft.Web/sites")
+    entries = {entry.rsplit(".", 1)[-1].lower(): entry for entry in FLEX_CONSUMPTION_UNSUPPORTED}
+    # isReserved is the SDKs' name of the site property that ARM calls `reserved`.
+    entries["reserved"] = "properties.isReserved"
+    settings = {name: entry for name, entry in entries.items() if "." not in entry}
+    scopes = [(r.file, r.body, entries) for r in (site, *resources("Microsoft.Web/sites/config"))]
+    scopes += [(path, bicep_tree(path).root_node, settings) for path in BICEP_FILES]
+    found = {
+        f"{path.relative_to(INFRA)}:{line_of(prop)}: {name} ({banned[name.lower()]})"
+        for path, node, banned in scopes
+        for name, prop in names_used(node)
+        if name.lower() in banned
+    }
+    assert not found, (
+        f"deprecated or unsupported on Flex Consumption ({FLEX_CONSUMPTION_DEPRECATIONS_URL}):\n"
+        + "\n".join(sorted(found))
+    )
 
 
 def test_function_app_is_linux_python_on_flex_consumption() -> None:
@@ -513,7 +613,6 @@ def test_azure_yaml_matches_azd_schema() -> None:
 # Never waived: these are the reasons the deployment is shaped as it is.
 ESSENTIAL_CHECKS = {
     "CKV_AZURE_70": "Function App only over HTTPS",
-    "CKV_AZURE_78": "FTP(S) deployments disabled",
     "CKV_AZURE_18": "HTTP/2 enabled",
     "CKV_AZURE_16": "the app has a managed identity",
     "CKV_AZURE_71": "managed identity provider enabled",
@@ -557,6 +656,15 @@ WAIVERS = (
         "*",
         "Scale to zero is the point of Flex Consumption: it costs "
         "nothing at rest; a minimum instance count would bill every hour.",
+    ),
+    Waiver(
+        "CKV_AZURE_78",
+        "Microsoft.Web/sites.functionApp",
+        "FTP(S) does not exist on Flex Consumption: its documentation lists siteConfig.ftpsState "
+        "among the properties FC1 does not support and ARM answers BadRequest to it "
+        "(test_flex_consumption_site_uses_nothing_the_plan_deprecates). The ftp and scm "
+        "basicPublishingCredentialsPolicies stay off "
+        "(test_function_app_is_https_only_tls12_no_ftp_http2).",
     ),
     Waiver(
         "CKV_AZURE_213",

@@ -1,7 +1,14 @@
 // The Linux Function App on the Flex Consumption plan (FC1): no always-ready instances, so it
 // costs nothing at rest and scales out per HTTP concurrency up to maximumInstanceCount.
-// Transport hardening (HTTPS only, TLS 1.2, FTP(S) off, HTTP/2) is written out literally here,
-// so the offline checks (checkov, tests/test_infra.py) see the real values.
+// Transport hardening (HTTPS only, TLS 1.2, HTTP/2, no password publishing) is written out
+// literally here, so the offline checks (checkov, tests/test_infra.py) see the real values.
+// FC1 accepts fewer site properties and app settings than other plans: nothing here is in
+// Microsoft's list of what Flex Consumption deprecates (tests/test_infra.py holds that list),
+// https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations
+// Each property below that Microsoft's Flex quickstart (Azure-Samples/functions-quickstart-python-http-azd)
+// does not set says on its line why it is here and where it is documented.
+// siteConfig.ftpsState is absent on purpose: FC1 has no FTP(S), the list above names it, and ARM
+// answers BadRequest to it (checkov's CKV_AZURE_78 is waived in tests/test_infra.py for that reason).
 
 @description('Name of the Function App (also the first label of its default host name).')
 param name string
@@ -72,14 +79,20 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   }
   properties: {
     serverFarmId: plan.id
+    // HTTP is redirected to HTTPS (checkov CKV_AZURE_70); https://learn.microsoft.com/azure/azure-functions/security-concepts#require-https
     httpsOnly: true
+    // Twilio presents no client certificate (CKV_AZURE_17 is waived); https://learn.microsoft.com/azure/app-service/app-service-web-configure-tls-mutual-auth
     clientCertEnabled: false
+    // Twilio calls the webhooks from the internet (CKV_AZURE_222 is waived); https://learn.microsoft.com/azure/azure-functions/functions-networking-options
     publicNetworkAccess: 'Enabled'
+    // Key Vault references resolve with the user-assigned identity; https://learn.microsoft.com/azure/app-service/app-service-key-vault-references#access-vaults-with-a-user-assigned-identity
     keyVaultReferenceIdentity: identityId
     siteConfig: {
+      // TLS 1.2 at least on the app (CKV_AZURE_145); https://learn.microsoft.com/azure/app-service/configure-ssl-bindings#enforce-tls-versions
       minTlsVersion: '1.2'
+      // and on the SCM endpoint that azd and Core Tools deploy through; same page as minTlsVersion
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
+      // HTTP/2 for the webhooks (CKV_AZURE_18); https://learn.microsoft.com/azure/app-service/configure-common#configure-general-settings
       http20Enabled: true
     }
     functionAppConfig: {
@@ -106,19 +119,23 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 
   resource settings 'config' = {
     name: 'appsettings'
+    // appSettings: the settings the function code reads (README's settings table); none is a platform setting.
     properties: union(appSettings, {
+      // Identity-based host storage named by account; https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity
       AzureWebJobsStorage__accountName: storageAccountName
       AzureWebJobsStorage__credential: 'managedidentity'
       AzureWebJobsStorage__clientId: identityClientId
       APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+      // The app's own https URL: the origin whose Twilio signatures it checks (README's settings table).
       PUBLIC_BASE_URL: 'https://${functionApp.properties.defaultHostName}'
     })
   }
 }
 
 // Publishing with user name and password (FTP and the SCM site) stays off: azd and Core Tools
-// deploy with Microsoft Entra tokens.
+// deploy with Microsoft Entra tokens. Not in Microsoft's Flex quickstart; documented at
+// https://learn.microsoft.com/azure/app-service/configure-basic-auth-disable
 resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: functionApp
   name: 'ftp'
