@@ -53,6 +53,17 @@ def read(app_root: Path | str) -> LocalSettings | None:
     )
 
 
+def http_port(found: LocalSettings | None) -> int:
+    """The port the local host listens on without `--port`: Host.LocalHttpPort, else 7071.
+
+    `func start` picks it this way and so does devhost.server; the simulator asks here too, so
+    it reaches the host scripts/start.sh started from the same local.settings.json.
+    """
+    if found is not None and found.port:
+        return found.port
+    return DEFAULT_PORT
+
+
 def apply(
     settings: LocalSettings, environ: MutableMapping[str, str] | None = None
 ) -> tuple[list[str], list[str]]:

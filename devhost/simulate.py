@@ -2,12 +2,17 @@
 
     python -m devhost.simulate voice
     python -m devhost.simulate sms --body "hello" --from +14155550100
+    python -m devhost.simulate voice --port 7072 --method GET
     python -m devhost.simulate voice --url https://abc.ngrok.app/api/voice_url --param Digits=1
 
-The form carries the fields Twilio sends (voice: CallSid, CallStatus, Caller, ...; SMS:
-MessageSid, Body, NumMedia, ...), signed with X-Twilio-Signature exactly as Twilio signs it
-(twilio's RequestValidator over the URL and the form), with the auth token from the environment
-or local.settings.json. It prints the status and the TwiML, and exits non-zero unless 2xx.
+By default it goes to the local host on the port scripts/start.sh serves on: Host.LocalHttpPort
+of local.settings.json, else 7071 (`--port` for a host started with `--port N`). The form
+carries the fields Twilio sends (voice: CallSid, CallStatus, Caller, ...; SMS: MessageSid, Body,
+NumMedia, ...), signed with X-Twilio-Signature exactly as Twilio signs it (twilio's
+RequestValidator over the URL and the form), with the auth token from the environment or
+local.settings.json. `--method GET` sends them as a number configured for HTTP GET makes Twilio
+send them: in the query string, the signature over the full URL and no body parameters. It
+prints the status and the TwiML, and exits non-zero unless 2xx.
 Standard library only for HTTP, so the simulator adds no dependency. Neither the auth token nor
 the signature is ever printed.
 """
@@ -22,7 +27,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -31,7 +36,8 @@ from devhost import settings as local_settings
 from devhost.appconfig import AppConfigError
 
 KINDS = {"voice": "voice_url", "sms": "sms_url"}
-DEFAULT_BASE_URL = "http://127.0.0.1:7071"
+METHODS = ("POST", "GET")  # the two a Twilio number's webhook can be configured with
+DEFAULT_HOST = "127.0.0.1"  # where devhost.server listens (and func start answers)
 API_VERSION = "2010-04-01"
 USER_AGENT = "TwilioProxy/1.1"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -97,16 +103,26 @@ def sms_form(account_sid: str, from_: str, to: str, body: str) -> dict[str, str]
 
 @dataclass(frozen=True)
 class Webhook:
-    """A ready-to-send webhook: where, what headers (signature included) and the form body."""
+    """A ready-to-send webhook: where, what headers (signature included) and the form body.
+
+    `params` are Twilio's fields: the form body of a POST, the query string of a GET (already
+    in `url` and `signed_url`, and then not signed as parameters: see `signed_params`).
+    """
 
     url: str
     headers: dict[str, str]
     params: dict[str, str]
     body: bytes = field(repr=False)
     signed_url: str = ""
+    method: str = "POST"
+
+    @property
+    def signed_params(self) -> dict[str, str]:
+        """The parameters the signature covers besides the URL: none for a GET, as Twilio."""
+        return {} if self.method == "GET" else self.params
 
     def __repr__(self) -> str:  # the signature is a credential-derived value: keep it out
-        return f"Webhook(url={self.url!r}, params={len(self.params)} fields)"
+        return f"Webhook({self.method} url={self.url!r}, params={len(self.params)} fields)"
 
 
 def signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
@@ -114,6 +130,14 @@ def signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
     from twilio.request_validator import RequestValidator
 
     return RequestValidator(auth_token).compute_signature(url, dict(params))
+
+
+def with_query(url: str, params: Mapping[str, str]) -> str:
+    """`url` with `params` appended to its query string, as Twilio builds a GET webhook URL."""
+    if not params:
+        return url
+    separator = "&" if urlsplit(url).query else ("" if url.endswith("?") else "?")
+    return f"{url}{separator}{urlencode(params)}"
 
 
 def build(
@@ -127,14 +151,18 @@ def build(
     account_sid: str | None = None,
     params: Mapping[str, str] | None = None,
     sign_url: str | None = None,
+    method: str = "POST",
 ) -> Webhook:
     """A signed webhook of `kind` ("voice" or "sms") for `url`.
 
     `sign_url` is the URL Twilio would have signed when it differs from where the request goes
     (PUBLIC_BASE_URL behind ngrok); it defaults to `url`. `params` adds or overrides fields.
+    `method` "GET" puts the fields in the query of both URLs and signs the full URL alone.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, not {method!r}")
     account = account_sid or _sid("AC")
     if kind == "voice":
         form = voice_form(account, from_, to)
@@ -144,15 +172,23 @@ def build(
         form = sms_form(account, from_, to, DEFAULT_SMS_BODY if body is None else body)
     form |= dict(params or {})
     signed = sign_url or url
-    headers = {
-        "Content-Type": FORM_CONTENT_TYPE,
+    if method == "GET":
+        unsigned = Webhook(url=with_query(url, form), headers={}, params=form, body=b"",
+                           signed_url=with_query(signed, form), method=method)
+    else:
+        unsigned = Webhook(url=url, headers={"Content-Type": FORM_CONTENT_TYPE}, params=form,
+                           body=urlencode(form).encode("ascii"), signed_url=signed)
+    return _with_twilio_headers(unsigned, auth_token)
+
+
+def _with_twilio_headers(hook: Webhook, auth_token: str) -> Webhook:
+    """`hook` with the headers Twilio adds, the signature over what Twilio signs for its method."""
+    return replace(hook, headers=hook.headers | {
         "User-Agent": USER_AGENT,
         "Accept": "*/*",
         "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
-        "X-Twilio-Signature": signature(auth_token, signed, form),
-    }
-    return Webhook(url=url, headers=headers, params=form, body=urlencode(form).encode("ascii"),
-                   signed_url=signed)
+        "X-Twilio-Signature": signature(auth_token, hook.signed_url, hook.signed_params),
+    })
 
 
 @dataclass(frozen=True)
@@ -166,9 +202,10 @@ class Reply:
 
 
 def send(webhook: Webhook, timeout: float = TIMEOUT) -> Reply:
-    """POST the webhook with urllib; an HTTP error status is a Reply, not an exception."""
+    """Send the webhook with urllib; an HTTP error status is a Reply, not an exception."""
     request = urllib.request.Request(  # noqa: S310 - the URL is the user's own choice
-        webhook.url, data=webhook.body, headers=webhook.headers, method="POST"
+        webhook.url, data=webhook.body if webhook.method == "POST" else None,
+        headers=webhook.headers, method=webhook.method,
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
@@ -178,9 +215,10 @@ def send(webhook: Webhook, timeout: float = TIMEOUT) -> Reply:
             return Reply(error.code, str(error.reason), error.headers, error.read())
 
 
-def _settings_values(app_root: Path) -> tuple[dict[str, str], str]:
+def _settings_values(
+    found: local_settings.LocalSettings | None,
+) -> tuple[dict[str, str], str]:
     """(values, where they came from) — the environment first, then local.settings.json."""
-    found = local_settings.read(app_root)
     values = dict(found.values) if found else {}
     merged = {k: v for k, v in values.items() if v}
     merged |= {k: v for k, v in os.environ.items() if v}
@@ -209,8 +247,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Send a signed Twilio voice or SMS webhook and print the TwiML answer.",
     )
     parser.add_argument("kind", choices=sorted(KINDS), help="which webhook to send")
-    parser.add_argument("--url", help=f"where to send it (default {DEFAULT_BASE_URL}/api/"
-                        "voice_url or sms_url)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--url", help=f"where to send it (default http://{DEFAULT_HOST}:PORT/"
+                        "api/voice_url or sms_url)")
+    target.add_argument("--port", type=int, help="the local host's port (default: "
+                        "Host.LocalHttpPort in local.settings.json, else "
+                        f"{local_settings.DEFAULT_PORT}, as scripts/start.sh picks it)")
+    parser.add_argument("--method", type=str.upper, choices=METHODS, default="POST",
+                        help="how Twilio calls the webhook: POST (form body, the default) or "
+                        "GET (parameters in the query string)")
     parser.add_argument("--sign-url", help="the URL to sign, when Twilio would have called "
                         "another (default: PUBLIC_BASE_URL plus the path if set, else --url)")
     parser.add_argument("--body", help="the SMS text (Body)")
@@ -225,12 +270,24 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def target_url(
+    kind: str, url: str | None, port: int | None, found: local_settings.LocalSettings | None
+) -> str:
+    """--url, else the local host's route on --port or the port the host itself would pick
+    from the same local.settings.json (so it is the host scripts/start.sh started)."""
+    if url:
+        return url
+    port = local_settings.http_port(found) if port is None else port
+    return f"http://{DEFAULT_HOST}:{port}/api/{KINDS[kind]}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 for a 2xx answer, 1 for any other status, 2 when nothing could be sent."""
     args = _parse_args(argv)
     try:
         params = _parse_params(args.param)
-        values, source = _settings_values(args.app_root)
+        found = local_settings.read(args.app_root)
+        values, source = _settings_values(found)
     except (ValueError, AppConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -240,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{local_settings.FILE_NAME} ({local_settings.missing_message(args.app_root)})",
               file=sys.stderr)
         return 2
-    url = args.url or f"{DEFAULT_BASE_URL}/api/{KINDS[args.kind]}"
+    url = target_url(args.kind, args.url, args.port, found)
     sign_url = args.sign_url
     public = values.get("PUBLIC_BASE_URL", "").rstrip("/")
     if sign_url is None and public and not url.startswith(public):
@@ -251,9 +308,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.kind, url, token, body=args.body, from_=args.from_,
         to=args.to or values.get("TWILIO_PHONE_NUMBER") or DEFAULT_TO,
         account_sid=values.get("TWILIO_ACCOUNT_SID"), params=params, sign_url=sign_url,
+        method=args.method,
     )
-    signed_note = f", signed for {webhook.signed_url}" if webhook.signed_url != url else ""
-    print(f"POST {url} ({args.kind} webhook, auth token from {source}{signed_note})")
+    signed_note = ""
+    if sign_url and sign_url != url:  # shown without a GET's long query of Twilio's fields
+        signed_note = f", signed for {sign_url}"
+    query_note = ", fields in the query" if args.method == "GET" else ""
+    print(f"{args.method} {url} ({args.kind} webhook{query_note}, auth token from {source}"
+          f"{signed_note})")
     try:
         reply = send(webhook, timeout=args.timeout)
     except (urllib.error.URLError, OSError) as error:

@@ -13,6 +13,11 @@ Values come from, in this order: the command line, the process environment (azd 
 environment's values to hooks), the azd environment file `.azure/<env>/.env`, and
 `local.settings.json` (`Values`). An empty value counts as unset. Secrets are never printed.
 
+Run it with the project's venv, `.venv/bin/python scripts/set_twilio_webhooks.py` from the
+repository root (scripts/start.sh or scripts/test.sh creates .venv): a bare `python` or
+`python3` usually lacks the twilio library. When Twilio's API cannot be reached (DNS, network,
+proxy, timeout) it says so in one line and exits 1, as when Twilio refuses.
+
 Dev-only: it lives in scripts/, which .funcignore keeps out of the deployed package.
 """
 
@@ -23,19 +28,29 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http import HttpClient
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
-from twilio.rest.api.v2010.account.incoming_phone_number import IncomingPhoneNumberInstance
+# The spelling that works everywhere: the venv's Python, which has the twilio library.
+USAGE_PROG = ".venv/bin/python scripts/set_twilio_webhooks.py"
+
+try:
+    from twilio.base.exceptions import TwilioException, TwilioRestException
+    from twilio.http import HttpClient
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+    from twilio.rest.api.v2010.account.incoming_phone_number import IncomingPhoneNumberInstance
+except ModuleNotFoundError as missing:  # a bare `python3` outside the venv: say how to run it
+    sys.exit(
+        f"set_twilio_webhooks: {missing.name} is not installed for {sys.executable}; "
+        f"run `{USAGE_PROG}` from the repository root (scripts/start.sh creates .venv)"
+    )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-E164 = re.compile(r"\+[1-9]\d{1,14}")
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")  # ASCII digits only, as E.164 has
 PHONE_NUMBER_SID = re.compile(r"PN[0-9a-fA-F]{32}")
 # Where Twilio should send each kind of event: the function folders' routes (function.json).
 VOICE_ROUTE = "voice_url"
@@ -49,10 +64,58 @@ DEFAULT_HTTP_TIMEOUT = 10.0
 EXIT_OK = 0
 EXIT_TWILIO_ERROR = 1
 EXIT_CONFIG_ERROR = 2
+# How much of a transport error's reason to print: enough to tell DNS from a refused proxy.
+MAX_REASON_CHARS = 200
+URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it, never a secret's value."""
+
+
+class TwilioUnreachable(Exception):
+    """Twilio's API gave no answer (DNS, network, proxy, timeout); the message says which."""
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost error under requests' and urllib3's wrappers (MaxRetryError.reason, ...),
+    which is the part that tells a DNS failure from a refused connection or a timeout."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException) and exc.args:
+            inner = exc.args[0]
+        if not isinstance(inner, BaseException):
+            inner = exc.__cause__
+        if inner is None:
+            break
+        exc = inner
+    return exc
+
+
+def short_reason(exc: BaseException) -> str:
+    """`ErrorType (reason)` in a few words: the wrappers' messages repeat the URL and run on
+    for hundreds of characters; a proxy URL's user:password is masked."""
+    cause = root_cause(exc)
+    reason = " ".join(str(getattr(cause, "strerror", None) or cause).split())
+    if not reason:
+        return type(exc).__name__
+    return f"{type(exc).__name__} ({URL_CREDENTIALS.sub('***@', reason)[:MAX_REASON_CHARS]})"
+
+
+@contextmanager
+def reaching_twilio(action: str) -> Iterator[None]:
+    """Turn a transport failure during `action` into a TwilioUnreachable, for one line on
+    stderr instead of a 60-line traceback. requests' RequestException (ConnectionError,
+    ProxyError, Timeout...) is an OSError, as are socket.gaierror and TimeoutError."""
+    try:
+        yield
+    except OSError as exc:
+        raise TwilioUnreachable(
+            f"could not reach Twilio's API while {action}: {short_reason(exc)}; "
+            "check the network, DNS or proxy (HTTPS_PROXY)"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -225,7 +288,10 @@ def describe(value: str | None) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options; each overrides the same value from the configuration."""
     parser = argparse.ArgumentParser(
+        prog=USAGE_PROG,
         description="Point a Twilio number's Voice and SMS webhooks at this Function App.",
+        epilog="Exit codes: 0 done or nothing to do, 1 Twilio refused or could not be reached, "
+        "2 a setting is missing or malformed.",
     )
     parser.add_argument(
         "--base-url",
@@ -282,7 +348,8 @@ def run(
         return EXIT_OK
     desired = desired_webhooks(resolve_base_url(args, settings), route_prefix(repo_root))
     client = build_client(settings, http_client)
-    record = find_number(client, number, number_sid)
+    with reaching_twilio(f"looking up {number_sid or number}"):
+        record = find_number(client, number, number_sid)
     current = Webhooks(record.voice_url, record.voice_method, record.sms_url, record.sms_method)
     changes = current.changes_to(desired)
     out(f"Twilio number {record.phone_number} ({record.sid}):")
@@ -294,7 +361,8 @@ def run(
     if args.dry_run:
         out("  dry run: nothing changed.")
         return EXIT_OK
-    record.update(**{field: new for field, (_old, new) in changes.items()})
+    with reaching_twilio(f"updating {record.sid} (it may or may not have changed)"):
+        record.update(**{field: new for field, (_old, new) in changes.items()})
     out("  updated.")
     return EXIT_OK
 
@@ -323,6 +391,9 @@ def main(
     except TwilioRestException as exc:
         # The message is Twilio's (status, code, text); it never contains the credentials.
         print(f"set_twilio_webhooks: Twilio refused: HTTP {exc.status} {exc.msg}", file=sys.stderr)
+        return EXIT_TWILIO_ERROR
+    except TwilioUnreachable as exc:
+        print(f"set_twilio_webhooks: {exc}", file=sys.stderr)
         return EXIT_TWILIO_ERROR
     except TwilioException as exc:
         print(f"set_twilio_webhooks: {exc}", file=sys.stderr)

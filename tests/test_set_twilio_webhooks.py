@@ -12,6 +12,8 @@ import importlib.util
 import json
 import logging
 import re
+import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -139,6 +141,10 @@ class PhoneNumbersDouble(HttpClient):
     numbers: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     error: tuple[int, int, str] | None = None
+    # Raised instead of answering (for requests with method `unreachable_on`, or all): Twilio
+    # not reached at all, as the requests-based client fails on DNS, network or proxy trouble.
+    unreachable: OSError | None = None
+    unreachable_on: str | None = None
 
     def __post_init__(self) -> None:
         super().__init__(logger=logging.getLogger("tests.phone_numbers_double"), is_async=False)
@@ -156,6 +162,8 @@ class PhoneNumbersDouble(HttpClient):
     ) -> Response:
         """Record the request, then answer it like Twilio would."""
         rec = Recorded(method, url, dict(params or {}), dict(data or {}), dict(headers or {}), auth)
+        if self.unreachable is not None and self.unreachable_on in (None, method):
+            raise self.unreachable
         rec.status, payload = self._answer(rec)
         rec.body = json.dumps(payload)
         self.requests.append(rec)
@@ -438,6 +446,99 @@ def test_twilio_errors_exit_1_without_leaking_credentials(
     assert "HTTP 401" in captured.err
     assert "Authenticate" in captured.err
     assert AUTH_TOKEN not in captured.err + captured.out
+
+
+UNREACHABLE_ERRORS = [
+    requests.ConnectionError(
+        "HTTPSConnectionPool(host='api.twilio.com', port=443): Max retries exceeded with url: "
+        f"/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers.json"
+    ),
+    requests.exceptions.ProxyError("Unable to connect to proxy"),
+    requests.ConnectTimeout("connect timed out"),
+    requests.ReadTimeout("Read timed out. (read timeout=10)"),
+    socket.gaierror(-3, "Temporary failure in name resolution"),
+    OSError(101, "Network is unreachable"),
+    TimeoutError("timed out"),
+]
+
+
+def assert_one_line_unreachable(err: str, action: str, error: BaseException) -> None:
+    """What the user sees: one line naming the step, Twilio's API and the error, no traceback."""
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith(f"set_twilio_webhooks: could not reach Twilio's API while {action}")
+    assert type(error).__name__ in err
+    assert "Traceback" not in err
+    assert AUTH_TOKEN not in err
+
+
+@pytest.mark.parametrize("error", UNREACHABLE_ERRORS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("argv", [[], ["--dry-run"]], ids=["apply", "dry-run"])
+def test_unreachable_twilio_exits_1_in_one_line(
+    error: OSError,
+    argv: list[str],
+    env: dict[str, str],
+    repo: Path,
+    twilio: PhoneNumbersDouble,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    twilio.unreachable = error
+    assert run(argv, env, repo, twilio) == 1
+    captured = capsys.readouterr()
+    assert_one_line_unreachable(captured.err, f"looking up {NUMBER}", error)
+    assert AUTH_TOKEN not in captured.out
+
+
+def test_twilio_lost_during_the_update_says_so(
+    env: dict[str, str], repo: Path, twilio: PhoneNumbersDouble, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A timeout on the update leaves its outcome unknown: the line says which step failed."""
+    twilio.unreachable, twilio.unreachable_on = requests.ReadTimeout("read timed out"), "POST"
+    assert run([], env, repo, twilio) == 1
+    err = capsys.readouterr().err
+    assert_one_line_unreachable(err, f"updating {NUMBER_SID}", twilio.unreachable)
+    assert "may or may not have changed" in err
+
+
+def test_unreachable_through_the_real_http_client_names_the_cause_not_the_proxy_password(
+    env: dict[str, str], repo: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The script's own requests-based client, sent through a proxy on a closed local port:
+    requests' real exception chain, and nothing leaves the machine."""
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        proxy = f"http://proxyuser:proxy-password-9@127.0.0.1:{closed.getsockname()[1]}"
+        for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, proxy)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        env["TWILIO_HTTP_TIMEOUT"] = "5"
+        assert script.main(["--dry-run"], environ=env, repo_root=repo) == 1
+    err = capsys.readouterr().err
+    assert_one_line_unreachable(err, f"looking up {NUMBER}", requests.exceptions.ProxyError())
+    assert "Connection refused" in err
+    assert "proxy-password-9" not in err
+
+
+def test_without_the_twilio_library_it_names_the_venv_spelling() -> None:
+    """`python3 scripts/set_twilio_webhooks.py` outside the venv: one line saying how to run
+    it, not ModuleNotFoundError's traceback (-S hides site-packages, hence twilio)."""
+    result = subprocess.run(
+        [sys.executable, "-S", str(REPO / "scripts" / "set_twilio_webhooks.py"), "--dry-run"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "twilio is not installed" in result.stderr
+    assert "`.venv/bin/python scripts/set_twilio_webhooks.py`" in result.stderr
+
+
+def test_usage_names_the_venv_spelling(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        script.parse_args(["--help"])
+    assert capsys.readouterr().out.startswith(
+        "usage: .venv/bin/python scripts/set_twilio_webhooks.py"
+    )
 
 
 def test_dotenv_parser_reads_what_azd_writes(tmp_path: Path) -> None:

@@ -7,10 +7,12 @@ import json
 import re
 import uuid
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from twilio.request_validator import RequestValidator
 
+from devhost import settings as local_settings
 from devhost import simulate
 
 FIXTURE_APP = Path(__file__).parent / "fixtures" / "devhost_app"
@@ -33,6 +35,18 @@ def valid(hook: simulate.Webhook, url: str, token: str = TOKEN) -> bool:
     return RequestValidator(token).validate(url, hook.params, hook.headers["X-Twilio-Signature"])
 
 
+def valid_get(url: str, signature: str, token: str = TOKEN) -> bool:
+    """Twilio signs a GET webhook over its full URL, query included, and no body parameters."""
+    return RequestValidator(token).validate(url, {}, signature)
+
+
+def write_local_settings(root: Path, port: int | None = None, **values: str) -> None:
+    data: dict = {"IsEncrypted": False, "Values": values}
+    if port is not None:
+        data["Host"] = {"LocalHttpPort": port}
+    (root / "local.settings.json").write_text(json.dumps(data))
+
+
 @pytest.fixture
 def served_fixture_app(start_served_host):
     return start_served_host(FIXTURE_APP)
@@ -40,8 +54,9 @@ def served_fixture_app(start_served_host):
 
 @pytest.fixture
 def clean_env(monkeypatch):
+    # WEBSITE_HOSTNAME too: with it, the app trusts only that (Azure) origin; this is a local run.
     for name in ("TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL", "TWILIO_PHONE_NUMBER",
-                 "TWILIO_ACCOUNT_SID"):
+                 "TWILIO_ACCOUNT_SID", "WEBSITE_HOSTNAME"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -112,6 +127,76 @@ def test_unknown_kind_is_refused():
         simulate.build("fax", URL, TOKEN)
 
 
+def test_get_puts_the_fields_in_the_query_and_signs_the_full_url():
+    hook = simulate.build("sms", URL + "?x=1", TOKEN, body="hi there", method="GET")
+    parts = urlsplit(hook.url)
+    assert parts.path == "/api/voice_url"
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    assert query == {"x": "1", **hook.params}
+    assert query["Body"] == "hi there"
+    assert (hook.method, hook.body, hook.signed_params) == ("GET", b"", {})
+    assert "Content-Type" not in hook.headers
+    signature = hook.headers["X-Twilio-Signature"]
+    assert valid_get(hook.url, signature)
+    assert not valid_get(URL + "?x=1", signature)  # the query's fields are what is signed
+    assert not valid(hook, URL + "?x=1")  # not the POST way (URL + sorted form)
+
+
+def test_get_signs_the_public_url_with_the_query():
+    public = "https://abc.ngrok.app/api/voice_url"
+    hook = simulate.build("voice", URL, TOKEN, sign_url=public, method="GET")
+    assert hook.signed_url == public + "?" + urlsplit(hook.url).query
+    assert valid_get(hook.signed_url, hook.headers["X-Twilio-Signature"])
+    assert not valid_get(hook.url, hook.headers["X-Twilio-Signature"])
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="method"):
+        simulate.build("voice", URL, TOKEN, method="PUT")
+
+
+# -- where it sends ----------------------------------------------------------------------------
+
+
+def test_the_default_port_is_the_one_the_local_host_picks(tmp_path):
+    """The same function devhost.server's default follows: Host.LocalHttpPort, else 7071."""
+    assert local_settings.http_port(None) == local_settings.DEFAULT_PORT == 7071
+    assert simulate.target_url("voice", None, None, None) == URL
+    write_local_settings(tmp_path, port=7188)
+    found = local_settings.read(tmp_path)
+    assert local_settings.http_port(found) == 7188
+    assert simulate.target_url("sms", None, None, found) == "http://127.0.0.1:7188/api/sms_url"
+    assert simulate.target_url("sms", None, 7300, found) == "http://127.0.0.1:7300/api/sms_url"
+    write_local_settings(tmp_path)
+    assert local_settings.http_port(local_settings.read(tmp_path)) == 7071
+
+
+def test_reaches_the_host_on_local_settings_port(served_host, clean_env, tmp_path, capsys):
+    """No --url, no --port: Host.LocalHttpPort names where the served app listens."""
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    write_local_settings(tmp_path, port=served_host.port)
+    assert simulate.main(["voice", "--app-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"POST http://127.0.0.1:{served_host.port}/api/voice_url ")
+    assert "<Say" in out
+
+
+def test_port_option_reaches_a_host_started_with_port(served_host, clean_env, tmp_path, capsys):
+    """`scripts/start.sh --port N`: --port N wins over local.settings.json."""
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    write_local_settings(tmp_path, port=9)  # nothing listens there
+    args = ["sms", "--app-root", str(tmp_path), "--port", str(served_host.port)]
+    assert simulate.main(args) == 0
+    assert "<Message" in capsys.readouterr().out
+
+
+def test_port_and_url_are_exclusive(clean_env, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        simulate.main(["voice", "--port", "7072", "--url", URL])
+    assert exit_.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
 # -- the command -------------------------------------------------------------------------------
 
 
@@ -132,6 +217,34 @@ def test_what_reaches_the_app_over_http(served_fixture_app, clean_env, capsys):
     assert TOKEN not in out
     own_lines = "\n".join(out.split("\n", 2)[:2])  # the rest is the echo app's answer
     assert signature not in own_lines
+
+
+def test_get_reaches_the_app_as_twilio_sends_it(served_fixture_app, clean_env, capsys):
+    """What the echo function sees: a GET, Twilio's fields in the query, no body, and a
+    signature over the full URL that Twilio's validator accepts."""
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    url = f"{served_fixture_app.url}/api/echo"
+    assert simulate.main(["voice", "--url", url, "--method", "get", "--param", "Digits=5"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"GET {url} (voice webhook, fields in the query")
+    seen = json.loads(out.split("\n", 2)[2])
+    assert seen["method"] == "GET"
+    assert (seen["body"], seen["form"]) == ("", {})
+    assert "content-type" not in seen["headers"]
+    query = dict(parse_qsl(urlsplit(seen["url"]).query, keep_blank_values=True))
+    assert set(query) == VOICE_FIELDS | {"Digits"}
+    assert seen["params"]["Digits"] == query["Digits"] == "5"
+    assert valid_get(seen["url"], seen["headers"]["x-twilio-signature"])
+
+
+def test_get_webhooks_are_accepted_by_the_app(served_host, clean_env, capsys):
+    """The app's own signature check takes the simulator's GET for Twilio's, on both routes."""
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    port = str(served_host.port)
+    assert simulate.main(["voice", "--port", port, "--method", "GET"]) == 0
+    assert "<Say" in capsys.readouterr().out
+    assert simulate.main(["sms", "--port", port, "--method", "GET", "--body", "hi"]) == 0
+    assert "<Message" in capsys.readouterr().out
 
 
 def test_non_2xx_exits_1_and_prints_the_status(served_fixture_app, clean_env, capsys):
