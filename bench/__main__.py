@@ -1,6 +1,7 @@
 """`python -m bench`: the whole benchmark, one command, every figure against a floor.
 
-Phases run in this order so that none disturbs another: the cold starts first (this process is
+Phases run in this order so that none disturbs another: the deployment package's size (a pip
+install into a temporary folder, before anything is timed), then the cold starts (this process is
 idle while its children start), then warm latency and the Flask peer in this process, then the
 make_call bursts (two child processes and this one as the load generator). It prints the machine,
 the command and the date first, every ratio with its target as it is measured, and a summary of
@@ -20,7 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import cold, concurrency, peer_flask, warm
+from bench import cold, concurrency, package, peer_flask, warm
 from bench.stats import Report
 
 
@@ -48,6 +49,9 @@ def header(argv: Sequence[str]) -> str:
     ])
 
 
+PHASES = ("package", "cold", "warm", "concurrency")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--cold-runs", type=int, default=21,
@@ -60,6 +64,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--bursts", type=int, default=7,
                         help="bursts; the target is held to their median (default 7)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--only", choices=PHASES, action="append",
+                        help="run only this phase (repeatable; default: all)")
     args = parser.parse_args(argv)
     if args.cold_runs < 1 or args.warm_requests < 1 or args.concurrent < 1 or args.bursts < 1:
         parser.error("counts must be at least 1")
@@ -72,10 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.perf_counter()
     print(header(argv), flush=True)
     report = Report()
-    cold.run(report, args.cold_runs)
-    latencies = warm.run(report, args.warm_requests)
-    concurrency.run(report, args.concurrent, args.bursts)
-    peer_flask.report(latencies)
+    phases = set(args.only or PHASES)
+    if "package" in phases:
+        package.run(report)
+    if "cold" in phases:
+        cold.run(report, args.cold_runs)
+    if "warm" in phases:
+        latencies = warm.run(report, args.warm_requests)
+        peer_flask.report(latencies)
+    if "concurrency" in phases:
+        concurrency.run(report, args.concurrent, args.bursts)
     print(f"\n{report.summary()}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n(benchmark took {time.perf_counter() - began:.0f} s; load average {load:.2f} "

@@ -64,6 +64,9 @@ class Check:
         if isinstance(self.limit, bool):
             shown, target = ("yes" if self.value else "no"), ("yes" if self.limit else "no")
             return f"  {self.name:<58} {shown:>7}   target {target:<8} {verdict}"
+        if self.unit != "x":
+            return (f"  {self.name:<58} {float(self.value):>6.1f} {self.unit}  target <= "
+                    f"{float(self.limit):g} {self.unit}  {verdict}{self.by}")
         return (f"  {self.name:<58} {float(self.value):>6.2f}x   target <= {float(self.limit):.2f}x"
                 f"  {verdict}{self.by}")
 
@@ -74,8 +77,10 @@ class Report:
 
     checks: list[Check] = field(default_factory=list)
 
-    def check(self, name: str, value: float | bool, limit: float | bool) -> Check:
-        item = Check(name, value, limit)
+    def check(
+        self, name: str, value: float | bool, limit: float | bool, unit: str = "x"
+    ) -> Check:
+        item = Check(name, value, limit, unit)
         self.checks.append(item)
         print(item.line(), flush=True)
         return item

@@ -89,3 +89,15 @@ def test_the_served_bootstrap_sends_make_call_to_the_standin() -> None:
     assert result.modules_after_call["twilio.rest"] and result.modules_after_call["aiohttp"]
     assert result.connections_first == result.connections_second == 1
     assert result.one_call >= 0.1  # every call waited on the stand-in's 100 ms
+
+
+def test_the_package_size_counts_the_files_funcignore_keeps_and_no_others() -> None:
+    from bench import package
+
+    kept = {p.relative_to(APP_ROOT).as_posix() for p in package.app_files()}
+
+    assert {"host.json", "requirements.txt", "make_call/function.json", "shared/settings.py"} <= kept
+    for dropped in ("tests/", "devhost/", "bench/", "scripts/", "infra/", ".venv/", ".git/"):
+        assert not any(path.startswith(dropped) for path in kept), dropped
+    assert not any(path.endswith(".md") or "__pycache__" in path for path in kept)
+    assert "requirements-dev.txt" not in kept and "local.settings.json" not in kept

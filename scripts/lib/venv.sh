@@ -40,6 +40,11 @@ ensure_venv() {
     "$PYTHON" -m venv "$VENV"
   fi
   local pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+  # The full phonenumbers (from before the switch to phonenumberslite) writes the same module
+  # folder: remove both so the install below leaves exactly the lite one.
+  if "${pip[@]}" show phonenumbers >/dev/null 2>&1; then
+    "${pip[@]}" uninstall -y phonenumbers phonenumberslite
+  fi
   "${pip[@]}" install -r requirements-dev.txt
   # The worker for the function.json model. It declares Requires-Python >= 3.13 but runs
   # unchanged on 3.11, hence the flags; requirements-dev.txt carries what it needs (protobuf).
