@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import azure.functions as func
 
-from shared import public_url, redact, responses, twilio_client
+from shared import logs, redact, responses, routes, twilio_client
 from shared.messages import MAX_MESSAGE_LENGTH, clean_text
 from shared.responses import Refusal
 from shared.settings import CallSettings, SettingsError, load_call_settings
 from shared.signature import FORM_CONTENT_TYPE, parse_form
 
-logger = logging.getLogger(__name__)
+logger = logs.get_logger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
 FIELDS = ("to", "from", "message")
 # Where Twilio fetches the call's TwiML: host.json's routePrefix + voice_url's route.
-VOICE_URL_PATH = "/api/voice_url"
+VOICE_URL_PATH = routes.path("voice_url")
+# The longest URL Twilio accepts in a URL parameter (its error 21609 names 4,000 characters).
+MAX_TWILIO_URL_LENGTH = 4000
 # Twilio's 429 reaches us without its headers (the library drops them); a second is the
 # pause its documentation suggests before trying again.
 RETRY_AFTER_SECONDS = "1"
@@ -48,7 +49,8 @@ def _read_fields(req: func.HttpRequest) -> dict[str, str]:
     if content_type == "application/json":
         try:
             data = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            # RecursionError: "[" * 15000 nests deeper than the parser's stack; still bad JSON.
             raise Refusal(400, "The request body is not valid JSON.") from None
         if not isinstance(data, dict):
             raise Refusal(400, 'The JSON body must be an object, like {"to": "+14155550100"}.')
@@ -93,12 +95,21 @@ def parse_call_request(req: func.HttpRequest, settings: CallSettings) -> CallReq
     data = _read_fields(req)
     if not data.get("to"):
         raise Refusal(400, "The field 'to' is required: the E.164 number to call.")
-    to = numbers.parse_e164(data["to"], "to")
-    numbers.check_destination(to, settings.allowed_countries)
+    try:
+        to = numbers.parse_e164(data["to"], "to")
+    except numbers.InvalidNumber as error:
+        raise Refusal(400, str(error)) from None
+    try:
+        numbers.check_destination(to, settings.allowed_countries)
+    except numbers.ForbiddenDestination as error:
+        raise Refusal(403, str(error)) from None
 
     from_ = settings.phone_number
     if data.get("from"):
-        from_ = numbers.parse_e164(data["from"], "from").e164
+        try:
+            from_ = numbers.parse_e164(data["from"], "from").e164
+        except numbers.InvalidNumber as error:
+            raise Refusal(400, str(error)) from None
         if from_ != settings.phone_number and from_ not in settings.caller_ids:
             raise Refusal(
                 403, "'from' must be TWILIO_PHONE_NUMBER or one of the numbers in CALLER_IDS."
@@ -106,8 +117,8 @@ def parse_call_request(req: func.HttpRequest, settings: CallSettings) -> CallReq
     return CallRequest(to=to.e164, from_=from_, message=_read_message(data.get("message")))
 
 
-def voice_url(req: func.HttpRequest, settings: CallSettings, message: str | None) -> str:
-    url = public_url.origin(req, settings.public_base_url) + VOICE_URL_PATH
+def voice_url(origin: str, message: str | None) -> str:
+    url = origin + VOICE_URL_PATH
     return f"{url}?{urlencode({'message': message})}" if message else url
 
 
@@ -127,6 +138,17 @@ async def place_call(req: func.HttpRequest) -> func.HttpResponse:
         logger.warning("make_call outcome=refused status=%d", refusal.status)
         return responses.json_error(refusal.status, refusal.error)
 
+    # The settings check made sure the origin is known: never one taken from the request.
+    url = voice_url(settings.public_origin or "", call.message)
+    if len(url) > MAX_TWILIO_URL_LENGTH:
+        logger.warning("make_call outcome=refused status=400 reason=url-too-long")
+        return responses.json_error(
+            400,
+            f"'message' is too long to travel in the call's URL: Twilio takes URLs of at most "
+            f"{MAX_TWILIO_URL_LENGTH:,} characters, and this one would be {len(url):,} once "
+            "encoded (a character outside ASCII takes 6 to 12). Shorten the message.",
+        )
+
     client = twilio_client.get_client(settings)
     target = redact.phone_number(call.to)
     try:
@@ -134,7 +156,7 @@ async def place_call(req: func.HttpRequest) -> func.HttpResponse:
             client.calls.create_async(
                 to=call.to,
                 from_=call.from_,
-                url=voice_url(req, settings, call.message),
+                url=url,
                 method="POST",
             ),
             timeout=settings.http_timeout,

@@ -1,8 +1,10 @@
-"""Which numbers make_call may dial: the toll-fraud policy, decided with phonenumbers.
+"""Which numbers the app may call or text: the toll-fraud policy, decided with phonenumbers.
 
-Toll fraud (international revenue share fraud, traffic pumping) works by getting an app to dial
-numbers that pay the fraudster per minute. The defences here: strict E.164, only the countries
-listed in CALL_ALLOWED_COUNTRIES, and never a number type that costs the caller extra.
+Toll fraud (international revenue share fraud, traffic pumping, SMS pumping) works by getting an
+app to call or text numbers that pay the fraudster. The defences here: strict E.164, only the
+allowed countries, and never a number type that costs the sender extra.
+
+The errors carry a sentence for the caller, not an HTTP status: the function decides that.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
-from shared.responses import Refusal
-
-_E164 = re.compile(r"\+[1-9]\d{1,14}")
+# ASCII digits only: `\d` also matches Arabic-Indic or Devanagari digits, which E.164 has not
+# (and phonenumbers would happily normalise them into a valid number).
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+# What a form-encoded "+14155550100" becomes when the client did not encode the "+".
+_PLUS_SENT_AS_SPACE = re.compile(r" [1-9][0-9]{1,14}")
 
 # Number types billed above a normal call, or routed to whoever holds them, by phonenumbers'
 # classification: premium rate (09xx, 1-900), shared cost (084x), personal numbers (UK 070,
@@ -29,6 +33,14 @@ COSTLY_TYPES = {
 }
 
 
+class InvalidNumber(ValueError):
+    """Not a valid number written in E.164: the request is malformed."""
+
+
+class ForbiddenDestination(ValueError):
+    """A valid number the policy will not call or text."""
+
+
 @dataclass(frozen=True)
 class Number:
     e164: str
@@ -37,18 +49,21 @@ class Number:
 
 
 def parse_e164(raw: str, field: str) -> Number:
-    """A valid number written in E.164 (+ and up to 15 digits), else Refusal 400."""
-    invalid = Refusal(
-        400, f"'{field}' must be a valid phone number in E.164 format, like +14155550100."
-    )
-    if not _E164.fullmatch(raw):
-        raise invalid
+    """A valid number written in E.164 (+ and up to 15 ASCII digits), else InvalidNumber."""
+    message = f"'{field}' must be a valid phone number in E.164 format, like +14155550100."
+    if _PLUS_SENT_AS_SPACE.fullmatch(raw):
+        message += (
+            " Its '+' arrived as a space: in form-encoded data, write the '+' as %2B"
+            " (curl --data-urlencode 'to=+14155550100')."
+        )
+    if not E164.fullmatch(raw):
+        raise InvalidNumber(message)
     try:
         number = phonenumbers.parse(raw, None)
     except phonenumbers.NumberParseException:
-        raise invalid from None
+        raise InvalidNumber(message) from None
     if not phonenumbers.is_valid_number(number):
-        raise invalid
+        raise InvalidNumber(message)
     return Number(
         e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
         region=phonenumbers.region_code_for_number(number) or "",
@@ -56,15 +71,22 @@ def parse_e164(raw: str, field: str) -> Number:
     )
 
 
-def check_destination(number: Number, allowed_countries: frozenset[str]) -> None:
-    """Refusal 403 unless the number is in an allowed country and of an ordinary type."""
+def check_destination(
+    number: Number,
+    allowed_countries: frozenset[str],
+    what: str = "Calls",
+    setting: str = "CALL_ALLOWED_COUNTRIES",
+) -> None:
+    """ForbiddenDestination unless the number is in an allowed country and of an ordinary type.
+
+    `what` ("Calls", "Messages") and `setting` word the sentence for the function asking.
+    """
     if number.region not in allowed_countries:
         allowed = ", ".join(sorted(allowed_countries)) or "none"
-        raise Refusal(
-            403,
-            f"Calls to numbers in {number.region or 'that region'} are not allowed "
-            f"(CALL_ALLOWED_COUNTRIES allows: {allowed}).",
+        raise ForbiddenDestination(
+            f"{what} to numbers in {number.region or 'that region'} are not allowed "
+            f"({setting} allows: {allowed})."
         )
     costly = COSTLY_TYPES.get(number.kind)
     if costly:
-        raise Refusal(403, f"Calls to {costly} numbers are not allowed: they cost extra.")
+        raise ForbiddenDestination(f"{what} to {costly} numbers are not allowed: they cost extra.")

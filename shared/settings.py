@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from shared import public_url
+
 DEFAULT_VOICE_GREETING = "Hello Monkey!"
 DEFAULT_SMS_REPLY = "Hey, thanks for the ping! Twilio and Azure rock!"
 DEFAULT_HTTP_TIMEOUT = 10.0
@@ -31,12 +33,26 @@ MAX_HTTP_TIMEOUT = 10.0
 
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 _API_KEY_SID = re.compile(r"SK[0-9a-fA-F]{32}")
-_E164 = re.compile(r"\+[1-9]\d{1,14}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 # <Say voice="Polly.Joanna-Neural"> and language="en-US": Twilio's own value sets grow, so only
 # the shape is checked here; Twilio reports an unknown voice in its debugger.
 _VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}")
+
+
+# Settings that hold a secret. On Azure they are Key Vault references; when App Service cannot
+# resolve one it hands the app the reference text itself, which must never pass for the secret.
+SECRET_SETTINGS = frozenset(
+    {"TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY", "TWILIO_API_SECRET"}
+)
+_KEY_VAULT_REFERENCE = "@microsoft.keyvault("
+UNRESOLVED_KEY_VAULT_REFERENCE = (
+    "is a Key Vault reference that App Service did not resolve (the app got the reference, not "
+    "the secret): check that the app's managed identity has the Key Vault Secrets User role on "
+    "the vault (a new role assignment can take minutes to apply), that the site's "
+    "keyVaultReferenceIdentity names that identity, that the secret URI is right, and the "
+    "setting's Key Vault reference status in the portal (Settings > Environment variables)"
+)
 
 
 class SettingsError(Exception):
@@ -59,7 +75,8 @@ class WebhookSettings:
     """What the Twilio webhooks (voice_url, sms_url) need."""
 
     auth_tokens: tuple[str, ...]
-    public_base_url: str | None
+    # PUBLIC_BASE_URL, else https://WEBSITE_HOSTNAME on Azure, else None (a local run).
+    trusted_origin: str | None
     voice_greeting: str
     voice_name: str | None
     voice_language: str | None
@@ -77,28 +94,45 @@ class CallSettings:
     caller_ids: frozenset[str]
     allowed_countries: frozenset[str]
     http_timeout: float
-    public_base_url: str | None
+    # Where Twilio reaches this app (PUBLIC_BASE_URL, else https://WEBSITE_HOSTNAME); None when
+    # neither is known, and then make_call refuses to guess it from the request.
+    public_origin: str | None
 
 
 class _Reader:
-    """Collects problems while reading, so one error can name all of them at once."""
+    """Collects problems while reading, so one error can name all of them at once.
+
+    It holds only the names its loader declared: reading any other name raises KeyError, so a
+    setting used in code but missing from the loader's tuple fails every request that reads it
+    (and the tests) instead of being silently unset.
+    """
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[tuple[str, str]] = []
 
     def get(self, name: str) -> str | None:
-        value = self.env.get(name, "").strip()
+        value = self.env[name].strip()
+        if name in SECRET_SETTINGS and value.lower().startswith(_KEY_VAULT_REFERENCE):
+            self._problem(name, UNRESOLVED_KEY_VAULT_REFERENCE)
+            return None
         return value or None
 
     def required(self, name: str, why: str = "") -> str | None:
         value = self.get(name)
         if value is None:
-            self.problems.append((name, f"is not set{why}"))
+            self._problem(name, f"is not set{why}")
         return value
 
+    def _problem(self, name: str, reason: str) -> None:
+        if not self.problems_with(name):
+            self.problems.append((name, reason))
+
+    def problems_with(self, name: str) -> bool:
+        return any(known == name for known, _ in self.problems)
+
     def malformed(self, name: str, expected: str) -> None:
-        self.problems.append((name, f"is malformed: expected {expected}"))
+        self._problem(name, f"is malformed: expected {expected}")
 
     def raise_if_any(self) -> None:
         if self.problems:
@@ -130,6 +164,15 @@ def _public_base_url(reader: _Reader) -> str | None:
     return value
 
 
+def _public_origin(reader: _Reader) -> str | None:
+    public_base_url = _public_base_url(reader)
+    hostname = reader.get("WEBSITE_HOSTNAME")
+    if hostname is not None and not public_url.HOST.fullmatch(hostname):
+        reader.malformed("WEBSITE_HOSTNAME", "a host name, as App Service sets it")
+        hostname = None
+    return public_url.configured_origin(public_base_url, hostname)
+
+
 def _optional_pattern(
     reader: _Reader, name: str, pattern: re.Pattern[str], expected: str
 ) -> str | None:
@@ -140,6 +183,10 @@ def _optional_pattern(
     return value
 
 
+# Set by the platform, never by the user (so not in local.settings.json.example): App Service and
+# Functions set WEBSITE_HOSTNAME to the app's default host name; `func start` to localhost:port.
+PLATFORM_SETTINGS = ("WEBSITE_HOSTNAME",)
+
 WEBHOOK_SETTINGS = (
     "TWILIO_AUTH_TOKEN",
     "TWILIO_AUTH_TOKEN_SECONDARY",
@@ -149,22 +196,23 @@ WEBHOOK_SETTINGS = (
     "VOICE_LANGUAGE",
     "SMS_REPLY",
 )
+_WEBHOOK_READS = WEBHOOK_SETTINGS + PLATFORM_SETTINGS
 
 
 def load_webhook_settings(env: Mapping[str, str] | None = None) -> WebhookSettings:
     """Settings for voice_url and sms_url; raises SettingsError naming every problem."""
     source = os.environ if env is None else env
-    return _webhook_settings(tuple(source.get(name, "") for name in WEBHOOK_SETTINGS))
+    return _webhook_settings(tuple(source.get(name, "") for name in _WEBHOOK_READS))
 
 
 @lru_cache(maxsize=8)
 def _webhook_settings(raw: tuple[str, ...]) -> WebhookSettings:
-    reader = _Reader(dict(zip(WEBHOOK_SETTINGS, raw, strict=True)))
+    reader = _Reader(dict(zip(_WEBHOOK_READS, raw, strict=True)))
     token = reader.required("TWILIO_AUTH_TOKEN", ": webhook signatures cannot be checked")
     secondary = reader.get("TWILIO_AUTH_TOKEN_SECONDARY")
     settings = WebhookSettings(
         auth_tokens=tuple(t for t in (token, secondary) if t),
-        public_base_url=_public_base_url(reader),
+        trusted_origin=_public_origin(reader),
         voice_greeting=reader.get("VOICE_GREETING") or DEFAULT_VOICE_GREETING,
         voice_name=_optional_pattern(
             reader, "VOICE_NAME", _VOICE_NAME, "a Twilio voice name, like Polly.Joanna"
@@ -179,17 +227,15 @@ def _webhook_settings(raw: tuple[str, ...]) -> WebhookSettings:
 
 
 def _e164(reader: _Reader, name: str, value: str) -> str | None:
-    # phonenumbers is imported here, not at module level: the webhooks never need it.
-    import phonenumbers
+    # numbers (and phonenumbers) is imported here, not at module level: the webhooks never
+    # need it.
+    from shared import numbers
 
     try:
-        number = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException:
-        number = None
-    if number is None or not _E164.fullmatch(value) or not phonenumbers.is_valid_number(number):
+        return numbers.parse_e164(value, name).e164
+    except numbers.InvalidNumber:
         reader.malformed(name, "phone numbers in E.164 format, like +14155550100")
         return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _allowed_countries(reader: _Reader, phone_number: str | None) -> frozenset[str]:
@@ -237,17 +283,18 @@ CALL_SETTINGS = (
     "TWILIO_HTTP_TIMEOUT",
     "PUBLIC_BASE_URL",
 )
+_CALL_READS = CALL_SETTINGS + PLATFORM_SETTINGS
 
 
 def load_call_settings(env: Mapping[str, str] | None = None) -> CallSettings:
     """Settings for make_call; raises SettingsError naming every problem."""
     source = os.environ if env is None else env
-    return _call_settings(tuple(source.get(name, "") for name in CALL_SETTINGS))
+    return _call_settings(tuple(source.get(name, "") for name in _CALL_READS))
 
 
 @lru_cache(maxsize=8)
 def _call_settings(raw: tuple[str, ...]) -> CallSettings:
-    reader = _Reader(dict(zip(CALL_SETTINGS, raw, strict=True)))
+    reader = _Reader(dict(zip(_CALL_READS, raw, strict=True)))
 
     account_sid = reader.required("TWILIO_ACCOUNT_SID")
     if account_sid is not None and not _ACCOUNT_SID.fullmatch(account_sid):
@@ -288,8 +335,17 @@ def _call_settings(raw: tuple[str, ...]) -> CallSettings:
         caller_ids=frozenset(caller_ids),
         allowed_countries=_allowed_countries(reader, phone_number),
         http_timeout=_http_timeout(reader),
-        public_base_url=_public_base_url(reader),
+        public_origin=_public_origin(reader),
     )
+    if settings.public_origin is None and not reader.problems_with("PUBLIC_BASE_URL"):
+        reader.problems.append(
+            (
+                "PUBLIC_BASE_URL",
+                "is not set and there is no WEBSITE_HOSTNAME (Azure's own host name) to tell "
+                "Twilio where to fetch the call's TwiML: set it to the https origin Twilio can "
+                "reach (locally, your tunnel's https URL)",
+            )
+        )
     reader.raise_if_any()
     return settings
 

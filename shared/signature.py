@@ -25,6 +25,10 @@ from shared import public_url
 # and is refused before any work is spent on it.
 MAX_SIGNATURE_LENGTH = 64
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+_ORIGIN_HINT = (
+    "; if Twilio calls this app at another origin (custom domain, proxy, tunnel), "
+    "PUBLIC_BASE_URL must be that origin"
+)
 
 
 class FormParams(dict[str, list[str]]):
@@ -111,23 +115,37 @@ def _signed_payload(req: func.HttpRequest, query: str) -> FormParams | str | Non
 
 
 def verify(
-    req: func.HttpRequest, auth_tokens: tuple[str, ...], public_base_url: str | None
+    req: func.HttpRequest,
+    auth_tokens: tuple[str, ...],
+    trusted_origin: str | None,
+    route_path: str,
 ) -> Verdict:
-    """Check X-Twilio-Signature against every URL Twilio may have signed and every token."""
+    """Check X-Twilio-Signature against every URL Twilio may have signed and every token.
+
+    `trusted_origin` is `public_url.configured_origin(...)` (None on a local run: the request's
+    own origins are tried); `route_path` is the path of the function's own route, the only path
+    a signature is checked for.
+    """
     signature = (req.headers.get("x-twilio-signature") or "").strip()
-    path, query = public_url.path_and_query(req)
+    try:
+        path, query = public_url.path_and_query(req)
+    except public_url.UnparsableUrl as error:
+        return Verdict(False, str(error), FormParams())
     payload = _signed_payload(req, query)
     form = payload if isinstance(payload, FormParams) else FormParams()
     if not signature:
         return Verdict(False, "no X-Twilio-Signature header", form)
     if len(signature) > MAX_SIGNATURE_LENGTH:
         return Verdict(False, "X-Twilio-Signature header too long to be a signature", form)
+    if path.rstrip("/").lower() != route_path.lower():
+        # Routes match without regard to case or a trailing slash; any other path is not ours.
+        return Verdict(False, f"request path is not this function's route {route_path}", form)
     if payload is None:
         return Verdict(False, "body is neither UTF-8 form data nor covered by bodySHA256", form)
     if not auth_tokens:
         return Verdict(False, "no auth token configured", form)
 
-    origins = [public_base_url] if public_base_url else public_url.request_origins(req)
+    origins = [trusted_origin] if trusted_origin else public_url.request_origins(req)
     if isinstance(payload, str):
         # A JSON body: its SHA-256 must be the bodySHA256 that the signed URL carries.
         claimed = dict(parse_qsl(query, keep_blank_values=True))["bodySHA256"]
@@ -142,8 +160,7 @@ def verify(
         for url in urls:
             if hmac.compare_digest(validator.compute_signature(url, payload).encode(), expected):
                 return Verdict(True, "signature valid", form)
-    hint = "" if public_base_url else "; behind a proxy or custom domain, set PUBLIC_BASE_URL"
-    return Verdict(False, f"signature does not match {origins[0]}{path}{hint}", form)
+    return Verdict(False, f"signature does not match {origins[0]}{path}{_ORIGIN_HINT}", form)
 
 
 def _candidate_urls(origins: list[str], path: str, query: str) -> list[str]:

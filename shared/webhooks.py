@@ -9,16 +9,15 @@ the worker's event loop, which skips the thread-pool hop a sync function pays on
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import azure.functions as func
 
-from shared import redact, responses, signature
+from shared import logs, redact, responses, routes, signature
 from shared.settings import SettingsError, WebhookSettings, load_webhook_settings
 
-logger = logging.getLogger(__name__)
+logger = logs.get_logger(__name__)
 
 # Twilio's webhook bodies are a few kilobytes (an SMS body is at most 1,600 characters).
 MAX_WEBHOOK_BODY = 64 * 1024
@@ -58,12 +57,14 @@ async def respond(
         settings = load_webhook_settings()
     except SettingsError as error:
         logger.error("%s outcome=failed reason=settings: %s", function_name, error.describe())
-        # Fail closed: without a token no request can be proven genuine, so none is answered.
-        if "TWILIO_AUTH_TOKEN" in error.names:
+        # Fail closed: without its tokens no request can be proven genuine, so none is answered.
+        if set(error.names) & {"TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY"}:
             return responses.refused()
         return responses.empty(500)
 
-    verdict = signature.verify(req, settings.auth_tokens, settings.public_base_url)
+    verdict = signature.verify(
+        req, settings.auth_tokens, settings.trusted_origin, routes.path(function_name)
+    )
     query = dict(req.params)
     sid = redact.sid(verdict.form.first(sid_param) or query.get(sid_param))
     if not verdict.genuine:

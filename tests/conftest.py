@@ -13,7 +13,7 @@ from twilio.request_validator import RequestValidator
 from twilio_double import TwilioApiDouble
 
 from shared import twilio_client
-from shared.settings import ALL_SETTINGS
+from shared.settings import ALL_SETTINGS, PLATFORM_SETTINGS
 
 pytest_plugins = ["devhost.pytest_plugin"]
 
@@ -25,14 +25,16 @@ API_SECRET = "api-secret-for-tests-0000000003"
 OTHER_TOKEN = "someone-elses-auth-token-0000004"
 TWILIO_NUMBER = "+14155550100"
 SECRETS = (AUTH_TOKEN, SECONDARY_TOKEN, API_SECRET)
-
+# What App Service sets WEBSITE_HOSTNAME to: the app's default host name.
+APP_HOSTNAME = "myapp.azurewebsites.net"
 
 
 @pytest.fixture(autouse=True)
 def app_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """A complete, valid configuration; tests change or delete single settings from here."""
-    for name in ALL_SETTINGS:
+    """A complete, valid configuration, as on Azure; tests change or delete single settings."""
+    for name in (*ALL_SETTINGS, *PLATFORM_SETTINGS):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WEBSITE_HOSTNAME", APP_HOSTNAME)
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
     monkeypatch.setenv("TWILIO_PHONE_NUMBER", TWILIO_NUMBER)

@@ -74,10 +74,10 @@ def test_message_travels_to_voice_url_in_the_query(twilio_api, app_settings):
     assert parse_qs(url.query) == {"message": ["Your table is ready"]}
 
 
-def test_without_public_base_url_the_voice_url_uses_the_requests_origin(twilio_api):
+def test_without_public_base_url_the_voice_url_uses_website_hostname_not_the_request(twilio_api):
     call({"to": TO}, url="https://other-host.example.net/api/make_call")
 
-    assert twilio_api.requests[0].data["Url"] == "https://other-host.example.net/api/voice_url"
+    assert twilio_api.requests[0].data["Url"] == "https://myapp.azurewebsites.net/api/voice_url"
 
 
 def test_control_characters_are_stripped_from_the_message(twilio_api):

@@ -1,0 +1,15 @@
+"""The app's URL paths, in one place: host.json's routePrefix and each function's route.
+
+Signatures are checked against the route the function serves (never a path rebuilt from a
+request header), and the URLs handed to Twilio are built from the same names. A test holds these
+to host.json and every function.json.
+"""
+
+from __future__ import annotations
+
+ROUTE_PREFIX = "api"
+
+
+def path(route: str) -> str:
+    """/api/<route>: where the Functions host serves the function whose route this is."""
+    return f"/{ROUTE_PREFIX}/{route}"
