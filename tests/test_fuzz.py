@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,21 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=os.environ.get("CI") == "true",
 )
+
+
+@contextmanager
+def trust_mode(on_azure: bool) -> Iterator[None]:
+    """On Azure: WEBSITE_HOSTNAME as app_settings sets it. Locally: none. Set per example (a
+    monkeypatch would outlive the example: hypothesis reuses function-scoped fixtures)."""
+    hostname = os.environ.pop("WEBSITE_HOSTNAME", None)
+    try:
+        if on_azure and hostname:
+            os.environ["WEBSITE_HOSTNAME"] = hostname
+        yield
+    finally:
+        os.environ.pop("WEBSITE_HOSTNAME", None)
+        if hostname:
+            os.environ["WEBSITE_HOSTNAME"] = hostname
 
 
 @pytest.fixture
@@ -50,9 +67,21 @@ content_types = st.one_of(
 header_text = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=200
 )  # what an HTTP header can carry
+# Hosts as an attacker writes them: another route after a slash, a fragment or query marker,
+# brackets that break URL parsing, user info, ports out of range, lists.
+hostile_hosts = st.one_of(
+    header_text,
+    st.builds(
+        lambda a, sep, b: f"{a}{sep}{b}",
+        st.sampled_from(["myapp.azurewebsites.net", "a", "[::1", "attacker.example", ""]),
+        st.sampled_from(["/api/sms_url#", "/api/voice_url?", "#", "?", "[", "]", "@", ":", ", "]),
+        st.sampled_from(["", "x", "99999", "attacker.example", "api/make_call"]),
+    ),
+)
 headers = st.dictionaries(
     st.sampled_from(
         [
+            "Host",
             "X-Twilio-Signature",
             "X-Forwarded-Proto",
             "X-Forwarded-Host",
@@ -62,7 +91,7 @@ headers = st.dictionaries(
             "I-Twilio-Idempotency-Token",
         ]
     ),
-    header_text,
+    hostile_hosts,
     max_size=5,
 )
 json_values = st.recursive(
@@ -92,6 +121,10 @@ bodies = st.one_of(
     st.builds(
         lambda n, c: c * n, st.integers(16_000, 300_000), st.sampled_from([b"a", b"\xff", b"="])
     ),
+    # Nesting deeper than json's recursion limit, within the body size limit and past it.
+    st.builds(
+        lambda n, c: c * n, st.integers(900, 20_000), st.sampled_from([b"[", b'{"a":', b'{"to":['])
+    ),
 )
 queries = st.one_of(
     st.just(""),
@@ -112,20 +145,58 @@ queries = st.one_of(
     content_type=content_types,
     extra=headers,
     body=bodies,
+    on_azure=st.booleans(),
 )
 def test_any_request_gets_a_deliberate_answer(
-    host, twilio_api, path, method, query, content_type, extra, body
+    host, twilio_api, path, method, query, content_type, extra, body, on_azure
 ):
     twilio_api.requests.clear()
     request_headers = dict(extra)
     if content_type:
         request_headers["Content-Type"] = content_type
 
-    response = host.request(method, path + query, headers=request_headers, body=body)
+    with trust_mode(on_azure):
+        response = host.request(method, path + query, headers=request_headers, body=body)
 
+    if response.function == "make_call" and not on_azure and response.status == 500:
+        # A local run with no PUBLIC_BASE_URL: make_call refuses to guess its origin, on purpose.
+        assert response.json()["settings"] == ["PUBLIC_BASE_URL"]
+        return
     assert response.status < 500, (response.status, response.error)
     assert b"Traceback" not in response.body
     if response.status != 201:
         assert twilio_api.requests == [], "Twilio was asked to act on a refused request"
     if response.function == "make_call" and response.status >= 400:
         assert isinstance(response.json()["error"], str)
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(PATHS),
+    depth=st.integers(500, 5_000),
+    opener=st.sampled_from(["[", '{"a":', '{"to":[', '{"message":{"x":']),
+    host_header=hostile_hosts,
+    forwarded=st.dictionaries(
+        st.sampled_from(["X-Forwarded-Host", "Disguised-Host", "X-Forwarded-Proto"]),
+        hostile_hosts,
+        max_size=3,
+    ),
+    on_azure=st.booleans(),
+)
+def test_deep_nesting_and_hostile_hosts_never_reach_a_5xx(
+    host, twilio_api, path, depth, opener, host_header, forwarded, on_azure
+):
+    """The two inputs an attack run broke the app with, fuzzed on their own so that every
+    example carries them: JSON nested past the parser's stack, and Host/forwarding headers."""
+    twilio_api.requests.clear()
+    headers = {"Content-Type": "application/json", "Host": host_header, **forwarded}
+
+    with trust_mode(on_azure):
+        response = host.request("POST", path, headers=headers, body=(opener * depth).encode())
+
+    if response.function == "make_call" and not on_azure and response.status == 500:
+        assert response.json()["settings"] == ["PUBLIC_BASE_URL"]
+    else:
+        assert response.status < 500, (response.status, response.error)
+    assert b"Traceback" not in response.body
+    assert twilio_api.requests == []
