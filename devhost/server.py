@@ -4,33 +4,76 @@ Core Tools cannot be installed everywhere (its npm package downloads the host fr
 this serves the same URLs on the same port (7071) for curl, the webhook simulator and ngrok. It
 uses only the standard library's ThreadingHTTPServer: every request goes through one WorkerHost,
 whose worker runs on its own event loop, as in a real worker process.
+
+A tunnel puts it on the internet, so it refuses what Kestrel refuses in front of Azure's host
+(malformed request lines, headers, Host values and body framing; bodies over the limit), times
+out silent connections and caps how many are served at once (devhost/README.md lists each rule).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
 import logging
+import re
 import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 from wsgiref.headers import Headers
 
 from devhost import settings as local_settings
 from devhost.appconfig import AppConfigError
-from devhost.worker_host import KEY_QUERY, FunctionLoadError, HostResponse, WorkerHost
+from devhost.worker_host import (
+    KEY_HEADER,
+    KEY_QUERY,
+    FunctionLoadError,
+    HostResponse,
+    WorkerHost,
+)
 
 logger = logging.getLogger("devhost.server")
 
 DEFAULT_BIND = "127.0.0.1"
 # Kestrel limits a request body to about 30 MB; a webhook is a few kilobytes.
 MAX_BODY = 30_000_000
+# Seconds a connection may go without sending a byte while its request line, headers or body are
+# incomplete (then 408 and close), or sit idle between keep-alive requests (then a quiet close).
+# Kestrel allows 30 s for the headers. It is a per-read idle limit, not a total: a client that
+# trickles a byte now and then keeps its thread, which the connection cap below bounds.
+REQUEST_TIMEOUT = 30.0
+# Connections served at once, a thread each. One more is answered 503 at once and closed (not
+# queued: a caller learns it now rather than after a timeout). Above the benchmark's bursts of 100.
+MAX_CONNECTIONS = 128
 # Hop-by-hop or recomputed here; a function's own values for these are not forwarded.
 _SKIPPED_RESPONSE_HEADERS = {"content-length", "transfer-encoding", "connection", "date", "server"}
+_MAX_REQUEST_LINE = 65536  # the standard library's own limit
+_MAX_CHUNK_SIZE_LINE = 4096  # hex digits and extensions; longer is an attack, not a webhook
+_MAX_TRAILERS = 32 * 1024  # Kestrel's limit for all request headers, applied to trailers
+# chunk-size [chunk-ext] CRLF (RFC 9112 7.1): hex digits only, so no sign, "0x" or "_" that
+# int(..., 16) would accept; "-1" once made the old reader read to the end of the stream.
+_CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]+)(;[^\r\n]*)?\r\n")
+_DIGITS = re.compile(r"[0-9]+")
+# A Host name as Kestrel accepts it (the set http.sys allows): letters, digits and -._~!$&'()
+# (RFC 3986 reg-name less "*+,;=" and percent-escapes). A dotted IPv4 address is one too.
+_REG_NAME = re.compile(r"[A-Za-z0-9\-._~!$&'()]+")
+# What a field value may not hold (RFC 9110 5.5): controls other than HTAB, DEL, and the CR LF
+# of an obsolete line folding, which the standard library keeps inside the value.
+_FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_REFUSAL_TIMEOUT = 1.0  # seconds to write a 503 from the accept loop
+_SERVICE_UNAVAILABLE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n"
+    b"Retry-After: 1\r\nX-Devhost-Reason: too many open connections\r\n\r\n"
+)
 
 
 def _redacted(path: str) -> str:
@@ -43,62 +86,258 @@ def _redacted(path: str) -> str:
     return f"{parts.path}?{urlencode(query, safe='*')}"
 
 
+def valid_host(value: str) -> bool:
+    """Whether `value` (OWS already stripped) is `uri-host [":" port]` as Kestrel accepts it.
+
+    The Host header becomes `req.url`, which webhook signatures cover and which functions put
+    in replies; `myapp.example.net/api/sms_url#` or `a[` must not get that far. A name, or an
+    IPv6 literal in brackets (no zone: Kestrel refuses "%"), then an optional port of digits.
+    """
+    if value.startswith("["):
+        literal, bracket, rest = value[1:].partition("]")
+        if not bracket or "%" in literal:
+            return False
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            return False
+    else:
+        name, colon, port = value.partition(":")
+        if not _REG_NAME.fullmatch(name):
+            return False
+        rest = colon + port
+    return not rest or (rest[0] == ":" and _DIGITS.fullmatch(rest[1:]) is not None)
+
+
+def _peer(address: Any) -> str:
+    return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+
+
+class _Refused(Exception):
+    """A request the host answers itself (400, 413), without the worker. The connection closes
+    after it: what the client sent next cannot be trusted to start a request."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
 class _Handler(BaseHTTPRequestHandler):
-    """Hands every request, whatever its method, to the WorkerHost."""
+    """Hands every request, whatever its method, to the WorkerHost, after the checks the
+    Functions host's Kestrel makes first (request line, Host, framing, body size, timeouts)."""
 
     protocol_version = "HTTP/1.1"
     server_version = "devhost"
+    # Not the stdlib's "HTTP/0.9": its error replies to a malformed request line would then
+    # have no status line at all.
+    default_request_version = "HTTP/1.0"
     host: WorkerHost  # set on the subclass built by serve()
+    timeout: float | None = REQUEST_TIMEOUT  # socket timeout, applied by setup(); serve() sets it
+    max_body: int = MAX_BODY
 
-    def _read_body(self) -> bytes | None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    break
-                total += size
-                if total > MAX_BODY:
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            return None
-        return self.rfile.read(length) if length > 0 else b""
+    def setup(self) -> None:
+        super().setup()
+        self._requests = 0  # request lines read on this connection
+        self._awaiting_request_line = True
+        self._response_started = False
+        self._expect_continue = False
+
+    # -- one request -----------------------------------------------------------------------------
+
+    def handle_one_request(self) -> None:
+        """The standard library's step, but a timeout is answered as Kestrel does: 408 and close
+        for a request that stalled, a quiet close for a keep-alive connection that went idle."""
+        self._awaiting_request_line = True
+        self._response_started = False
+        self._expect_continue = False
+        self.requestline = ""  # send_response() logs it, even for a request never read
+        try:
+            self.raw_requestline = self.rfile.readline(_MAX_REQUEST_LINE + 1)
+            self._awaiting_request_line = False
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            self._requests += 1
+            if len(self.raw_requestline) > _MAX_REQUEST_LINE:
+                self.requestline, self.request_version, self.command = "", "HTTP/1.1", ""
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+                return
+            if not self.parse_request():
+                return
+            method = getattr(self, f"do_{self.command}", None)
+            if method is None:
+                self.send_error(HTTPStatus.NOT_IMPLEMENTED,
+                                f"Unsupported method ({self.command!a})")
+                return
+            method()
+            self.wfile.flush()
+        except TimeoutError:
+            self._timed_out()
+
+    def _timed_out(self) -> None:
+        self.close_connection = True
+        peer = _peer(self.client_address)
+        if self._response_started:
+            logger.debug("%s stopped reading its response for %s s: connection closed",
+                         peer, self.timeout)
+            return
+        if self._awaiting_request_line and self._requests:
+            logger.debug("%s idle for %s s after a request: connection closed", peer, self.timeout)
+            return
+        logger.info("%s sent no complete request within %s s of silence: 408, connection closed",
+                    peer, self.timeout)
+        self.request_version = "HTTP/1.1"  # it may never have been read
+        with contextlib.suppress(OSError):  # the client may be gone as well
+            self._send(HostResponse(408, _headers([("Content-Length", "0")])), head=False)
+
+    def parse_request(self) -> bool:
+        if len(self.raw_requestline.split()) == 2:
+            # HTTP/0.9 ("GET /"): the standard library would wait for headers it never gets and
+            # answer without a status line; Kestrel refuses the request line.
+            self.command, self.path = (w.decode("latin-1") for w in self.raw_requestline.split())
+            self.request_version = "HTTP/1.0"
+            self._reject(400, "HTTP/0.9 request line")
+            return False
+        if not super().parse_request():
+            return False
+        problem = self._header_problem()
+        if problem:
+            self._reject(400, problem)
+            return False
+        return True
+
+    def handle_expect_100(self) -> bool:
+        """100 Continue is sent when the body is about to be read (as Kestrel does), so a request
+        refused for its Host or its size is refused before the client sends the body."""
+        self._expect_continue = True
+        return True
+
+    def _header_problem(self) -> str | None:
+        """Why the header block gets 400 (RFC 9112 3.2, as Kestrel applies it), or None."""
+        if self.headers.defects:
+            # E.g. "Host : x": the parser stops there and drops every header after it.
+            return "malformed header line"
+        for name, value in self.headers.items():
+            if _FORBIDDEN_IN_VALUE.search(value):
+                return f"control character or line folding in {name!a}"
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1:
+            return "more than one Host header"
+        requires_host = self.request_version != "HTTP/1.0"
+        host = hosts[0].strip(" \t") if hosts else ""
+        if not host:
+            # HTTP/1.0 may omit it (the bind address stands in); HTTP/1.1 must send one. Kestrel
+            # lets an empty one through; here it would make req.url "http:///api/...".
+            return ("HTTP/1.1 requires a non-empty Host header" if requires_host else None)
+        if not valid_host(host):
+            return f"invalid Host header {host!a}"
+        return None
+
+    def _read_body(self) -> bytes:
+        """The body, framed as RFC 9112 section 6 says; raises _Refused (400, 413)."""
+        codings = self.headers.get_all("Transfer-Encoding")
+        lengths = self.headers.get_all("Content-Length")
+        if codings is not None:
+            if lengths is not None:
+                # Two framings: a proxy in front may have used the other one (smuggling).
+                raise _Refused(400, "both Transfer-Encoding and Content-Length")
+            names = [c.strip(" \t").lower() for c in ",".join(codings).split(",")]
+            if names[-1] != "chunked" or names.count("chunked") != 1:
+                raise _Refused(400, "the final transfer coding is not chunked")
+            self._send_continue()
+            return self._read_chunked()
+        if lengths is None:
+            return b""
+        values = {v.strip(" \t") for v in lengths}
+        value = values.pop()
+        if values or not _DIGITS.fullmatch(value):
+            raise _Refused(400, "invalid Content-Length")
+        length = int(value)
+        if length > self.max_body:
+            raise _Refused(413, f"body over {self.max_body} bytes")
+        if length == 0:
+            return b""
+        self._send_continue()
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise _Refused(400, "the body ended before Content-Length bytes")
+        return body
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            match = _CHUNK_SIZE_LINE.fullmatch(self.rfile.readline(_MAX_CHUNK_SIZE_LINE + 1))
+            if match is None:
+                raise _Refused(400, "invalid chunk size line")
+            size = int(match[1], 16)
+            if size == 0:
+                break
+            total += size
+            if total > self.max_body:
+                raise _Refused(413, f"body over {self.max_body} bytes")
+            data = self.rfile.read(size)
+            if len(data) < size:
+                raise _Refused(400, "the body ended inside a chunk")
+            if self.rfile.read(2) != b"\r\n":
+                raise _Refused(400, "a chunk not followed by CRLF")
+            chunks.append(data)
+        trailers = 0
+        while True:
+            line = self.rfile.readline(_MAX_TRAILERS + 1)
+            if line == b"\r\n":
+                return b"".join(chunks)
+            trailers += len(line)
+            if not line.endswith(b"\r\n") or trailers > _MAX_TRAILERS:
+                raise _Refused(400, "invalid or oversized trailers")
+
+    def _send_continue(self) -> None:
+        if self._expect_continue:
+            self._expect_continue = False
+            self.send_response_only(HTTPStatus.CONTINUE)
+            self.end_headers()
 
     def _handle(self) -> None:
         try:
             body = self._read_body()
-        except ValueError:
-            self._send(HostResponse(400, _headers([("Content-Length", "0")])), head=False)
-            return
-        if body is None:
-            self.close_connection = True
-            self._send(HostResponse(413, _headers([("Content-Length", "0")])), head=False)
+        except _Refused as refused:
+            self._reject(refused.status, refused.reason)
             return
         bind_host, port = self.server.server_address[:2]
+        headers = []
+        for name, value in self.headers.items():
+            if name.lower() == "host":
+                value = value.strip(" \t")
+                if not value:
+                    continue  # HTTP/1.0 without a host: the WorkerHost puts the bind address
+            headers.append((name, value))
         try:
             response = self.host.request(
                 self.command,
                 self.path,
-                headers=list(self.headers.items()),
+                headers=headers,
                 body=body,
                 base_url=f"http://{bind_host}:{port}",
             )
         except Exception:
             logger.exception("devhost failed on %s %s", self.command, _redacted(self.path))
             response = HostResponse(500, _headers([("Content-Length", "0")]))
-        self._send(response, head=self.command == "HEAD")
+        # Logged before sending: a client that has left still shows up in the access log.
         where = f" {response.function}" if response.function else ""
         reason = response.headers.get("X-Devhost-Reason")
         logger.info("%s %s -> %d%s (%.1f ms)%s", self.command, _redacted(self.path),
                     response.status, where, response.elapsed * 1000,
                     f" [{reason}]" if reason else "")
+        self._send(response, head=self.command == "HEAD")
+
+    def _reject(self, status: int, reason: str) -> None:
+        """Answer `status` with an empty body and close; `reason` must be ASCII (use !a)."""
+        self.close_connection = True
+        logger.info("%s %s -> %d [%s]", self.command or "-", _redacted(self.path or ""), status,
+                    reason)
+        self._send(HostResponse(status, _headers([("Content-Length", "0"),
+                                                  ("X-Devhost-Reason", reason)])), head=False)
 
     def _send(self, response: HostResponse, head: bool) -> None:
         self.send_response(response.status)
@@ -106,9 +345,16 @@ class _Handler(BaseHTTPRequestHandler):
             if name.lower() not in _SKIPPED_RESPONSE_HEADERS:
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if not head:
             self.wfile.write(response.body)
+
+    def send_response_only(self, code: int, message: str | None = None) -> None:
+        if code >= 200:
+            self._response_started = True  # a timeout from here on gets no 408
+        super().send_response_only(code, message)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
@@ -124,11 +370,94 @@ def _headers(pairs: Iterable[tuple[str, str]]) -> Headers:
 
 
 class HostHTTPServer(ThreadingHTTPServer):
-    """socketserver's listen backlog is 5: a burst of callers connecting at once (Twilio fanning
-    out webhooks, a batch of make_calls) would get resets. Kestrel, Azure's, listens with 512."""
+    """A thread per connection, at most `max_connections` at once.
+
+    socketserver's listen backlog is 5: a burst of callers connecting at once (Twilio fanning
+    out webhooks, a batch of make_calls) would get resets. Kestrel, Azure's, listens with 512.
+    Without a cap, slow clients held a thread each without end; beyond it a connection gets a
+    503 from the accept loop, which never blocks (so shutdown() stays quick).
+    """
 
     request_queue_size = 512
     daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self.max_connections = max_connections
+        self._open = 0
+        self._open_lock = threading.Lock()
+        self._last_refusal_warning = float("-inf")
+        super().__init__(address, handler)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections being served now (each holds a handler thread)."""
+        with self._open_lock:
+            return self._open
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            admitted = self._open < self.max_connections
+            if admitted:
+                self._open += 1
+        if not admitted:
+            self._refuse(request, client_address)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()  # no thread started to release it
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._open_lock:
+            self._open -= 1
+
+    def _refuse(self, request: socket.socket, client_address: Any) -> None:
+        now = time.monotonic()
+        warn = now - self._last_refusal_warning >= 10  # one warning per burst, not per socket
+        if warn:
+            self._last_refusal_warning = now
+        logger.log(logging.WARNING if warn else logging.DEBUG,
+                   "%d connections open, the limit: %s refused with 503",
+                   self.max_connections, _peer(client_address))
+        try:
+            request.settimeout(_REFUSAL_TIMEOUT)
+            request.sendall(_SERVICE_UNAVAILABLE)
+            request.shutdown(socket.SHUT_WR)
+            # Read what has arrived: closing with unread input sends a reset, which can destroy
+            # the 503 before the client reads it. Non-blocking, so the accept loop never waits.
+            request.setblocking(False)
+            for _ in range(16):
+                if not request.recv(65536):
+                    break
+        except OSError:
+            pass
+        finally:
+            self.close_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that disconnects mid-request is routine, not a traceback (the default
+        printed one per dropped connection)."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            logger.debug("%s disconnected (%s)", _peer(client_address), type(error).__name__)
+            return
+        logger.error("devhost failed on the connection from %s", _peer(client_address),
+                     exc_info=True)
 
 
 @dataclass
@@ -168,10 +497,19 @@ def serve(
     bind: str = DEFAULT_BIND,
     port: int = local_settings.DEFAULT_PORT,
     owns_host: bool = True,
+    timeout: float | None = REQUEST_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
+    max_body: int = MAX_BODY,
 ) -> ServedHost:
-    """Serve `host` on bind:port (port 0 picks a free one) from a daemon thread."""
-    handler = type("Handler", (_Handler,), {"host": host})
-    server = HostHTTPServer((bind, port), handler)
+    """Serve `host` on bind:port (port 0 picks a free one) from a daemon thread.
+
+    `timeout`: seconds of silence allowed on a connection (see REQUEST_TIMEOUT; None waits
+    forever); `max_connections`: connections served at once, more get 503; `max_body`: bytes.
+    Tests pass small values to reach the limits quickly.
+    """
+    handler = type("Handler", (_Handler,), {"host": host, "timeout": timeout,
+                                            "max_body": max_body})
+    server = HostHTTPServer((bind, port), handler, max_connections=max_connections)
     # A short poll interval makes shutdown() quick (tests start and stop many servers).
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="devhost-http",
@@ -209,10 +547,38 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host-key", action="append", default=[], metavar="KEY",
                         help="require this key (x-functions-key header or ?code=) for authLevel "
                         "function, as Azure does; repeatable. Default: no keys, like func start")
+    parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
+                        help="connections served at once; more get 503 "
+                        f"(default {MAX_CONNECTIONS})")
     parser.add_argument("--no-settings", action="store_true",
                         help="do not load local.settings.json into the environment")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the worker's debug logs")
     return parser.parse_args(argv)
+
+
+def unkeyed_warning(host: WorkerHost, host_keys: Sequence[str]) -> str | None:
+    """The start-up warning when functions that Azure guards with a key answer without one.
+
+    Like `func start`, the local host enforces no key unless one is configured; `make_call`
+    would then place calls for anyone who reaches the port, a tunnel's visitors included.
+    """
+    if host_keys:
+        return None
+    open_functions = [
+        f"{name} (authLevel {spec.trigger.auth_level})"
+        for name, spec in sorted(host.functions.items())
+        if spec.trigger is not None and not spec.disabled
+        and spec.trigger.auth_level != "anonymous"
+    ]
+    if not open_functions:
+        return None
+    return (
+        f"warning: no --host-key, so {', '.join(open_functions)} answer without a key, to "
+        "anyone who can reach this port (through a tunnel such as ngrok, anyone with its URL). "
+        "To require a key, as Azure does, start with --host-key KEY and send it as "
+        f"{KEY_HEADER}: KEY or ?{KEY_QUERY}=KEY (authLevel admin functions are then refused: "
+        "this host has no master key)."
+    )
 
 
 def _stop(signum: int, frame: object) -> None:
@@ -244,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     port = local_settings.DEFAULT_PORT if port is None else port
     try:
-        served = serve(host, bind=args.bind, port=port)
+        served = serve(host, bind=args.bind, port=port, max_connections=args.max_connections)
     except OSError as error:
         print(f"error: cannot listen on {args.bind}:{port}: {error.strerror}; "
               "is another host running? Try --port.", file=sys.stderr)
@@ -253,6 +619,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(describe_functions(host, served.url)))
     if args.host_key:
         print("\nauthLevel function requires one of the --host-key keys.")
+    warning = unkeyed_warning(host, args.host_key)
+    if warning:
+        print(f"\n{warning}", file=sys.stderr, flush=True)
     print(f"\nListening on {served.url}. Press Ctrl+C to stop.", flush=True)
     signal.signal(signal.SIGTERM, _stop)  # a process manager's stop is a Ctrl+C too
     try:

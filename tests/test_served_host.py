@@ -42,6 +42,8 @@ def call(
 def token(monkeypatch):
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
     monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    # A local run, as under func start: the signature covers the URL the simulator called.
+    monkeypatch.delenv("WEBSITE_HOSTNAME", raising=False)
     return TOKEN
 
 
