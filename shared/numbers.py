@@ -15,6 +15,11 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
+from shared.number_errors import ForbiddenDestination, InvalidNumber
+
+__all__ = ["E164", "ForbiddenDestination", "InvalidNumber", "Number", "check_destination",
+           "parse_e164"]
+
 # ASCII digits only: `\d` also matches Arabic-Indic or Devanagari digits, which E.164 has not
 # (and phonenumbers would happily normalise them into a valid number).
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -31,14 +36,6 @@ COSTLY_TYPES = {
     PhoneNumberType.UAN: "universal access",
     PhoneNumberType.PAGER: "pager",
 }
-
-
-class InvalidNumber(ValueError):
-    """Not a valid number written in E.164: the request is malformed."""
-
-
-class ForbiddenDestination(ValueError):
-    """A valid number the policy will not call or text."""
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from shared import public_url
+
+T = TypeVar("T")
 
 DEFAULT_VOICE_GREETING = "Hello Monkey!"
 DEFAULT_SMS_REPLY = "Hey, thanks for the ping! Twilio and Azure rock!"
@@ -33,6 +36,7 @@ MAX_HTTP_TIMEOUT = 10.0
 
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 _API_KEY_SID = re.compile(r"SK[0-9a-fA-F]{32}")
+_MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 # <Say voice="Polly.Joanna-Neural"> and language="en-US": Twilio's own value sets grow, so only
 # the shape is checked here; Twilio reports an unknown voice in its debugger.
@@ -84,19 +88,38 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
-class CallSettings:
-    """What make_call needs to place a call through Twilio's REST API."""
+class RestSettings:
+    """What every function that calls Twilio's REST API needs (make_call, send_sms, ...)."""
 
     account_sid: str
     rest_username: str
     rest_password: str
+    # The account's number: the default caller ID and SMS sender ("" where not required).
     phone_number: str
-    caller_ids: frozenset[str]
-    allowed_countries: frozenset[str]
     http_timeout: float
     # Where Twilio reaches this app (PUBLIC_BASE_URL, else https://WEBSITE_HOSTNAME); None when
-    # neither is known, and then make_call refuses to guess it from the request.
+    # neither is known. Never taken from a request.
     public_origin: str | None
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """make_call: the REST settings, the caller IDs it may use and where it may call."""
+
+    rest: RestSettings
+    caller_ids: frozenset[str]
+    allowed_countries: frozenset[str]
+
+
+@dataclass(frozen=True)
+class SmsSettings:
+    """send_sms: the REST settings, who may send, and where it may text."""
+
+    rest: RestSettings
+    # MG...: when set, every message goes through this Messaging Service, which picks the sender.
+    messaging_service_sid: str | None
+    senders: frozenset[str]
+    allowed_countries: frozenset[str]
 
 
 class _Reader:
@@ -187,6 +210,28 @@ def _optional_pattern(
 # Functions set WEBSITE_HOSTNAME to the app's default host name; `func start` to localhost:port.
 PLATFORM_SETTINGS = ("WEBSITE_HOSTNAME",)
 
+
+def _loader(
+    names: tuple[str, ...], build: Callable[[_Reader], T]
+) -> Callable[[Mapping[str, str] | None], T]:
+    """A load function for one set of settings: reads exactly `names` (and the platform's),
+    validates each distinct set of raw values once, raises SettingsError naming every problem."""
+    reads = names + PLATFORM_SETTINGS
+
+    @lru_cache(maxsize=8)
+    def validated(raw: tuple[str, ...]) -> T:
+        reader = _Reader(dict(zip(reads, raw, strict=True)))
+        settings = build(reader)
+        reader.raise_if_any()
+        return settings
+
+    def load(env: Mapping[str, str] | None = None) -> T:
+        source = os.environ if env is None else env
+        return validated(tuple(source.get(name, "") for name in reads))
+
+    return load
+
+
 WEBHOOK_SETTINGS = (
     "TWILIO_AUTH_TOKEN",
     "TWILIO_AUTH_TOKEN_SECONDARY",
@@ -196,21 +241,12 @@ WEBHOOK_SETTINGS = (
     "VOICE_LANGUAGE",
     "SMS_REPLY",
 )
-_WEBHOOK_READS = WEBHOOK_SETTINGS + PLATFORM_SETTINGS
 
 
-def load_webhook_settings(env: Mapping[str, str] | None = None) -> WebhookSettings:
-    """Settings for voice_url and sms_url; raises SettingsError naming every problem."""
-    source = os.environ if env is None else env
-    return _webhook_settings(tuple(source.get(name, "") for name in _WEBHOOK_READS))
-
-
-@lru_cache(maxsize=8)
-def _webhook_settings(raw: tuple[str, ...]) -> WebhookSettings:
-    reader = _Reader(dict(zip(_WEBHOOK_READS, raw, strict=True)))
+def _webhook_settings(reader: _Reader) -> WebhookSettings:
     token = reader.required("TWILIO_AUTH_TOKEN", ": webhook signatures cannot be checked")
     secondary = reader.get("TWILIO_AUTH_TOKEN_SECONDARY")
-    settings = WebhookSettings(
+    return WebhookSettings(
         auth_tokens=tuple(t for t in (token, secondary) if t),
         trusted_origin=_public_origin(reader),
         voice_greeting=reader.get("VOICE_GREETING") or DEFAULT_VOICE_GREETING,
@@ -222,8 +258,11 @@ def _webhook_settings(raw: tuple[str, ...]) -> WebhookSettings:
         ),
         sms_reply=reader.get("SMS_REPLY") or DEFAULT_SMS_REPLY,
     )
-    reader.raise_if_any()
-    return settings
+
+
+# Settings for voice_url and sms_url (and the status callbacks): only what checking a signature
+# and answering with TwiML needs, so nothing about the REST API can break a webhook.
+load_webhook_settings = _loader(WEBHOOK_SETTINGS, _webhook_settings)
 
 
 def _e164(reader: _Reader, name: str, value: str) -> str | None:
@@ -238,16 +277,22 @@ def _e164(reader: _Reader, name: str, value: str) -> str | None:
         return None
 
 
-def _allowed_countries(reader: _Reader, phone_number: str | None) -> frozenset[str]:
+def _allowed_countries(
+    reader: _Reader, name: str, phone_number: str | None, what: str
+) -> frozenset[str]:
+    """`name`'s country codes; unset, the country of TWILIO_PHONE_NUMBER."""
     import phonenumbers
 
-    name = "CALL_ALLOWED_COUNTRIES"
     value = reader.get(name)
     if value is None:
-        if phone_number is None:
-            return frozenset()
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone_number, None))
-        return frozenset({region})
+        if phone_number:
+            number = phonenumbers.parse(phone_number, None)
+            return frozenset({phonenumbers.region_code_for_number(number)})
+        if not reader.problems_with("TWILIO_PHONE_NUMBER"):
+            reader.problems.append(
+                (name, f"is not set, and there is no TWILIO_PHONE_NUMBER to take {what} from")
+            )
+        return frozenset()
     codes = {code.strip().upper() for code in value.split(",") if code.strip()}
     if not codes or any(
         not _COUNTRY.fullmatch(c) or c not in phonenumbers.SUPPORTED_REGIONS for c in codes
@@ -255,6 +300,18 @@ def _allowed_countries(reader: _Reader, phone_number: str | None) -> frozenset[s
         reader.malformed(name, "ISO 3166 alpha-2 country codes separated by commas, like US,CA")
         return frozenset()
     return frozenset(codes)
+
+
+def _numbers(reader: _Reader, name: str) -> frozenset[str]:
+    """A comma-separated list of E.164 numbers (CALLER_IDS, SMS_SENDERS)."""
+    found: set[str] = set()
+    for raw in (reader.get(name) or "").split(","):
+        if raw.strip():
+            number = _e164(reader, name, raw.strip())
+            if number is None:
+                break
+            found.add(number)
+    return frozenset(found)
 
 
 def _http_timeout(reader: _Reader) -> float:
@@ -272,30 +329,19 @@ def _http_timeout(reader: _Reader) -> float:
     return seconds
 
 
-CALL_SETTINGS = (
+REST_SETTINGS = (
     "TWILIO_ACCOUNT_SID",
     "TWILIO_AUTH_TOKEN",
     "TWILIO_API_KEY",
     "TWILIO_API_SECRET",
     "TWILIO_PHONE_NUMBER",
-    "CALLER_IDS",
-    "CALL_ALLOWED_COUNTRIES",
     "TWILIO_HTTP_TIMEOUT",
     "PUBLIC_BASE_URL",
 )
-_CALL_READS = CALL_SETTINGS + PLATFORM_SETTINGS
 
 
-def load_call_settings(env: Mapping[str, str] | None = None) -> CallSettings:
-    """Settings for make_call; raises SettingsError naming every problem."""
-    source = os.environ if env is None else env
-    return _call_settings(tuple(source.get(name, "") for name in _CALL_READS))
-
-
-@lru_cache(maxsize=8)
-def _call_settings(raw: tuple[str, ...]) -> CallSettings:
-    reader = _Reader(dict(zip(_CALL_READS, raw, strict=True)))
-
+def _rest_settings(reader: _Reader, phone_number_why: str | None) -> RestSettings:
+    """The REST settings; TWILIO_PHONE_NUMBER is required when `phone_number_why` says why."""
     account_sid = reader.required("TWILIO_ACCOUNT_SID")
     if account_sid is not None and not _ACCOUNT_SID.fullmatch(account_sid):
         reader.malformed("TWILIO_ACCOUNT_SID", "an account SID: AC followed by 32 hex digits")
@@ -315,40 +361,87 @@ def _call_settings(raw: tuple[str, ...]) -> CallSettings:
             "TWILIO_AUTH_TOKEN", " (or set TWILIO_API_KEY and TWILIO_API_SECRET)"
         )
 
-    phone_number = reader.required("TWILIO_PHONE_NUMBER", ": it is the caller ID of every call")
+    if phone_number_why is None:
+        phone_number = reader.get("TWILIO_PHONE_NUMBER")
+    else:
+        phone_number = reader.required("TWILIO_PHONE_NUMBER", f": {phone_number_why}")
     if phone_number is not None:
         phone_number = _e164(reader, "TWILIO_PHONE_NUMBER", phone_number)
 
-    caller_ids: set[str] = set()
-    for raw in (reader.get("CALLER_IDS") or "").split(","):
-        if raw.strip():
-            number = _e164(reader, "CALLER_IDS", raw.strip())
-            if number is None:
-                break
-            caller_ids.add(number)
-
-    settings = CallSettings(
+    return RestSettings(
         account_sid=account_sid or "",
         rest_username=username or "",
         rest_password=password or "",
         phone_number=phone_number or "",
-        caller_ids=frozenset(caller_ids),
-        allowed_countries=_allowed_countries(reader, phone_number),
         http_timeout=_http_timeout(reader),
         public_origin=_public_origin(reader),
     )
-    if settings.public_origin is None and not reader.problems_with("PUBLIC_BASE_URL"):
+
+
+def _require_public_origin(reader: _Reader, rest: RestSettings, why: str) -> None:
+    if rest.public_origin is None and not reader.problems_with("PUBLIC_BASE_URL"):
         reader.problems.append(
             (
                 "PUBLIC_BASE_URL",
                 "is not set and there is no WEBSITE_HOSTNAME (Azure's own host name) to tell "
-                "Twilio where to fetch the call's TwiML: set it to the https origin Twilio can "
-                "reach (locally, your tunnel's https URL)",
+                f"Twilio where to {why}: set it to the https origin Twilio can reach (locally, "
+                "your tunnel's https URL)",
             )
         )
-    reader.raise_if_any()
-    return settings
+
+
+CALL_SETTINGS = (*REST_SETTINGS, "CALLER_IDS", "CALL_ALLOWED_COUNTRIES")
+
+
+def _call_settings(reader: _Reader) -> CallSettings:
+    rest = _rest_settings(reader, "it is the caller ID of every call")
+    _require_public_origin(reader, rest, "fetch the call's TwiML")
+    return CallSettings(
+        rest=rest,
+        caller_ids=_numbers(reader, "CALLER_IDS"),
+        allowed_countries=_allowed_countries(
+            reader, "CALL_ALLOWED_COUNTRIES", rest.phone_number, "the calls' country"
+        ),
+    )
+
+
+load_call_settings = _loader(CALL_SETTINGS, _call_settings)
+
+
+SMS_SETTINGS = (
+    *REST_SETTINGS,
+    "TWILIO_MESSAGING_SERVICE_SID",
+    "SMS_SENDERS",
+    "SMS_ALLOWED_COUNTRIES",
+)
+
+
+def _sms_settings(reader: _Reader) -> SmsSettings:
+    service = _optional_pattern(
+        reader,
+        "TWILIO_MESSAGING_SERVICE_SID",
+        _MESSAGING_SERVICE_SID,
+        "a Messaging Service SID: MG followed by 32 hex digits",
+    )
+    # With a Messaging Service, Twilio picks the sender: the account's number is then optional.
+    rest = _rest_settings(
+        reader,
+        None
+        if service or reader.get("TWILIO_MESSAGING_SERVICE_SID")
+        else "it sends every message (or set TWILIO_MESSAGING_SERVICE_SID)",
+    )
+    return SmsSettings(
+        rest=rest,
+        messaging_service_sid=service,
+        senders=_numbers(reader, "SMS_SENDERS"),
+        allowed_countries=_allowed_countries(
+            reader, "SMS_ALLOWED_COUNTRIES", rest.phone_number, "the messages' country"
+        ),
+    )
+
+
+load_sms_settings = _loader(SMS_SETTINGS, _sms_settings)
 
 
 # Every setting the app reads, for tools that must clear or list them (tests, benchmarks).
-ALL_SETTINGS = tuple(dict.fromkeys(WEBHOOK_SETTINGS + CALL_SETTINGS))
+ALL_SETTINGS = tuple(dict.fromkeys(WEBHOOK_SETTINGS + CALL_SETTINGS + SMS_SETTINGS))

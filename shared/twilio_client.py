@@ -1,9 +1,9 @@
-"""The Twilio REST client: built on the first make_call, then reused by every call after it.
+"""The Twilio REST client: built on the first REST request (make_call, send_sms), then reused.
 
 `twilio.rest` and aiohttp take about half a second to import, so they are imported here, inside
-`get_client`, and only make_call reaches it: the webhooks' cold start never pays for them. The
-client's aiohttp session keeps its connections to api.twilio.com open, so a warm process places
-a call without a new TCP and TLS handshake.
+`get_client`, and only the REST functions reach it: the webhooks' cold start never pays for
+them. The client's aiohttp session keeps its connections to api.twilio.com open, so a warm
+process places a call or sends a text without a new TCP and TLS handshake.
 """
 
 from __future__ import annotations
@@ -15,13 +15,17 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from shared.settings import CallSettings
+from shared.settings import RestSettings
 
 if TYPE_CHECKING:
     from twilio.http import AsyncHttpClient
     from twilio.rest import Client
 
 HttpClientFactory = Callable[[], "AsyncHttpClient"]
+
+# The longest URL Twilio takes in a URL parameter (Url, MediaUrl, StatusCallback): its error
+# 21609 names 4,000 characters.
+MAX_URL_LENGTH = 4000
 
 _http_client_factory: HttpClientFactory | None = None
 _cached: tuple[tuple[object, ...], weakref.ref[asyncio.AbstractEventLoop], Client] | None = None
@@ -46,7 +50,7 @@ def _default_http_client() -> AsyncHttpClient:
     return AsyncTwilioHttpClient(logger=logging.getLogger("twilio.http"))
 
 
-def get_client(settings: CallSettings) -> Client:
+def get_client(settings: RestSettings) -> Client:
     """The process's client for these credentials, built on first use.
 
     Must be called with the worker's event loop running: the aiohttp session binds to it. The

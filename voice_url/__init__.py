@@ -9,7 +9,7 @@ async client, or hand a blocking call to `asyncio.to_thread`.
 import azure.functions as func
 
 from shared import twiml, webhooks
-from shared.messages import clean_text
+from shared.speech import clean_text
 
 
 def greet(call: webhooks.Webhook) -> str:
