@@ -1,0 +1,74 @@
+"""The settings trap: a setting read in code but missing from its loader's list must fail loudly,
+never read as unset. The reader holds only the declared names (any other raises KeyError), and
+this test finds the names the code reads from the code itself, not from the lists it checks."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from shared import settings
+
+SOURCE = Path(settings.__file__)
+SETTING_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+
+
+def names_read_in_code() -> set[str]:
+    """Every upper-case string literal passed to a call in shared/settings.py: reader.get(...),
+    reader.required(...), _optional_pattern(reader, ...), _numbers(reader, ...) and so on."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(SOURCE.read_text())):
+        if isinstance(node, ast.Call):
+            for arg in node.args:
+                value = arg.value if isinstance(arg, ast.Constant) else None
+                if isinstance(value, str) and SETTING_NAME.fullmatch(value):
+                    found.add(value)
+    return found
+
+
+def test_every_name_the_code_reads_is_declared():
+    read = names_read_in_code()
+    assert {"TWILIO_ACCOUNT_SID", "SMS_ALLOWED_COUNTRIES", "WEBSITE_HOSTNAME"} <= read
+    declared = set(settings.ALL_SETTINGS) | set(settings.PLATFORM_SETTINGS)
+    assert read <= declared, f"read but declared by no loader: {sorted(read - declared)}"
+
+
+def test_an_undeclared_name_cannot_be_read():
+    reader = settings._Reader({"TWILIO_ACCOUNT_SID": ""})
+    assert reader.get("TWILIO_ACCOUNT_SID") is None
+    with pytest.raises(KeyError):
+        reader.get("TWILIO_ACCOUNT_SIDD")
+
+
+@pytest.mark.parametrize(
+    "load",
+    [settings.load_webhook_settings, settings.load_call_settings, settings.load_sms_settings],
+)
+def test_each_loader_reads_only_what_it_declares_in_every_branch(load):
+    """With every setting set (API key path, Messaging Service path), no loader reaches for a
+    name it did not declare; the other branches are the defaults the app tests exercise."""
+    env = {
+        "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+        "TWILIO_AUTH_TOKEN": "t",
+        "TWILIO_AUTH_TOKEN_SECONDARY": "u",
+        "TWILIO_API_KEY": "SK" + "b" * 32,
+        "TWILIO_API_SECRET": "s",
+        "TWILIO_PHONE_NUMBER": "+14155550100",
+        "CALLER_IDS": "+14155550101",
+        "SMS_SENDERS": "+14155550102",
+        "CALL_ALLOWED_COUNTRIES": "US",
+        "SMS_ALLOWED_COUNTRIES": "US",
+        "TWILIO_MESSAGING_SERVICE_SID": "MG" + "c" * 32,
+        "TWILIO_HTTP_TIMEOUT": "5",
+        "PUBLIC_BASE_URL": "https://app.example.com",
+        "VOICE_GREETING": "hi",
+        "VOICE_NAME": "alice",
+        "VOICE_LANGUAGE": "en-US",
+        "SMS_REPLY": "ok",
+        "WEBSITE_HOSTNAME": "app.azurewebsites.net",
+    }
+    load(env)
+    load({**env, "TWILIO_API_KEY": "", "TWILIO_API_SECRET": "", "TWILIO_MESSAGING_SERVICE_SID": ""})
