@@ -65,6 +65,15 @@ param callAllowedCountries string = ''
 @description('Timeout in seconds of calls to the Twilio REST API.')
 param twilioHttpTimeout string = '10'
 
+@description('Messaging Service SID (MG...) that send_sms sends through (optional; Twilio then picks the sender).')
+param twilioMessagingServiceSid string = ''
+
+@description('Other Twilio numbers send_sms may send from, E.164, comma-separated (optional).')
+param smsSenders string = ''
+
+@description('ISO 3166 alpha-2 countries send_sms may text, comma-separated; empty means the country of twilioPhoneNumber.')
+param smsAllowedCountries string = ''
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -148,6 +157,9 @@ var twilioPlainSettings = {
   SMS_REPLY: smsReply
   CALL_ALLOWED_COUNTRIES: callAllowedCountries
   TWILIO_HTTP_TIMEOUT: twilioHttpTimeout
+  TWILIO_MESSAGING_SERVICE_SID: twilioMessagingServiceSid
+  SMS_SENDERS: smsSenders
+  SMS_ALLOWED_COUNTRIES: smsAllowedCountries
 }
 
 module functionApp 'app/functionapp.bicep' = {

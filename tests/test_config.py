@@ -21,7 +21,8 @@ from devhost.appconfig import parse_timespan
 from devhost.pytest_plugin import APP_ROOT, require_shared
 
 FUNCTION_DIRS = sorted(p.parent for p in APP_ROOT.glob("*/function.json"))
-EXPECTED_FUNCTIONS = {"make_call", "voice_url", "sms_url"}
+EXPECTED_FUNCTIONS = {"make_call", "send_sms", "voice_url", "sms_url"}
+REST_FUNCTIONS = ("make_call", "send_sms")
 WEBHOOKS = ("voice_url", "sms_url")
 HTTP_VERBS = {"get", "post", "put", "patch", "delete", "head", "options", "trace"}
 # Twilio waits 15 s for a webhook answer; the host must stop a function well before that.
@@ -69,7 +70,7 @@ def main_parameters(function_dir: Path) -> tuple[set[str], bool]:
     raise AssertionError(f"{script}: no top-level {entry}() (the worker loads that name)")
 
 
-def test_the_app_has_its_three_functions():
+def test_the_app_has_its_functions():
     assert {d.name for d in FUNCTION_DIRS} == EXPECTED_FUNCTIONS
 
 
@@ -132,11 +133,12 @@ def test_routes_are_unique_and_equal_to_folder_names():
     assert len(set(lowered)) == len(lowered), "routes match case-insensitively in the host"
 
 
-def test_make_call_needs_a_function_key_and_only_accepts_post():
-    trigger = trigger_of(APP_ROOT / "make_call")
+@pytest.mark.parametrize("name", REST_FUNCTIONS)
+def test_rest_functions_need_a_function_key_and_only_accept_post(name):
+    trigger = trigger_of(APP_ROOT / name)
     assert trigger.get("authLevel") == "function"
     assert trigger.get("methods") == ["post"]
-    assert main_parameters(APP_ROOT / "make_call")[1], "make_call's main is async"
+    assert main_parameters(APP_ROOT / name)[1], f"{name}'s main is async"
 
 
 @pytest.mark.parametrize("name", WEBHOOKS)
@@ -190,3 +192,14 @@ def test_absent_shared_fails_in_ci(tmp_path, monkeypatch):
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         require_shared(tmp_path / "shared")
+
+
+def test_shared_routes_match_host_json_and_function_json():
+    """Signatures are checked for routes.path(function name): it must be the URL the host serves."""
+    from shared import routes
+
+    host = load(APP_ROOT / "host.json")
+    assert host["extensions"]["http"]["routePrefix"] == routes.ROUTE_PREFIX
+    for function_dir in FUNCTION_DIRS:
+        route = trigger_of(function_dir)["route"]
+        assert routes.path(function_dir.name) == f"/{routes.ROUTE_PREFIX}/{route}"

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from devhost.worker_host import WorkerHost
 
 ROOT = Path(__file__).resolve().parent.parent
-PATHS = ["/api/make_call", "/api/voice_url", "/api/sms_url"]
+PATHS = ["/api/make_call", "/api/send_sms", "/api/voice_url", "/api/sms_url"]
+REST = ("make_call", "send_sms")
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 
 FUZZ = settings(
@@ -107,6 +108,11 @@ call_fields = st.fixed_dictionaries(
         "to": st.one_of(st.text(max_size=20), st.just(TWILIO_NUMBER), json_values),
         "from": st.one_of(st.text(max_size=20), json_values),
         "message": st.one_of(st.text(max_size=1100), json_values),
+        "body": st.one_of(st.text(max_size=1700), json_values),
+        "media_url": st.one_of(
+            st.lists(st.sampled_from(["https://e.com/a.jpg", "http://x", "", "https://"])),
+            json_values,
+        ),
     },
 )
 bodies = st.one_of(
@@ -166,7 +172,7 @@ def test_any_request_gets_a_deliberate_answer(
     assert b"Traceback" not in response.body
     if response.status != 201:
         assert twilio_api.requests == [], "Twilio was asked to act on a refused request"
-    if response.function == "make_call" and response.status >= 400:
+    if response.function in REST and response.status >= 400:
         assert isinstance(response.json()["error"], str)
 
 

@@ -1,4 +1,5 @@
-"""Every request make_call sends to Twilio, checked against Twilio's own OpenAPI description.
+"""Every request make_call and send_sms send to Twilio, checked against Twilio's own OpenAPI
+description.
 
 The double answers with the spec's own 201 example, which must parse into the library's call
 object and come back to the caller; so the double cannot drift from what Twilio really does.
@@ -18,9 +19,11 @@ import pytest
 from conftest import API_KEY, API_SECRET, http_request
 from twilio_double import RecordedRequest
 
+import send_sms
 from make_call import main
 
 CALLS_PATH = "/2010-04-01/Accounts/{AccountSid}/Calls.json"
+MESSAGES_PATH = "/2010-04-01/Accounts/{AccountSid}/Messages.json"
 E164 = re.compile(r"\+[1-9]\d{1,14}")
 
 
@@ -48,11 +51,15 @@ def openapi(twilio_spec: dict):
     return OpenAPI.from_dict(twilio_spec, config=config)
 
 
+def _example(twilio_spec: dict, path: str, name: str) -> dict:
+    operation = twilio_spec["paths"][path]["post"]
+    examples = operation["responses"]["201"]["content"]["application/json"]["examples"]
+    return copy.deepcopy(examples[name]["value"])
+
+
 @pytest.fixture
 def spec_example(twilio_spec: dict) -> dict:
-    operation = twilio_spec["paths"][CALLS_PATH]["post"]
-    examples = operation["responses"]["201"]["content"]["application/json"]["examples"]
-    return copy.deepcopy(examples["create"]["value"])
+    return _example(twilio_spec, CALLS_PATH, "create")
 
 
 class _OpenAPIRequest:
@@ -65,7 +72,7 @@ class _OpenAPIRequest:
         self.host_url = f"{url.scheme}://{url.netloc}"
         self.path = url.path
         self.method = recorded.method.lower()
-        self.body = urlencode(recorded.data).encode()
+        self.body = urlencode(recorded.data, doseq=True).encode()
         self.content_type = "application/x-www-form-urlencoded"
         headers = dict(recorded.headers)
         if recorded.auth:
@@ -128,3 +135,61 @@ def test_the_contract_check_catches_a_request_twilio_would_refuse(openapi, spec_
     )
     with pytest.raises(OpenAPIError):
         openapi.validate_request(_OpenAPIRequest(bad))
+
+
+@pytest.mark.parametrize(
+    ("body", "env", "example"),
+    [
+        ({"to": "+14155550123", "body": "Your table is ready"}, {}, "create"),
+        ({"to": "+14155550123", "body": "¡Mesa lista! 🍽\nGracias"}, {}, "create"),
+        (
+            {"to": "+14155550123", "media_url": ["https://e.com/a.jpg", "https://e.com/b.png"]},
+            {},
+            "create",
+        ),
+        (
+            {"to": "+14155550123", "body": "hi", "from": "+14155550177"},
+            {"SMS_SENDERS": "+14155550177"},
+            "create",
+        ),
+        (
+            {"to": "+14155550123", "body": "hi"},
+            {"TWILIO_MESSAGING_SERVICE_SID": "MG" + "f" * 32},
+            "createWithMessagingService",
+        ),
+        (
+            {"to": "+14155550123", "body": "hi"},
+            {"TWILIO_API_KEY": API_KEY, "TWILIO_API_SECRET": API_SECRET},
+            "create",
+        ),
+    ],
+    ids=["plain", "unicode", "mms", "sender", "messaging-service", "api-key"],
+)
+def test_send_sms_requests_match_twilios_spec(
+    openapi, twilio_spec, twilio_api, app_settings, body, env, example
+):
+    for name, value in env.items():
+        app_settings.setenv(name, value)
+    created = _example(twilio_spec, MESSAGES_PATH, example)
+    twilio_api.created_message_json = lambda _req: created
+
+    req = http_request(
+        "POST",
+        "https://myapp.azurewebsites.net/api/send_sms",
+        {"Content-Type": "application/json"},
+        json.dumps(body),
+    )
+    response = asyncio.run(send_sms.main(req))
+
+    [sent] = twilio_api.requests
+    assert sent.path.endswith("/Messages.json")
+    openapi.validate_request(_OpenAPIRequest(sent))  # raises with the spec's complaint
+    assert response.status_code == 201
+    assert json.loads(response.get_body()) == {
+        "sid": created["sid"],
+        "status": created["status"],
+        "to": created["to"],
+        "from": created["from"],
+        "messaging_service_sid": created["messaging_service_sid"],
+        "num_segments": int(created["num_segments"]),
+    }

@@ -19,6 +19,7 @@ from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 
 CALL_SID = "CA" + "c" * 32
+MESSAGE_SID = "SM" + "d" * 32
 
 
 @dataclass
@@ -40,12 +41,14 @@ Behaviour = Callable[[RecordedRequest], "Response | Exception"]
 
 @dataclass
 class TwilioApiDouble(AsyncHttpClient):
-    """Records requests; answers with the next scripted behaviour, or a created call."""
+    """Records requests; answers with the next scripted behaviour, or a created call or message
+    (by the path: Calls.json or Messages.json)."""
 
     requests: list[RecordedRequest] = field(default_factory=list)
     behaviours: deque[Behaviour] = field(default_factory=deque)
     delay: float = 0.0
     created_call_json: Callable[[RecordedRequest], dict[str, object]] | None = None
+    created_message_json: Callable[[RecordedRequest], dict[str, object]] | None = None
 
     def __post_init__(self) -> None:
         super().__init__(logger=logging.getLogger("tests.twilio_double"), is_async=True)
@@ -101,7 +104,10 @@ class TwilioApiDouble(AsyncHttpClient):
         return outcome
 
     def _created(self, req: RecordedRequest) -> Response:
-        payload = (self.created_call_json or default_created_call)(req)
+        if req.path.endswith("/Messages.json"):
+            payload = (self.created_message_json or default_created_message)(req)
+        else:
+            payload = (self.created_call_json or default_created_call)(req)
         return Response(201, json.dumps(payload), {"Content-Type": "application/json"})
 
 
@@ -120,4 +126,26 @@ def default_created_call(req: RecordedRequest) -> dict[str, object]:
         "api_version": "2010-04-01",
         "date_created": None,
         "uri": f"/2010-04-01/Accounts/{account_sid}/Calls/{CALL_SID}.json",
+    }
+
+
+def default_created_message(req: RecordedRequest) -> dict[str, object]:
+    """A created message as Twilio answers it: queued, with the sender it chose when a
+    Messaging Service sends it (trimmed to the fields the library reads)."""
+    account_sid = req.path.split("/")[3]
+    service = req.data.get("MessagingServiceSid")
+    media = req.data.get("MediaUrl") or []
+    return {
+        "sid": MESSAGE_SID,
+        "account_sid": account_sid,
+        "to": req.data.get("To"),
+        "from": req.data.get("From"),  # null until a Messaging Service has picked a sender
+        "messaging_service_sid": service,
+        "body": req.data.get("Body") or "",
+        "status": "accepted" if service else "queued",
+        "num_segments": "1",
+        "num_media": str(len(media) if isinstance(media, list) else 1),
+        "direction": "outbound-api",
+        "api_version": "2010-04-01",
+        "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{MESSAGE_SID}.json",
     }

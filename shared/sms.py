@@ -1,0 +1,181 @@
+"""send_sms's own parts: what a message request may hold, the SMS pumping policy applied to it,
+and the Messages API request that sends it.
+
+SMS pumping (artificially inflated traffic) works like toll fraud: someone gets the app to text
+numbers whose carriers pay them per message. The same destination policy as calls applies, with
+its own country list. A message creation is never retried: a second POST would text twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from shared import logs, redact, twilio_client
+from shared.request_body import Fields, text
+from shared.responses import Refusal
+from shared.rest_answers import Subject
+from shared.settings import SmsSettings
+
+if TYPE_CHECKING:
+    from twilio.rest.api.v2010.account.message import MessageInstance
+
+logger = logs.get_logger(__name__)
+
+FIELDS = ("to", "body", "from", "media_url")
+LISTS = frozenset({"media_url"})
+MAX_BODY_LENGTH = 1600  # Twilio's limit on a message body
+MAX_MEDIA = 10  # Twilio's limit on MediaUrl values of one message
+
+SUBJECT = Subject(
+    function="send_sms",
+    noun="message",
+    create="send",
+    created="sent",
+    log="the Messaging logs",
+    advice={
+        21610: "The recipient has opted out of messages from this sender (they replied STOP): "
+        "Twilio will not deliver to them until they reply START.",
+        21408: "This account may not send messages to that region: enable it in the Twilio "
+        "console's Messaging Geo Permissions, if you mean to.",
+        21614: "'to' is not a mobile number: it cannot receive text messages.",
+        21606: "The sender cannot send this message: it is not a message-capable Twilio number "
+        "of this account for that destination.",
+        21659: "The sender is not a Twilio number of this account: send from one of your Twilio "
+        "numbers or through a Messaging Service.",
+        21212: "The sender is not valid: use a Twilio number, short code or alphanumeric "
+        "sender ID of this account.",
+    },
+)
+
+
+@dataclass(frozen=True)
+class SmsRequest:
+    to: str
+    from_: str | None  # None when a Messaging Service picks the sender
+    messaging_service_sid: str | None
+    body: str | None
+    media_urls: tuple[str, ...]
+
+
+def clean_body(raw: str) -> str:
+    """The body without control characters other than the line break (a CR LF becomes LF).
+    Format characters stay: emoji sequences are joined with them."""
+    return "".join(char for char in raw if char == "\n" or not _is_control(char))
+
+
+def _is_control(char: str) -> bool:
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code < 0xA0
+
+
+def _media_urls(fields: Fields) -> tuple[str, ...]:
+    value = fields.get("media_url")
+    urls = [value] if isinstance(value, str) else list(value or [])
+    if len(urls) > MAX_MEDIA:
+        raise Refusal(
+            400, f"'media_url' lists {len(urls)} URLs: a message takes at most {MAX_MEDIA}."
+        )
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme != "https"
+            or not parts.hostname
+            or len(url) > twilio_client.MAX_URL_LENGTH
+            or not url.isprintable()
+            or " " in url
+        ):
+            raise Refusal(
+                400,
+                "'media_url' must be https:// URLs Twilio can fetch, each at most "
+                f"{twilio_client.MAX_URL_LENGTH:,} characters.",
+            )
+    return tuple(urls)
+
+
+def parse(fields: Fields, settings: SmsSettings) -> SmsRequest:
+    """The message to send; raises Refusal or a numbers error (see rest_answers.REFUSALS)."""
+    from shared import numbers
+
+    raw_to = text(fields, "to")
+    if raw_to is None:
+        raise Refusal(400, "The field 'to' is required: the E.164 number to text.")
+    to = numbers.parse_e164(raw_to, "to")
+    numbers.check_destination(to, settings.allowed_countries, "Messages", "SMS_ALLOWED_COUNTRIES")
+
+    from_: str | None = None
+    raw_from = text(fields, "from")
+    if settings.messaging_service_sid:
+        if raw_from is not None:
+            raise Refusal(
+                403,
+                "'from' cannot be chosen: messages go out through the Messaging Service in "
+                "TWILIO_MESSAGING_SERVICE_SID, which picks the sender.",
+            )
+    elif raw_from is not None:
+        from_ = numbers.parse_e164(raw_from, "from").e164
+        if from_ != settings.rest.phone_number and from_ not in settings.senders:
+            raise Refusal(
+                403, "'from' must be TWILIO_PHONE_NUMBER or one of the numbers in SMS_SENDERS."
+            )
+    else:
+        from_ = settings.rest.phone_number
+
+    media_urls = _media_urls(fields)
+    raw_body = fields.get("body")
+    body = clean_body(raw_body) if isinstance(raw_body, str) else None
+    if not body and not media_urls:
+        raise Refusal(400, "The field 'body' is required (1 to 1,600 characters), unless "
+                           "'media_url' is given.")
+    if body and len(body) > MAX_BODY_LENGTH:
+        raise Refusal(400, f"'body' is longer than {MAX_BODY_LENGTH:,} characters.")
+    return SmsRequest(
+        to=to.e164,
+        from_=from_,
+        messaging_service_sid=settings.messaging_service_sid,
+        body=body or None,
+        media_urls=media_urls,
+    )
+
+
+async def send(message: SmsRequest, settings: SmsSettings) -> MessageInstance:
+    """POST Messages.json once, within TWILIO_HTTP_TIMEOUT; raises whatever went wrong."""
+    client = twilio_client.get_client(settings.rest)
+    options: dict[str, object] = {"to": message.to}
+    if message.messaging_service_sid:
+        options["messaging_service_sid"] = message.messaging_service_sid
+    else:
+        options["from_"] = message.from_
+    if message.body:
+        options["body"] = message.body
+    if message.media_urls:
+        options["media_url"] = list(message.media_urls)
+    created = await asyncio.wait_for(
+        client.messages.create_async(**options),  # type: ignore[arg-type]
+        timeout=settings.rest.http_timeout,
+    )
+    logger.info(
+        "send_sms to=%s outcome=created MessageSid=%s",
+        redact.phone_number(message.to),
+        redact.sid(created.sid),
+    )
+    return created
+
+
+def answer(created: MessageInstance) -> dict[str, object]:
+    """The 201 body; null where Twilio gave no value."""
+    segments = created.num_segments
+    return {
+        "sid": created.sid,
+        "status": created.status,
+        "to": created.to,
+        "from": created.from_,
+        "messaging_service_sid": created.messaging_service_sid,
+        "num_segments": int(segments) if segments and str(segments).isdigit() else None,
+    }
