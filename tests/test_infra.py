@@ -784,12 +784,8 @@ def stage_for_checkov(root: Path) -> str:
     """Copy the deployment files to scan, plus a canary secret made up at run time, so that a
     run in which the secrets framework silently did nothing cannot pass."""
     shutil.copytree(INFRA, root / "infra")
-    for name in (
-        "azure.yaml",
-        ".funcignore",
-        "scripts/set_twilio_webhooks.py",
-        "docs/deploy-section.md",
-    ):
+    docs = [p.relative_to(REPO).as_posix() for p in sorted((REPO / "docs").glob("*.md"))]
+    for name in ("azure.yaml", ".funcignore", "scripts/set_twilio_webhooks.py", *docs):
         if (REPO / name).exists():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
