@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.settings import ALL_SETTINGS, PLATFORM_SETTINGS
+from shared.settings import ALL_SETTINGS, PLATFORM_SETTINGS, STORAGE_SETTINGS
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 FLOOR_ROOT = Path(__file__).resolve().parent / "floor_app"
@@ -27,7 +27,7 @@ CALL_TO = "+14155550123"
 FUNCTION_KEY = "bench-function-key-not-a-secret"
 
 # Every setting the app reads: none of the developer's own values may leak in.
-APP_SETTING_NAMES = (*ALL_SETTINGS, *PLATFORM_SETTINGS)
+APP_SETTING_NAMES = (*ALL_SETTINGS, *PLATFORM_SETTINGS, *STORAGE_SETTINGS)
 
 APP_SETTINGS = {
     "TWILIO_ACCOUNT_SID": ACCOUNT_SID,

@@ -29,7 +29,14 @@ from bench.common import APP_ROOT
 
 TWILIO_API = "https://api.twilio.com"
 KESTREL_BACKLOG = 512
-WATCHED = ("twilio.rest", "aiohttp", "twilio.http.async_http_client", "phonenumbers")
+WATCHED = (
+    "twilio.rest",
+    "aiohttp",
+    "twilio.http.async_http_client",
+    "phonenumbers",
+    "azure.data.tables",
+    "azure.identity",
+)
 
 
 class StandInClientFactory:

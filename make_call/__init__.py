@@ -27,4 +27,5 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
         return rest_answers.twilio_failure(
             error, calls.SUBJECT, call.to, settings.rest.http_timeout
         )
-    return responses.json_body(calls.answer(created), 201)
+    recorded = await calls.record(created, call)
+    return responses.json_body(calls.answer(created, recorded), 201)

@@ -28,4 +28,5 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
         return rest_answers.twilio_failure(
             error, sms.SUBJECT, message.to, settings.rest.http_timeout
         )
-    return responses.json_body(sms.answer(created), 201)
+    recorded = await sms.record(created, message)
+    return responses.json_body(sms.answer(created, recorded), 201)

@@ -31,6 +31,9 @@ SUBJECT = Subject(
 )
 # Where Twilio fetches the call's TwiML: host.json's routePrefix + voice_url's route.
 VOICE_URL_PATH = routes.path("voice_url")
+# Where Twilio reports the call's progress, and which steps it reports.
+STATUS_CALLBACK_PATH = routes.path("call_status")
+STATUS_CALLBACK_EVENTS = ["initiated", "ringing", "answered", "completed"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,17 @@ async def place(call: CallRequest, settings: CallSettings) -> CallInstance:
     """POST Calls.json once, within TWILIO_HTTP_TIMEOUT; raises whatever went wrong."""
     client = twilio_client.get_client(settings.rest)
     created = await asyncio.wait_for(
-        client.calls.create_async(to=call.to, from_=call.from_, url=call.url, method="POST"),
+        client.calls.create_async(
+            to=call.to,
+            from_=call.from_,
+            url=call.url,
+            method="POST",
+            status_callback=(settings.rest.public_origin or "")
+        + STATUS_CALLBACK_PATH
+        + twilio_client.CALLBACK_RETRIES,
+            status_callback_event=STATUS_CALLBACK_EVENTS,
+            status_callback_method="POST",
+        ),
         timeout=settings.rest.http_timeout,
     )
     logger.info(
@@ -100,6 +113,21 @@ async def place(call: CallRequest, settings: CallSettings) -> CallInstance:
     return created
 
 
-def answer(created: CallInstance) -> dict[str, object]:
+async def record(created: CallInstance, call: CallRequest) -> bool:
+    """Write the call's record (see shared.records); False when storage could not take it."""
+    from shared import records
+
+    return await records.keep_created(
+        "make_call", "call", created.sid or "", call.to, call.from_, created.status, call.message
+    )
+
+
+def answer(created: CallInstance, recorded: bool) -> dict[str, object]:
     """The 201 body. twilio-python names the call's "from" field `_from` (a Python keyword)."""
-    return {"sid": created.sid, "status": created.status, "to": created.to, "from": created._from}
+    return {
+        "sid": created.sid,
+        "status": created.status,
+        "to": created.to,
+        "from": created._from,
+        "recorded": recorded,
+    }

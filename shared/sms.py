@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from shared import logs, redact, twilio_client
+from shared import logs, redact, routes, twilio_client
 from shared.request_body import Fields, text
 from shared.responses import Refusal
 from shared.rest_answers import Subject
@@ -28,6 +28,8 @@ FIELDS = ("to", "body", "from", "media_url")
 LISTS = frozenset({"media_url"})
 MAX_BODY_LENGTH = 1600  # Twilio's limit on a message body
 MAX_MEDIA = 10  # Twilio's limit on MediaUrl values of one message
+# Where Twilio reports the message's delivery.
+STATUS_CALLBACK_PATH = routes.path("message_status")
 
 SUBJECT = Subject(
     function="send_sms",
@@ -147,7 +149,12 @@ def parse(fields: Fields, settings: SmsSettings) -> SmsRequest:
 async def send(message: SmsRequest, settings: SmsSettings) -> MessageInstance:
     """POST Messages.json once, within TWILIO_HTTP_TIMEOUT; raises whatever went wrong."""
     client = twilio_client.get_client(settings.rest)
-    options: dict[str, object] = {"to": message.to}
+    options: dict[str, object] = {
+        "to": message.to,
+        "status_callback": (settings.rest.public_origin or "")
+        + STATUS_CALLBACK_PATH
+        + twilio_client.CALLBACK_RETRIES,
+    }
     if message.messaging_service_sid:
         options["messaging_service_sid"] = message.messaging_service_sid
     else:
@@ -168,7 +175,17 @@ async def send(message: SmsRequest, settings: SmsSettings) -> MessageInstance:
     return created
 
 
-def answer(created: MessageInstance) -> dict[str, object]:
+async def record(created: MessageInstance, message: SmsRequest) -> bool:
+    """Write the message's record (see shared.records); False when storage could not take it."""
+    from shared import records
+
+    sender = created.from_ or message.from_
+    return await records.keep_created(
+        "send_sms", "message", created.sid or "", message.to, sender, created.status, message.body
+    )
+
+
+def answer(created: MessageInstance, recorded: bool) -> dict[str, object]:
     """The 201 body; null where Twilio gave no value."""
     segments = created.num_segments
     return {
@@ -178,4 +195,5 @@ def answer(created: MessageInstance) -> dict[str, object]:
         "from": created.from_,
         "messaging_service_sid": created.messaging_service_sid,
         "num_segments": int(segments) if segments and str(segments).isdigit() else None,
+        "recorded": recorded,
     }

@@ -35,14 +35,18 @@ class Webhook:
         """A parameter Twilio sent, from the body (POST) or the query string (GET)."""
         return self.form.first(name) or self.query.get(name)
 
+    def params(self) -> dict[str, str]:
+        """Every parameter Twilio sent (the first value of a repeated one), body over query."""
+        return {**self.query, **{name: values[0] for name, values in self.form.items() if values}}
+
 
 Responder = Callable[[Webhook], str | Awaitable[str]]
 
 
-async def respond(
-    req: func.HttpRequest, function_name: str, sid_param: str, responder: Responder
-) -> func.HttpResponse:
-    """Answer a webhook with the responder's TwiML, or refuse it; one log line either way."""
+def _verify(
+    req: func.HttpRequest, function_name: str, sid_param: str
+) -> tuple[Webhook | None, func.HttpResponse | None, str]:
+    """(the verified webhook, None, sid) or (None, the refusal to send, sid); logs refusals."""
     body = req.get_body() or b""
     if len(body) > MAX_WEBHOOK_BODY:
         logger.warning(
@@ -51,7 +55,7 @@ async def respond(
             sid_param,
             MAX_WEBHOOK_BODY,
         )
-        return responses.empty(413)
+        return None, responses.empty(413), "-"
 
     try:
         settings = load_webhook_settings()
@@ -59,8 +63,8 @@ async def respond(
         logger.error("%s outcome=failed reason=settings: %s", function_name, error.describe())
         # Fail closed: without its tokens no request can be proven genuine, so none is answered.
         if set(error.names) & {"TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY"}:
-            return responses.refused()
-        return responses.empty(500)
+            return None, responses.refused(), "-"
+        return None, responses.empty(500), "-"
 
     verdict = signature.verify(
         req, settings.auth_tokens, settings.trusted_origin, routes.path(function_name)
@@ -71,10 +75,45 @@ async def respond(
         logger.warning(
             "%s %s=%s outcome=refused reason=%s", function_name, sid_param, sid, verdict.reason
         )
-        return responses.refused()
+        return None, responses.refused(), sid
+    return Webhook(query=query, form=verdict.form, settings=settings), None, sid
 
-    document = responder(Webhook(query=query, form=verdict.form, settings=settings))
+
+async def respond(
+    req: func.HttpRequest, function_name: str, sid_param: str, responder: Responder
+) -> func.HttpResponse:
+    """Answer a webhook with the responder's TwiML, or refuse it; one log line either way."""
+    hook, refusal, sid = _verify(req, function_name, sid_param)
+    if hook is None:
+        return refusal or responses.refused()
+    document = responder(hook)
     if inspect.isawaitable(document):
         document = await document
     logger.info("%s %s=%s outcome=answered", function_name, sid_param, sid)
     return responses.twiml(document)
+
+
+class Retry(Exception):
+    """Raised by a callback handler that could not do its work now (storage down): the
+    callback answers 503, so Twilio's debugger shows it and a retry can deliver it again."""
+
+
+async def acknowledge(
+    req: func.HttpRequest,
+    function_name: str,
+    sid_param: str,
+    handler: Callable[[Webhook], Awaitable[str]],
+) -> func.HttpResponse:
+    """A status callback: verified like every webhook, handled, answered with an empty 204
+    (Twilio reads nothing from the answer to a status callback) or 503 when the handler raises
+    Retry. The handler returns the outcome word for the log line ("recorded", "duplicate")."""
+    hook, refusal, sid = _verify(req, function_name, sid_param)
+    if hook is None:
+        return refusal or responses.refused()
+    try:
+        outcome = await handler(hook)
+    except Retry as error:
+        logger.error("%s %s=%s outcome=retry reason=%s", function_name, sid_param, sid, error)
+        return responses.empty(503)
+    logger.info("%s %s=%s outcome=%s", function_name, sid_param, sid, outcome)
+    return responses.empty(204)

@@ -13,7 +13,7 @@ from twilio.request_validator import RequestValidator
 from twilio_double import TwilioApiDouble
 
 from shared import twilio_client
-from shared.settings import ALL_SETTINGS, PLATFORM_SETTINGS
+from shared.settings import ALL_SETTINGS, PLATFORM_SETTINGS, STORAGE_SETTINGS
 
 pytest_plugins = ["devhost.pytest_plugin"]
 
@@ -32,7 +32,7 @@ APP_HOSTNAME = "myapp.azurewebsites.net"
 @pytest.fixture(autouse=True)
 def app_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """A complete, valid configuration, as on Azure; tests change or delete single settings."""
-    for name in (*ALL_SETTINGS, *PLATFORM_SETTINGS):
+    for name in (*ALL_SETTINGS, *PLATFORM_SETTINGS, *STORAGE_SETTINGS):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WEBSITE_HOSTNAME", APP_HOSTNAME)
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", ACCOUNT_SID)

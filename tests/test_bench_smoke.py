@@ -49,7 +49,10 @@ def test_the_floor_app_answers_through_the_worker_host(start_worker_host) -> Non
 def test_a_cold_start_child_serves_one_signed_voice_webhook(tmp_path) -> None:
     case = cold.BytecodeCase("smoke", tmp_path / "pyc", write=True)
     run = cold.one_run(APP_ROOT, signed_webhook("voice"), case)
-    assert run.functions == ["make_call", "send_sms", "sms_url", "voice_url"]
+    assert run.functions == [
+        "call_status", "calls", "make_call", "message_status", "messages", "send_sms", "sms_url",
+        "voice_url",
+    ]
     assert run.modules == []  # no twilio.rest, aiohttp or phonenumbers for a webhook
     assert 0 < run.interpreter < run.total
 

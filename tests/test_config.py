@@ -21,8 +21,18 @@ from devhost.appconfig import parse_timespan
 from devhost.pytest_plugin import APP_ROOT, require_shared
 
 FUNCTION_DIRS = sorted(p.parent for p in APP_ROOT.glob("*/function.json"))
-EXPECTED_FUNCTIONS = {"make_call", "send_sms", "voice_url", "sms_url"}
+EXPECTED_FUNCTIONS = {
+    "make_call",
+    "send_sms",
+    "voice_url",
+    "sms_url",
+    "call_status",
+    "message_status",
+    "calls",
+    "messages",
+}
 REST_FUNCTIONS = ("make_call", "send_sms")
+RECORD_READERS = ("calls", "messages")
 WEBHOOKS = ("voice_url", "sms_url")
 HTTP_VERBS = {"get", "post", "put", "patch", "delete", "head", "options", "trace"}
 # Twilio waits 15 s for a webhook answer; the host must stop a function well before that.
@@ -127,7 +137,8 @@ def test_http_output_is_the_return_value(function_dir):
 
 
 def test_routes_are_unique_and_equal_to_folder_names():
-    routes = {d.name: trigger_of(d).get("route") for d in FUNCTION_DIRS}
+    """A route is its folder's name, optionally followed by route parameters (calls/{sid?})."""
+    routes = {d.name: trigger_of(d).get("route").split("/{")[0] for d in FUNCTION_DIRS}
     assert routes == {name: name for name in routes}
     lowered = [r.lower() for r in routes.values()]
     assert len(set(lowered)) == len(lowered), "routes match case-insensitively in the host"
@@ -201,5 +212,13 @@ def test_shared_routes_match_host_json_and_function_json():
     host = load(APP_ROOT / "host.json")
     assert host["extensions"]["http"]["routePrefix"] == routes.ROUTE_PREFIX
     for function_dir in FUNCTION_DIRS:
-        route = trigger_of(function_dir)["route"]
+        route = trigger_of(function_dir)["route"].split("/{")[0]
         assert routes.path(function_dir.name) == f"/{routes.ROUTE_PREFIX}/{route}"
+
+
+@pytest.mark.parametrize("name", RECORD_READERS)
+def test_record_readers_need_a_function_key_and_only_accept_get(name):
+    trigger = trigger_of(APP_ROOT / name)
+    assert trigger.get("authLevel") == "function"
+    assert trigger.get("methods") == ["get"]
+    assert trigger.get("route") == f"{name}/{{sid?}}"

@@ -916,3 +916,21 @@ def test_conditional_secrets_set_a_content_type() -> None:
     """What checkov cannot see in `if` resources (see the CKV_AZURE_114 waivers)."""
     for secret in resources("Microsoft.KeyVault/vaults/secrets"):
         assert literal(field(secret.body, "properties", "contentType")), secret.symbol
+
+
+# Built-in role ids, as Microsoft lists them (Azure built-in roles: Storage).
+STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+
+
+def test_the_app_identity_may_read_and_write_its_record_tables() -> None:
+    """shared/records.py signs in with the managed identity: without this role every record
+    write is a 403 and every status callback a 503."""
+    storage = INFRA / "app" / "storage.bicep"
+    source = storage.read_text()
+    assert STORAGE_TABLE_DATA_CONTRIBUTOR in source
+    grants = [
+        r for r in resources("Microsoft.Authorization/roleAssignments") if r.file == storage
+    ]
+    assert any("storageTableDataContributorRoleId" in text(r.body) for r in grants)
+    for grant in grants:
+        assert text(field(grant.body, "properties", "principalId")) == "appPrincipalId"

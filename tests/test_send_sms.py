@@ -61,10 +61,16 @@ def test_the_readme_example_sends_the_message(keyed_host, twilio_api):
         "from": TWILIO_NUMBER,
         "messaging_service_sid": None,
         "num_segments": 1,
+        "recorded": False,  # no storage configured here: tests/test_records.py has Azurite
     }
     [sent] = twilio_api.requests
     assert (sent.method, sent.path) == ("POST", MESSAGES_PATH)
-    assert sent.data == {"To": TO, "From": TWILIO_NUMBER, "Body": "Your table is ready"}
+    assert sent.data == {
+        "To": TO,
+        "From": TWILIO_NUMBER,
+        "Body": "Your table is ready",
+        "StatusCallback": f"{PUBLIC}/api/message_status#rc=2&rp=ct,5xx",
+    }
     assert sent.auth == (ACCOUNT_SID, AUTH_TOKEN)
 
 

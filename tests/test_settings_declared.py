@@ -13,7 +13,7 @@ import pytest
 from shared import settings
 
 SOURCE = Path(settings.__file__)
-SETTING_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+SETTING_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|AzureWebJobsStorage(?:__[A-Za-z]+)?")
 
 
 def names_read_in_code() -> set[str]:
@@ -32,7 +32,9 @@ def names_read_in_code() -> set[str]:
 def test_every_name_the_code_reads_is_declared():
     read = names_read_in_code()
     assert {"TWILIO_ACCOUNT_SID", "SMS_ALLOWED_COUNTRIES", "WEBSITE_HOSTNAME"} <= read
-    declared = set(settings.ALL_SETTINGS) | set(settings.PLATFORM_SETTINGS)
+    declared = (
+        set(settings.ALL_SETTINGS) | set(settings.PLATFORM_SETTINGS) | set(settings.STORAGE_SETTINGS)
+    )
     assert read <= declared, f"read but declared by no loader: {sorted(read - declared)}"
 
 
@@ -45,7 +47,12 @@ def test_an_undeclared_name_cannot_be_read():
 
 @pytest.mark.parametrize(
     "load",
-    [settings.load_webhook_settings, settings.load_call_settings, settings.load_sms_settings],
+    [
+        settings.load_webhook_settings,
+        settings.load_call_settings,
+        settings.load_sms_settings,
+        settings.load_storage_settings,
+    ],
 )
 def test_each_loader_reads_only_what_it_declares_in_every_branch(load):
     """With every setting set (API key path, Messaging Service path), no loader reaches for a
@@ -69,6 +76,16 @@ def test_each_loader_reads_only_what_it_declares_in_every_branch(load):
         "VOICE_LANGUAGE": "en-US",
         "SMS_REPLY": "ok",
         "WEBSITE_HOSTNAME": "app.azurewebsites.net",
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
     }
     load(env)
     load({**env, "TWILIO_API_KEY": "", "TWILIO_API_SECRET": "", "TWILIO_MESSAGING_SERVICE_SID": ""})
+    load(
+        {
+            **env,
+            "AzureWebJobsStorage": "",
+            "AzureWebJobsStorage__accountName": "appstorage",
+            "AzureWebJobsStorage__credential": "managedidentity",
+            "AzureWebJobsStorage__clientId": "00000000-0000-0000-0000-000000000000",
+        }
+    )

@@ -1,6 +1,7 @@
 // Storage for the Functions host (AzureWebJobsStorage) and for the Flex Consumption deployment
-// package. Shared-key access is off: the app reaches it only with its managed identity, which
-// gets Storage Blob Data Owner on this account.
+// package, and for the app's own records (tables). Shared-key access is off: the app reaches it
+// only with its managed identity, which gets Storage Blob Data Owner (host and deployment) and
+// Storage Table Data Contributor (shared/records.py) on this account.
 
 @description('Name of the storage account (3-24 lowercase letters and digits).')
 param name string
@@ -19,6 +20,8 @@ param appPrincipalId string
 
 // Built-in role "Storage Blob Data Owner".
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+// Built-in role "Storage Table Data Contributor": create tables, read and write entities.
+var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -65,6 +68,16 @@ resource blobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwnerRoleId)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource tableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, appPrincipalId, storageTableDataContributorRoleId)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRoleId)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }

@@ -1,0 +1,15 @@
+"""message_status: the status callback Twilio POSTs as a message sent by send_sms goes through
+queued, sent, delivered, undelivered or failed. Verified like every webhook, then recorded."""
+
+import azure.functions as func
+
+from shared import status_events, webhooks
+
+
+async def record(callback: webhooks.Webhook) -> str:
+    # Your own reaction to a delivery report goes here (after it is stored).
+    return await status_events.store("message", callback)
+
+
+async def main(req: func.HttpRequest) -> func.HttpResponse:
+    return await webhooks.acknowledge(req, "message_status", "MessageSid", record)

@@ -1,0 +1,20 @@
+"""messages: GET /api/messages/{sid} reads one message's record and status events; GET
+/api/messages lists the newest first, a page at a time (function key required for both)."""
+
+import re
+
+import azure.functions as func
+
+from shared import record_queries
+
+# SM for SMS, MM for MMS.
+MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}")
+
+
+async def main(req: func.HttpRequest) -> func.HttpResponse:
+    sid = req.route_params.get("sid")
+    if sid is None:
+        return await record_queries.page(req, "message")
+    return await record_queries.one(
+        "message", sid, MESSAGE_SID, "SM or MM followed by 32 hex digits"
+    )

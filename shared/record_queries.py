@@ -1,0 +1,73 @@
+"""Reading the records back over HTTP: GET /api/calls[/{sid}] and GET /api/messages[/{sid}].
+
+One record is 200 with its events, 404 for a SID never seen, 400 for one that is not a SID of
+that kind. A list is the newest first, `?limit=` (default 20, at most 100) records a page, and
+`next` holds the continuation token of the next page (`?continuation=`), or null on the last.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlencode
+
+import azure.functions as func
+
+from shared import logs, records, responses, routes
+from shared.settings import SettingsError
+from shared.storage import StorageUnavailable
+
+logger = logs.get_logger(__name__)
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+PLURAL = {"call": "calls", "message": "messages"}
+
+
+async def one(kind: str, sid: str, pattern: re.Pattern[str], example: str) -> func.HttpResponse:
+    if not pattern.fullmatch(sid):
+        return responses.json_error(400, f"'{sid[:40]}' is not a {kind} SID, like {example}.")
+    try:
+        record = await records.read(kind, sid)
+    except (SettingsError, StorageUnavailable) as error:
+        return _unavailable(kind, error)
+    if record is None:
+        return responses.json_error(404, f"No {kind} with the SID {sid} is recorded.")
+    return responses.json_body(record, 200)
+
+
+async def page(req: func.HttpRequest, kind: str) -> func.HttpResponse:
+    raw_limit = req.params.get("limit") or str(DEFAULT_LIMIT)
+    if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_LIMIT):
+        return responses.json_error(400, f"'limit' must be a whole number from 1 to {MAX_LIMIT}.")
+    limit = int(raw_limit)
+    token = None
+    if req.params.get("continuation"):
+        try:
+            token = records.decode_token(req.params["continuation"])
+        except ValueError:
+            return responses.json_error(
+                400, "'continuation' is not a token this app gave out: use the 'next' of a page."
+            )
+    try:
+        items, next_token = await records.recent(kind, limit, token)
+    except (SettingsError, StorageUnavailable) as error:
+        return _unavailable(kind, error)
+    plural = PLURAL[kind]
+    next_url = None
+    if next_token:
+        query = urlencode({"limit": limit, "continuation": next_token})
+        next_url = f"{routes.path(plural)}?{query}"
+    return responses.json_body({plural: items, "next": next_token, "next_url": next_url}, 200)
+
+
+def _unavailable(kind: str, error: Exception) -> func.HttpResponse:
+    if isinstance(error, SettingsError):
+        logger.error("%s outcome=failed reason=settings: %s", PLURAL[kind], error.describe())
+        return responses.json_error(
+            500, f"The app is not configured: {error.describe()}.", settings=error.names
+        )
+    logger.error("%s outcome=unavailable reason=%s", PLURAL[kind], error)
+    return responses.json_error(
+        503, "The records cannot be read now: storage is unavailable. Try again shortly.",
+        headers={"Retry-After": "5"},
+    )

@@ -1,0 +1,291 @@
+"""The durable record of every call and message: what was created, and what Twilio said since.
+
+Two tables, both keyed so that no read scans:
+- `TwilioRecords`: one partition per SID. Row `record` holds what was created (kind, to, from,
+  the created status, when, the text); one row per status event, `event-<key>`, where the key is
+  the event's identity (a call's SequenceNumber; a message's status, error code and delivery
+  date). Reading a record and its events is one partition query. The same event delivered twice
+  lands on the same row key and is stored once.
+- `TwilioRecordIndex`: partition `call` or `message`, row key = (a far-future instant minus the
+  creation time, in milliseconds, zero-padded) + SID. Table Storage returns rows in row-key
+  order, so a partition query reads the newest first, a page at a time, with the service's own
+  continuation token.
+
+The current status is not stored but computed on reading: the furthest in the lifecycle among
+the created status and every event, so callbacks arriving out of order (ringing after
+completed) or twice never move a record backwards, and no read-modify-write races exist between
+concurrent callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from shared import storage
+
+RECORDS_TABLE = "TwilioRecords"
+INDEX_TABLE = "TwilioRecordIndex"
+RECORD_ROW = "record"
+EVENT_PREFIX = "event-"
+_FAR_FUTURE_MS = 10**13  # 2286-11-20: an inverted timestamp stays positive and 13 digits
+
+# Lifecycle ranks: a status never gives way to one of a lower rank.
+CALL_RANKS = {
+    "queued": 0,
+    "initiated": 1,
+    "ringing": 2,
+    "in-progress": 3,
+    "completed": 4,
+    "busy": 4,
+    "no-answer": 4,
+    "canceled": 4,
+    "failed": 4,
+}
+MESSAGE_RANKS = {
+    "queued": 0,
+    "accepted": 0,
+    "scheduled": 0,
+    "sending": 1,
+    "sent": 2,
+    "delivered": 3,
+    "undelivered": 3,
+    "failed": 3,
+    "canceled": 3,
+    "partially_delivered": 3,
+    "read": 4,
+}
+RANKS = {"call": CALL_RANKS, "message": MESSAGE_RANKS}
+# What each callback carries that is worth keeping, as Twilio names it.
+EVENT_FIELDS = {
+    "call": (
+        "CallStatus",
+        "SequenceNumber",
+        "Timestamp",
+        "CallDuration",
+        "AnsweredBy",
+        "SipResponseCode",
+        "ErrorCode",
+    ),
+    "message": ("MessageStatus", "ErrorCode", "ErrorMessage", "RawDlrDoneDate"),
+}
+STATUS_FIELD = {"call": "CallStatus", "message": "MessageStatus"}
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _index_key(created: datetime.datetime, sid: str) -> str:
+    inverted = _FAR_FUTURE_MS - int(created.timestamp() * 1000)
+    return f"{inverted:013d}-{sid}"
+
+
+async def _create_record(kind: str, sid: str, fields: Mapping[str, Any]) -> bool:
+    """Insert the record row if it does not exist, with its index row; True when it was new."""
+    from azure.core.exceptions import ResourceExistsError
+
+    created = _now()
+    records = await storage.table(RECORDS_TABLE)
+    entity = {
+        "PartitionKey": sid,
+        "RowKey": RECORD_ROW,
+        "Kind": kind,
+        "CreatedAt": created.isoformat(),
+        **{k: v for k, v in fields.items() if v is not None},
+    }
+    try:
+        await storage.bounded(records.create_entity(entity))
+    except ResourceExistsError:
+        return False
+    index = await storage.table(INDEX_TABLE)
+    await storage.bounded(
+        index.upsert_entity(
+            {
+                "PartitionKey": kind,
+                "RowKey": _index_key(created, sid),
+                "Sid": sid,
+                "CreatedAt": created.isoformat(),
+            }
+        )
+    )
+    return True
+
+
+async def created(
+    kind: str, sid: str, to: str | None, from_: str | None, status: str | None, text: str | None
+) -> None:
+    """Record what make_call or send_sms created, as soon as Twilio answered. When a status
+    callback got there first, its row is completed with these fields."""
+    from azure.data.tables import UpdateMode
+
+    fields = {"To": to, "From": from_, "CreatedStatus": status, "Text": text, "Source": "app"}
+    if not await _create_record(kind, sid, fields):
+        records = await storage.table(RECORDS_TABLE)
+        update = {"PartitionKey": sid, "RowKey": RECORD_ROW, "Source": "app"}
+        update |= {k: v for k, v in fields.items() if v is not None}
+        await storage.bounded(records.upsert_entity(update, mode=UpdateMode.MERGE))
+
+
+async def keep_created(
+    function: str,
+    kind: str,
+    sid: str,
+    to: str | None,
+    from_: str | None,
+    status: str | None,
+    text: str | None,
+) -> bool:
+    """`created`, for a function that has just created the thing at Twilio: False (and one
+    error line) when the record could not be written; the caller still answers 201, since the
+    call or message exists, and the first status callback will create the record."""
+    from shared import logs, redact
+    from shared.settings import SettingsError
+
+    try:
+        await created(kind, sid, to, from_, status, text)
+    except SettingsError as error:
+        reason = f"settings: {error.describe()}"
+    except storage.StorageUnavailable as error:
+        reason = str(error)
+    else:
+        return True
+    logs.get_logger(__name__).error(
+        "%s sid=%s outcome=not-recorded reason=%s", function, redact.sid(sid), reason
+    )
+    return False
+
+
+def _event_key(kind: str, params: Mapping[str, str]) -> str:
+    status = params.get(STATUS_FIELD[kind], "")
+    sequence = params.get("SequenceNumber", "")
+    if kind == "call" and sequence.isascii() and sequence.isdigit():
+        return f"{EVENT_PREFIX}{int(sequence):08d}"
+    identity = "\0".join(params.get(name, "") for name in EVENT_FIELDS[kind])
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    rank = RANKS[kind].get(status, 9)
+    return f"{EVENT_PREFIX}r{rank}-{digest}"
+
+
+async def event(kind: str, sid: str, params: Mapping[str, str]) -> bool:
+    """Store one status callback; False when the same event was already stored. A SID the app
+    did not create (a call placed from the console) gets a record all the same."""
+    from azure.core.exceptions import ResourceExistsError
+
+    await _create_record(
+        kind,
+        sid,
+        {"To": params.get("To"), "From": params.get("From"), "Source": "callback"},
+    )
+    records = await storage.table(RECORDS_TABLE)
+    entity: dict[str, Any] = {
+        "PartitionKey": sid,
+        "RowKey": _event_key(kind, params),
+        "ReceivedAt": _now().isoformat(),
+    }
+    entity |= {name: params[name] for name in EVENT_FIELDS[kind] if params.get(name)}
+    try:
+        await storage.bounded(records.create_entity(entity))
+    except ResourceExistsError:
+        return False
+    return True
+
+
+def _rank(kind: str, status: str | None) -> int:
+    return RANKS[kind].get(status or "", -1)
+
+
+def _public(kind: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    record = next((r for r in rows if r["RowKey"] == RECORD_ROW), None)
+    if record is None:
+        return None
+    status_field = STATUS_FIELD[kind]
+    events = [r for r in rows if r["RowKey"].startswith(EVENT_PREFIX)]
+    # Twilio's order: a call's SequenceNumber; a message's lifecycle; then arrival.
+    events.sort(key=lambda e: (e["RowKey"], e.get("ReceivedAt", "")))
+    status = record.get("CreatedStatus")
+    best = (_rank(kind, status), "")
+    error_code = None
+    for row in events:
+        candidate = (_rank(kind, row.get(status_field)), row["RowKey"])
+        if candidate >= best:
+            best, status = candidate, row.get(status_field)
+        error_code = row.get("ErrorCode") or error_code
+    return {
+        "sid": record["PartitionKey"],
+        "kind": kind,
+        "status": status,
+        "to": record.get("To"),
+        "from": record.get("From"),
+        "created_status": record.get("CreatedStatus"),
+        "created_at": record.get("CreatedAt"),
+        "text": record.get("Text"),
+        "error_code": error_code,
+        "recorded_by": record.get("Source"),
+        "events": [
+            {
+                "status": e.get(status_field),
+                "received_at": e.get("ReceivedAt"),
+                **{n: e[n] for n in EVENT_FIELDS[kind] if n != status_field and e.get(n)},
+            }
+            for e in events
+        ],
+    }
+
+
+async def read(kind: str, sid: str) -> dict[str, Any] | None:
+    """The record and its events, or None for a SID never seen (or of another kind)."""
+    records = await storage.table(RECORDS_TABLE)
+
+    async def rows() -> list[dict[str, Any]]:
+        query = records.query_entities("PartitionKey eq @sid", parameters={"sid": sid})
+        return [dict(row) async for row in query]
+
+    found = await storage.bounded(rows())
+    result = _public(kind, found)
+    if result is None or next(r for r in found if r["RowKey"] == RECORD_ROW).get("Kind") != kind:
+        return None
+    return result
+
+
+def _encode_token(token: object) -> str | None:
+    if not token:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
+
+
+def decode_token(text: str) -> dict[str, str]:
+    """A continuation token as the caller got it; ValueError when it is not one of ours."""
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        token = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("not a continuation token") from None
+    if not isinstance(token, dict) or not all(isinstance(v, str) for v in token.values()):
+        raise ValueError("not a continuation token")
+    return token
+
+
+async def recent(
+    kind: str, limit: int, token: dict[str, str] | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The newest records of a kind, one page of `limit`, and the token of the next page."""
+    index = await storage.table(INDEX_TABLE)
+
+    async def page() -> tuple[list[dict[str, Any]], object]:
+        pages = index.query_entities(
+            "PartitionKey eq @kind", parameters={"kind": kind}, results_per_page=limit
+        ).by_page(continuation_token=token)
+        async for rows in pages:
+            return [dict(row) async for row in rows], pages.continuation_token
+        return [], None
+
+    rows, next_token = await storage.bounded(page())
+    found = await asyncio.gather(*(read(kind, row["Sid"]) for row in rows))
+    items = [{k: v for k, v in r.items() if k != "events"} for r in found if r is not None]
+    return items, _encode_token(next_token)

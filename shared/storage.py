@@ -1,0 +1,108 @@
+"""Azure Table Storage for the app's records, through the Functions host's own connection.
+
+The connection follows the AzureWebJobsStorage convention (see shared.settings): a connection
+string (locally UseDevelopmentStorage=true, which is Azurite), or identity-based on Azure with
+azure-identity's managed identity credential for the app's user-assigned identity. No account
+key is configured anywhere on Azure.
+
+azure.data.tables and azure.identity are imported on first use, never at module import: every
+function module is loaded at a cold start, and the webhooks never need them. Clients are built
+once per process (and per event loop: the async transport binds to it) and reused.
+
+Every storage call is bounded (`TIMEOUT`) and retried at most once by the SDK, so a caller such
+as a status callback can answer 503 well inside Twilio's 15-second webhook deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from shared.settings import StorageSettings, load_storage_settings
+
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableClient, TableServiceClient
+
+# Seconds one storage operation may take, retries included: well inside the 12 s function
+# timeout and Twilio's 15 s webhook deadline.
+TIMEOUT = 5.0
+_TRANSPORT = {
+    "connection_timeout": 2,
+    "read_timeout": 3,
+    "retry_total": 1,
+    "retry_backoff_factor": 0.2,
+}
+
+
+class StorageUnavailable(Exception):
+    """Storage could not be reached, refused, or did not answer in time; the reason is safe to
+    log (no key, no connection string)."""
+
+
+_cached: tuple[StorageSettings, weakref.ref[asyncio.AbstractEventLoop], Any] | None = None
+_created_tables: set[str] = set()
+
+
+def _service(settings: StorageSettings) -> TableServiceClient:
+    global _cached
+    loop = asyncio.get_running_loop()
+    if _cached is not None and _cached[0] == settings and _cached[1]() is loop:
+        return _cached[2]
+    from azure.data.tables.aio import TableServiceClient
+
+    if settings.connection_string:
+        service = TableServiceClient.from_connection_string(
+            settings.connection_string, **_TRANSPORT
+        )
+    else:
+        service = TableServiceClient(
+            endpoint=settings.table_endpoint or "", credential=_credential(settings), **_TRANSPORT
+        )
+    _cached = (settings, weakref.ref(loop), service)
+    _created_tables.clear()
+    return service
+
+
+def _credential(settings: StorageSettings) -> Any:
+    if settings.managed_identity_client_id is not None:
+        from azure.identity.aio import ManagedIdentityCredential
+
+        return ManagedIdentityCredential(client_id=settings.managed_identity_client_id or None)
+    # The host's convention without __credential: the default chain (az login locally).
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+async def table(name: str) -> TableClient:
+    """The named table, created on first use in this process. Raises StorageUnavailable, or
+    SettingsError when the connection is not configured."""
+    settings = load_storage_settings()
+    service = _service(settings)
+    client = service.get_table_client(name)
+    if name not in _created_tables:
+        from azure.core.exceptions import ResourceExistsError
+
+        with contextlib.suppress(ResourceExistsError):
+            await bounded(service.create_table(name))
+        _created_tables.add(name)
+    return client
+
+
+async def bounded(operation: Any) -> Any:
+    """Await a storage operation within TIMEOUT; any failure becomes StorageUnavailable except
+    the two a caller decides on (ResourceExistsError, ResourceNotFoundError)."""
+    from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+
+    try:
+        return await asyncio.wait_for(operation, TIMEOUT)
+    except (ResourceExistsError, ResourceNotFoundError):
+        raise
+    except TimeoutError:
+        raise StorageUnavailable(f"storage did not answer within {TIMEOUT:g} s") from None
+    except AzureError as error:
+        raise StorageUnavailable(f"storage failed: {type(error).__name__}") from None
+    except OSError as error:
+        raise StorageUnavailable(f"storage unreachable: {type(error).__name__}") from None
