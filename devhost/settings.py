@@ -91,3 +91,22 @@ def missing_message(app_root: Path | str) -> str:
         f"(webhooks answer 403 until TWILIO_AUTH_TOKEN is set). To create it: {create}, "
         "then put your Twilio credentials in it (it is git-ignored)."
     )
+
+
+STORAGE_SETTING = "AzureWebJobsStorage"
+
+
+def storage_connection(
+    app_root: Path | str, environ: MutableMapping[str, str] | None = None
+) -> str:
+    """AzureWebJobsStorage as the app will see it: the environment's (a shell variable wins, as
+    for every setting), else local.settings.json's Values, else "" (unset).
+
+    scripts/start.sh asks here whether to start Azurite (for `UseDevelopmentStorage=true`).
+    Raises AppConfigError for an unreadable local.settings.json.
+    """
+    env = os.environ if environ is None else environ
+    if STORAGE_SETTING in env:
+        return env[STORAGE_SETTING]
+    found = read(app_root)
+    return "" if found is None else found.values.get(STORAGE_SETTING, "")

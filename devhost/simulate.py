@@ -4,6 +4,9 @@
     python -m devhost.simulate sms --body "hello" --from +14155550100
     python -m devhost.simulate voice --port 7072 --method GET
     python -m devhost.simulate voice --url https://abc.ngrok.app/api/voice_url --param Digits=1
+    python -m devhost.simulate call-status --sid CA... --status ringing
+    python -m devhost.simulate message-status --sid SM... --status undelivered \
+        --param ErrorCode=30007
 
 By default it goes to the local host on the port scripts/start.sh serves on: Host.LocalHttpPort
 of local.settings.json, else 7071 (`--port` for a host started with `--port N`). The form
@@ -35,7 +38,15 @@ from urllib.parse import urlencode, urlsplit
 from devhost import settings as local_settings
 from devhost.appconfig import AppConfigError
 
-KINDS = {"voice": "voice_url", "sms": "sms_url"}
+KINDS = {
+    "voice": "voice_url",
+    "sms": "sms_url",
+    "call-status": "call_status",
+    "message-status": "message_status",
+}
+STATUS_KINDS = {"call-status": "completed", "message-status": "delivered"}  # default statuses
+# A call's progress events in order: SequenceNumber counts them from 0, per call.
+CALL_SEQUENCE = {"initiated": 0, "ringing": 1, "in-progress": 2}
 METHODS = ("POST", "GET")  # the two a Twilio number's webhook can be configured with
 DEFAULT_HOST = "127.0.0.1"  # where devhost.server listens (and func start answers)
 API_VERSION = "2010-04-01"
@@ -101,6 +112,51 @@ def sms_form(account_sid: str, from_: str, to: str, body: str) -> dict[str, str]
     return form
 
 
+def call_status_form(
+    account_sid: str, from_: str, to: str, sid: str | None, status: str
+) -> dict[str, str]:
+    """A call status callback as Twilio POSTs it to make_call's StatusCallback."""
+    from email.utils import formatdate
+
+    form = {
+        "AccountSid": account_sid,
+        "ApiVersion": API_VERSION,
+        "CallSid": sid or _sid("CA"),
+        "CallStatus": status,
+        "CallbackSource": "call-progress-events",
+        "Direction": "outbound-api",
+        "From": from_,
+        "To": to,
+        "SequenceNumber": str(CALL_SEQUENCE.get(status, 3)),
+        "Timestamp": formatdate(usegmt=False),
+    }
+    if status == "completed":
+        form |= {"CallDuration": "12", "Duration": "1"}
+    return form
+
+
+def message_status_form(
+    account_sid: str, from_: str, to: str, sid: str | None, status: str
+) -> dict[str, str]:
+    """A message status callback as Twilio POSTs it to send_sms's StatusCallback."""
+    import datetime
+
+    message_sid = sid or _sid("SM")
+    form = {
+        "AccountSid": account_sid,
+        "ApiVersion": API_VERSION,
+        "From": from_,
+        "MessageSid": message_sid,
+        "MessageStatus": status,
+        "SmsSid": message_sid,
+        "SmsStatus": status,
+        "To": to,
+    }
+    if status in ("delivered", "undelivered"):
+        form["RawDlrDoneDate"] = datetime.datetime.now(datetime.UTC).strftime("%y%m%d%H%M")
+    return form
+
+
 @dataclass(frozen=True)
 class Webhook:
     """A ready-to-send webhook: where, what headers (signature included) and the form body.
@@ -152,19 +208,25 @@ def build(
     params: Mapping[str, str] | None = None,
     sign_url: str | None = None,
     method: str = "POST",
+    sid: str | None = None,
+    status: str | None = None,
 ) -> Webhook:
-    """A signed webhook of `kind` ("voice" or "sms") for `url`.
+    """A signed webhook of `kind` (voice, sms, call-status, message-status) for `url`.
 
     `sign_url` is the URL Twilio would have signed when it differs from where the request goes
     (PUBLIC_BASE_URL behind ngrok); it defaults to `url`. `params` adds or overrides fields.
     `method` "GET" puts the fields in the query of both URLs and signs the full URL alone.
+    `sid` and `status` pick the call or message a status callback is about, and its status.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, not {method!r}")
     account = account_sid or _sid("AC")
-    if kind == "voice":
+    if kind in STATUS_KINDS:
+        status_form = call_status_form if kind == "call-status" else message_status_form
+        form = status_form(account, from_, to, sid, status or STATUS_KINDS[kind])
+    elif kind == "voice":
         form = voice_form(account, from_, to)
         if body is not None:
             form["Body"] = body
@@ -244,7 +306,8 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devhost.simulate",
-        description="Send a signed Twilio voice or SMS webhook and print the TwiML answer.",
+        description="Send a signed Twilio webhook (voice, SMS, or a call or message status "
+        "callback) and print the answer.",
     )
     parser.add_argument("kind", choices=sorted(KINDS), help="which webhook to send")
     target = parser.add_mutually_exclusive_group()
@@ -259,6 +322,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sign-url", help="the URL to sign, when Twilio would have called "
                         "another (default: PUBLIC_BASE_URL plus the path if set, else --url)")
     parser.add_argument("--body", help="the SMS text (Body)")
+    parser.add_argument("--sid", help="status callbacks: the CallSid or MessageSid (default: "
+                        "a new one; use the sid make_call or send_sms answered)")
+    parser.add_argument("--status", help="status callbacks: CallStatus (default completed) or "
+                        "MessageStatus (default delivered)")
     parser.add_argument("--from", dest="from_", default=DEFAULT_FROM, help="caller / sender")
     parser.add_argument("--to", help="the Twilio number called or texted "
                         "(default TWILIO_PHONE_NUMBER, else +15005550006)")
@@ -308,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.kind, url, token, body=args.body, from_=args.from_,
         to=args.to or values.get("TWILIO_PHONE_NUMBER") or DEFAULT_TO,
         account_sid=values.get("TWILIO_ACCOUNT_SID"), params=params, sign_url=sign_url,
-        method=args.method,
+        method=args.method, sid=args.sid, status=args.status,
     )
     signed_note = ""
     if sign_url and sign_url != url:  # shown without a GET's long query of Twilio's fields

@@ -3,6 +3,9 @@
 # Uses Azure Functions Core Tools (`func start`) when installed; otherwise falls back to the
 # local worker host (python -m devhost.server), which runs the same Python worker Azure runs.
 # Creates .venv and installs what the app and the worker need, as scripts/test.sh does.
+# When AzureWebJobsStorage (the environment's, else local.settings.json's) is
+# UseDevelopmentStorage=true, starts Azurite on 127.0.0.1:10000-10002 unless something answers
+# there already, and stops it when the host stops (scripts/lib/azurite.sh).
 # Extra arguments go to `func start` or to the local host, e.g. scripts/start.sh --port 7072
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +24,24 @@ fi
 source scripts/lib/venv.sh
 ensure_venv
 
+# Storage: the effective AzureWebJobsStorage decides whether Azurite is needed (never printed:
+# a real connection string holds an account key).
+# shellcheck source=scripts/lib/azurite.sh
+source scripts/lib/azurite.sh
+storage="$(effective_storage_connection "$VENV/bin/python")"
+start_local_storage "$storage"
+
+# Serves the app with "$@": exec'd as before, unless Azurite was started here and must be
+# stopped after the host (run_with_azurite: Ctrl+C and SIGTERM stop both).
+run_host() {
+  if [ -z "$AZURITE_PID" ]; then
+    exec "$@"
+  fi
+  local status=0
+  run_with_azurite "$@" || status=$?
+  exit "$status"
+}
+
 # The worker runtime is not a secret: without local.settings.json, `func start` would not know it.
 export FUNCTIONS_WORKER_RUNTIME="${FUNCTIONS_WORKER_RUNTIME:-python}"
 
@@ -33,8 +54,8 @@ if [ "$USE_FUNC" = 1 ]; then
   # Core Tools runs its own copy of the worker with the Python it finds first: this venv's.
   # shellcheck disable=SC1091
   source "$VENV/bin/activate"
-  exec func start "$@"
+  run_host func start "$@"
 fi
 
 # The local host reads local.settings.json itself (and says so when it is missing).
-exec "$VENV/bin/python" -m devhost.server "$@"
+run_host "$VENV/bin/python" -m devhost.server "$@"

@@ -22,6 +22,18 @@ if ! cmp -s infra/requirements-checkov.txt "$CHECKOV_VENV/requirements-checkov.t
 fi
 export CHECKOV_BIN="$PWD/$CHECKOV_VENV/bin/checkov"
 
+# Azurite (npm, pinned in package-lock.json) is the storage of the tests that need one (the
+# `azurite` fixture); npm ci runs only when it is missing or package-lock.json changed. Without
+# Node.js those tests skip, except with CI=true, where they must run: then this stops here.
+# shellcheck source=scripts/lib/azurite.sh
+source scripts/lib/azurite.sh
+if ! ensure_azurite "the tests that need storage skip (with CI=true they fail)"; then
+  if [ "$(printf '%s' "${CI:-}" | tr '[:upper:]' '[:lower:]')" = true ]; then
+    exit 1
+  fi
+fi
+export AZURITE_BIN
+
 # With shellcheck on PATH, actionlint also checks the workflows' run: scripts (test_workflows).
 # Installed from Debian only when missing and we are root (as in CI); otherwise those tests skip.
 if ! command -v shellcheck >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -91,7 +91,6 @@ async def _create_record(kind: str, sid: str, fields: Mapping[str, Any]) -> bool
     from azure.core.exceptions import ResourceExistsError
 
     created = _now()
-    records = await storage.table(RECORDS_TABLE)
     entity = {
         "PartitionKey": sid,
         "RowKey": RECORD_ROW,
@@ -100,20 +99,16 @@ async def _create_record(kind: str, sid: str, fields: Mapping[str, Any]) -> bool
         **{k: v for k, v in fields.items() if v is not None},
     }
     try:
-        await storage.bounded(records.create_entity(entity))
+        await storage.on_table(RECORDS_TABLE, lambda t: t.create_entity(entity))
     except ResourceExistsError:
         return False
-    index = await storage.table(INDEX_TABLE)
-    await storage.bounded(
-        index.upsert_entity(
-            {
-                "PartitionKey": kind,
-                "RowKey": _index_key(created, sid),
-                "Sid": sid,
-                "CreatedAt": created.isoformat(),
-            }
-        )
-    )
+    row = {
+        "PartitionKey": kind,
+        "RowKey": _index_key(created, sid),
+        "Sid": sid,
+        "CreatedAt": created.isoformat(),
+    }
+    await storage.on_table(INDEX_TABLE, lambda t: t.upsert_entity(row))
     return True
 
 
@@ -126,10 +121,11 @@ async def created(
 
     fields = {"To": to, "From": from_, "CreatedStatus": status, "Text": text, "Source": "app"}
     if not await _create_record(kind, sid, fields):
-        records = await storage.table(RECORDS_TABLE)
         update = {"PartitionKey": sid, "RowKey": RECORD_ROW, "Source": "app"}
         update |= {k: v for k, v in fields.items() if v is not None}
-        await storage.bounded(records.upsert_entity(update, mode=UpdateMode.MERGE))
+        await storage.on_table(
+            RECORDS_TABLE, lambda t: t.upsert_entity(update, mode=UpdateMode.MERGE)
+        )
 
 
 async def keep_created(
@@ -182,7 +178,6 @@ async def event(kind: str, sid: str, params: Mapping[str, str]) -> bool:
         sid,
         {"To": params.get("To"), "From": params.get("From"), "Source": "callback"},
     )
-    records = await storage.table(RECORDS_TABLE)
     entity: dict[str, Any] = {
         "PartitionKey": sid,
         "RowKey": _event_key(kind, params),
@@ -190,7 +185,7 @@ async def event(kind: str, sid: str, params: Mapping[str, str]) -> bool:
     }
     entity |= {name: params[name] for name in EVENT_FIELDS[kind] if params.get(name)}
     try:
-        await storage.bounded(records.create_entity(entity))
+        await storage.on_table(RECORDS_TABLE, lambda t: t.create_entity(entity))
     except ResourceExistsError:
         return False
     return True
@@ -240,13 +235,11 @@ def _public(kind: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 async def read(kind: str, sid: str) -> dict[str, Any] | None:
     """The record and its events, or None for a SID never seen (or of another kind)."""
-    records = await storage.table(RECORDS_TABLE)
-
-    async def rows() -> list[dict[str, Any]]:
+    async def rows(records: Any) -> list[dict[str, Any]]:
         query = records.query_entities("PartitionKey eq @sid", parameters={"sid": sid})
         return [dict(row) async for row in query]
 
-    found = await storage.bounded(rows())
+    found = await storage.on_table(RECORDS_TABLE, rows)
     result = _public(kind, found)
     if result is None or next(r for r in found if r["RowKey"] == RECORD_ROW).get("Kind") != kind:
         return None
@@ -275,9 +268,7 @@ async def recent(
     kind: str, limit: int, token: dict[str, str] | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The newest records of a kind, one page of `limit`, and the token of the next page."""
-    index = await storage.table(INDEX_TABLE)
-
-    async def page() -> tuple[list[dict[str, Any]], object]:
+    async def page(index: Any) -> tuple[list[dict[str, Any]], object]:
         pages = index.query_entities(
             "PartitionKey eq @kind", parameters={"kind": kind}, results_per_page=limit
         ).by_page(continuation_token=token)
@@ -285,7 +276,7 @@ async def recent(
             return [dict(row) async for row in rows], pages.continuation_token
         return [], None
 
-    rows, next_token = await storage.bounded(page())
+    rows, next_token = await storage.on_table(INDEX_TABLE, page)
     found = await asyncio.gather(*(read(kind, row["Sid"]) for row in rows))
     items = [{k: v for k, v in r.items() if k != "events"} for r in found if r is not None]
     return items, _encode_token(next_token)

@@ -18,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.settings import StorageSettings, load_storage_settings
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient, TableServiceClient
+
+T = TypeVar("T")
 
 # Seconds one storage operation may take, retries included: well inside the 12 s function
 # timeout and Twilio's 15 s webhook deadline.
@@ -89,6 +92,22 @@ async def table(name: str) -> TableClient:
             await bounded(service.create_table(name))
         _created_tables.add(name)
     return client
+
+
+async def on_table(name: str, operation: Callable[[TableClient], Awaitable[T]]) -> T:
+    """`operation(table)`, bounded; if the table is gone (deleted, or an emulator restarted
+    with its data in memory) it is created again and the operation tried once more."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    client = await table(name)
+    try:
+        return await bounded(operation(client))
+    except ResourceNotFoundError as error:
+        # The SDK leaves error_code unset here; the service's code is in the message.
+        if "TableNotFound" not in (str(getattr(error, "error_code", "") or "") + str(error)):
+            raise
+        _created_tables.discard(name)
+        return await bounded(operation(await table(name)))
 
 
 async def bounded(operation: Any) -> Any:

@@ -1,0 +1,315 @@
+"""Status callbacks and the record of every call and message, end to end through the real worker
+with a real Azurite process and the Twilio double: out of order, twice, unknown SIDs, storage
+going down and coming back, and reading records back by SID and newest first."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from urllib.parse import urlencode
+
+import pytest
+from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER
+from twilio.request_validator import RequestValidator
+from twilio_double import default_created_call, default_created_message
+
+from devhost.worker_host import HostResponse, WorkerHost
+
+PUBLIC = "https://myapp.azurewebsites.net"
+TO = "+14155550123"
+_serial = itertools.count(1)
+
+
+def new_sid(prefix: str) -> str:
+    return f"{prefix}{next(_serial):032x}"
+
+
+@pytest.fixture
+def storage(azurite, app_settings):
+    """The app's storage is a real Azurite; each test gets SIDs of its own."""
+    app_settings.setenv("AzureWebJobsStorage", azurite.connection_string)
+    return azurite
+
+
+@pytest.fixture
+def fresh_sids(twilio_api):
+    """Every call or message the double creates gets a new SID."""
+    twilio_api.created_call_json = lambda req: {**default_created_call(req), "sid": new_sid("CA")}
+    twilio_api.created_message_json = lambda req: {
+        **default_created_message(req),
+        "sid": new_sid("SM"),
+    }
+    return twilio_api
+
+
+def post_json(host: WorkerHost, path: str, body: dict) -> HostResponse:
+    return host.request(
+        "POST",
+        path,
+        headers={"Content-Type": "application/json"},
+        body=json.dumps(body),
+        base_url=PUBLIC,
+    )
+
+
+def callback(host: WorkerHost, function: str, params: dict[str, str]) -> HostResponse:
+    """A status callback as Twilio sends it: POSTed to the URL make_call gave it (Twilio leaves
+    the #rc=... retry fragment out of the URL it signs, and the server never sees it)."""
+    url = f"{PUBLIC}/api/{function}"
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
+    return host.request(
+        "POST",
+        f"/api/{function}",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+        body=urlencode(params),
+        base_url=PUBLIC,
+    )
+
+
+def call_event(sid: str, status: str, sequence: int, **extra: str) -> dict[str, str]:
+    return {
+        "CallSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": TWILIO_NUMBER,
+        "To": TO,
+        "CallStatus": status,
+        "SequenceNumber": str(sequence),
+        "Timestamp": f"Wed, 02 Dec 2026 10:00:{sequence:02d} +0000",
+        "CallbackSource": "call-progress-events",
+        "ApiVersion": "2010-04-01",
+        **extra,
+    }
+
+
+def message_event(sid: str, status: str, **extra: str) -> dict[str, str]:
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": TWILIO_NUMBER,
+        "To": TO,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "ApiVersion": "2010-04-01",
+        **extra,
+    }
+
+
+def get(host: WorkerHost, path: str) -> HostResponse:
+    return host.request("GET", path, base_url=PUBLIC)
+
+
+# --- calls ---------------------------------------------------------------------------------------
+
+
+def test_a_call_with_callbacks_out_of_order_and_twice_ends_completed(
+    worker_host, storage, fresh_sids
+):
+    placed = post_json(worker_host, "/api/make_call", {"to": TO, "message": "Table ready"})
+    assert placed.status == 201
+    assert placed.json()["recorded"] is True
+    sid = placed.json()["sid"]
+    sent = fresh_sids.requests[0].data
+    assert sent["StatusCallback"] == f"{PUBLIC}/api/call_status#rc=2&rp=ct,5xx"
+    assert sent["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+
+    arrivals = [
+        call_event(sid, "completed", 3, CallDuration="42"),
+        call_event(sid, "ringing", 1),
+        call_event(sid, "initiated", 0),
+        call_event(sid, "completed", 3, CallDuration="42"),  # the same event, delivered again
+        call_event(sid, "in-progress", 2, AnsweredBy="human"),
+    ]
+    answers = [callback(worker_host, "call_status", params) for params in arrivals]
+
+    assert [a.status for a in answers] == [204] * 5
+    assert all(a.body == b"" for a in answers)
+    record = get(worker_host, f"/api/calls/{sid}").json()
+    assert record["status"] == "completed"
+    assert (record["kind"], record["to"], record["from"]) == ("call", TO, TWILIO_NUMBER)
+    assert record["created_status"] == "queued"
+    assert record["text"] == "Table ready"
+    assert record["recorded_by"] == "app"
+    assert [e["status"] for e in record["events"]] == [
+        "initiated",
+        "ringing",
+        "in-progress",
+        "completed",
+    ]
+    assert record["events"][3]["CallDuration"] == "42"
+    assert record["events"][2]["AnsweredBy"] == "human"
+
+
+def test_a_callback_for_a_call_the_app_did_not_place_is_recorded(worker_host, storage):
+    sid = new_sid("CA")
+
+    assert callback(worker_host, "call_status", call_event(sid, "busy", 2)).status == 204
+
+    record = get(worker_host, f"/api/calls/{sid}").json()
+    assert record["status"] == "busy"
+    assert record["recorded_by"] == "callback"
+    assert record["to"] == TO
+
+
+def test_a_forged_callback_is_refused_and_stores_nothing(worker_host, storage):
+    sid = new_sid("CA")
+    params = call_event(sid, "completed", 3)
+    forged = worker_host.request(
+        "POST",
+        "/api/call_status",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": RequestValidator("not-the-token").compute_signature(
+                f"{PUBLIC}/api/call_status", params
+            ),
+        },
+        body=urlencode(params),
+        base_url=PUBLIC,
+    )
+
+    assert forged.status == 403
+    assert get(worker_host, f"/api/calls/{sid}").status == 404
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+
+def test_a_message_through_delivered(worker_host, storage, fresh_sids):
+    sent = post_json(worker_host, "/api/send_sms", {"to": TO, "body": "Your table is ready"})
+    assert sent.status == 201 and sent.json()["recorded"] is True
+    sid = sent.json()["sid"]
+
+    for status in ("delivered", "sent", "delivered"):  # out of order, and twice
+        extra = {"RawDlrDoneDate": "2612021001"} if status == "delivered" else {}
+        assert callback(worker_host, "message_status", message_event(sid, status, **extra)).status == 204
+
+    record = get(worker_host, f"/api/messages/{sid}").json()
+    assert record["status"] == "delivered"
+    assert record["text"] == "Your table is ready"
+    assert [e["status"] for e in record["events"]] == ["sent", "delivered"]
+    assert record["events"][1]["RawDlrDoneDate"] == "2612021001"
+
+
+def test_a_message_through_undelivered_keeps_the_error_code(worker_host, storage, fresh_sids):
+    sid = post_json(worker_host, "/api/send_sms", {"to": TO, "body": "hi"}).json()["sid"]
+
+    callback(worker_host, "message_status", message_event(sid, "sent"))
+    callback(
+        worker_host,
+        "message_status",
+        message_event(sid, "undelivered", ErrorCode="30007", ErrorMessage="Carrier violation"),
+    )
+
+    record = get(worker_host, f"/api/messages/{sid}").json()
+    assert record["status"] == "undelivered"
+    assert record["error_code"] == "30007"
+    assert record["events"][-1]["ErrorMessage"] == "Carrier violation"
+
+
+# --- reading back --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/calls/CA123", 400),
+        ("/api/calls/SM" + "a" * 32, 400),
+        ("/api/messages/CA" + "a" * 32, 400),
+        ("/api/calls/CA" + "f" * 32, 404),
+        ("/api/messages/MM" + "f" * 32, 404),
+        ("/api/calls?limit=0", 400),
+        ("/api/calls?limit=101", 400),
+        ("/api/calls?continuation=bogus", 400),
+    ],
+)
+def test_bad_or_unknown_sids_and_queries(worker_host, storage, path, status):
+    response = get(worker_host, path)
+
+    assert response.status == status
+    assert isinstance(response.json()["error"], str)
+
+
+def test_a_message_sid_is_not_found_among_calls(worker_host, storage):
+    sid = new_sid("CA")
+    callback(worker_host, "call_status", call_event(sid, "ringing", 1))
+
+    assert get(worker_host, f"/api/calls/{sid}").status == 200
+    assert get(worker_host, f"/api/messages/SM{sid[2:]}").status == 404
+
+
+def test_the_list_is_newest_first_a_page_at_a_time(worker_host, storage, fresh_sids):
+    sids = [post_json(worker_host, "/api/make_call", {"to": TO}).json()["sid"] for _ in range(5)]
+
+    first = get(worker_host, "/api/calls?limit=2").json()
+    second = get(worker_host, first["next_url"]).json()
+
+    assert [c["sid"] for c in first["calls"]] == sids[::-1][:2]
+    assert [c["sid"] for c in second["calls"]] == sids[::-1][2:4]
+    assert first["next"] and first["next_url"].startswith("/api/calls?limit=2&continuation=")
+    assert all(c["status"] == "queued" and "events" not in c for c in first["calls"])
+
+
+# --- storage down ---------------------------------------------------------------------------------
+
+
+def test_storage_down_then_back(worker_host, storage, fresh_sids, caplog):
+    storage.stop()
+    try:
+        placed = post_json(worker_host, "/api/make_call", {"to": TO})
+        sid = placed.json()["sid"]
+        event = call_event(sid, "completed", 3)
+        down = callback(worker_host, "call_status", event)
+        listing = get(worker_host, "/api/calls")
+    finally:
+        storage.start()
+
+    assert placed.status == 201  # the call is placed: never hide that
+    assert placed.json()["recorded"] is False
+    assert down.status == 503 and down.body == b""
+    assert listing.status == 503 and "storage" in listing.json()["error"]
+    assert down.elapsed < 12 and placed.elapsed < 12  # inside the host's 12 s and Twilio's 15 s
+    assert "outcome=not-recorded" in caplog.text and "outcome=retry" in caplog.text
+
+    # Twilio retries the callback (rp=5xx): it lands, and the record exists from it.
+    assert callback(worker_host, "call_status", event).status == 204
+    record = get(worker_host, f"/api/calls/{sid}").json()
+    assert record["status"] == "completed"
+    assert record["recorded_by"] == "callback"
+
+
+def test_storage_not_configured_is_503_for_callbacks_and_500_for_reads(worker_host, app_settings):
+    app_settings.delenv("AzureWebJobsStorage", raising=False)
+    sid = new_sid("CA")
+
+    assert callback(worker_host, "call_status", call_event(sid, "ringing", 1)).status == 503
+    response = get(worker_host, f"/api/calls/{sid}")
+    assert response.status == 500
+    assert response.json()["settings"] == ["AzureWebJobsStorage"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "path"),
+    [("call-status", "ringing", "calls"), ("message-status", "undelivered", "messages")],
+)
+def test_the_simulator_sends_status_callbacks_the_app_records(
+    worker_host, storage, kind, status, path
+):
+    from devhost import simulate
+
+    function = simulate.KINDS[kind]
+    hook = simulate.build(
+        kind, f"{PUBLIC}/api/{function}", AUTH_TOKEN, status=status, params={"ErrorCode": "30007"}
+    )
+
+    response = worker_host.request(
+        "POST", f"/api/{function}", headers=hook.headers, body=hook.body, base_url=PUBLIC
+    )
+
+    assert response.status == 204
+    sid = hook.params["CallSid" if kind == "call-status" else "MessageSid"]
+    record = get(worker_host, f"/api/{path}/{sid}").json()
+    assert record["status"] == status
+    assert record["error_code"] == "30007"
