@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import azure.functions as func
 
-from shared import logs, records, responses, routes
+from shared import logs, records, responses, routes, storage
 from shared.settings import SettingsError
 from shared.storage import StorageUnavailable
 
@@ -27,7 +27,7 @@ async def one(kind: str, sid: str, pattern: re.Pattern[str], example: str) -> fu
     if not pattern.fullmatch(sid):
         return responses.json_error(400, f"'{sid[:40]}' is not a {kind} SID, like {example}.")
     try:
-        record = await records.read(kind, sid)
+        record = await storage.within_deadline(records.read(kind, sid))
     except (SettingsError, StorageUnavailable) as error:
         return _unavailable(kind, error)
     if record is None:
@@ -49,7 +49,7 @@ async def page(req: func.HttpRequest, kind: str) -> func.HttpResponse:
                 400, "'continuation' is not a token this app gave out: use the 'next' of a page."
             )
     try:
-        items, next_token = await records.recent(kind, limit, token)
+        items, next_token = await storage.within_deadline(records.recent(kind, limit, token))
     except (SettingsError, StorageUnavailable) as error:
         return _unavailable(kind, error)
     plural = PLURAL[kind]

@@ -144,7 +144,7 @@ async def keep_created(
     from shared.settings import SettingsError
 
     try:
-        await created(kind, sid, to, from_, status, text)
+        await storage.within_deadline(created(kind, sid, to, from_, status, text))
     except SettingsError as error:
         reason = f"settings: {error.describe()}"
     except storage.StorageUnavailable as error:

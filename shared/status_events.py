@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from shared import records, webhooks
+from shared import records, storage, webhooks
 from shared.settings import SettingsError
 from shared.storage import StorageUnavailable
 
@@ -24,7 +24,7 @@ async def store(kind: str, callback: webhooks.Webhook) -> str:
     if not SID[kind].fullmatch(sid):
         return "ignored"
     try:
-        stored = await records.event(kind, sid, params)
+        stored = await storage.within_deadline(records.event(kind, sid, params))
     except SettingsError as error:
         raise webhooks.Retry(f"settings: {error.describe()}") from None
     except StorageUnavailable as error:

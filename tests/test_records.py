@@ -313,3 +313,49 @@ def test_the_simulator_sends_status_callbacks_the_app_records(
     record = get(worker_host, f"/api/{path}/{sid}").json()
     assert record["status"] == status
     assert record["error_code"] == "30007"
+
+
+def test_storage_that_never_answers_is_a_503_within_the_deadline(
+    worker_host, app_settings, monkeypatch
+):
+    """A storage endpoint that accepts connections and then says nothing (a hung front end):
+    the callback still answers 503 itself, at the deadline, not at the host's timeout."""
+    import socket
+    import threading
+
+    from shared import storage
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    app_settings.setenv(
+        "AzureWebJobsStorage",
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        "AccountKey=a2V5;"
+        f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;",
+    )
+    monkeypatch.setattr(storage, "DEADLINE", 1.0)
+    try:
+        response = callback(worker_host, "call_status", call_event(new_sid("CA"), "ringing", 1))
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+    assert response.status == 503
+    assert response.elapsed < 3
+    assert accepted, "the app did reach the hung storage"
