@@ -107,13 +107,14 @@ def make_call_parts() -> list[str]:
 
     def parse() -> Callable[[], object]:
         calls = _module("shared.calls")
+        read = _module("shared.request_body").read
         call_settings = _module("shared.settings").load_call_settings()
-        return lambda: calls.parse_call_request(req, call_settings)
+        return lambda: calls.parse(read(req, calls.FIELDS), call_settings)
 
     return [
         _part("  shared.settings.load_call_settings",
               lambda: _module("shared.settings").load_call_settings),
-        _part("  shared.calls.parse_call_request (phonenumbers)", parse),
+        _part("  shared.calls.parse (request_body.read, phonenumbers)", parse),
     ]
 
 
