@@ -9,6 +9,7 @@ POST would place a second one.
 from __future__ import annotations
 
 import asyncio
+import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -113,12 +114,28 @@ async def place(call: CallRequest, settings: CallSettings) -> CallInstance:
     return created
 
 
-async def record(created: CallInstance, call: CallRequest) -> bool:
+async def find(
+    settings: CallSettings, to: str, from_: str | None, since: datetime.datetime
+) -> CallInstance | None:
+    """The call this app placed to `to` from `from_` at `since` or later, if Twilio has one: how
+    an Idempotency-Key whose first attempt timed out learns whether the call exists. Calls.json
+    lists the newest first; the earliest one created since then is the one."""
+    client = twilio_client.get_client(settings.rest)
+    listed = await asyncio.wait_for(
+        client.calls.list_async(to=to, from_=from_ or None, limit=20),
+        timeout=settings.rest.http_timeout,
+    )
+    earliest = since - twilio_client.CLOCK_SKEW
+    found = [c for c in listed if c.date_created and c.date_created >= earliest]
+    return min(found, key=lambda c: c.date_created) if found else None
+
+
+async def record(created: CallInstance, message: str | None = None) -> bool:
     """Write the call's record (see shared.records); False when storage could not take it."""
     from shared import records
 
     return await records.keep_created(
-        "make_call", "call", created.sid or "", call.to, call.from_, created.status, call.message
+        "make_call", "call", created.sid or "", created.to, created._from, created.status, message
     )
 
 

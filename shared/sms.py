@@ -9,6 +9,7 @@ its own country list. A message creation is never retried: a second POST would t
 from __future__ import annotations
 
 import asyncio
+import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -175,13 +176,40 @@ async def send(message: SmsRequest, settings: SmsSettings) -> MessageInstance:
     return created
 
 
-async def record(created: MessageInstance, message: SmsRequest) -> bool:
+async def find(
+    settings: SmsSettings, to: str, from_: str | None, since: datetime.datetime
+) -> MessageInstance | None:
+    """The message this app sent to `to` (from `from_`, or through the Messaging Service) at
+    `since` or later, if Twilio has one: how an Idempotency-Key whose first attempt timed out
+    learns whether the message exists."""
+    client = twilio_client.get_client(settings.rest)
+    listed = await asyncio.wait_for(
+        client.messages.list_async(to=to, from_=from_ or None, limit=20),
+        timeout=settings.rest.http_timeout,
+    )
+    earliest = since - twilio_client.CLOCK_SKEW
+    found = [
+        m
+        for m in listed
+        if m.date_created
+        and m.date_created >= earliest
+        and (from_ or m.messaging_service_sid == settings.messaging_service_sid)
+    ]
+    return min(found, key=lambda m: m.date_created) if found else None
+
+
+async def record(created: MessageInstance, message: SmsRequest | None = None) -> bool:
     """Write the message's record (see shared.records); False when storage could not take it."""
     from shared import records
 
-    sender = created.from_ or message.from_
     return await records.keep_created(
-        "send_sms", "message", created.sid or "", message.to, sender, created.status, message.body
+        "send_sms",
+        "message",
+        created.sid or "",
+        created.to,
+        created.from_,
+        created.status,
+        message.body if message else created.body,
     )
 
 

@@ -9,6 +9,7 @@ process places a call or sends a text without a new TCP and TLS handshake.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import logging
 import weakref
@@ -31,6 +32,8 @@ MAX_URL_LENGTH = 4000
 # The fragment never reaches the app and Twilio leaves it out of the URL it signs, so the
 # signature check is unchanged (docs: "Webhooks connection overrides").
 CALLBACK_RETRIES = "#rc=2&rp=ct,5xx"
+# How much earlier than our clock Twilio may date a resource we created (clocks differ a little).
+CLOCK_SKEW = datetime.timedelta(seconds=5)
 
 _http_client_factory: HttpClientFactory | None = None
 _cached: tuple[tuple[object, ...], weakref.ref[asyncio.AbstractEventLoop], Client] | None = None

@@ -13,6 +13,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from urllib.parse import urlsplit
 
 from twilio.http import AsyncHttpClient
@@ -49,6 +50,11 @@ class TwilioApiDouble(AsyncHttpClient):
     delay: float = 0.0
     created_call_json: Callable[[RecordedRequest], dict[str, object]] | None = None
     created_message_json: Callable[[RecordedRequest], dict[str, object]] | None = None
+    # Every call and message created so far, as Twilio answered it: what its list endpoints
+    # (GET Calls.json, Messages.json) return, newest first, filtered by To and From.
+    created: list[dict[str, object]] = field(default_factory=list)
+    # Seconds to wait *after* creating, before answering: a timeout that left the resource made.
+    delay_after_create: float = 0.0
 
     def __post_init__(self) -> None:
         super().__init__(logger=logging.getLogger("tests.twilio_double"), is_async=True)
@@ -96,18 +102,54 @@ class TwilioApiDouble(AsyncHttpClient):
         self.requests.append(recorded)
         if self.delay:
             await asyncio.sleep(self.delay)
+        if recorded.method == "GET" and recorded.path.endswith(("/Calls.json", "/Messages.json")):
+            return self._listed(recorded)
         outcome = (
             self.behaviours.popleft()(recorded) if self.behaviours else self._created(recorded)
         )
+        if self.delay_after_create:
+            await asyncio.sleep(self.delay_after_create)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
+
+    @property
+    def creates(self) -> list[RecordedRequest]:
+        """The POSTs that asked Twilio to create a call or a message."""
+        return [r for r in self.requests if r.method == "POST"]
+
+    def _listed(self, req: RecordedRequest) -> Response:
+        """A page of Twilio's list endpoint, as the 2010 API shapes it."""
+        kind = "messages" if req.path.endswith("/Messages.json") else "calls"
+        wanted = {k: v for k, v in req.params.items() if k in ("To", "From")}
+        items = [
+            c
+            for c in reversed(self.created)
+            if str(c["uri"]).split("/")[-2].lower() == kind
+            and all(c.get(k.lower()) == v for k, v in wanted.items())
+        ]
+        page = {
+            kind: items,
+            "end": max(len(items) - 1, 0),
+            "first_page_uri": req.path,
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": len(items),
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": req.path,
+        }
+        return Response(200, json.dumps(page), {"Content-Type": "application/json"})
 
     def _created(self, req: RecordedRequest) -> Response:
         if req.path.endswith("/Messages.json"):
             payload = (self.created_message_json or default_created_message)(req)
         else:
             payload = (self.created_call_json or default_created_call)(req)
+        payload.setdefault("date_created", None)
+        if payload["date_created"] is None:
+            payload["date_created"] = formatdate(usegmt=True)
+        self.created.append(payload)
         return Response(201, json.dumps(payload), {"Content-Type": "application/json"})
 
 

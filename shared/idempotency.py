@@ -1,0 +1,299 @@
+"""Idempotency-Key on make_call and send_sms: one key places at most one call or sends at most
+one message, across every instance of the app.
+
+The key (the IETF HTTP API working group's draft "The Idempotency-Key HTTP Header Field": a
+client-chosen string) is claimed in Table Storage by a conditional insert before anything is
+sent to Twilio, with a fingerprint of the request. Each key's row moves through:
+
+- `claimed`: the request is being checked (settings, body, policy); nothing sent yet.
+- `sending`: the create request is about to go to Twilio; `To`, `From` and `SentAt` are kept
+  so an unknown outcome can be looked up.
+- `done`: the answer (status and body) is kept and replayed to every retry for 24 hours.
+
+A retry with the same key and the same request finds the row: `done` replays the answer with
+`Idempotent-Replayed: true`; a fresh `claimed` or `sending` row is still in flight (409 with
+Retry-After). A `sending` row whose request is over (its deadline passed, or it ended in a
+timeout or a 5xx from Twilio) has an unknown outcome: the app looks it up at Twilio (the Calls
+or Messages list, filtered by to and from, created since `SentAt`) and answers with what it
+finds, recording it as `done`. Nothing found:
+the key is released (and this request sent) only once `RELEASE_AFTER` seconds have passed since
+`SentAt`, long past the moment Twilio lists a created call or message; until then, 409.
+
+Answers that prove nothing was created release the key at once, so a retry is sent afresh: the
+app's settings error (500 before anything was sent) and Twilio's rate limit (503). Everything
+else (201, every 4xx: our policy's refusals and Twilio's) is `done` and replayed.
+
+Keys expire after 24 hours: an expired row is claimed again as if it were new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import azure.functions as func
+
+from shared import logs, responses, storage
+from shared.responses import Refusal
+from shared.settings import SettingsError
+
+logger = logs.get_logger(__name__)
+
+TABLE = "TwilioIdempotencyKeys"
+HEADER = "idempotency-key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+TTL = datetime.timedelta(hours=24)
+# A request holds its claim at most this long (the host's functionTimeout is 12 s); a claim
+# older than that belongs to a request that died, before it sent anything ("claimed") or with an
+# unknown outcome ("sending").
+IN_FLIGHT = datetime.timedelta(seconds=15)
+# An unknown outcome with nothing found at Twilio is released this long after it was sent.
+RELEASE_AFTER = datetime.timedelta(seconds=60)
+RETRY_AFTER = "2"
+REPLAYABLE = frozenset({201, 400, 403, 404, 409, 413, 415, 422})
+RELEASABLE = frozenset({503})
+
+Lookup = Callable[[str, str | None, datetime.datetime], Awaitable[func.HttpResponse | None]]
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def read_key(req: func.HttpRequest) -> str | None:
+    """The Idempotency-Key header, None without one; Refusal 400 when it is not 1 to 255
+    printable ASCII characters."""
+    value = req.headers.get(HEADER)
+    if value is None:
+        return None
+    if not 1 <= len(value) <= MAX_KEY_LENGTH or not all(" " <= c <= "~" for c in value):
+        raise Refusal(
+            400,
+            f"The Idempotency-Key header must be 1 to {MAX_KEY_LENGTH} printable ASCII "
+            "characters, like a UUID.",
+        )
+    return value
+
+
+def fingerprint(function: str, req: func.HttpRequest) -> str:
+    """What makes two requests "the same request": the function, the body's content type and
+    its bytes."""
+    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+    digest = hashlib.sha256(f"{function}\n{content_type}\n".encode())
+    digest.update(req.get_body() or b"")
+    return digest.hexdigest()
+
+
+@dataclass
+class Claim:
+    """A key this request holds; `sending` and `finish` move it on."""
+
+    function: str
+    row_key: str
+    entity: dict[str, Any]
+
+    async def sending(self, to: str, from_: str | None) -> func.HttpResponse | None:
+        """Called just before the create request goes to Twilio: None to go on, or the answer
+        to give instead when storage cannot keep the state (then nothing is sent)."""
+        from azure.data.tables import UpdateMode
+
+        entity = self.entity | {"State": "sending", "To": to, "From": from_ or "", "SentAt": _now()}
+        try:
+            await storage.within_deadline(
+                storage.on_table(TABLE, lambda t: t.upsert_entity(entity, mode=UpdateMode.MERGE))
+            )
+        except (storage.StorageUnavailable, SettingsError) as error:
+            return _storage_unavailable(self.function, error)
+        self.entity = entity
+        return None
+
+    async def finish(self, response: func.HttpResponse) -> None:
+        """Keep the answer for replays, release the key, or leave an unknown outcome to be
+        looked up, by what the answer proves."""
+        status = response.status_code
+        try:
+            if status in REPLAYABLE:
+                await _store_done(self.function, self.row_key, self.entity, response)
+            elif status in RELEASABLE or self.entity.get("State") == "claimed":
+                await _release(self.function, self.row_key)
+            # else: sending, with an unknown outcome: the next retry looks it up.
+        except (storage.StorageUnavailable, SettingsError) as error:
+            logger.error(
+                "%s outcome=idempotency-not-kept status=%d reason=%s", self.function, status, error
+            )
+
+
+async def _store_done(
+    function: str, row_key: str, entity: dict[str, Any], response: func.HttpResponse
+) -> None:
+    done = {
+        **entity,
+        "PartitionKey": function,
+        "RowKey": row_key,
+        "State": "done",
+        "Status": response.status_code,
+        "Body": (response.get_body() or b"").decode("utf-8"),
+    }
+    await storage.within_deadline(storage.on_table(TABLE, lambda t: t.upsert_entity(done)))
+
+
+async def _release(function: str, row_key: str) -> None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    with contextlib.suppress(ResourceNotFoundError):
+        await storage.within_deadline(
+            storage.on_table(TABLE, lambda t: t.delete_entity(function, row_key))
+        )
+
+
+def _replay(entity: dict[str, Any]) -> func.HttpResponse:
+    return func.HttpResponse(
+        entity.get("Body") or "",
+        status_code=int(entity["Status"]),
+        mimetype="application/json",
+        charset="utf-8",
+        headers={REPLAYED_HEADER: "true"},
+    )
+
+
+def _in_flight(function: str) -> func.HttpResponse:
+    logger.warning("%s outcome=refused status=409 reason=idempotency-key-in-flight", function)
+    return responses.json_error(
+        409,
+        "A request with this Idempotency-Key is still being processed: retry after the "
+        "Retry-After seconds to get its answer.",
+        headers={"Retry-After": RETRY_AFTER},
+    )
+
+
+def _aware(value: Any) -> datetime.datetime:
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+    return datetime.datetime.fromisoformat(str(value))
+
+
+async def claim(
+    function: str, key: str, request_fingerprint: str, lookup: Lookup
+) -> Claim | func.HttpResponse:
+    """This request's claim on `key`, or the answer to give instead (a replay, 409, 422, 503)."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+
+    row_key = hashlib.sha256(key.encode()).hexdigest()
+    now = _now()
+    fresh = {
+        "PartitionKey": function,
+        "RowKey": row_key,
+        "State": "claimed",
+        "Fingerprint": request_fingerprint,
+        "ClaimedAt": now,
+        "ExpiresAt": now + TTL,
+    }
+    try:
+        try:
+            await storage.within_deadline(
+                storage.on_table(TABLE, lambda t: t.create_entity(dict(fresh)))
+            )
+            return Claim(function, row_key, fresh)
+        except ResourceExistsError:
+            pass
+        existing = await storage.within_deadline(
+            storage.on_table(TABLE, lambda t: t.get_entity(function, row_key))
+        )
+        entity = dict(existing)
+        etag = existing.metadata.get("etag")
+        expired = _aware(entity["ExpiresAt"]) <= now
+        state = entity.get("State")
+        stale_claim = state == "claimed" and _aware(entity["ClaimedAt"]) + IN_FLIGHT <= now
+        if not expired and entity.get("Fingerprint") != request_fingerprint:
+            logger.warning("%s outcome=refused status=422 reason=idempotency-key-reused", function)
+            return responses.json_error(
+                422,
+                "This Idempotency-Key was used for a different request: use a new key for a "
+                "new request.",
+            )
+        if not expired and state == "done":
+            logger.info("%s outcome=replayed status=%s", function, entity.get("Status"))
+            return _replay(entity)
+        if not expired and state == "sending":
+            sent_at = _aware(entity["SentAt"])
+            if sent_at + IN_FLIGHT > now:
+                return _in_flight(function)
+            try:
+                found = await lookup(entity.get("To") or "", entity.get("From") or None, sent_at)
+            except Exception as error:  # Twilio unreachable or refusing: still unknown
+                return _lookup_failed(function, error)
+            if found is not None:
+                logger.info("%s outcome=found-at-twilio status=%d", function, found.status_code)
+                await _store_done(function, row_key, entity, found)
+                found.headers[REPLAYED_HEADER] = "true"
+                return found
+            if sent_at + RELEASE_AFTER > now:
+                return _in_flight(function)
+            logger.warning("%s outcome=released reason=nothing-found-at-twilio", function)
+        elif not expired and not stale_claim:
+            return _in_flight(function)
+        # Expired, a claim that died before sending, or an unknown outcome Twilio never saw:
+        # take the key over, unless another request just did (the etag changed).
+        try:
+            await storage.within_deadline(
+                storage.on_table(
+                    TABLE,
+                    lambda t: t.update_entity(
+                        dict(fresh), etag=etag, match_condition=MatchConditions.IfNotModified
+                    ),
+                )
+            )
+        except ResourceModifiedError:
+            return _in_flight(function)
+        return Claim(function, row_key, fresh)
+    except (storage.StorageUnavailable, SettingsError) as error:
+        return _storage_unavailable(function, error)
+
+
+def _storage_unavailable(function: str, error: Exception) -> func.HttpResponse:
+    logger.error("%s outcome=failed reason=idempotency-storage: %s", function, error)
+    return responses.json_error(
+        503,
+        "The Idempotency-Key cannot be honoured now (its storage is unavailable), so nothing "
+        "was sent: try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def guarded(
+    req: func.HttpRequest,
+    function: str,
+    attempt: Callable[[Claim | None], Awaitable[func.HttpResponse]],
+    lookup: Lookup,
+) -> func.HttpResponse:
+    """`attempt(None)` without an Idempotency-Key; with one, `attempt(claim)` at most once per
+    key (the attempt calls `claim.sending` before it sends), else the answer the key calls for."""
+    try:
+        key = read_key(req)
+    except Refusal as refusal:
+        logger.warning("%s outcome=refused status=400 reason=idempotency-key", function)
+        return responses.json_error(refusal.status, refusal.error)
+    if key is None:
+        return await attempt(None)
+    held = await claim(function, key, fingerprint(function, req), lookup)
+    if not isinstance(held, Claim):
+        return held
+    response = await attempt(held)
+    await held.finish(response)
+    return response
+
+
+def _lookup_failed(function: str, error: Exception) -> func.HttpResponse:
+    logger.error("%s outcome=failed reason=lookup-failed error=%s", function, type(error).__name__)
+    return responses.json_error(
+        503,
+        "An earlier request with this Idempotency-Key may have reached Twilio, and Twilio "
+        "could not be asked now: try again shortly (nothing new was sent).",
+        headers={"Retry-After": "5"},
+    )

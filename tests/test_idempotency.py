@@ -1,0 +1,216 @@
+"""Idempotency-Key on make_call and send_sms, through the real worker with Azurite and the
+Twilio double: one key, at most one call or message, whatever the retries and races."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from devhost.worker_host import HostResponse, WorkerHost
+from shared import idempotency
+
+PUBLIC = "https://myapp.azurewebsites.net"
+TO = "+14155550123"
+CALL = {"to": TO, "message": "Your table is ready"}
+SMS = {"to": TO, "body": "Your table is ready"}
+
+
+@pytest.fixture
+def storage(azurite, app_settings):
+    app_settings.setenv("AzureWebJobsStorage", azurite.connection_string)
+    return azurite
+
+
+def send(
+    host: WorkerHost, path: str, body: dict | str, key: str | None, content_type: str = "application/json"
+) -> HostResponse:
+    headers = {"Content-Type": content_type}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    data = body if isinstance(body, str) else json.dumps(body)
+    return host.request("POST", path, headers=headers, body=data, base_url=PUBLIC)
+
+
+def new_key() -> str:
+    return str(uuid.uuid4())
+
+
+ENDPOINTS = [("/api/make_call", CALL), ("/api/send_sms", SMS)]
+IDS = ["make_call", "send_sms"]
+
+
+@pytest.mark.parametrize(("path", "body"), ENDPOINTS, ids=IDS)
+def test_a_retry_after_success_replays_the_first_answer(worker_host, storage, twilio_api, path, body):
+    key = new_key()
+
+    first = send(worker_host, path, body, key)
+    second = send(worker_host, path, body, key)
+
+    assert first.status == 201
+    assert (second.status, second.json()) == (201, first.json())
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert len(twilio_api.creates) == 1
+
+
+@pytest.mark.parametrize(("path", "body"), ENDPOINTS, ids=IDS)
+def test_the_same_key_for_another_request_is_422(worker_host, storage, twilio_api, path, body):
+    key = new_key()
+    assert send(worker_host, path, body, key).status == 201
+
+    other = send(worker_host, path, {**body, "to": "+14155550124"}, key)
+
+    assert other.status == 422
+    assert "different request" in other.json()["error"]
+    assert len(twilio_api.creates) == 1
+
+
+def test_keys_are_per_function(worker_host, storage, twilio_api):
+    key = new_key()
+
+    assert send(worker_host, "/api/make_call", CALL, key).status == 201
+    assert send(worker_host, "/api/send_sms", SMS, key).status == 201
+    assert len(twilio_api.creates) == 2
+
+
+@pytest.mark.parametrize(("path", "body"), ENDPOINTS, ids=IDS)
+def test_two_concurrent_requests_with_one_key_reach_twilio_once(
+    worker_host, storage, twilio_api, path, body
+):
+    twilio_api.delay = 0.4
+    key = new_key()
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: send(worker_host, path, body, key), range(2)))
+
+    assert sorted(a.status for a in answers) == [201, 409]
+    [busy] = [a for a in answers if a.status == 409]
+    assert busy.headers["Retry-After"] == idempotency.RETRY_AFTER
+    assert len(twilio_api.creates) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [({"to": "+19005550100"}, 403), ({"to": "not a number"}, 400)],
+    ids=["policy-403", "bad-input-400"],
+)
+def test_a_refusal_before_twilio_is_replayed(worker_host, storage, twilio_api, body, status):
+    key = new_key()
+
+    first = send(worker_host, "/api/make_call", body, key)
+    second = send(worker_host, "/api/make_call", body, key)
+
+    assert first.status == second.status == status
+    assert second.json() == first.json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert twilio_api.requests == []
+
+
+def test_a_refusal_by_twilio_is_replayed_without_asking_again(worker_host, storage, twilio_api):
+    twilio_api.error(400, 21211, "The 'To' number is not a valid phone number.")
+    key = new_key()
+
+    first = send(worker_host, "/api/make_call", CALL, key)
+    second = send(worker_host, "/api/make_call", CALL, key)
+
+    assert (first.status, second.status) == (422, 422)
+    assert second.json()["twilio_code"] == 21211
+    assert len(twilio_api.requests) == 1
+
+
+def test_a_rate_limited_attempt_releases_the_key(worker_host, storage, twilio_api):
+    twilio_api.error(429, 20429, "Too Many Requests")
+    key = new_key()
+
+    assert send(worker_host, "/api/make_call", CALL, key).status == 503
+    retried = send(worker_host, "/api/make_call", CALL, key)
+
+    assert retried.status == 201
+    assert "Idempotent-Replayed" not in retried.headers
+    assert len(twilio_api.creates) == 2  # the first was refused by Twilio: nothing was created
+
+
+@pytest.mark.parametrize(("path", "body"), ENDPOINTS, ids=IDS)
+def test_a_timeout_after_creating_is_looked_up_not_sent_again(
+    worker_host, storage, twilio_api, app_settings, monkeypatch, path, body
+):
+    app_settings.setenv("TWILIO_HTTP_TIMEOUT", "0.2")
+    twilio_api.delay_after_create = 0.5  # Twilio made it, but its answer came too late
+    key = new_key()
+
+    first = send(worker_host, path, body, key)
+    twilio_api.delay_after_create = 0
+    monkeypatch.setattr(idempotency, "IN_FLIGHT", datetime.timedelta(0))
+    second = send(worker_host, path, body, key)
+    third = send(worker_host, path, body, key)
+
+    assert first.status == 504
+    assert second.status == 201
+    assert second.json()["sid"] == twilio_api.created[0]["sid"]
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert third.json() == second.json()
+    assert len(twilio_api.creates) == 1
+    lookups = [r for r in twilio_api.requests if r.method == "GET"]
+    assert len(lookups) == 1 and lookups[0].params["To"] == TO
+
+
+def test_an_unknown_outcome_with_nothing_at_twilio_waits_then_is_released(
+    worker_host, storage, twilio_api, monkeypatch
+):
+    twilio_api.error(500, 20500, "Internal Server Error")  # failed, and created nothing
+    key = new_key()
+
+    assert send(worker_host, "/api/make_call", CALL, key).status == 502
+    monkeypatch.setattr(idempotency, "IN_FLIGHT", datetime.timedelta(0))
+    waiting = send(worker_host, "/api/make_call", CALL, key)
+    monkeypatch.setattr(idempotency, "RELEASE_AFTER", datetime.timedelta(0))
+    released = send(worker_host, "/api/make_call", CALL, key)
+
+    assert waiting.status == 409  # nothing found yet, but too soon to be sure
+    assert released.status == 201
+    assert len(twilio_api.creates) == 2
+
+
+def test_an_expired_key_is_a_new_key(worker_host, storage, twilio_api, monkeypatch):
+    monkeypatch.setattr(idempotency, "TTL", datetime.timedelta(seconds=-1))
+    key = new_key()
+
+    send(worker_host, "/api/make_call", CALL, key)
+    again = send(worker_host, "/api/make_call", CALL, key)
+
+    assert again.status == 201 and "Idempotent-Replayed" not in again.headers
+    assert len(twilio_api.creates) == 2
+
+
+@pytest.mark.parametrize(
+    "key", ["", "x" * 256, "clé", "tab\there", "line\nbreak"], ids=["empty", "long", "non-ascii", "tab", "newline"]
+)
+def test_a_malformed_key_is_400(worker_host, storage, twilio_api, key):
+    response = send(worker_host, "/api/make_call", CALL, key)
+
+    assert response.status == 400
+    assert "Idempotency-Key" in response.json()["error"]
+    assert twilio_api.requests == []
+
+
+def test_storage_down_means_nothing_is_sent(worker_host, storage, twilio_api):
+    storage.stop()
+    try:
+        response = send(worker_host, "/api/make_call", CALL, new_key())
+    finally:
+        storage.start()
+
+    assert response.status == 503
+    assert "nothing was sent" in response.json()["error"]
+    assert twilio_api.requests == []
+
+
+def test_without_the_header_every_request_is_sent(worker_host, storage, twilio_api):
+    send(worker_host, "/api/make_call", CALL, None)
+    send(worker_host, "/api/make_call", CALL, None)
+
+    assert len(twilio_api.creates) == 2
