@@ -178,7 +178,7 @@ async def _inprocess(standin_port: int, concurrent: int, bursts: int) -> tuple[f
     process and under its GIL. This shows how much of the served figure is that. The load is
     generated on this process's loop, so it is no cleaner a measurement, just a different one.
     """
-    from bench.served import StandInClientFactory
+    from devhost.standin import StandInClientFactory
 
     apply_app_settings()
     from devhost.worker_host import WorkerHost

@@ -57,7 +57,7 @@ def profile_webhook(requests: int, top: int) -> None:
 def profile_make_call(concurrent: int, bursts: int, top: int) -> None:
     from bench.concurrency import make_call_request
     from bench.proc import LineChild
-    from bench.served import StandInClientFactory
+    from devhost.standin import StandInClientFactory
 
     apply_app_settings()
     with LineChild("bench.standin", [], app_environ()) as standin:

@@ -3,9 +3,10 @@
     BENCH_TWILIO_API=http://127.0.0.1:PORT BENCH_FUNCTION_KEY=... python -m bench.served
 
 A bench-only bootstrap, in its own process: it installs, through the app's own seam
-(`shared.twilio_client.use_http_client`), a factory whose client is twilio's
-AsyncTwilioHttpClient with one change: `https://api.twilio.com` becomes the stand-in's URL. The
-app, the twilio library, aiohttp and its connection pool are otherwise exactly what runs in
+(`shared.twilio_client.use_http_client`), devhost's `StandInClientFactory` (devhost/standin.py,
+the one `python -m devhost.server --twilio-api` uses): twilio's AsyncTwilioHttpClient with one
+change, every request goes to the stand-in's URL instead of `https://api.twilio.com`. The app,
+the twilio library, aiohttp and its connection pool are otherwise exactly what runs in
 production. Then it loads every function through the worker (`WorkerHost.start`, with a function
 key for make_call as Azure requires), serves it with `devhost.server.serve` on a free loopback
 port (with a larger listen backlog: see `raise_listen_backlog`), prints `READY <port>`, and
@@ -18,16 +19,13 @@ builds its client, which is the very moment the benchmark checks for.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import os
 import sys
-from typing import Any
 
 from bench.common import APP_ROOT
+from devhost.standin import StandInClientFactory
 
-TWILIO_API = "https://api.twilio.com"
 KESTREL_BACKLOG = 512
 WATCHED = (
     "twilio.rest",
@@ -37,44 +35,6 @@ WATCHED = (
     "azure.data.tables",
     "azure.identity",
 )
-
-
-class StandInClientFactory:
-    """A factory for `use_http_client`: twilio's own async client, re-aimed at `base_url`.
-
-    It remembers each client it built and the event loop it was built on, so a process that is
-    done with them (the in-process diagnostic) can close their aiohttp sessions on that loop
-    instead of leaving aiohttp to warn about unclosed sessions at exit.
-    """
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self.built: list[tuple[Any, asyncio.AbstractEventLoop]] = []
-
-    def __call__(self) -> Any:
-        from twilio.http.async_http_client import AsyncTwilioHttpClient
-
-        base_url = self.base_url
-
-        class StandInHttpClient(AsyncTwilioHttpClient):
-            """AsyncTwilioHttpClient whose requests go to the stand-in instead of Twilio."""
-
-            async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-                if url.startswith(TWILIO_API):
-                    url = base_url + url[len(TWILIO_API):]
-                return await super().request(method, url, *args, **kwargs)
-
-        # As shared.twilio_client builds its default: no retries, the app's logger name.
-        client = StandInHttpClient(logger=logging.getLogger("twilio.http"))
-        self.built.append((client, asyncio.get_running_loop()))
-        return client
-
-    def close_all(self) -> None:
-        """Close every client's session on its own loop (call from outside those loops)."""
-        for client, loop in self.built:
-            if not loop.is_closed():
-                asyncio.run_coroutine_threadsafe(client.close(), loop).result(10)
-        self.built.clear()
 
 
 def raise_listen_backlog() -> dict[str, int]:

@@ -552,8 +552,32 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         f"(default {MAX_CONNECTIONS})")
     parser.add_argument("--no-settings", action="store_true",
                         help="do not load local.settings.json into the environment")
+    parser.add_argument("--twilio-api", type=_twilio_api_url, metavar="URL",
+                        help="send the REST requests (make_call, send_sms) to a local stand-in "
+                        "of Twilio's API at this loopback URL instead of https://api.twilio.com; "
+                        "start one with python -m devhost.standin")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the worker's debug logs")
     return parser.parse_args(argv)
+
+
+def _twilio_api_url(value: str) -> str:
+    """--twilio-api: a loopback URL only, since the REST client sends the Twilio credentials."""
+    from devhost.standin import loopback_api_url
+
+    try:
+        return loopback_api_url(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def stand_in_notice(url: str) -> str:
+    """The start-up line of a host whose REST requests go to a stand-in of Twilio's API."""
+    return (
+        f"Twilio API: REST requests (make_call, send_sms) go to the stand-in at {url}, NOT to "
+        "Twilio (api.twilio.com): no call is placed, no text is sent, and no status callback "
+        "will come. Simulate them: python -m devhost.simulate call-status --sid CA... "
+        "--status completed"
+    )
 
 
 def unkeyed_warning(host: WorkerHost, host_keys: Sequence[str]) -> str | None:
@@ -609,6 +633,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     port = local_settings.DEFAULT_PORT if port is None else port
+    stand_in = None
+    if args.twilio_api:
+        from devhost.standin import install
+
+        stand_in = install(args.twilio_api)
     try:
         served = serve(host, bind=args.bind, port=port, max_connections=args.max_connections)
     except OSError as error:
@@ -622,6 +651,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warning = unkeyed_warning(host, args.host_key)
     if warning:
         print(f"\n{warning}", file=sys.stderr, flush=True)
+    if stand_in is not None:
+        print(f"\n{stand_in_notice(stand_in.base_url)}")
     print(f"\nListening on {served.url}. Press Ctrl+C to stop.", flush=True)
     signal.signal(signal.SIGTERM, _stop)  # a process manager's stop is a Ctrl+C too
     try:
@@ -629,6 +660,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nStopping.")
     finally:
+        if stand_in is not None:
+            served.server.shutdown()  # no request in flight, then the REST client's sessions
+            stand_in.close_all()
         served.close()
     return 0
 

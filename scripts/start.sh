@@ -6,11 +6,22 @@
 # When AzureWebJobsStorage (the environment's, else local.settings.json's) is
 # UseDevelopmentStorage=true, starts Azurite on 127.0.0.1:10000-10002 unless something answers
 # there already, and stops it when the host stops (scripts/lib/azurite.sh).
-# Extra arguments go to `func start` or to the local host, e.g. scripts/start.sh --port 7072
+# Extra arguments go to `func start` or to the local host, e.g. scripts/start.sh --port 7072.
+# --twilio-api URL (REST requests to a local stand-in of Twilio's API, python -m devhost.standin)
+# is the local host's option: with it, the local host serves even where Core Tools is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if command -v func >/dev/null 2>&1; then
+STAND_IN=0
+for arg in "$@"; do
+  case "$arg" in --twilio-api | --twilio-api=*) STAND_IN=1 ;; esac
+done
+
+if [ "$STAND_IN" = 1 ]; then
+  USE_FUNC=0
+  # Must stay the first line of output: it says which host is about to serve the app.
+  echo "--twilio-api is an option of the local worker host: serving with python -m devhost.server (not func start)."
+elif command -v func >/dev/null 2>&1; then
   USE_FUNC=1
 else
   USE_FUNC=0

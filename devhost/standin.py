@@ -1,0 +1,474 @@
+"""A local stand-in of Twilio's REST API, and the client that aims the app at it (dev only).
+
+    python3 -m devhost.standin [--port 7080] [--delay 0]
+    python -m devhost.server --twilio-api http://127.0.0.1:7080   # scripts/start.sh passes it on
+
+Real Twilio is not always reachable (CI, a container, no account yet), and a real call costs
+money. The stand-in answers the two requests the app makes, on 127.0.0.1 only, in plain HTTP/1.1
+with keep-alive as api.twilio.com speaks it (over TLS there):
+
+- `POST /2010-04-01/Accounts/{AccountSid}/Calls.json`: 201 and a Twilio-shaped call resource
+  (sid `CA` + 32 hex digits, status `queued`, to, from, ...) built from the form;
+- `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`: 201 and a Twilio-shaped message
+  (sid `SM` + 32 hex digits, status `queued`, to, from, body, num_segments "1", num_media, ...);
+  sent through a Messaging Service (MessagingServiceSid, no From) it is `accepted`, with no
+  sender yet and num_segments "0", as Twilio answers;
+- a missing To (both), From (calls), From or MessagingServiceSid, or Body or MediaUrl
+  (messages): Twilio's 400 error body; anything else: Twilio's 404 error body.
+
+The form is read as Twilio reads it: a field may repeat (StatusCallbackEvent, MediaUrl). It
+never calls back and places nothing: the call stays `queued` here. Status callbacks are
+simulated, signed as Twilio signs them: `python -m devhost.simulate call-status --sid CA...
+--status completed` (docs/local.md, "Try it without Twilio"). Standard library only, so any
+Python 3.11 runs it, before `.venv` exists. It prints where it listens and one line per request
+(the account SID shortened; never a header, so never the credentials the client sends).
+
+`--control` is the benchmark's mode (`python -m bench.standin`): it prints `READY <port>` first,
+logs nothing, answers `stats` on stdin with one JSON line (TCP connections accepted and requests
+served so far: how the benchmark sees whether make_call reuses its connection) and stops at EOF.
+
+`StandInClientFactory(base_url)` is the other half, for `shared.twilio_client.use_http_client`:
+twilio's own AsyncTwilioHttpClient whose every request goes to `base_url` instead of
+api.twilio.com; the app, the twilio library, aiohttp and its connection pool are otherwise
+exactly what runs in production. `base_url` must be a loopback URL (`loopback_api_url`): the
+client sends the account's credentials with every request, and plain http to another machine
+would hand them to anyone on the way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import re
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+TWILIO_API = "https://api.twilio.com"
+API_VERSION = "2010-04-01"
+BIND = "127.0.0.1"
+DEFAULT_PORT = 7080
+CREATE_PATH = re.compile(r"/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/(Calls|Messages)\.json")
+MAX_HEADER_LINES = 100
+MAX_BODY = 1_000_000  # a call or message creation is a few kilobytes
+
+Form = dict[str, list[str]]
+
+logger = logging.getLogger("devhost.standin")
+
+
+# ---- the app's side: twilio's client, re-aimed ---------------------------------------------------
+
+
+def loopback_api_url(url: str) -> str:
+    """`url` without a trailing slash if it is `http(s)://<loopback host>[:port][/path]`, where a
+    stand-in of Twilio's API may listen; raises ValueError saying why not.
+
+    Loopback is 127.0.0.0/8, ::1 or `localhost`. The REST client sends the account's credentials
+    (HTTP Basic) with every request: over plain http to another machine they would travel in
+    clear, so any other host is refused (this is a dev tool, not a proxy setting).
+    """
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as error:
+        raise ValueError(f"{url!r} is not a URL ({error})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// URL such as http://127.0.0.1:{DEFAULT_PORT}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("the URL must not hold a user name or password")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ValueError("the URL must not have a query or fragment")
+    if not _is_loopback(parts.hostname):
+        raise ValueError(
+            f"{parts.hostname!r} is not a loopback address (127.0.0.1, ::1, localhost): the "
+            "REST client sends the Twilio credentials with every request, and they must not "
+            "leave this machine"
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def aimed_at(url: str, base_url: str) -> str:
+    """`url` (any Twilio REST URL: api.twilio.com, a region's or an edge's host) with its
+    scheme and host replaced by `base_url`'s: path and query are kept."""
+    parts = urlsplit(url)
+    return base_url + parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+class StandInClientFactory:
+    """A factory for `shared.twilio_client.use_http_client`: twilio's own async client, every
+    request of which goes to `base_url` (a loopback URL, see `loopback_api_url`).
+
+    It remembers each client it built and the event loop it was built on, so a process that is
+    done with them can close their aiohttp sessions on that loop (`close_all`) instead of leaving
+    aiohttp to warn about unclosed sessions at exit.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = loopback_api_url(base_url)
+        self.built: list[tuple[Any, asyncio.AbstractEventLoop]] = []
+
+    def __call__(self) -> Any:
+        # Imported here, when make_call or send_sms first builds its client, as the app's own
+        # default does: a webhook's cold start never imports twilio.rest or aiohttp.
+        from twilio.http.async_http_client import AsyncTwilioHttpClient
+
+        base_url = self.base_url
+
+        class StandInHttpClient(AsyncTwilioHttpClient):
+            """AsyncTwilioHttpClient whose requests go to the stand-in instead of Twilio."""
+
+            async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+                return await super().request(method, aimed_at(url, base_url), *args, **kwargs)
+
+        # As shared.twilio_client builds its default: no retries, the app's logger name.
+        client = StandInHttpClient(logger=logging.getLogger("twilio.http"))
+        self.built.append((client, asyncio.get_running_loop()))
+        return client
+
+    def close_all(self) -> None:
+        """Close every client's session on its own loop (call from outside those loops)."""
+        for client, loop in self.built:
+            if not loop.is_closed() and loop.is_running():
+                with contextlib.suppress(Exception):
+                    asyncio.run_coroutine_threadsafe(client.close(), loop).result(10)
+        self.built.clear()
+
+
+def install(base_url: str) -> StandInClientFactory:
+    """Send the app's REST requests (this process's) to the stand-in at `base_url`."""
+    from shared import twilio_client
+
+    factory = StandInClientFactory(base_url)
+    twilio_client.use_http_client(factory)
+    return factory
+
+
+# ---- the stand-in itself -------------------------------------------------------------------------
+
+
+class Counters:
+    """Written on the event loop thread, read by the stdin thread (ints: atomic under the GIL)."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests = 0
+        self.open = 0
+        self.max_open = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"connections": self.connections, "requests": self.requests,
+                "open": self.open, "max_open": self.max_open}
+
+
+def parse_form(body: bytes) -> Form:
+    """A form body as Twilio reads it: every value of a repeated field, in order."""
+    form: Form = {}
+    for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+        form.setdefault(name, []).append(value)
+    return form
+
+
+def _first(form: Form, name: str) -> str | None:
+    values = form.get(name)
+    return values[0] if values else None
+
+
+def call_resource(account_sid: str, form: Form) -> dict[str, object]:
+    """A created call as Twilio's API returns it (the 2010-04-01 Call resource's fields)."""
+    sid = "CA" + secrets.token_hex(16)
+    now = formatdate(usegmt=True)
+    uri = f"/{API_VERSION}/Accounts/{account_sid}/Calls/{sid}"
+    to, from_ = _first(form, "To") or "", _first(form, "From") or ""
+    return {
+        "account_sid": account_sid,
+        "annotation": None,
+        "answered_by": None,
+        "api_version": API_VERSION,
+        "caller_name": None,
+        "date_created": now,
+        "date_updated": now,
+        "direction": "outbound-api",
+        "duration": None,
+        "end_time": None,
+        "forwarded_from": None,
+        "from": from_,
+        "from_formatted": from_,
+        "group_sid": None,
+        "parent_call_sid": None,
+        "phone_number_sid": "PN" + "0" * 32,
+        "price": None,
+        "price_unit": "USD",
+        "queue_time": "0",
+        "sid": sid,
+        "start_time": None,
+        "status": "queued",
+        "subresource_uris": {
+            "notifications": f"{uri}/Notifications.json",
+            "recordings": f"{uri}/Recordings.json",
+            "payments": f"{uri}/Payments.json",
+            "events": f"{uri}/Events.json",
+            "siprec": f"{uri}/Siprec.json",
+            "streams": f"{uri}/Streams.json",
+            "transcriptions": f"{uri}/Transcriptions.json",
+            "user_defined_message_subscriptions":
+                f"{uri}/UserDefinedMessageSubscriptions.json",
+            "user_defined_messages": f"{uri}/UserDefinedMessages.json",
+        },
+        "to": to,
+        "to_formatted": to,
+        "trunk_sid": None,
+        "uri": f"{uri}.json",
+    }
+
+
+def message_resource(account_sid: str, form: Form) -> dict[str, object]:
+    """A created message as Twilio's API returns it (the 2010-04-01 Message resource's fields).
+
+    From a number: `queued`, one segment. Through a Messaging Service without From: `accepted`,
+    `from` null and num_segments "0" until the service picks a sender, as Twilio documents.
+    """
+    sid = "SM" + secrets.token_hex(16)
+    now = formatdate(usegmt=True)
+    uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}"
+    from_ = _first(form, "From")
+    service = _first(form, "MessagingServiceSid")
+    through_service = service is not None and from_ is None
+    return {
+        "account_sid": account_sid,
+        "api_version": API_VERSION,
+        "body": _first(form, "Body") or "",
+        "date_created": now,
+        "date_sent": None,
+        "date_updated": now,
+        "direction": "outbound-api",
+        "error_code": None,
+        "error_message": None,
+        "from": from_,
+        "messaging_service_sid": service,
+        "num_media": str(len(form.get("MediaUrl", []))),
+        "num_segments": "0" if through_service else "1",
+        "price": None,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": "accepted" if through_service else "queued",
+        "subresource_uris": {
+            "media": f"{uri}/Media.json",
+            "feedback": f"{uri}/Feedback.json",
+        },
+        "to": _first(form, "To") or "",
+        "uri": f"{uri}.json",
+    }
+
+
+def _missing_field(resource: str, form: Form) -> tuple[int, str] | None:
+    """Twilio's error code and message for a required field left out, or None."""
+    if not _first(form, "To"):
+        return 21604, "A 'To' phone number is required."
+    if resource == "Calls":
+        if not _first(form, "From"):
+            return 21213, "Caller phone number is required"
+    else:
+        if not _first(form, "From") and not _first(form, "MessagingServiceSid"):
+            return 21603, "A 'From' phone number is required."
+        if not _first(form, "Body") and not form.get("MediaUrl"):
+            return 21602, "Message body is required."
+    return None
+
+
+def error_body(status: int, code: int, message: str) -> dict[str, object]:
+    """Twilio's error body: {"code", "message", "more_info", "status"}."""
+    return {"code": code, "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+
+
+def _response(status: int, reason: str, payload: dict[str, object]) -> bytes:
+    body = json.dumps(payload).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\n"
+            "Content-Type: application/json; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: keep-alive\r\n"
+            f"Date: {formatdate(usegmt=True)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+def _shown(path: str) -> str:
+    """The path as logged: the account SID shortened (AC12…ef)."""
+    return re.sub(r"AC([0-9a-fA-F]{2})[0-9a-fA-F]{28}([0-9a-fA-F]{2})", r"AC\1…\2", path)
+
+
+def answer(method: str, path: str, body: bytes) -> tuple[int, str, dict[str, object]]:
+    """(status, reason, JSON payload) for one request."""
+    match = CREATE_PATH.fullmatch(path)
+    if method == "POST" and match:
+        account_sid, resource = match.groups()
+        form = parse_form(body)
+        missing = _missing_field(resource, form)
+        if missing is not None:
+            return 400, "BAD REQUEST", error_body(400, *missing)
+        build = call_resource if resource == "Calls" else message_resource
+        return 201, "CREATED", build(account_sid, form)
+    return 404, "NOT FOUND", error_body(
+        404, 20404, f"The requested resource {path} was not found")
+
+
+class StandIn:
+    """The server: one coroutine per connection, requests answered in order on it."""
+
+    def __init__(self, delay: float, log: bool = False) -> None:
+        self.delay = delay
+        self.log = log
+        self.counters = Counters()
+        self.connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        c = self.counters
+        c.connections += 1
+        c.open += 1
+        c.max_open = max(c.max_open, c.open)
+        task = asyncio.current_task()
+        if task is not None:
+            self.connections[task] = writer
+        try:
+            while await self._one_request(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            c.open -= 1
+            if task is not None:
+                self.connections.pop(task, None)
+            writer.close()
+
+    async def close_connections(self, timeout: float = 1.0) -> None:
+        """Close the keep-alive connections still open, and let their handlers end: left to
+        asyncio.run's cancellation, each would print a CancelledError traceback (Python 3.11)."""
+        tasks = list(self.connections)
+        for writer in self.connections.values():
+            writer.close()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def _one_request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Serve one request; False when the client closed the connection."""
+        line = await reader.readline()
+        if not line:
+            return False
+        method, target, _ = line.decode("latin-1").split(" ", 2)
+        headers: dict[str, str] = {}
+        for _ in range(MAX_HEADER_LINES):
+            raw = await reader.readline()
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = raw.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length") or 0)
+        if not 0 <= length <= MAX_BODY:
+            raise ValueError("unacceptable Content-Length")
+        body = await reader.readexactly(length) if length else b""
+        self.counters.requests += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)  # Twilio's own time to create the call
+
+        path = target.split("?", 1)[0]
+        status, reason, payload = answer(method, path, body)
+        if self.log:
+            what = payload.get("sid") if status == 201 else payload.get("message")
+            print(f"{method} {_shown(path)} -> {status} {what}", file=sys.stderr, flush=True)
+        writer.write(_response(status, reason, payload))
+        await writer.drain()
+        return headers.get("connection", "").lower() != "close"
+
+
+def _control(server: StandIn, loop: asyncio.AbstractEventLoop, done: asyncio.Event) -> None:
+    """stdin commands: `stats` prints the counters as JSON; EOF or `quit` stops the server."""
+    for line in sys.stdin:
+        if line.strip() == "stats":
+            print(json.dumps(server.counters.as_dict()), flush=True)
+        elif line.strip() == "quit":
+            break
+    loop.call_soon_threadsafe(done.set)
+
+
+def ready_lines(url: str) -> list[str]:
+    """What `python -m devhost.standin` prints once it listens."""
+    return [
+        f"Twilio API stand-in listening on {url} (Calls.json and Messages.json). It places no "
+        "call, sends no text and sends no status callback.",
+        f"  Start the app against it:  scripts/start.sh --twilio-api {url}",
+        "  Then simulate Twilio's callbacks:  .venv/bin/python -m devhost.simulate call-status "
+        "--sid CA... --status completed",
+        "Press Ctrl+C to stop.",
+    ]
+
+
+async def _serve(delay: float, port: int, control: bool) -> None:
+    standin = StandIn(delay, log=not control)
+    try:
+        server = await asyncio.start_server(standin.handle, BIND, port, backlog=1024)
+    except OSError as error:
+        raise SystemExit(f"error: cannot listen on {BIND}:{port}: {error.strerror}; is another "
+                         "stand-in running? Try --port 0 (a free port).") from None
+    port = server.sockets[0].getsockname()[1]
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if control:
+        threading.Thread(target=_control, args=(standin, loop, done), daemon=True).start()
+        print(f"READY {port}", flush=True)
+    else:
+        # Ctrl+C, or a process manager's stop (SIGTERM): a clean stop. Windows has no
+        # add_signal_handler; Ctrl+C is a KeyboardInterrupt there (main catches it).
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, AttributeError):
+                loop.add_signal_handler(signum, done.set)
+        print("\n".join(ready_lines(f"http://{BIND}:{port}")), flush=True)
+    async with server:
+        await done.wait()
+        server.close()
+        await standin.close_connections()
+    if not control:
+        print("\nStopping.", flush=True)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m devhost.standin") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="A local stand-in of Twilio's Calls and Messages API on 127.0.0.1, for "
+        "python -m devhost.server --twilio-api (docs/local.md, 'Try it without Twilio').",
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port on {BIND} (default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--delay", type=float, default=0.0,
+                        help="seconds before each answer (default 0; the benchmark's is 0.1)")
+    parser.add_argument("--control", action="store_true",
+                        help="the benchmark's mode: print READY <port>, answer 'stats' on stdin, "
+                        "stop at EOF, log nothing")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.delay, args.port, args.control))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
