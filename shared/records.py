@@ -246,7 +246,7 @@ async def read(kind: str, sid: str) -> dict[str, Any] | None:
     return result
 
 
-def _encode_token(token: object) -> str | None:
+def encode_token(token: object) -> str | None:
     if not token:
         return None
     return base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
@@ -279,4 +279,4 @@ async def recent(
     rows, next_token = await storage.on_table(INDEX_TABLE, page)
     found = await asyncio.gather(*(read(kind, row["Sid"]) for row in rows))
     items = [{k: v for k, v in r.items() if k != "events"} for r in found if r is not None]
-    return items, _encode_token(next_token)
+    return items, encode_token(next_token)

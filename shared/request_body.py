@@ -24,7 +24,10 @@ def _listed(names: tuple[str, ...]) -> str:
 
 
 def read(
-    req: func.HttpRequest, fields: tuple[str, ...], lists: frozenset[str] = frozenset()
+    req: func.HttpRequest,
+    fields: tuple[str, ...],
+    lists: frozenset[str] = frozenset(),
+    max_bytes: int = MAX_BODY_BYTES,
 ) -> Fields:
     """The body's fields; raises Refusal (400, 413 or 415).
 
@@ -32,8 +35,8 @@ def read(
     repeated in a form. Every other field is one string.
     """
     body = req.get_body() or b""
-    if len(body) > MAX_BODY_BYTES:
-        raise Refusal(413, f"The request body is larger than {MAX_BODY_BYTES // 1024} KB.")
+    if len(body) > max_bytes:
+        raise Refusal(413, f"The request body is larger than {max_bytes // 1024} KB.")
     content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
     data: dict[str, object]
     if content_type == "application/json":

@@ -1,4 +1,5 @@
-"""Azure Table Storage for the app's records, through the Functions host's own connection.
+"""Azure Table Storage (records) and Queue Storage (broadcasts), through the Functions host's own
+connection.
 
 The connection follows the AzureWebJobsStorage convention (see shared.settings): a connection
 string (locally UseDevelopmentStorage=true, which is Azurite), or identity-based on Azure with
@@ -82,6 +83,40 @@ def _credential(settings: StorageSettings) -> Any:
     from azure.identity.aio import DefaultAzureCredential
 
     return DefaultAzureCredential()
+
+
+_queues: dict[tuple[StorageSettings, str], tuple[weakref.ref[asyncio.AbstractEventLoop], Any]] = {}
+
+
+async def queue(name: str) -> Any:
+    """The named queue (an async QueueClient), created on first use in this process. Messages
+    are base64 text, the Functions host's default messageEncoding for queue triggers."""
+    settings = load_storage_settings()
+    loop = asyncio.get_running_loop()
+    cached = _queues.get((settings, name))
+    if cached is not None and cached[0]() is loop:
+        return cached[1]
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+    from azure.storage.queue.aio import QueueClient
+
+    policies = {
+        "message_encode_policy": TextBase64EncodePolicy(),
+        "message_decode_policy": TextBase64DecodePolicy(),
+    }
+    if settings.connection_string:
+        client = QueueClient.from_connection_string(
+            settings.connection_string, name, **policies, **_TRANSPORT
+        )
+    else:
+        client = QueueClient(
+            settings.queue_endpoint or "", name, credential=_credential(settings), **policies,
+            **_TRANSPORT,
+        )
+    with contextlib.suppress(ResourceExistsError):
+        await bounded(client.create_queue())
+    _queues[(settings, name)] = (weakref.ref(loop), client)
+    return client
 
 
 async def table(name: str) -> TableClient:

@@ -20,7 +20,10 @@ from jsonschema import Draft7Validator
 from devhost.appconfig import parse_timespan
 from devhost.pytest_plugin import APP_ROOT, require_shared
 
-FUNCTION_DIRS = sorted(p.parent for p in APP_ROOT.glob("*/function.json"))
+ALL_FUNCTION_DIRS = sorted(p.parent for p in APP_ROOT.glob("*/function.json"))
+QUEUE_FUNCTIONS = {"broadcast_send": "broadcast-sends", "broadcast_poison": "broadcast-sends-poison"}
+# The HTTP-triggered ones: every check below that speaks of routes and methods is about these.
+FUNCTION_DIRS = [d for d in ALL_FUNCTION_DIRS if d.name not in QUEUE_FUNCTIONS]
 EXPECTED_FUNCTIONS = {
     "make_call",
     "send_sms",
@@ -30,6 +33,7 @@ EXPECTED_FUNCTIONS = {
     "message_status",
     "calls",
     "messages",
+    "broadcasts",
 }
 REST_FUNCTIONS = ("make_call", "send_sms")
 RECORD_READERS = ("calls", "messages")
@@ -82,12 +86,36 @@ def main_parameters(function_dir: Path) -> tuple[set[str], bool]:
 
 def test_the_app_has_its_functions():
     assert {d.name for d in FUNCTION_DIRS} == EXPECTED_FUNCTIONS
+    assert {d.name for d in ALL_FUNCTION_DIRS} == EXPECTED_FUNCTIONS | set(QUEUE_FUNCTIONS)
+
+
+@pytest.mark.parametrize("name", list(QUEUE_FUNCTIONS))
+def test_queue_functions_read_their_queue_through_the_host_connection(name):
+    """One queue each, on AzureWebJobsStorage (identity-based on Azure, Azurite locally)."""
+    [binding] = load(APP_ROOT / name / "function.json")["bindings"]
+    assert binding == {
+        "type": "queueTrigger",
+        "direction": "in",
+        "name": "msg",
+        "queueName": QUEUE_FUNCTIONS[name],
+        "connection": "AzureWebJobsStorage",
+    }
+    assert main_parameters(APP_ROOT / name) == ({"msg"}, True)
+
+
+def test_host_json_bounds_the_queue_trigger():
+    """A batch small enough that one instance never runs many Twilio creates at once, a pause
+    before a failed message comes back, and a poison queue after five tries."""
+    queues = load(APP_ROOT / "host.json")["extensions"]["queues"]
+    assert queues["batchSize"] + queues["newBatchThreshold"] <= 16
+    assert queues["maxDequeueCount"] == 5
+    assert queues["visibilityTimeout"] >= "00:00:05"
 
 
 # -- against the schemas -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("function_dir", FUNCTION_DIRS, ids=lambda d: d.name)
+@pytest.mark.parametrize("function_dir", ALL_FUNCTION_DIRS, ids=lambda d: d.name)
 def test_function_json_matches_schema(shared_dir, function_dir):
     errors = schema_errors(validator(shared_dir, "function.json"),
                            load(function_dir / "function.json"))
