@@ -934,3 +934,17 @@ def test_the_app_identity_may_read_and_write_its_record_tables() -> None:
     assert any("storageTableDataContributorRoleId" in text(r.body) for r in grants)
     for grant in grants:
         assert text(field(grant.body, "properties", "principalId")) == "appPrincipalId"
+
+
+STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
+
+
+def test_the_app_identity_may_send_and_receive_broadcast_messages() -> None:
+    """broadcasts puts messages on the queue with the managed identity, and the host's queue
+    trigger for broadcast_send reads, hides and deletes them (and writes the poison queue)."""
+    storage = INFRA / "app" / "storage.bicep"
+    assert STORAGE_QUEUE_DATA_CONTRIBUTOR in storage.read_text()
+    grants = [
+        r for r in resources("Microsoft.Authorization/roleAssignments") if r.file == storage
+    ]
+    assert any("storageQueueDataContributorRoleId" in text(r.body) for r in grants)
