@@ -2,8 +2,10 @@
 
 The host, not the worker, owns routing and authorisation: it reads `extensions.http.routePrefix`,
 each HTTP trigger's `route`, `methods` and `authLevel`, and sends the worker only the metadata
-it needs to load a function. This module is that reading, kept free of the worker so the config
-tests can use it too.
+it needs to load a function. It also owns the queue trigger's listener: each queueTrigger's
+`queueName` and `connection`, and `extensions.queues` (batchSize, maxDequeueCount, ...), with the
+Azure Storage Queues extension's defaults and range checks (QueuesOptions). This module is that
+reading, kept free of the worker so the config tests can use it too.
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ from urllib.parse import unquote
 DEFAULT_ROUTE_PREFIX = "api"
 DEFAULT_SCRIPT_FILE = "__init__.py"
 HTTP_TRIGGER = "httptrigger"
+QUEUE_TRIGGER = "queuetrigger"
+# The setting a storage binding without `connection` uses, and the prefix the host also tries
+# (`"connection": "MyStorage"` finds MyStorage, else AzureWebJobsMyStorage).
+DEFAULT_STORAGE_CONNECTION = "AzureWebJobsStorage"
+STORAGE_CONNECTION_PREFIX = "AzureWebJobs"
+# A queue name as Azure Storage accepts it: 3-63 lower-case letters, digits and single hyphens,
+# starting and ending with a letter or digit.
+QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+POISON_SUFFIX = "-poison"
 
 # ASP.NET Core route constraints the host accepts, as regular expressions over one segment.
 # Constraints not listed here (minlength(2), regex(...), ...) are accepted without checking.
@@ -97,8 +108,26 @@ class HttpTrigger:
 
 
 @dataclass(frozen=True)
+class QueueTrigger:
+    """A queueTrigger binding: the queue the host's listener polls and how it connects.
+
+    `queue_name` is as written (it may hold `%Setting%` expressions, resolved from app settings
+    when the listener starts); `connection` is the app setting's name, AzureWebJobsStorage when
+    the binding names none. `data_type` is function.json's dataType ("binary" sends bytes).
+    """
+
+    param_name: str
+    queue_name: str
+    connection: str
+    data_type: str = ""
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
-    """One function.json, resolved against its folder."""
+    """One function.json, resolved against its folder.
+
+    `trigger` is the HTTP trigger (None for any other); `queue_trigger` the queue trigger.
+    """
 
     name: str
     directory: Path
@@ -107,17 +136,67 @@ class FunctionSpec:
     bindings: tuple[Mapping[str, Any], ...]
     disabled: bool
     trigger: HttpTrigger | None
+    queue_trigger: QueueTrigger | None = None
     function_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+# QueuesOptions' limits (Microsoft.Azure.WebJobs.Extensions.Storage.Queues).
+MAX_BATCH_SIZE = 32  # the most messages one Get Messages call returns
+MIN_POLLING_INTERVAL = 0.1  # QueuePollingIntervals.Minimum, 100 ms
+DEFAULT_MAX_POLLING_INTERVAL = 60.0  # QueuePollingIntervals.DefaultMaximum, 1 min
+# What the extension uses instead of the default when the host runs in the Development
+# environment, as under `func start` ("for local development the maximum polling interval
+# defaults to two seconds"); a maxPollingInterval in host.json wins over both.
+DEVELOPMENT_MAX_POLLING_INTERVAL = 2.0
+MESSAGE_ENCODINGS = ("base64", "none")
+
+
+@dataclass(frozen=True)
+class QueuesOptions:
+    """host.json `extensions.queues`, with the extension's defaults (all times in seconds).
+
+    `new_batch_threshold` defaults to batch_size // 2 (the extension multiplies that by the
+    vCPU count on App Service and Premium plans; 1 on Consumption and here).
+    `max_polling_interval_configured` says whether host.json set maxPollingInterval, since the
+    local default differs (`polling_interval_limit`).
+    """
+
+    batch_size: int = 16
+    new_batch_threshold: int = 8
+    max_dequeue_count: int = 5
+    visibility_timeout: float = 0.0
+    max_polling_interval: float = DEFAULT_MAX_POLLING_INTERVAL
+    message_encoding: str = "base64"
+    max_polling_interval_configured: bool = False
+
+    def polling_interval_limit(self, development: bool = True) -> float:
+        """The longest wait between polls of an empty queue: host.json's maxPollingInterval,
+        else 1 minute, or 2 seconds in the Development environment (`func start`, and here)."""
+        if development and not self.max_polling_interval_configured:
+            return DEVELOPMENT_MAX_POLLING_INTERVAL
+        return self.max_polling_interval
+
+    @property
+    def max_concurrency(self) -> int:
+        """Messages one function processes at once: batchSize plus newBatchThreshold."""
+        return self.batch_size + self.new_batch_threshold
 
 
 @dataclass(frozen=True)
 class AppConfig:
-    """The host's view of an app: route prefix, function timeout and every function."""
+    """The host's view of an app: route prefix, function timeout, queue options, functions."""
 
     root: Path
     route_prefix: str
     function_timeout: float | None
     functions: Mapping[str, FunctionSpec]
+    queues: QueuesOptions = field(default_factory=QueuesOptions)
+
+    @property
+    def queue_functions(self) -> list[FunctionSpec]:
+        """The enabled functions with a queue trigger, by name."""
+        return [f for _, f in sorted(self.functions.items())
+                if f.queue_trigger is not None and not f.disabled]
 
 
 def read_json(path: Path) -> Any:
@@ -128,32 +207,127 @@ def read_json(path: Path) -> Any:
         raise AppConfigError(f"{path}: {error}") from error
 
 
-def parse_timespan(value: str) -> float | None:
-    """host.json's functionTimeout ("hh:mm:ss", "d.hh:mm:ss", "-1" for none) in seconds."""
+def parse_timespan(value: str, name: str = "functionTimeout") -> float | None:
+    """A host.json TimeSpan ("hh:mm:ss", "hh:mm:ss.fff", "d.hh:mm:ss"; "-1" for none) in
+    seconds; `name` is the setting, for the error message."""
     value = value.strip()
     if value in ("-1", ""):
         return None
+    text = value
     days = 0
-    if "." in value.split(":")[0]:
-        day_text, value = value.split(".", 1)
-        days = int(day_text)
-    parts = value.split(":")
+    if "." in text.split(":")[0]:
+        day_text, text = text.split(".", 1)
+        days = _timespan_int(day_text, name, value)
+    parts = text.split(":")
     if len(parts) != 3:
-        raise AppConfigError(f"functionTimeout {value!r} is not hh:mm:ss")
-    hours, minutes, seconds = int(parts[0]), int(parts[1]), float(parts[2])
+        raise AppConfigError(f"{name} {value!r} is not hh:mm:ss")
+    hours, minutes = _timespan_int(parts[0], name, value), _timespan_int(parts[1], name, value)
+    try:
+        seconds = float(parts[2])
+    except ValueError:
+        raise AppConfigError(f"{name} {value!r} is not hh:mm:ss") from None
     return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
-def read_host_json(root: Path) -> tuple[str, float | None]:
-    """(routePrefix, functionTimeout seconds) from host.json, with the host's defaults."""
+def _timespan_int(text: str, name: str, value: str) -> int:
+    if not text.strip().isdigit():
+        raise AppConfigError(f"{name} {value!r} is not hh:mm:ss")
+    return int(text)
+
+
+def _host_json(root: Path) -> dict[str, Any]:
     path = root / "host.json"
     if not path.is_file():
         raise AppConfigError(f"{root} is not a function app: host.json is missing")
     data = read_json(path)
+    if not isinstance(data, dict):
+        raise AppConfigError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_host_json(root: Path) -> tuple[str, float | None]:
+    """(routePrefix, functionTimeout seconds) from host.json, with the host's defaults."""
+    data = _host_json(root)
     http = ((data.get("extensions") or {}).get("http")) or {}
     prefix = http.get("routePrefix", DEFAULT_ROUTE_PREFIX)
     timeout = data.get("functionTimeout")
     return str(prefix).strip("/"), parse_timespan(str(timeout)) if timeout is not None else None
+
+
+def read_queues_options(host_json: Mapping[str, Any], source: str = "host.json") -> QueuesOptions:
+    """`extensions.queues` of a parsed host.json as the extension binds it, checked as
+    QueuesOptions checks it (an out-of-range value stops the host from starting)."""
+    section = (host_json.get("extensions") or {}).get("queues")
+    if section is None:
+        return QueuesOptions()
+    if not isinstance(section, Mapping):
+        raise AppConfigError(f"{source}: extensions.queues must be an object")
+    # Configuration binding is case-insensitive, as for every host.json section.
+    values = {str(k).lower(): v for k, v in section.items()}
+
+    def number(key: str, name: str, default: int, low: int, high: int | None = None) -> int:
+        raw = values.get(key, default)
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not str(raw).strip() \
+                .lstrip("-").isdigit():
+            raise AppConfigError(f"{source}: extensions.queues.{name} {raw!r} is not an integer")
+        result = int(raw)
+        if result < low or (high is not None and result > high):
+            limit = f"{low} to {high}" if high is not None else f"at least {low}"
+            raise AppConfigError(
+                f"{source}: extensions.queues.{name} is {result}; it must be {limit}")
+        return result
+
+    def timespan(key: str, name: str, default: float) -> float:
+        raw = values.get(key)
+        if raw is None:
+            return default
+        if not isinstance(raw, str):
+            # Functions 1.x took milliseconds; 2.x and later parse a TimeSpan, so 2000 would
+            # mean 2000 days (azure-webjobs-sdk#2967).
+            raise AppConfigError(
+                f"{source}: extensions.queues.{name} {raw!r} must be a TimeSpan string such as "
+                '"00:00:02" (Functions 2.x and later; 1.x took milliseconds)')
+        seconds = parse_timespan(raw, f"extensions.queues.{name}")
+        if seconds is None or seconds < 0:
+            raise AppConfigError(f"{source}: extensions.queues.{name} {raw!r} must not be negative")
+        return seconds
+
+    batch_size = number("batchsize", "batchSize", 16, 1, MAX_BATCH_SIZE)
+    threshold = (number("newbatchthreshold", "newBatchThreshold", 0, 0)
+                 if "newbatchthreshold" in values else batch_size // 2)
+    max_polling = timespan("maxpollinginterval", "maxPollingInterval",
+                           DEFAULT_MAX_POLLING_INTERVAL)
+    if max_polling < MIN_POLLING_INTERVAL:
+        raise AppConfigError(f"{source}: extensions.queues.maxPollingInterval must not be less "
+                             "than 00:00:00.1 (100 ms)")
+    encoding = str(values.get("messageencoding", "base64")).lower()
+    if encoding not in MESSAGE_ENCODINGS:
+        raise AppConfigError(f"{source}: extensions.queues.messageEncoding "
+                             f"{values['messageencoding']!r} is not base64 or none")
+    return QueuesOptions(
+        batch_size=batch_size,
+        new_batch_threshold=threshold,
+        max_dequeue_count=number("maxdequeuecount", "maxDequeueCount", 5, 1),
+        visibility_timeout=timespan("visibilitytimeout", "visibilityTimeout", 0.0),
+        max_polling_interval=max_polling,
+        message_encoding=encoding,
+        max_polling_interval_configured="maxpollinginterval" in values,
+    )
+
+
+def valid_queue_name(name: str) -> bool:
+    """Azure Storage's rule for queue names."""
+    return QUEUE_NAME.fullmatch(name) is not None
+
+
+def poison_queue_name(name: str) -> str | None:
+    """The queue failed messages move to, `<name>-poison`; None for a queue that is itself a
+    poison queue, or whose name would grow too long (the extension then keeps failed messages
+    invisible instead of moving them)."""
+    if name.lower().endswith(POISON_SUFFIX):
+        return None
+    candidate = name + POISON_SUFFIX
+    return candidate if valid_queue_name(candidate) else None
 
 
 def _http_trigger(
@@ -174,11 +348,33 @@ def _http_trigger(
     return None
 
 
+def _queue_trigger(path: Path, bindings: list[Mapping[str, Any]]) -> QueueTrigger | None:
+    for binding in bindings:
+        if str(binding.get("type", "")).lower() != QUEUE_TRIGGER:
+            continue
+        queue_name = str(binding.get("queueName") or "").strip()
+        if not queue_name:
+            raise AppConfigError(f"{path}: the queueTrigger binding has no queueName")
+        # The extension lower-cases the name before checking it; %Setting% is resolved later.
+        if "%" not in queue_name and not valid_queue_name(queue_name.lower()):
+            raise AppConfigError(
+                f"{path}: queueName {queue_name!r} is not a valid queue name (3-63 lower-case "
+                "letters, digits and single hyphens, starting and ending with a letter or digit)")
+        return QueueTrigger(
+            param_name=str(binding.get("name", "")),
+            queue_name=queue_name,
+            connection=str(binding.get("connection") or "").strip() or DEFAULT_STORAGE_CONNECTION,
+            data_type=str(binding.get("dataType") or "").lower(),
+        )
+    return None
+
+
 def read_function(directory: Path, route_prefix: str = DEFAULT_ROUTE_PREFIX) -> FunctionSpec:
     """One function folder; scriptFile is resolved against it, as the host resolves it."""
-    data = read_json(directory / "function.json")
+    path = directory / "function.json"
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("bindings"), list):
-        raise AppConfigError(f"{directory / 'function.json'}: no bindings array")
+        raise AppConfigError(f"{path}: no bindings array")
     bindings = [b for b in data["bindings"] if isinstance(b, dict)]
     script = directory / str(data.get("scriptFile") or DEFAULT_SCRIPT_FILE)
     return FunctionSpec(
@@ -189,6 +385,7 @@ def read_function(directory: Path, route_prefix: str = DEFAULT_ROUTE_PREFIX) -> 
         bindings=tuple(bindings),
         disabled=bool(data.get("disabled", False)),
         trigger=_http_trigger(directory.name, bindings, route_prefix),
+        queue_trigger=_queue_trigger(path, bindings),
     )
 
 
@@ -196,9 +393,11 @@ def read_app(root: Path | str) -> AppConfig:
     """Every folder of the app root that holds a function.json is a function, as for the host."""
     root = Path(root).resolve()
     prefix, timeout = read_host_json(root)
+    queues = read_queues_options(_host_json(root), str(root / "host.json"))
     functions = {
         child.name: read_function(child, prefix)
         for child in sorted(root.iterdir())
         if child.is_dir() and (child / "function.json").is_file()
     }
-    return AppConfig(root=root, route_prefix=prefix, function_timeout=timeout, functions=functions)
+    return AppConfig(root=root, route_prefix=prefix, function_timeout=timeout, functions=functions,
+                     queues=queues)

@@ -556,8 +556,30 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="send the REST requests (make_call, send_sms) to a local stand-in "
                         "of Twilio's API at this loopback URL instead of https://api.twilio.com; "
                         "start one with python -m devhost.standin")
+    parser.add_argument("--no-queues", action="store_true",
+                        help="do not poll the queues of queue-triggered functions (by default "
+                        "they run as under func start, on their connection setting's storage)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the worker's debug logs")
     return parser.parse_args(argv)
+
+
+def start_queues(host: WorkerHost) -> Any:
+    """Start the queue listeners of `host` (devhost.queues), printing the one start-up line that
+    names them, and, as the host does, that a function is in error when its trigger cannot
+    listen (e.g. no AzureWebJobsStorage); None when no listener runs."""
+    try:
+        poller = host.start_queues(strict=False)
+    except Exception as error:  # e.g. azure-storage-queue not installed: HTTP still serves
+        print(f"Queue triggers not started: {error}", file=sys.stderr)
+        return None
+    for name, reason in poller.errors.items():
+        # The host's words: the function is in error, the rest of the app runs.
+        print(f"The '{name}' function is in error: {reason}", file=sys.stderr, flush=True)
+    if not poller.listeners:
+        return None
+    settings = sorted({c.connection_setting for c in poller.listeners})
+    print(f"\nQueue triggers (storage from {', '.join(settings)}): {poller.describe()}")
+    return poller
 
 
 def _twilio_api_url(value: str) -> str:
@@ -653,6 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{warning}", file=sys.stderr, flush=True)
     if stand_in is not None:
         print(f"\n{stand_in_notice(stand_in.base_url)}")
+    queues = start_queues(host) if host.queue_functions and not args.no_queues else None
     print(f"\nListening on {served.url}. Press Ctrl+C to stop.", flush=True)
     signal.signal(signal.SIGTERM, _stop)  # a process manager's stop is a Ctrl+C too
     try:
@@ -660,6 +683,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nStopping.")
     finally:
+        if queues is not None:
+            queues.stop()  # in-flight messages finish before the REST client's sessions close
         if stand_in is not None:
             served.server.shutdown()  # no request in flight, then the REST client's sessions
             stand_in.close_all()

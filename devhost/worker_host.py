@@ -7,6 +7,12 @@ the host builds it. So this module does the host's part around the worker librar
 invocation), routes and authorises requests from function.json, and builds the worker's
 `RpcHttp` the way `GrpcMessageConversionExtensions.ToRpcHttp` does.
 
+Queue-triggered functions are invoked the way the host's Azure Storage Queues extension invokes
+them (`invoke_queue`): the message body as the trigger's TypedData and the message's metadata
+(Id, DequeueCount, InsertionTime, ...) as trigger metadata, from which the worker builds the
+`azure.functions.QueueMessage`. `start_queues()` starts devhost.queues' listener, which polls
+the queues and deletes, releases or poisons each message by the invocation's outcome.
+
 The worker keeps its state in module globals (registry, protos, thread pool), as one worker
 process per app does. So there is one worker per Python process here too: one event loop on a
 daemon thread, shared by every `WorkerHost`, never closed. Async functions run on that loop and
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import sys
 import threading
@@ -26,14 +33,17 @@ import uuid
 from collections.abc import Coroutine, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
 from wsgiref.headers import Headers
 
 from devhost import appconfig, protos
 from devhost.appconfig import AppConfig, FunctionSpec
+
+if TYPE_CHECKING:
+    from devhost.queues import QueuePoller
 
 logger = logging.getLogger("devhost")
 
@@ -90,6 +100,73 @@ class HostResponse:
         import json
 
         return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class QueueMessageData:
+    """A queue message as the listener received it, for `WorkerHost.invoke_queue`.
+
+    `body` is the message's content with the messageEncoding undone (base64 decoded); the
+    times are the service's (UTC). Left at None they are sent as the extension sends a message
+    without them: InsertionTime now, ExpirationTime and NextVisibleTime DateTimeOffset.MaxValue.
+    """
+
+    id: str
+    body: bytes
+    dequeue_count: int = 1
+    insertion_time: datetime | None = None
+    expiration_time: datetime | None = None
+    next_visible_time: datetime | None = None
+    pop_receipt: str = ""
+
+
+@dataclass
+class QueueInvocationResult:
+    """How a queue-triggered invocation ended: `succeeded` is False when the function raised
+    (or ran past functionTimeout), with the worker's exception and stack trace in `error`."""
+
+    function: str
+    invocation_id: str
+    succeeded: bool
+    error: str | None = None
+    elapsed: float = 0.0
+
+
+# DateTimeOffset.MaxValue as Json.NET writes it: the extension's stand-in for a missing time.
+_MAX_DATETIMEOFFSET = "9999-12-31T23:59:59.9999999+00:00"
+
+
+def _dotnet_json_time(value: datetime | None, default: str | None = None) -> str:
+    """A DateTimeOffset as the host's ToRpc sends it: JSON (Json.NET, ISO 8601, offset +00:00,
+    fraction only when non-zero). The worker json-decodes it and parses the string."""
+    if value is None:
+        text = default or datetime.now(UTC).isoformat()
+    else:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        text = value.astimezone(UTC).isoformat()
+    if "." in text:
+        whole, rest = text.split(".", 1)
+        digits, offset = rest[:-6], rest[-6:]
+        digits = digits.rstrip("0")
+        text = f"{whole}.{digits}{offset}" if digits else f"{whole}{offset}"
+    return json.dumps(text)
+
+
+def _binding_data_value(value: Any) -> str | dict[str, Any] | None:
+    """Utility.ConvertPropertyValue: an object stays an object, anything else is `(string)` of
+    the JSON token (true -> "True", as .NET writes booleans); null is dropped."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return str(value)
 
 
 @dataclass
@@ -269,6 +346,7 @@ class WorkerHost:
         self._host_keys = set(host_keys)
         self._master_key = master_key
         self._closed = False
+        self._pollers: list[QueuePoller] = []
         self.load_seconds = 0.0
         # Literal segments first, as ASP.NET routing prefers them over parameters.
         self._routes = sorted(
@@ -307,7 +385,12 @@ class WorkerHost:
         return host
 
     def close(self) -> None:
-        """Stop answering. The worker (and its loop) lives on for the next host in the process."""
+        """Stop answering, after stopping the queue listeners `start_queues` started (their
+        in-flight messages finish first). The worker (and its loop) lives on for the next host
+        in the process."""
+        pollers, self._pollers = self._pollers, []
+        for poller in pollers:
+            poller.stop()
         self._closed = True
 
     def __enter__(self) -> WorkerHost:
@@ -600,6 +683,159 @@ class WorkerHost:
                                "application/json" if kind == "json" else
                                "application/octet-stream")
         return HostResponse(status=status, headers=headers, body=body, function=spec.name)
+
+    # -- queue triggers --------------------------------------------------------------------------
+
+    @property
+    def queue_functions(self) -> list[FunctionSpec]:
+        """The enabled functions with a queue trigger (the ones `start_queues` listens for)."""
+        return self.config.queue_functions
+
+    def start_queues(self, **kwargs: Any) -> QueuePoller:
+        """Start polling the queues of every queue-triggered function (devhost.queues.QueuePoller,
+        same keyword arguments, started; see there); stopped by `close()` or its own `stop()`.
+
+        Raises devhost.queues.QueueConfigError when a function's connection or queue name cannot
+        be resolved (with `strict=False` those functions are skipped and listed in `.errors`).
+        """
+        from devhost.queues import QueuePoller
+
+        strict = kwargs.pop("strict", True)
+        poller = QueuePoller(self, **kwargs)
+        poller.start(strict=strict)
+        self._pollers.append(poller)
+        return poller
+
+    def invoke_queue(self, function: str, message: QueueMessageData, *, queue_name: str = "",
+                     timeout: float | None = None) -> QueueInvocationResult:
+        """Invoke a queue-triggered function with `message`, as the extension's listener does;
+        thread-safe. The outcome is only reported: deleting or releasing the message is the
+        listener's part (devhost.queues)."""
+        future = self._runtime.submit(self._invoke_queue(function, message, queue_name))
+        return future.result(timeout)
+
+    async def ainvoke_queue(self, function: str, message: QueueMessageData, *,
+                            queue_name: str = "") -> QueueInvocationResult:
+        """`invoke_queue` for async callers on any event loop (the work runs on the worker's)."""
+        future = self._runtime.submit(self._invoke_queue(function, message, queue_name))
+        return await asyncio.wrap_future(future)
+
+    def queue_trigger_metadata(self, spec: FunctionSpec,
+                               message: QueueMessageData) -> dict[str, Any]:
+        """The InvocationRequest's trigger_metadata for a queue message, as the host builds it.
+
+        The extension's binding data (QueueTriggerBinding.CreateBindingData): QueueTrigger (the
+        body, when it is valid UTF-8), DequeueCount, ExpirationTime, Id, InsertionTime,
+        NextVisibleTime, PopReceipt; the SDK's `sys`; then, for a body that is a JSON object, its
+        top-level non-array properties (Utility.ApplyBindingData), which replace a built-in name
+        they match case-insensitively, so a body `{"id": ...}` becomes the message's Id, as in
+        Azure (azure-functions-python-worker#1373). Each value goes through ToRpc: strings as
+        `string`; numbers, times and objects as `json` (Json.NET).
+        """
+        p = self._runtime.protos
+        try:
+            text: str | None = message.body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        data: dict[str, Any] = {}
+        if text is not None:
+            data["QueueTrigger"] = p.TypedData(string=text)
+        data["DequeueCount"] = p.TypedData(json=json.dumps(int(message.dequeue_count)))
+        data["ExpirationTime"] = p.TypedData(
+            json=_dotnet_json_time(message.expiration_time, _MAX_DATETIMEOFFSET))
+        data["Id"] = p.TypedData(string=message.id)
+        data["InsertionTime"] = p.TypedData(json=_dotnet_json_time(message.insertion_time))
+        data["NextVisibleTime"] = p.TypedData(
+            json=_dotnet_json_time(message.next_visible_time, _MAX_DATETIMEOFFSET))
+        data["PopReceipt"] = p.TypedData(string=message.pop_receipt)
+        data["sys"] = p.TypedData(json=json.dumps({
+            "MethodName": spec.name,
+            "UtcNow": json.loads(_dotnet_json_time(None)),
+            "RandGuid": str(uuid.uuid4()),
+        }, separators=(",", ":")))
+        trigger = spec.queue_trigger
+        if text is not None and trigger is not None and trigger.data_type != "binary":
+            for key, value in self._json_binding_data(text).items():
+                existing = next((k for k in data if k.lower() == key.lower()), key)
+                data[existing] = (p.TypedData(json=json.dumps(value, separators=(",", ":")))
+                                  if isinstance(value, dict) else p.TypedData(string=value))
+        return data
+
+    @staticmethod
+    def _json_binding_data(text: str) -> dict[str, Any]:
+        stripped = text.strip()
+        if not (stripped.startswith("{") and stripped.endswith("}")):
+            return {}  # Utility.IsJson also accepts [...], which JObject.Parse then refuses
+        try:
+            parsed = json.loads(stripped)
+        except ValueError:
+            return {}
+        if not isinstance(parsed, dict):
+            return {}
+        result = {}
+        for key, value in parsed.items():
+            if isinstance(value, list):
+                continue
+            converted = _binding_data_value(value)
+            if converted is not None:
+                result[key] = converted
+        return result
+
+    async def _invoke_queue(self, function: str, message: QueueMessageData,
+                            queue_name: str) -> QueueInvocationResult:
+        if self._closed:
+            raise RuntimeError("this WorkerHost is closed")
+        spec = self.config.functions.get(function)
+        if spec is None or spec.queue_trigger is None:
+            raise ValueError(f"{function!r} is not a queue-triggered function of this app")
+        p = self._runtime.protos
+        trigger = spec.queue_trigger
+        if trigger.data_type == "binary":
+            data = p.TypedData(bytes=message.body)
+        else:
+            # The trigger parameter's type is string (no dataType): the body as UTF-8 text.
+            data = p.TypedData(string=message.body.decode("utf-8", "replace"))
+        invocation_id = str(uuid.uuid4())
+        request = p.StreamingMessage(
+            request_id=str(uuid.uuid4()),
+            invocation_request=p.InvocationRequest(
+                invocation_id=invocation_id,
+                function_id=spec.function_id,
+                input_data=[p.ParameterBinding(name=trigger.param_name, data=data)],
+                trigger_metadata=self.queue_trigger_metadata(spec, message),
+            ),
+        )
+        queue = queue_name or trigger.queue_name
+        logger.info("Executing 'Functions.%s' (Reason='New queue message detected on '%s'.', "
+                    "Id=%s)", spec.name, queue, invocation_id)
+        logger.debug("Trigger Details: MessageId: %s, DequeueCount: %d, InsertedOn: %s",
+                     message.id, message.dequeue_count, message.insertion_time)
+        envelope = _WorkerRequest("invocation_request", request, self._runtime.properties)
+        timeout = self.config.function_timeout
+        began = time.perf_counter()
+        try:
+            response = await asyncio.wait_for(
+                self._runtime.worker.invocation_request(envelope), timeout
+            )
+        except TimeoutError:
+            error = f"Timeout value of {timeout} s (host.json functionTimeout) was exceeded"
+            result = QueueInvocationResult(spec.name, invocation_id, False, error)
+        else:
+            if response.result.status == p.StatusResult.Success:
+                result = QueueInvocationResult(spec.name, invocation_id, True)
+            else:
+                exc = response.result.exception
+                result = QueueInvocationResult(spec.name, invocation_id, False,
+                                               f"{exc.message}\n{exc.stack_trace}")
+        result.elapsed = time.perf_counter() - began
+        duration = f"Duration={result.elapsed * 1000:.0f}ms"
+        if result.succeeded:
+            logger.info("Executed 'Functions.%s' (Succeeded, Id=%s, %s)", spec.name,
+                        invocation_id, duration)
+        else:
+            logger.error("Executed 'Functions.%s' (Failed, Id=%s, %s): %s", spec.name,
+                         invocation_id, duration, result.error)
+        return result
 
     def _splash(self) -> HostResponse:
         """GET / answers 200, like the host's "Your Functions app is up and running" page."""

@@ -173,3 +173,16 @@ async def bounded(operation: Any) -> Any:
         raise StorageUnavailable(f"storage failed: {type(error).__name__}") from None
     except OSError as error:
         raise StorageUnavailable(f"storage unreachable: {type(error).__name__}") from None
+
+
+async def close() -> None:
+    """Close this process's storage clients (their aiohttp sessions), for a host shutting down
+    or a test session ending; the next use builds them again."""
+    global _cached
+    cached, _cached = _cached, None
+    queues = list(_queues.values())
+    _queues.clear()
+    _created_tables.clear()
+    for _loop, client in ([cached[1:]] if cached else []) + queues:
+        with contextlib.suppress(Exception):
+            await client.close()

@@ -9,6 +9,7 @@ process places a call or sends a text without a new TCP and TLS handshake.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import logging
@@ -85,3 +86,15 @@ def get_client(settings: RestSettings) -> Client:
     )
     _cached = (key, weakref.ref(loop), client)
     return client
+
+
+async def close() -> None:
+    """Close the cached client's HTTP session (a host shutting down, a test session ending)."""
+    global _cached
+    cached, _cached = _cached, None
+    if cached is None:
+        return
+    close_http = getattr(cached[2].http_client, "close", None)  # the aiohttp client has one
+    if close_http is not None:
+        with contextlib.suppress(Exception):
+            await close_http()
