@@ -392,6 +392,12 @@ class WorkerHost:
         for poller in pollers:
             poller.stop()
         self._closed = True
+        # The app's cached REST and storage clients hold aiohttp sessions bound to the worker's
+        # loop: close them there (the next host builds them again), so none is left unclosed.
+        try:
+            self._runtime.submit(_close_app_clients()).result(5)
+        except Exception as error:  # closing is best effort; never fail a shutdown on it
+            logger.debug("closing the app's clients failed: %s", type(error).__name__)
 
     def __enter__(self) -> WorkerHost:
         return self
@@ -845,3 +851,14 @@ class WorkerHost:
             headers=Headers([("Content-Type", "text/html; charset=utf-8")]),
             body=body,
         )
+
+
+async def _close_app_clients() -> None:
+    """shared.twilio_client.close and shared.storage.close, for an app that has them."""
+    import sys
+
+    for name in ("shared.twilio_client", "shared.storage"):
+        module = sys.modules.get(name)
+        close = getattr(module, "close", None)
+        if close is not None:
+            await close()

@@ -89,6 +89,11 @@ def parse(fields: Fields, settings: CallSettings) -> CallRequest:
     return CallRequest(to=to.e164, from_=from_, message=message, url=url)
 
 
+def status_callback_url(settings: CallSettings) -> str:
+    origin = settings.rest.public_origin or ""
+    return origin + STATUS_CALLBACK_PATH + twilio_client.CALLBACK_RETRIES
+
+
 async def place(call: CallRequest, settings: CallSettings) -> CallInstance:
     """POST Calls.json once, within TWILIO_HTTP_TIMEOUT; raises whatever went wrong."""
     client = twilio_client.get_client(settings.rest)
@@ -98,9 +103,7 @@ async def place(call: CallRequest, settings: CallSettings) -> CallInstance:
             from_=call.from_,
             url=call.url,
             method="POST",
-            status_callback=(settings.rest.public_origin or "")
-        + STATUS_CALLBACK_PATH
-        + twilio_client.CALLBACK_RETRIES,
+            status_callback=status_callback_url(settings),
             status_callback_event=STATUS_CALLBACK_EVENTS,
             status_callback_method="POST",
         ),
@@ -125,9 +128,7 @@ async def find(
         client.calls.list_async(to=to, from_=from_ or None, limit=20),
         timeout=settings.rest.http_timeout,
     )
-    earliest = since - twilio_client.CLOCK_SKEW
-    found = [c for c in listed if c.date_created and c.date_created >= earliest]
-    return min(found, key=lambda c: c.date_created) if found else None
+    return twilio_client.earliest_since(listed, since)
 
 
 async def record(created: CallInstance, message: str | None = None) -> bool:

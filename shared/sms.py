@@ -187,15 +187,9 @@ async def find(
         client.messages.list_async(to=to, from_=from_ or None, limit=20),
         timeout=settings.rest.http_timeout,
     )
-    earliest = since - twilio_client.CLOCK_SKEW
-    found = [
-        m
-        for m in listed
-        if m.date_created
-        and m.date_created >= earliest
-        and (from_ or m.messaging_service_sid == settings.messaging_service_sid)
-    ]
-    return min(found, key=lambda m: m.date_created) if found else None
+    if not from_:  # sent through the Messaging Service: only its messages count
+        listed = [m for m in listed if m.messaging_service_sid == settings.messaging_service_sid]
+    return twilio_client.earliest_since(listed, since)
 
 
 async def record(created: MessageInstance, message: SmsRequest | None = None) -> bool:

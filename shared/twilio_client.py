@@ -15,7 +15,7 @@ import hashlib
 import logging
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.settings import RestSettings
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from twilio.rest import Client
 
 HttpClientFactory = Callable[[], "AsyncHttpClient"]
+T = TypeVar("T", bound=Any)
 
 # The longest URL Twilio takes in a URL parameter (Url, MediaUrl, StatusCallback): its error
 # 21609 names 4,000 characters.
@@ -98,3 +99,11 @@ async def close() -> None:
     if close_http is not None:
         with contextlib.suppress(Exception):
             await close_http()
+
+
+def earliest_since(listed: list[T], since: datetime.datetime) -> T | None:
+    """The first of `listed` (calls or messages) Twilio created at `since` or later, allowing
+    for CLOCK_SKEW: how a create whose answer was lost is found again."""
+    earliest = since - CLOCK_SKEW
+    found = [item for item in listed if item.date_created and item.date_created >= earliest]
+    return min(found, key=lambda item: item.date_created) if found else None
