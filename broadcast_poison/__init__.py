@@ -1,8 +1,11 @@
 """broadcast_poison: a broadcast message that exhausted its tries (`broadcast-sends-poison`).
 
-Recorded as failed, unless an earlier try did send it (then it stays sent): nothing a broadcast
-accepted is forgotten.
+Its recipient (or every recipient of a chunk that could not be fanned out) is recorded as
+failed, unless an earlier try did send it (then it stays sent): nothing a broadcast accepted is
+forgotten.
 """
+
+import asyncio
 
 import azure.functions as func
 
@@ -10,5 +13,7 @@ from shared import broadcasts
 
 
 async def main(msg: func.QueueMessage) -> None:
-    task = broadcasts.Task.from_json(msg.get_json())
-    await broadcasts.give_up(task, f"gave up after {msg.dequeue_count} or more tries")
+    message = broadcasts.message(msg.get_json())
+    reason = f"gave up after {msg.dequeue_count} or more tries"
+    tasks = message.tasks() if isinstance(message, broadcasts.Chunk) else [message]
+    await asyncio.gather(*(broadcasts.give_up(task, reason) for task in tasks))

@@ -1,9 +1,12 @@
-"""broadcast_send: one recipient of a broadcast, from the `broadcast-sends` queue.
+"""broadcast_send: the `broadcast-sends` queue: a chunk of a broadcast's recipients, fanned out
+into one message each, or one recipient, sent.
 
-Sent once under the idempotency key (broadcast id, recipient), through send_sms's or
-make_call's own code. An exception hands the message back to the queue, which delivers it again
-after host.json's visibilityTimeout; after maxDequeueCount tries it moves to
-`broadcast-sends-poison`, where broadcast_poison records it as failed.
+Sent once under the idempotency key (broadcast id, recipient), through send_sms's or make_call's
+own code. What must wait (Twilio's rate limit, a key in flight, an unknown outcome) goes back on
+the queue as a copy visible after the wait, up to MAX_DEFERRALS times; any other exception
+hands the message back to the queue, which delivers it again after host.json's
+visibilityTimeout; after maxDequeueCount tries it moves to `broadcast-sends-poison`, where
+broadcast_poison records it as failed.
 """
 
 import azure.functions as func
@@ -12,20 +15,44 @@ from shared import broadcast_delivery, broadcasts, logs, redact
 
 logger = logs.get_logger("broadcast_send")
 
+# Deferrals one recipient may take (each a second or more; an unknown outcome takes about ten
+# before its key is released): beyond them, the queue's own tries and the poison queue decide.
+MAX_DEFERRALS = 50
+
 
 async def main(msg: func.QueueMessage) -> None:
-    task = broadcasts.Task.from_json(msg.get_json())
+    message = broadcasts.message(msg.get_json())
+    if isinstance(message, broadcasts.Chunk):
+        await broadcasts.fan_out(message)
+        logger.info(
+            "broadcast_send id=%s outcome=fanned-out recipients=%d",
+            message.broadcast,
+            len(message.recipients),
+        )
+        return
+    task = message
     try:
         outcome = await broadcast_delivery.deliver(task)
     except broadcast_delivery.TryAgain as error:
-        logger.warning(
-            "broadcast_send id=%s to=%s outcome=retry try=%s reason=%s",
+        if task.deferrals >= MAX_DEFERRALS:
+            logger.warning(
+                "broadcast_send id=%s to=%s outcome=retry try=%s deferrals=%d reason=%s",
+                task.broadcast,
+                redact.phone_number(task.to),
+                msg.dequeue_count,
+                task.deferrals,
+                error,
+            )
+            raise
+        await broadcasts.defer(task, error.after)  # if this fails, the queue tries it again
+        logger.info(
+            "broadcast_send id=%s to=%s outcome=deferred after=%.1fs reason=%s",
             task.broadcast,
             redact.phone_number(task.to),
-            msg.dequeue_count,
+            error.after,
             error,
         )
-        raise
+        return
     logger.info(
         "broadcast_send id=%s to=%s outcome=%s",
         task.broadcast,

@@ -74,6 +74,9 @@ param smsSenders string = ''
 @description('ISO 3166 alpha-2 countries send_sms may text, comma-separated; empty means the country of twilioPhoneNumber.')
 param smsAllowedCountries string = ''
 
+@description('Calls and messages one instance of broadcast_send creates a second at most (optional; empty means no pacing beyond the queue batch).')
+param broadcastSendsPerSecond string = ''
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -160,6 +163,7 @@ var twilioPlainSettings = {
   TWILIO_MESSAGING_SERVICE_SID: twilioMessagingServiceSid
   SMS_SENDERS: smsSenders
   SMS_ALLOWED_COUNTRIES: smsAllowedCountries
+  BROADCAST_SENDS_PER_SECOND: broadcastSendsPerSecond
 }
 
 module functionApp 'app/functionapp.bicep' = {

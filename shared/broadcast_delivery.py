@@ -2,27 +2,91 @@
 send_sms and make_call, and record where it ended.
 
 The idempotency key (broadcast id, recipient) is claimed as for an Idempotency-Key header, so a
-message the queue delivers twice (a redelivery after a crash, a visibility timeout that ran out
-mid-send) still reaches Twilio once. Raising `TryAgain` hands the message back to the queue,
-which delivers it again after host.json's visibilityTimeout, up to maxDequeueCount times.
+message the queue delivers twice (a redelivery after a crash, a chunk fanned out twice) still
+reaches Twilio once. What cannot be settled now raises `TryAgain` with how long to wait:
+Twilio's rate limit (its Retry-After, about a second), a key still in flight (a few seconds),
+an unknown outcome (until the key's in-flight time has passed, when a retry looks the outcome up
+at Twilio). broadcast_send then puts the message back on the queue that much later, so waiting
+does not use up the tries maxDequeueCount allows; those are kept for failures.
+
+BROADCAST_SENDS_PER_SECOND paces this instance's creates (a schedule of evenly spaced slots in
+this process), so a broadcast runs at the rate the account allows instead of into 429s. It is
+per instance: with Flex Consumption scaled out to N instances the account sees up to N times it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
+import random
+import time
 from typing import Any
 
 import azure.functions as func
 
 from shared import broadcasts, calls, idempotency, responses, rest_answers, sms
-from shared.settings import load_call_settings, load_sms_settings
+from shared.settings import load_broadcast_settings, load_call_settings, load_sms_settings
 
 RETRY_STATUSES = frozenset({409, 500, 502, 503, 504})
+# Seconds before the next try, by what the answer was: a key in flight; an unknown outcome
+# (Twilio 5xx, timeout, unreachable: the next try looks it up once the key's in-flight time
+# has passed); anything else without a Retry-After.
+IN_FLIGHT_WAIT = 5.0
+UNKNOWN_OUTCOME_WAIT = idempotency.IN_FLIGHT.total_seconds() + 1
+DEFAULT_WAIT = 5.0
+JITTER = 1.0  # up to a second more, so messages deferred together do not come back together
+# A send waits at most this long for its slot in this instance's pace; a longer wait is a
+# deferral instead (the queue holds the message, not a function invocation).
+MAX_PACING_WAIT = 2.0
 
 
 class TryAgain(Exception):
-    """The message could not be settled now: let the queue deliver it again later."""
+    """The message could not be settled now: try it again `after` seconds from now."""
+
+    def __init__(self, reason: str, after: float = DEFAULT_WAIT) -> None:
+        super().__init__(reason)
+        self.after = after
+
+
+class Pacer:
+    """Evenly spaced send slots for this process: `rate` a second, at most MAX_PACING_WAIT ahead.
+    One event loop runs the worker's async functions, and nothing awaits between reading and
+    taking a slot, so no lock is needed."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._next = 0.0
+
+    def reserve(self) -> float | None:
+        """Seconds to wait for a slot (taken), or None when none is free soon enough."""
+        now = time.monotonic()
+        slot = max(now, self._next)
+        if slot - now > MAX_PACING_WAIT:
+            return None
+        self._next = slot + 1.0 / self.rate
+        return slot - now
+
+
+_pacers: dict[float, Pacer] = {}
+
+
+async def _wait_for_slot() -> func.HttpResponse | None:
+    """None once this send may go (now or after a short wait), else a 503 to defer it."""
+    rate = load_broadcast_settings().sends_per_second
+    if rate is None:
+        return None
+    pacer = _pacers.setdefault(rate, Pacer(rate))
+    wait = pacer.reserve()
+    if wait is None:
+        return responses.json_error(
+            503,
+            f"This instance is at BROADCAST_SENDS_PER_SECOND ({rate:g}): sent later.",
+            headers={"Retry-After": f"{MAX_PACING_WAIT:g}"},
+        )
+    if wait > 0:
+        await asyncio.sleep(wait)
+    return None
 
 
 async def deliver(task: broadcasts.Task) -> str:
@@ -77,6 +141,8 @@ async def _attempt(
             request = calls.parse(fields, settings)
     except rest_answers.REFUSALS as refusal:
         return rest_answers.refused(function, refusal)
+    if paced := await _wait_for_slot():
+        return paced  # a 503: the key is released, nothing was sent
     if refusal := await claim.sending(request.to, request.from_):
         return refusal
     subject = sms.SUBJECT if task.kind == "sms" else calls.SUBJECT
@@ -102,10 +168,25 @@ async def _settle(task: broadcasts.Task, response: func.HttpResponse) -> str:
         await broadcasts.mark(task.broadcast, task.to, "sent", sid=str(body.get("sid") or ""))
         return "sent"
     if response.status_code in RETRY_STATUSES:
-        raise TryAgain(f"HTTP {response.status_code}: {body.get('error', '')}")
+        raise TryAgain(f"HTTP {response.status_code}: {body.get('error', '')}", _wait(response))
     code = body.get("twilio_code")
     error = body.get("error") or f"HTTP {response.status_code}"
     await broadcasts.mark(
         task.broadcast, task.to, "failed", error=f"{code}: {error}" if code else error
     )
     return "failed"
+
+
+def _wait(response: func.HttpResponse) -> float:
+    """Seconds until the next try of an answer that settles nothing."""
+    status = response.status_code
+    if status == 409:
+        wait = IN_FLIGHT_WAIT
+    elif status in (500, 502, 504):
+        wait = UNKNOWN_OUTCOME_WAIT
+    else:
+        try:
+            wait = float(response.headers.get("Retry-After") or DEFAULT_WAIT)
+        except ValueError:
+            wait = DEFAULT_WAIT
+    return wait + random.uniform(0, JITTER)  # noqa: S311 - spreading retries, not a secret

@@ -1,18 +1,22 @@
 """Broadcasts: one text (or call) to many numbers, through an Azure Storage Queue.
 
 `POST /api/broadcasts` checks every number up front with the same policy as a single send
-(refused ones are answered and never queued; duplicates are sent once), records the broadcast
-and one row per recipient in Table Storage (batched, 100 rows a transaction), and puts one
-message per accepted recipient on the `broadcast-sends` queue. `broadcast_send`, a
-queue-triggered function, sends each through the same code as send_sms and make_call, under the
-idempotency key (broadcast id, recipient): a message the queue delivers twice still sends once.
-Twilio's 429 or 503, an in-flight key or an unknown outcome raise, so the queue delivers the
-message again after host.json's visibility timeout; a refusal is recorded as failed with
-Twilio's code. A message that exhausts maxDequeueCount lands on `broadcast-sends-poison`, where
-`broadcast_poison` records the recipient as failed.
+(refused ones are answered and never queued; duplicates are sent once), records the broadcast,
+and puts its accepted recipients on the `broadcast-sends` queue in chunks of up to 100: one
+message per chunk, so accepting 10,000 recipients is about a hundred queue writes, not 10,000
+(the Queue service has no batch put, and one put is one HTTP request). `broadcast_send` fans a
+chunk out into one message per recipient, and sends each recipient's message through the same
+code as send_sms and make_call, under the idempotency key (broadcast id, recipient): a message
+the queue delivers twice (a chunk fanned out twice included) still sends once. Twilio's 429, an
+in-flight key or an unknown outcome defer the message (see shared.broadcast_delivery); a refusal
+is recorded as failed with Twilio's code. A message that exhausts maxDequeueCount lands on
+`broadcast-sends-poison`, where `broadcast_poison` records its recipient(s) as failed.
 
-Table `TwilioBroadcasts`: partition = broadcast id; row `broadcast` (kind, text, from, counts
-at creation, when); rows `r-<E.164>` (State queued | sent | failed | refused, Sid, Error).
+Table `TwilioBroadcasts`: partition = broadcast id; row `broadcast` (kind, text, from, how many
+were accepted and refused, when); rows `r-<E.164>`: written as a chunk is fanned out (State
+absent: queued) and moved on by the send (State sent | failed, Sid, Error), or written at once
+for a refused number (State refused). A recipient whose chunk is not fanned out yet has no row:
+the counts derive `queued` from the accepted total, so they are whole from the first moment.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ import hashlib
 import json
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from shared import logs, redact, storage
 from shared.responses import Refusal
@@ -42,6 +46,10 @@ FIELDS = ("kind", "to", "body", "message", "from")
 KINDS = ("sms", "call")
 STATES = ("queued", "sent", "failed", "refused")
 TRANSACTION_SIZE = 100  # Table Storage's limit on one entity group transaction
+CHUNK_SIZE = 100  # recipients a chunk message carries: one row transaction when fanned out
+# A queue message is at most 64 KiB, base64 text by the host's default messageEncoding: 48 KiB of
+# JSON. A chunk of 100 numbers with the longest text the policy lets through stays far under it.
+MAX_MESSAGE_BYTES = 48 * 1024
 ENQUEUE_CONCURRENCY = 32
 # The whole of a broadcast's writes: inside the host's 12 s functionTimeout.
 ACCEPT_DEADLINE = 10.0
@@ -56,29 +64,35 @@ class Task:
     to: str
     from_: str | None
     text: str | None
+    deferrals: int = 0  # times broadcast_send put it back on the queue to try later
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "broadcast": self.broadcast,
+            "kind": self.kind,
+            "to": self.to,
+            "from": self.from_,
+            "text": self.text,
+        }
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "broadcast": self.broadcast,
-                "kind": self.kind,
-                "to": self.to,
-                "from": self.from_,
-                "text": self.text,
-            },
-            separators=(",", ":"),
-        )
+        fields = self._fields()
+        if self.deferrals:
+            fields["deferrals"] = self.deferrals
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, data: Any) -> Task:
-        if not isinstance(data, dict) or data.get("kind") not in KINDS:
+        if not isinstance(data, dict) or data.get("kind") not in KINDS or "to" not in data:
             raise ValueError("not a broadcast task")
+        deferrals = data.get("deferrals", 0)
         return cls(
             broadcast=str(data["broadcast"]),
             kind=data["kind"],
             to=str(data["to"]),
             from_=data.get("from"),
             text=data.get("text"),
+            deferrals=deferrals if isinstance(deferrals, int) else 0,
         )
 
     @property
@@ -87,7 +101,76 @@ class Task:
 
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
+        """The same for every copy of this recipient's message, deferred or fanned out twice."""
+        encoded = json.dumps(self._fields(), separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(encoded.encode()).hexdigest()
+
+    def deferred(self) -> Task:
+        return replace(self, deferrals=self.deferrals + 1)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One queue message that stands for up to CHUNK_SIZE recipients of one broadcast."""
+
+    broadcast: str
+    kind: str
+    recipients: tuple[str, ...]
+    from_: str | None
+    text: str | None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "broadcast": self.broadcast,
+                "kind": self.kind,
+                "recipients": list(self.recipients),
+                "from": self.from_,
+                "text": self.text,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+    def tasks(self) -> list[Task]:
+        return [
+            Task(self.broadcast, self.kind, to, self.from_, self.text) for to in self.recipients
+        ]
+
+
+def message(data: Any) -> Task | Chunk:
+    """A `broadcast-sends` message's JSON: one recipient's task, or a chunk to fan out."""
+    if isinstance(data, dict) and isinstance(data.get("recipients"), list):
+        if data.get("kind") not in KINDS or not all(isinstance(n, str) for n in data["recipients"]):
+            raise ValueError("not a broadcast chunk")
+        return Chunk(
+            broadcast=str(data["broadcast"]),
+            kind=data["kind"],
+            recipients=tuple(data["recipients"]),
+            from_=data.get("from"),
+            text=data.get("text"),
+        )
+    return Task.from_json(data)
+
+
+def chunks(tasks: list[Task]) -> list[Chunk]:
+    """The accepted tasks in chunks of CHUNK_SIZE, smaller when the text would make a message
+    too big (a long text in many bytes per character)."""
+    if not tasks:
+        return []
+    first = tasks[0]
+    size = CHUNK_SIZE
+    while size > 1:
+        probe = Chunk(first.broadcast, first.kind, tuple(t.to for t in tasks[:size]),
+                      first.from_, first.text)
+        if len(probe.to_json().encode()) <= MAX_MESSAGE_BYTES:
+            break
+        size //= 2
+    return [
+        Chunk(first.broadcast, first.kind, tuple(t.to for t in tasks[i : i + size]),
+              first.from_, first.text)
+        for i in range(0, len(tasks), size)
+    ]
 
 
 def new_id() -> str:
@@ -110,33 +193,40 @@ def _rows(broadcast: str, entries: Iterable[tuple[str, dict[str, Any]]]) -> list
     return [{"PartitionKey": broadcast, "RowKey": RECIPIENT_PREFIX + to, **f} for to, f in entries]
 
 
-async def _write_rows(rows: list[dict[str, Any]]) -> None:
-    """Insert rows of one partition, 100 a transaction, a few transactions at a time."""
-    chunks = [rows[i : i + TRANSACTION_SIZE] for i in range(0, len(rows), TRANSACTION_SIZE)]
+async def _write_rows(rows: list[dict[str, Any]], merge: bool = False) -> None:
+    """Upsert rows of one partition, 100 a transaction, a few transactions at a time; `merge`
+    keeps the properties a row already has (its State, once a send moved it on)."""
+    from azure.data.tables import UpdateMode
+
+    mode = {"mode": UpdateMode.MERGE if merge else UpdateMode.REPLACE}
+    batches = [rows[i : i + TRANSACTION_SIZE] for i in range(0, len(rows), TRANSACTION_SIZE)]
     limit = asyncio.Semaphore(8)
 
-    async def write(chunk: list[dict[str, Any]]) -> None:
+    async def write(batch: list[dict[str, Any]]) -> None:
         async with limit:
-            operations = [("upsert", row) for row in chunk]
+            operations = [("upsert", row, mode) for row in batch]
             await storage.on_table(TABLE, lambda t: t.submit_transaction(operations))
 
-    await asyncio.gather(*(write(chunk) for chunk in chunks))
+    await storage.within_deadline(asyncio.gather(*(write(batch) for batch in batches)))
 
 
-async def _enqueue(tasks: list[Task]) -> list[Task]:
-    """Put one message per task on the queue; the tasks that could not be put (storage)."""
+M = TypeVar("M", Task, Chunk)
+
+
+async def _enqueue(messages: list[M]) -> list[M]:
+    """Put each message on the queue; the ones that could not be put (storage)."""
     client = await storage.queue(QUEUE)
     limit = asyncio.Semaphore(ENQUEUE_CONCURRENCY)
 
-    async def put(task: Task) -> None:
+    async def put(one: M) -> None:
         async with limit:
-            await storage.bounded(client.send_message(task.to_json()))
+            await storage.bounded(client.send_message(one.to_json()))
 
-    results = await asyncio.gather(*(put(t) for t in tasks), return_exceptions=True)
+    results = await asyncio.gather(*(put(m) for m in messages), return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, storage.StorageUnavailable):
             raise result
-    return [t for t, r in zip(tasks, results, strict=True) if isinstance(r, BaseException)]
+    return [m for m, r in zip(messages, results, strict=True) if isinstance(r, BaseException)]
 
 
 async def accept(
@@ -147,8 +237,9 @@ async def accept(
     accepted: list[Task],
     refused: list[dict[str, str]],
 ) -> int:
-    """Record the broadcast and its recipients, then queue the accepted ones; returns how many
-    were queued (all of them unless storage failed part way: the rest are marked failed)."""
+    """Record the broadcast and its refused numbers, then queue the accepted ones in chunks;
+    returns how many were queued (all of them unless storage failed part way: the rest are
+    recorded as failed)."""
     header = {
         "PartitionKey": broadcast,
         "RowKey": BROADCAST_ROW,
@@ -160,12 +251,10 @@ async def accept(
         "CreatedAt": datetime.datetime.now(datetime.UTC).isoformat(),
     }
     await storage.on_table(TABLE, lambda t: t.create_entity(header))
-    rows = _rows(broadcast, ((t.to, {"State": "queued"}) for t in accepted))
-    rows += _rows(
-        broadcast, ((r["to"], {"State": "refused", "Error": r["error"]}) for r in refused)
+    await _write_rows(
+        _rows(broadcast, ((r["to"], {"State": "refused", "Error": r["error"]}) for r in refused))
     )
-    await _write_rows(rows)
-    missed = await _enqueue(accepted)
+    missed = [to for chunk in await _enqueue(chunks(accepted)) for to in chunk.recipients]
     if missed:
         logger.error(
             "broadcasts id=%s outcome=partly-queued missed=%d of=%d",
@@ -174,9 +263,34 @@ async def accept(
             len(accepted),
         )
         error = "could not be queued (storage unavailable): not sent"
-        failed = _rows(broadcast, ((t.to, {"State": "failed", "Error": error}) for t in missed))
-        await _write_rows(failed)
+        await _write_rows(
+            _rows(broadcast, ((to, {"State": "failed", "Error": error}) for to in missed))
+        )
     return len(accepted) - len(missed)
+
+
+async def fan_out(chunk: Chunk) -> None:
+    """List the chunk's recipients (rows without a State: queued, and a row already moved on
+    keeps its State) and put one message per recipient on the queue. Raises StorageUnavailable
+    when any could not be put: the chunk is delivered again and fanned out again, harmlessly
+    (each recipient still sends once, under its idempotency key)."""
+    listed = _rows(chunk.broadcast, ((to, {"Listed": True}) for to in chunk.recipients))
+    await _write_rows(listed, merge=True)
+    missed = await _enqueue(chunk.tasks())
+    if missed:
+        raise storage.StorageUnavailable(
+            f"{len(missed)} of {len(chunk.recipients)} recipients could not be queued"
+        )
+
+
+async def defer(task: Task, after: float) -> None:
+    """Put the task back on the queue, visible `after` seconds from now, counted as a deferral
+    (the copy's dequeue count starts again: how a 429 or an in-flight key waits without using
+    up the message's maxDequeueCount tries)."""
+    client = await storage.queue(QUEUE)
+    await storage.bounded(
+        client.send_message(task.deferred().to_json(), visibility_timeout=max(0, round(after)))
+    )
 
 
 async def mark(
@@ -220,7 +334,12 @@ async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> di
             select=["State"],
         )
         async for row in rows:
-            totals[row.get("State", "queued")] = totals.get(row.get("State", "queued"), 0) + 1
+            state = row.get("State")
+            if state in ("sent", "failed", "refused"):
+                totals[state] += 1
+        # Every accepted recipient not yet settled is queued, listed (fanned out) or not.
+        settled = totals["sent"] + totals["failed"]
+        totals["queued"] = max(0, int(found.get("Accepted") or 0) - settled)
         return totals
 
     async def page(t: Any) -> tuple[list[dict[str, Any]], object]:
@@ -240,7 +359,7 @@ async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> di
     async def recipient(row: dict[str, Any]) -> dict[str, Any]:
         item = {
             "to": row["RowKey"][len(RECIPIENT_PREFIX) :],
-            "state": row.get("State"),
+            "state": row.get("State") or "queued",
             "sid": row.get("Sid"),
             "error": row.get("Error"),
             "delivery": None,

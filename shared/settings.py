@@ -444,6 +444,37 @@ def _sms_settings(reader: _Reader) -> SmsSettings:
 load_sms_settings = _loader(SMS_SETTINGS, _sms_settings)
 
 
+BROADCAST_SETTINGS = ("BROADCAST_SENDS_PER_SECOND",)
+MAX_SENDS_PER_SECOND = 1000.0
+
+
+@dataclass(frozen=True)
+class BroadcastSettings:
+    """How fast one instance's broadcast_send may create calls and messages at Twilio."""
+
+    sends_per_second: float | None  # None: as fast as the queue hands messages over
+
+
+def _broadcast_settings(reader: _Reader) -> BroadcastSettings:
+    raw = reader.get("BROADCAST_SENDS_PER_SECOND")
+    if raw is None:
+        return BroadcastSettings(None)
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = -1.0
+    if not 0 < rate <= MAX_SENDS_PER_SECOND:  # also refuses nan and inf
+        reader.malformed(
+            "BROADCAST_SENDS_PER_SECOND",
+            f"a number of sends a second above 0 and at most {MAX_SENDS_PER_SECOND:g}",
+        )
+        return BroadcastSettings(None)
+    return BroadcastSettings(rate)
+
+
+load_broadcast_settings = _loader(BROADCAST_SETTINGS, _broadcast_settings)
+
+
 # The Functions host's own storage connection, which the app's records share: a connection
 # string (locally UseDevelopmentStorage=true, for Azurite), or the identity-based settings the
 # host documents for AzureWebJobsStorage (on Azure: account name, managedidentity, client ID).
@@ -518,4 +549,6 @@ load_storage_settings = _loader(STORAGE_SETTINGS, _storage_settings)
 
 
 # Every setting the app reads, for tools that must clear or list them (tests, benchmarks).
-ALL_SETTINGS = tuple(dict.fromkeys(WEBHOOK_SETTINGS + CALL_SETTINGS + SMS_SETTINGS))
+ALL_SETTINGS = tuple(
+    dict.fromkeys(WEBHOOK_SETTINGS + CALL_SETTINGS + SMS_SETTINGS + BROADCAST_SETTINGS)
+)

@@ -52,6 +52,7 @@ def test_an_undeclared_name_cannot_be_read():
         settings.load_call_settings,
         settings.load_sms_settings,
         settings.load_storage_settings,
+        settings.load_broadcast_settings,
     ],
 )
 def test_each_loader_reads_only_what_it_declares_in_every_branch(load):
@@ -77,6 +78,7 @@ def test_each_loader_reads_only_what_it_declares_in_every_branch(load):
         "SMS_REPLY": "ok",
         "WEBSITE_HOSTNAME": "app.azurewebsites.net",
         "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "BROADCAST_SENDS_PER_SECOND": "50",
     }
     load(env)
     load({**env, "TWILIO_API_KEY": "", "TWILIO_API_SECRET": "", "TWILIO_MESSAGING_SERVICE_SID": ""})
