@@ -3,7 +3,9 @@
 Phases run in this order so that none disturbs another: the deployment package's size (a pip
 install into a temporary folder, before anything is timed), then the cold starts (this process is
 idle while its children start), then warm latency and the Flask peer in this process, then the
-make_call bursts (two child processes and this one as the load generator). It prints the machine,
+make_call bursts (two child processes and this one as the load generator), then the broadcast
+scenario (Azurite, a served host it kills once, a faulty Twilio stand-in; about five minutes at
+its defaults). It prints the machine,
 the command and the date first, every ratio with its target as it is measured, and a summary of
 the targets last. The exit code is 0 whether targets are met or not (it is a measurement; pass
 --strict to fail on a miss) and non-zero when something could not be measured.
@@ -21,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import cold, concurrency, package, peer_flask, warm
+from bench import broadcast, cold, concurrency, package, peer_flask, warm
 from bench.stats import Report
 
 
@@ -49,7 +51,7 @@ def header(argv: Sequence[str]) -> str:
     ])
 
 
-PHASES = ("package", "cold", "warm", "concurrency")
+PHASES = ("package", "cold", "warm", "concurrency", "broadcast")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -63,12 +65,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="make_calls per burst (default 100)")
     parser.add_argument("--bursts", type=int, default=7,
                         help="bursts; the target is held to their median (default 7)")
+    parser.add_argument("--broadcast-sms", type=int, default=10_000, metavar="N",
+                        help="recipients of the broadcast phase's text (default 10000)")
+    parser.add_argument("--broadcast-calls", type=int, default=1_000, metavar="N",
+                        help="recipients of the broadcast phase's call (default 1000)")
+    parser.add_argument("--broadcast-rate", type=float, default=broadcast.RATE, metavar="N",
+                        help="the stand-in's creates a second in the broadcast phase, and the "
+                        f"app's pace (default {broadcast.RATE:g})")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--only", choices=PHASES, action="append",
                         help="run only this phase (repeatable; default: all)")
     args = parser.parse_args(argv)
-    if args.cold_runs < 1 or args.warm_requests < 1 or args.concurrent < 1 or args.bursts < 1:
-        parser.error("counts must be at least 1")
+    counts = (args.cold_runs, args.warm_requests, args.concurrent, args.bursts,
+              args.broadcast_sms, args.broadcast_calls)
+    if min(counts) < 1 or not 1 <= args.broadcast_rate <= 1000:
+        parser.error("counts must be at least 1, and --broadcast-rate from 1 to 1000")
     return args
 
 
@@ -88,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         peer_flask.report(latencies)
     if "concurrency" in phases:
         concurrency.run(report, args.concurrent, args.bursts)
+    if "broadcast" in phases:
+        broadcast.run(report, args.broadcast_sms, args.broadcast_calls, args.broadcast_rate)
     print(f"\n{report.summary()}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n(benchmark took {time.perf_counter() - began:.0f} s; load average {load:.2f} "

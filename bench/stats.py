@@ -45,11 +45,14 @@ class Check:
     value: float | bool
     limit: float | bool
     unit: str = "x"  # "x" for ratios (value <= limit), "" for yes/no checks (value == limit)
+    at_least: bool = False  # the value must reach the limit (a rate), not stay under it
 
     @property
     def met(self) -> bool:
         if isinstance(self.limit, bool):
             return self.value is self.limit
+        if self.at_least:
+            return float(self.value) >= float(self.limit)
         return float(self.value) <= float(self.limit)
 
     @property
@@ -57,6 +60,8 @@ class Check:
         """How far off a missed ratio is, as a percentage over the limit."""
         if self.met or isinstance(self.limit, bool):
             return ""
+        if self.at_least:
+            return f" (under by {(1 - float(self.value) / float(self.limit)) * 100:.1f} %)"
         return f" (over by {(float(self.value) / float(self.limit) - 1) * 100:.1f} %)"
 
     def line(self) -> str:
@@ -64,6 +69,9 @@ class Check:
         if isinstance(self.limit, bool):
             shown, target = ("yes" if self.value else "no"), ("yes" if self.limit else "no")
             return f"  {self.name:<58} {shown:>7}   target {target:<8} {verdict}"
+        if self.at_least:
+            return (f"  {self.name:<58} {float(self.value):>6.2f}{self.unit}   target >= "
+                    f"{float(self.limit):.2f}{self.unit}  {verdict}{self.by}")
         if self.unit != "x":
             return (f"  {self.name:<58} {float(self.value):>6.1f} {self.unit}  target <= "
                     f"{float(self.limit):g} {self.unit}  {verdict}{self.by}")
@@ -78,9 +86,14 @@ class Report:
     checks: list[Check] = field(default_factory=list)
 
     def check(
-        self, name: str, value: float | bool, limit: float | bool, unit: str = "x"
+        self,
+        name: str,
+        value: float | bool,
+        limit: float | bool,
+        unit: str = "x",
+        at_least: bool = False,
     ) -> Check:
-        item = Check(name, value, limit, unit)
+        item = Check(name, value, limit, unit, at_least)
         self.checks.append(item)
         print(item.line(), flush=True)
         return item

@@ -1,9 +1,10 @@
-"""broadcast_send: the `broadcast-sends` queue: a chunk of a broadcast's recipients, fanned out
-into one message each, or one recipient, sent.
+"""broadcast_send: the `broadcast-sends` queue: a chunk of a broadcast's recipients, or one
+recipient whose send had to wait.
 
-Sent once under the idempotency key (broadcast id, recipient), through send_sms's or make_call's
-own code. What must wait (Twilio's rate limit, a key in flight, an unknown outcome) goes back on
-the queue as a copy visible after the wait, up to MAX_DEFERRALS times; any other exception
+Each is sent once under the idempotency key (broadcast id, recipient), through send_sms's or
+make_call's own code; a chunk sends for a few seconds and puts the rest back. What must wait
+(Twilio's rate limit, a key in flight, an unknown outcome) goes back on the queue as its own
+message visible after the wait, up to MAX_DEFERRALS times; any other exception
 hands the message back to the queue, which delivers it again after host.json's
 visibilityTimeout; after maxDequeueCount tries it moves to `broadcast-sends-poison`, where
 broadcast_poison records it as failed.
@@ -23,11 +24,11 @@ MAX_DEFERRALS = 50
 async def main(msg: func.QueueMessage) -> None:
     message = broadcasts.message(msg.get_json())
     if isinstance(message, broadcasts.Chunk):
-        await broadcasts.fan_out(message)
+        tally = await broadcast_delivery.deliver_chunk(message)
         logger.info(
-            "broadcast_send id=%s outcome=fanned-out recipients=%d",
+            "broadcast_send id=%s outcome=chunk %s",
             message.broadcast,
-            len(message.recipients),
+            " ".join(f"{state.replace(' ', '-')}={n}" for state, n in tally.items()),
         )
         return
     task = message

@@ -23,9 +23,22 @@ simulated, signed as Twilio signs them: `python -m devhost.simulate call-status 
 Python 3.11 runs it, before `.venv` exists. It prints where it listens and one line per request
 (the account SID shortened; never a header, so never the credentials the client sends).
 
+- `GET .../Calls.json` and `.../Messages.json`: the calls and messages created so far, newest
+  first, filtered by To and From, in one page shaped as Twilio's list endpoints shape it (how an
+  Idempotency-Key or a broadcast looks up an unknown outcome).
+
+Twilio's limits and failures, for the benchmark's broadcast scenario (all off by default):
+`--rate N` answers 429 (code 20429) to a create when N were made in the last second, and
+`--max-concurrent N` to any request beyond N at once; `--fail-rate F` answers 503 (nothing
+made) to that fraction of creates; `--timeout-rate F` makes the resource and then never
+answers (the connection is closed after `--hang` seconds), the unknown outcome a client's
+timeout leaves. `--seed` makes the draws repeatable.
+
 `--control` is the benchmark's mode (`python -m bench.standin`): it prints `READY <port>` first,
 logs nothing, answers `stats` on stdin with one JSON line (TCP connections accepted and requests
-served so far: how the benchmark sees whether make_call reuses its connection) and stops at EOF.
+served so far: how the benchmark sees whether make_call reuses its connection), `ledger` with
+one JSON line of what was created (the SIDs per To number, each create's time in seconds since
+the stand-in started) and what was refused, and stops at EOF.
 
 `StandInClientFactory(base_url)` is the other half, for `shared.twilio_client.use_http_client`:
 twilio's own AsyncTwilioHttpClient whose every request goes to `base_url` instead of
@@ -39,16 +52,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import json
 import logging
+import random
 import re
 import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -58,6 +75,7 @@ API_VERSION = "2010-04-01"
 BIND = "127.0.0.1"
 DEFAULT_PORT = 7080
 CREATE_PATH = re.compile(r"/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/(Calls|Messages)\.json")
+LIST_FIELDS = ("first_page_uri", "next_page_uri", "previous_page_uri", "uri")
 MAX_HEADER_LINES = 100
 MAX_BODY = 1_000_000  # a call or message creation is a few kilobytes
 
@@ -317,7 +335,7 @@ def _shown(path: str) -> str:
 
 
 def answer(method: str, path: str, body: bytes) -> tuple[int, str, dict[str, object]]:
-    """(status, reason, JSON payload) for one request."""
+    """(status, reason, JSON payload) for one create request (no list: see StandIn.listed)."""
     match = CREATE_PATH.fullmatch(path)
     if method == "POST" and match:
         account_sid, resource = match.groups()
@@ -331,14 +349,46 @@ def answer(method: str, path: str, body: bytes) -> tuple[int, str, dict[str, obj
         404, 20404, f"The requested resource {path} was not found")
 
 
+@dataclass
+class Faults:
+    """Twilio's limits and failures the stand-in plays (see the module's docstring)."""
+
+    rate: float = 0.0  # creates a second; 0: no limit
+    max_concurrent: int = 0  # requests at once; 0: no limit
+    fail_rate: float = 0.0  # creates answered 503, nothing made
+    timeout_rate: float = 0.0  # creates made and never answered
+    hang: float = 30.0  # seconds before such a connection is closed
+    seed: int | None = None
+
+
+@dataclass
+class Ledger:
+    """What the stand-in made and refused: the benchmark's proof of no duplicates."""
+
+    started: float = field(default_factory=time.monotonic)  # CLOCK_MONOTONIC: system-wide
+    sids: dict[str, list[str]] = field(default_factory=dict)  # To -> SIDs created
+    created_at: list[float] = field(default_factory=list)  # seconds since started
+    refused: dict[str, int] = field(default_factory=dict)  # "429", "503", "timeout"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"started": self.started, "sids": self.sids, "created_at": self.created_at,
+                "refused": self.refused}
+
+
 class StandIn:
     """The server: one coroutine per connection, requests answered in order on it."""
 
-    def __init__(self, delay: float, log: bool = False) -> None:
+    def __init__(self, delay: float, log: bool = False, faults: Faults | None = None) -> None:
         self.delay = delay
         self.log = log
+        self.faults = faults or Faults()
+        self.random = random.Random(self.faults.seed)  # noqa: S311 - fault draws, not secrets
         self.counters = Counters()
         self.connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self.ledger = Ledger()
+        self.resources: list[dict[str, object]] = []  # created, oldest first
+        self.in_flight = 0
+        self.recent: collections.deque[float] = collections.deque()  # creates in the last second
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         c = self.counters
@@ -388,17 +438,76 @@ class StandIn:
             raise ValueError("unacceptable Content-Length")
         body = await reader.readexactly(length) if length else b""
         self.counters.requests += 1
-        if self.delay:
-            await asyncio.sleep(self.delay)  # Twilio's own time to create the call
-
-        path = target.split("?", 1)[0]
-        status, reason, payload = answer(method, path, body)
+        self.in_flight += 1
+        try:
+            status, reason, payload = await self._serve(method, target, body)
+        finally:
+            self.in_flight -= 1
         if self.log:
+            path = target.split("?", 1)[0]
             what = payload.get("sid") if status == 201 else payload.get("message")
             print(f"{method} {_shown(path)} -> {status} {what}", file=sys.stderr, flush=True)
         writer.write(_response(status, reason, payload))
         await writer.drain()
         return headers.get("connection", "").lower() != "close"
+
+    async def _serve(self, method: str, target: str, body: bytes) -> tuple[int, str, dict]:
+        """One request's answer, Twilio's limits and failures played; raises ConnectionError
+        for a create that is made and never answered."""
+        path, _, query = target.partition("?")
+        creating = method == "POST" and CREATE_PATH.fullmatch(path) is not None
+        faults = self.faults
+        if faults.max_concurrent and self.in_flight > faults.max_concurrent:
+            return self._refused("429", 429, "TOO MANY REQUESTS", 20429, "Too Many Requests")
+        if creating and faults.rate:
+            now = time.monotonic()
+            while self.recent and self.recent[0] <= now - 1.0:
+                self.recent.popleft()
+            if len(self.recent) >= faults.rate:
+                return self._refused("429", 429, "TOO MANY REQUESTS", 20429, "Too Many Requests")
+            self.recent.append(now)  # admitted: counts against the rate, made or failed
+        if self.delay:
+            await asyncio.sleep(self.delay)  # Twilio's own time to create the call
+        if method == "GET" and CREATE_PATH.fullmatch(path):
+            return 200, "OK", self.listed(path, dict(parse_qsl(query)))
+        if creating and self.random.random() < faults.fail_rate:
+            return self._refused("503", 503, "SERVICE UNAVAILABLE", 20503, "Service Unavailable")
+        status, reason, payload = answer(method, path, body)
+        if status == 201:
+            self._keep(payload)
+            if self.random.random() < faults.timeout_rate:
+                self.ledger.refused["timeout"] = self.ledger.refused.get("timeout", 0) + 1
+                await asyncio.sleep(faults.hang)
+                raise ConnectionError("made, never answered")
+        return status, reason, payload
+
+    def _refused(
+        self, kind: str, status: int, reason: str, code: int, message: str
+    ) -> tuple[int, str, dict]:
+        self.ledger.refused[kind] = self.ledger.refused.get(kind, 0) + 1
+        return status, reason, error_body(status, code, message)
+
+    def _keep(self, payload: dict[str, object]) -> None:
+        now = time.monotonic()
+        self.resources.append(payload)
+        self.ledger.sids.setdefault(str(payload["to"]), []).append(str(payload["sid"]))
+        self.ledger.created_at.append(round(now - self.ledger.started, 4))
+
+    def listed(self, path: str, query: dict[str, str]) -> dict[str, object]:
+        """A list endpoint's one page: newest first, filtered by To and From."""
+        kind = "calls" if path.endswith("/Calls.json") else "messages"
+        wanted = {k.lower(): v for k, v in query.items() if k in ("To", "From")}
+        items = [
+            r for r in reversed(self.resources)
+            if str(r["uri"]).split("/")[-2].lower() == kind
+            and all(r.get(k) == v for k, v in wanted.items())
+        ]
+        size = int(query.get("PageSize") or 50)
+        page: dict[str, object] = dict.fromkeys(LIST_FIELDS)
+        page.update({kind: items[:size], "page": 0, "page_size": size, "start": 0,
+                     "end": max(min(len(items), size) - 1, 0), "uri": path,
+                     "first_page_uri": path})
+        return page
 
 
 def _control(server: StandIn, loop: asyncio.AbstractEventLoop, done: asyncio.Event) -> None:
@@ -406,6 +515,8 @@ def _control(server: StandIn, loop: asyncio.AbstractEventLoop, done: asyncio.Eve
     for line in sys.stdin:
         if line.strip() == "stats":
             print(json.dumps(server.counters.as_dict()), flush=True)
+        elif line.strip() == "ledger":
+            print(json.dumps(server.ledger.as_dict()), flush=True)
         elif line.strip() == "quit":
             break
     loop.call_soon_threadsafe(done.set)
@@ -423,8 +534,8 @@ def ready_lines(url: str) -> list[str]:
     ]
 
 
-async def _serve(delay: float, port: int, control: bool) -> None:
-    standin = StandIn(delay, log=not control)
+async def _serve(delay: float, port: int, control: bool, faults: Faults) -> None:
+    standin = StandIn(delay, log=not control, faults=faults)
     try:
         server = await asyncio.start_server(standin.handle, BIND, port, backlog=1024)
     except OSError as error:
@@ -464,9 +575,22 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m devhost.stand
     parser.add_argument("--control", action="store_true",
                         help="the benchmark's mode: print READY <port>, answer 'stats' on stdin, "
                         "stop at EOF, log nothing")
+    parser.add_argument("--rate", type=float, default=0.0, metavar="N",
+                        help="429 to a create when N were made in the last second (default: none)")
+    parser.add_argument("--max-concurrent", type=int, default=0, metavar="N",
+                        help="429 to any request beyond N at once (default: none)")
+    parser.add_argument("--fail-rate", type=float, default=0.0, metavar="F",
+                        help="fraction of creates answered 503, nothing made (default 0)")
+    parser.add_argument("--timeout-rate", type=float, default=0.0, metavar="F",
+                        help="fraction of creates made and never answered (default 0)")
+    parser.add_argument("--hang", type=float, default=30.0, metavar="SECONDS",
+                        help="how long such a create holds its connection (default 30)")
+    parser.add_argument("--seed", type=int, default=None, help="repeatable fault draws")
     args = parser.parse_args(argv)
+    faults = Faults(args.rate, args.max_concurrent, args.fail_rate, args.timeout_rate,
+                    args.hang, args.seed)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.delay, args.port, args.control))
+        asyncio.run(_serve(args.delay, args.port, args.control, faults))
     return 0
 
 

@@ -39,6 +39,10 @@ JITTER = 1.0  # up to a second more, so messages deferred together do not come b
 # A send waits at most this long for its slot in this instance's pace; a longer wait is a
 # deferral instead (the queue holds the message, not a function invocation).
 MAX_PACING_WAIT = 2.0
+# Seconds a chunk's invocation starts new sends for: the last one (Twilio's answer, the records)
+# still ends inside host.json's 12 s functionTimeout unless Twilio itself hangs, and a timed-out
+# invocation is safe too (its chunk comes back; each recipient's key prevents a second send).
+CHUNK_BUDGET = 5.0
 
 
 class TryAgain(Exception):
@@ -47,6 +51,10 @@ class TryAgain(Exception):
     def __init__(self, reason: str, after: float = DEFAULT_WAIT) -> None:
         super().__init__(reason)
         self.after = after
+
+
+class Paced(TryAgain):
+    """No send slot of this instance's pace was free soon enough; nothing was sent."""
 
 
 class Pacer:
@@ -58,11 +66,11 @@ class Pacer:
         self.rate = rate
         self._next = 0.0
 
-    def reserve(self) -> float | None:
-        """Seconds to wait for a slot (taken), or None when none is free soon enough."""
+    def reserve(self, max_wait: float = MAX_PACING_WAIT) -> float | None:
+        """Seconds to wait for a slot (taken), or None when none is free within `max_wait`."""
         now = time.monotonic()
         slot = max(now, self._next)
-        if slot - now > MAX_PACING_WAIT:
+        if slot - now > max_wait:
             return None
         self._next = slot + 1.0 / self.rate
         return slot - now
@@ -71,27 +79,33 @@ class Pacer:
 _pacers: dict[float, Pacer] = {}
 
 
-async def _wait_for_slot() -> func.HttpResponse | None:
-    """None once this send may go (now or after a short wait), else a 503 to defer it."""
+PACED_STATUS = 503
+PACED_HEADER = "X-Paced"
+
+
+async def _wait_for_slot(max_wait: float) -> func.HttpResponse | None:
+    """None once this send may go (now or after a wait of at most `max_wait`), else a 503 to
+    try it later."""
     rate = load_broadcast_settings().sends_per_second
     if rate is None:
         return None
     pacer = _pacers.setdefault(rate, Pacer(rate))
-    wait = pacer.reserve()
+    wait = pacer.reserve(max_wait)
     if wait is None:
         return responses.json_error(
             503,
             f"This instance is at BROADCAST_SENDS_PER_SECOND ({rate:g}): sent later.",
-            headers={"Retry-After": f"{MAX_PACING_WAIT:g}"},
+            headers={"Retry-After": f"{MAX_PACING_WAIT:g}", PACED_HEADER: "true"},
         )
     if wait > 0:
         await asyncio.sleep(wait)
     return None
 
 
-async def deliver(task: broadcasts.Task) -> str:
+async def deliver(task: broadcasts.Task, max_wait: float = MAX_PACING_WAIT) -> str:
     """Send one recipient's text or call; the state it ended in (sent, failed). Raises TryAgain
-    (and anything storage raises) for the queue to deliver the message again."""
+    (Paced when no send slot came within `max_wait`), and anything storage raises, for the
+    message to be tried again."""
     if task.kind == "sms":
         settings: Any = load_sms_settings()
         function = "broadcast_sms"
@@ -114,7 +128,7 @@ async def deliver(task: broadcasts.Task) -> str:
 
     held = await idempotency.claim(function, task.idempotency_key, task.fingerprint, lookup)
     if isinstance(held, idempotency.Claim):
-        response = await _attempt(task, settings, held)
+        response = await _attempt(task, settings, held, max_wait)
         await held.finish(response)
     else:
         response = held
@@ -126,7 +140,7 @@ def _created(body: dict[str, object]) -> func.HttpResponse:
 
 
 async def _attempt(
-    task: broadcasts.Task, settings: Any, claim: idempotency.Claim
+    task: broadcasts.Task, settings: Any, claim: idempotency.Claim, max_wait: float
 ) -> func.HttpResponse:
     function = "send_sms" if task.kind == "sms" else "make_call"
     try:
@@ -141,7 +155,7 @@ async def _attempt(
             request = calls.parse(fields, settings)
     except rest_answers.REFUSALS as refusal:
         return rest_answers.refused(function, refusal)
-    if paced := await _wait_for_slot():
+    if paced := await _wait_for_slot(max_wait):
         return paced  # a 503: the key is released, nothing was sent
     if refusal := await claim.sending(request.to, request.from_):
         return refusal
@@ -167,6 +181,8 @@ async def _settle(task: broadcasts.Task, response: func.HttpResponse) -> str:
     if response.status_code == 201:
         await broadcasts.mark(task.broadcast, task.to, "sent", sid=str(body.get("sid") or ""))
         return "sent"
+    if response.headers.get(PACED_HEADER):
+        raise Paced(body.get("error", ""), _wait(response))
     if response.status_code in RETRY_STATUSES:
         raise TryAgain(f"HTTP {response.status_code}: {body.get('error', '')}", _wait(response))
     code = body.get("twilio_code")
@@ -175,6 +191,35 @@ async def _settle(task: broadcasts.Task, response: func.HttpResponse) -> str:
         task.broadcast, task.to, "failed", error=f"{code}: {error}" if code else error
     )
     return "failed"
+
+
+async def deliver_chunk(chunk: broadcasts.Chunk) -> dict[str, int]:
+    """Send a chunk's recipients one after the other for at most CHUNK_BUDGET seconds, then put
+    the rest back as a smaller chunk; how many ended sent, failed, deferred and put back.
+
+    One at a time per chunk: the queue runs batchSize chunks at once, which is the instance's
+    concurrency, and BROADCAST_SENDS_PER_SECOND its rate. A recipient that must wait gets its
+    own deferred message, so the rest of the chunk does not wait with it. Storage failing raises
+    (the queue delivers the chunk again; the recipients already settled replay, not resend)."""
+    await broadcasts.list_recipients(chunk)
+    began = time.monotonic()
+    tally = dict.fromkeys(("sent", "failed", "deferred", "put back"), 0)
+    tasks = chunk.tasks()
+    for index, task in enumerate(tasks):
+        left = CHUNK_BUDGET - (time.monotonic() - began)
+        try:
+            if left <= 0:
+                raise Paced("out of time", 0)
+            tally[await deliver(task, max_wait=min(left, MAX_PACING_WAIT))] += 1
+        except Paced:
+            rest = chunk.rest([t.to for t in tasks[index:]])
+            await broadcasts.put_back(rest)
+            tally["put back"] = len(rest.recipients)
+            break
+        except TryAgain as error:
+            await broadcasts.defer(task, error.after)
+            tally["deferred"] += 1
+    return tally
 
 
 def _wait(response: func.HttpResponse) -> float:

@@ -4,18 +4,20 @@
 (refused ones are answered and never queued; duplicates are sent once), records the broadcast,
 and puts its accepted recipients on the `broadcast-sends` queue in chunks of up to 100: one
 message per chunk, so accepting 10,000 recipients is about a hundred queue writes, not 10,000
-(the Queue service has no batch put, and one put is one HTTP request). `broadcast_send` fans a
-chunk out into one message per recipient, and sends each recipient's message through the same
-code as send_sms and make_call, under the idempotency key (broadcast id, recipient): a message
-the queue delivers twice (a chunk fanned out twice included) still sends once. Twilio's 429, an
-in-flight key or an unknown outcome defer the message (see shared.broadcast_delivery); a refusal
-is recorded as failed with Twilio's code. A message that exhausts maxDequeueCount lands on
-`broadcast-sends-poison`, where `broadcast_poison` records its recipient(s) as failed.
+(the Queue service has no batch put, and one put is one HTTP request; every message is also a
+get and a delete later, each billed). `broadcast_send` sends a chunk's recipients one after the
+other through the same code as send_sms and make_call, each under the idempotency key
+(broadcast id, recipient), so a chunk the queue delivers twice still sends each once; after a
+time budget it puts the rest back as a smaller chunk. A recipient that must wait (Twilio's 429,
+an in-flight key, an unknown outcome) gets its own message, deferred (see
+shared.broadcast_delivery); a refusal is recorded as failed with Twilio's code. A message that
+exhausts maxDequeueCount lands on `broadcast-sends-poison`, where `broadcast_poison` records its
+recipient(s) as failed.
 
 Table `TwilioBroadcasts`: partition = broadcast id; row `broadcast` (kind, text, from, how many
-were accepted and refused, when); rows `r-<E.164>`: written as a chunk is fanned out (State
+were accepted and refused, when); rows `r-<E.164>`: written as a chunk is taken up (State
 absent: queued) and moved on by the send (State sent | failed, Sid, Error), or written at once
-for a refused number (State refused). A recipient whose chunk is not fanned out yet has no row:
+for a refused number (State refused). A recipient whose chunk is not taken up yet has no row:
 the counts derive `queued` from the accepted total, so they are whole from the first moment.
 """
 
@@ -26,6 +28,7 @@ import datetime
 import hashlib
 import json
 import secrets
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -46,7 +49,7 @@ FIELDS = ("kind", "to", "body", "message", "from")
 KINDS = ("sms", "call")
 STATES = ("queued", "sent", "failed", "refused")
 TRANSACTION_SIZE = 100  # Table Storage's limit on one entity group transaction
-CHUNK_SIZE = 100  # recipients a chunk message carries: one row transaction when fanned out
+CHUNK_SIZE = 100  # recipients a chunk message carries: one row transaction when taken up
 # A queue message is at most 64 KiB, base64 text by the host's default messageEncoding: 48 KiB of
 # JSON. A chunk of 100 numbers with the longest text the policy lets through stays far under it.
 MAX_MESSAGE_BYTES = 48 * 1024
@@ -101,7 +104,7 @@ class Task:
 
     @property
     def fingerprint(self) -> str:
-        """The same for every copy of this recipient's message, deferred or fanned out twice."""
+        """The same for every copy of this recipient's message: deferred, or its chunk twice."""
         encoded = json.dumps(self._fields(), separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(encoded.encode()).hexdigest()
 
@@ -132,6 +135,9 @@ class Chunk:
             ensure_ascii=False,
         )
 
+    def rest(self, recipients: list[str]) -> Chunk:
+        return replace(self, recipients=tuple(recipients))
+
     def tasks(self) -> list[Task]:
         return [
             Task(self.broadcast, self.kind, to, self.from_, self.text) for to in self.recipients
@@ -139,7 +145,7 @@ class Chunk:
 
 
 def message(data: Any) -> Task | Chunk:
-    """A `broadcast-sends` message's JSON: one recipient's task, or a chunk to fan out."""
+    """A `broadcast-sends` message's JSON: one recipient's task, or a chunk."""
     if isinstance(data, dict) and isinstance(data.get("recipients"), list):
         if data.get("kind") not in KINDS or not all(isinstance(n, str) for n in data["recipients"]):
             raise ValueError("not a broadcast chunk")
@@ -213,10 +219,25 @@ async def _write_rows(rows: list[dict[str, Any]], merge: bool = False) -> None:
 M = TypeVar("M", Task, Chunk)
 
 
+_enqueue_limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _enqueue_limit() -> asyncio.Semaphore:
+    """One bound for the whole process (per event loop): the broadcasts accepted at once share
+    it, so they do not flood storage with hundreds of puts while the sends wait."""
+    loop = asyncio.get_running_loop()
+    limit = _enqueue_limits.get(loop)
+    if limit is None:
+        limit = _enqueue_limits[loop] = asyncio.Semaphore(ENQUEUE_CONCURRENCY)
+    return limit
+
+
 async def _enqueue(messages: list[M]) -> list[M]:
     """Put each message on the queue; the ones that could not be put (storage)."""
     client = await storage.queue(QUEUE)
-    limit = asyncio.Semaphore(ENQUEUE_CONCURRENCY)
+    limit = _enqueue_limit()
 
     async def put(one: M) -> None:
         async with limit:
@@ -269,18 +290,18 @@ async def accept(
     return len(accepted) - len(missed)
 
 
-async def fan_out(chunk: Chunk) -> None:
-    """List the chunk's recipients (rows without a State: queued, and a row already moved on
-    keeps its State) and put one message per recipient on the queue. Raises StorageUnavailable
-    when any could not be put: the chunk is delivered again and fanned out again, harmlessly
-    (each recipient still sends once, under its idempotency key)."""
-    listed = _rows(chunk.broadcast, ((to, {"Listed": True}) for to in chunk.recipients))
-    await _write_rows(listed, merge=True)
-    missed = await _enqueue(chunk.tasks())
-    if missed:
-        raise storage.StorageUnavailable(
-            f"{len(missed)} of {len(chunk.recipients)} recipients could not be queued"
-        )
+async def list_recipients(chunk: Chunk) -> None:
+    """Give the chunk's recipients their rows (without a State: queued; a row a send already
+    moved on keeps its State), in one transaction, so the status pages list them."""
+    await _write_rows(
+        _rows(chunk.broadcast, ((to, {"Listed": True}) for to in chunk.recipients)), merge=True
+    )
+
+
+async def put_back(chunk: Chunk) -> None:
+    """Queue what is left of a chunk, visible at once: the next invocation carries on."""
+    if chunk.recipients and await _enqueue([chunk]):
+        raise storage.StorageUnavailable("the rest of a chunk could not be queued")
 
 
 async def defer(task: Task, after: float) -> None:
@@ -337,7 +358,7 @@ async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> di
             state = row.get("State")
             if state in ("sent", "failed", "refused"):
                 totals[state] += 1
-        # Every accepted recipient not yet settled is queued, listed (fanned out) or not.
+        # Every accepted recipient not yet settled is queued, listed (taken up) or not.
         settled = totals["sent"] + totals["failed"]
         totals["queued"] = max(0, int(found.get("Accepted") or 0) - settled)
         return totals

@@ -50,6 +50,20 @@ class StorageUnavailable(Exception):
     log (no key, no connection string)."""
 
 
+# azure-core logs every storage request and response (URL, headers) at INFO: several lines per
+# table or queue operation, which on Azure all go to Application Insights (billed by volume)
+# and locally drown the app's own lines. Its warnings and errors still come through.
+_SDK_HTTP_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
+
+
+def _quiet_sdk_http_logs() -> None:
+    import logging
+
+    sdk = logging.getLogger(_SDK_HTTP_LOGGER)
+    if sdk.level == logging.NOTSET:  # a level someone set on purpose is kept
+        sdk.setLevel(logging.WARNING)
+
+
 _cached: tuple[StorageSettings, weakref.ref[asyncio.AbstractEventLoop], Any] | None = None
 _created_tables: set[str] = set()
 
@@ -61,6 +75,7 @@ def _service(settings: StorageSettings) -> TableServiceClient:
         return _cached[2]
     from azure.data.tables.aio import TableServiceClient
 
+    _quiet_sdk_http_logs()
     if settings.connection_string:
         service = TableServiceClient.from_connection_string(
             settings.connection_string, **_TRANSPORT
@@ -100,6 +115,7 @@ async def queue(name: str) -> Any:
     from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
     from azure.storage.queue.aio import QueueClient
 
+    _quiet_sdk_http_logs()
     policies = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": TextBase64DecodePolicy(),

@@ -51,6 +51,19 @@ def use_http_client(factory: HttpClientFactory | None) -> None:
     _cached = None
 
 
+# twilio-python logs every REST request and response (method, URL, headers) at INFO through
+# these loggers: on Azure each line is billed by Application Insights, and the app logs its own
+# one line per call or message. Their warnings and errors still come through.
+_LIBRARY_HTTP_LOGGERS = ("twilio.http", "twilio.async_http_client", "twilio.http_client")
+
+
+def _quiet_library_http_logs() -> None:
+    for name in _LIBRARY_HTTP_LOGGERS:
+        library = logging.getLogger(name)
+        if library.level == logging.NOTSET:  # a level someone set on purpose is kept
+            library.setLevel(logging.WARNING)
+
+
 def _default_http_client() -> AsyncHttpClient:
     from twilio.http.async_http_client import AsyncTwilioHttpClient
 
@@ -78,6 +91,7 @@ def get_client(settings: RestSettings) -> Client:
 
     from twilio.rest import Client
 
+    _quiet_library_http_logs()
     http_client = (_http_client_factory or _default_http_client)()
     client = Client(
         username=settings.rest_username,

@@ -45,31 +45,34 @@ def status(host: WorkerHost, broadcast_id: str, query: str = "") -> dict:
 
 
 def drain(azurite, broadcast_id: str) -> list[dict]:
-    """Take this broadcast's recipient messages off the queue, as the host would hand them over:
-    a chunk message is handed to broadcast_send (which fans it out) and its recipients' messages
-    are taken in turn."""
+    """Take this broadcast's messages off the queue (chunks and single recipients), as the host
+    would before handing them over."""
     queue = QueueClient.from_connection_string(azurite.connection_string, broadcasts.QUEUE)
     found = []
-    while True:
-        chunks = []
-        for message in queue.receive_messages(messages_per_page=32, visibility_timeout=30):
-            body = json.loads(base64.b64decode(message.content))
-            if body["broadcast"] != broadcast_id:
-                continue
-            (chunks if "recipients" in body else found).append(body)
+    for message in queue.receive_messages(messages_per_page=32, visibility_timeout=30):
+        body = json.loads(base64.b64decode(message.content))
+        if body["broadcast"] == broadcast_id:
+            found.append(body)
             queue.delete_message(message)
-        if not chunks:
-            return found
-        for chunk in chunks:
-            run(broadcast_send.main, queue_message(chunk))
+    return found
 
 
-def queue_message(task: dict, dequeue_count: int = 1) -> QueueMessage:
+def take(azurite, broadcast_id: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
+    """`drain` until `count` messages came (a deferred one becomes visible after its wait)."""
+    found: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(found) < count:
+        assert time.monotonic() < deadline, f"only {len(found)} of {count} messages came"
+        found += drain(azurite, broadcast_id)
+        time.sleep(0.2)
+    return found
+
+
+def queue_message(body: dict, dequeue_count: int = 1) -> QueueMessage:
     """The QueueMessage the worker builds for a queue trigger (azure.functions.queue's)."""
-    body = json.dumps(task).encode()
     return QueueMessage(
-        id=f"msg-{task.get('to') or len(task['recipients'])}",
-        body=body,
+        id=f"msg-{body.get('to') or len(body['recipients'])}",
+        body=json.dumps(body).encode(),
         dequeue_count=dequeue_count,
         insertion_time=datetime.datetime.now(datetime.UTC),
     )
@@ -77,6 +80,11 @@ def queue_message(task: dict, dequeue_count: int = 1) -> QueueMessage:
 
 def run(main, message: QueueMessage) -> None:
     asyncio.run(main(message))
+
+
+def single(chunk: dict, to: str) -> dict:
+    """One recipient's own message, as broadcast_send defers it."""
+    return {k: v for k, v in chunk.items() if k != "recipients"} | {"to": to}
 
 
 def test_a_broadcast_checks_every_number_and_queues_the_accepted_once(
@@ -93,8 +101,8 @@ def test_a_broadcast_checks_every_number_and_queues_the_accepted_once(
     assert "premium-rate" in answer["refused"][0]["error"]
     assert answer["status_url"] == f"/api/broadcasts/{answer['id']}"
     assert twilio_api.requests == []  # nothing is sent by the accepting request
-    queued = drain(storage, answer["id"])
-    assert sorted(t["to"] for t in queued) == ["+14155550101", "+14155550102"]
+    [chunk] = drain(storage, answer["id"])
+    assert chunk["recipients"] == ["+14155550101", "+14155550102"]
     shown = status(worker_host, answer["id"])
     assert shown["counts"] == {"queued": 2, "sent": 0, "failed": 0, "refused": 2}
 
@@ -107,134 +115,124 @@ def test_a_bad_text_or_kind_refuses_the_whole_broadcast(worker_host, storage, tw
     assert start(worker_host, {"kind": "sms", "to": too_many, "body": "x"}).status == 400
 
 
-def test_each_queued_message_sends_once_even_delivered_twice(worker_host, storage, twilio_api):
-    answer = start(worker_host, {"kind": "sms", "to": ["+14155550103"], "body": "hi"}).json()
-    [task] = drain(storage, answer["id"])
-
-    run(broadcast_send.main, queue_message(task))
-    run(broadcast_send.main, queue_message(task, dequeue_count=2))  # the queue delivered again
-
-    assert len(twilio_api.creates) == 1
-    shown = status(worker_host, answer["id"])
-    assert shown["counts"]["sent"] == 1
-    [recipient] = shown["recipients"]
-    assert recipient["state"] == "sent" and recipient["sid"].startswith("SM")
-
-
-def take(azurite, broadcast_id: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
-    """`drain` until `count` recipient messages came back (a deferred copy becomes visible
-    only after its wait)."""
-    found: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while len(found) < count:
-        assert time.monotonic() < deadline, f"only {len(found)} of {count} messages came back"
-        found += drain(azurite, broadcast_id)
-        time.sleep(0.2)
-    return found
-
-
-def test_a_rate_limit_defers_the_message_and_the_later_copy_sends(
-    worker_host, storage, twilio_api, monkeypatch
-):
-    monkeypatch.setattr(broadcast_delivery, "JITTER", 0.0)
-    answer = start(worker_host, {"kind": "call", "to": ["+14155550104"], "message": "hi"}).json()
-    [task] = drain(storage, answer["id"])
-    twilio_api.error(429, 20429, "Too Many Requests")
-
-    run(broadcast_send.main, queue_message(task))  # settled: a copy is queued for later
-    assert drain(storage, answer["id"]) == []  # not visible yet: Twilio's Retry-After, 1 s
-    [later] = take(storage, answer["id"])
-    assert later == {**task, "deferrals": 1}
-    run(broadcast_send.main, queue_message(later))
-
-    assert len(twilio_api.creates) == 2  # the first was refused by Twilio: nothing was made
-    assert status(worker_host, answer["id"])["counts"]["sent"] == 1
-
-
-def test_deferrals_are_bounded_then_the_queue_retries(worker_host, storage, twilio_api):
-    answer = start(worker_host, {"kind": "sms", "to": ["+14155550109"], "body": "hi"}).json()
-    [task] = drain(storage, answer["id"])
-    twilio_api.error(429, 20429, "Too Many Requests")
-
-    worn_out = {**task, "deferrals": broadcast_send.MAX_DEFERRALS}
-    with pytest.raises(broadcast_delivery.TryAgain):  # the queue's own retry, then poison
-        run(broadcast_send.main, queue_message(worn_out))
-
-
-def test_a_chunk_fanned_out_twice_still_sends_each_recipient_once(
-    worker_host, storage, twilio_api
-):
+def test_a_chunk_delivered_twice_sends_each_recipient_once(worker_host, storage, twilio_api):
     numbers = ["+14155550121", "+14155550122", "+14155550123"]
     answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
-    queue = QueueClient.from_connection_string(storage.connection_string, broadcasts.QUEUE)
-    [chunk] = [
-        json.loads(base64.b64decode(m.content)) for m in queue.peek_messages(max_messages=32)
-        if json.loads(base64.b64decode(m.content))["broadcast"] == answer["id"]
-    ]
-    assert chunk["recipients"] == numbers
-    assert status(worker_host, answer["id"])["counts"]["queued"] == 3  # before any fan-out
+    [chunk] = drain(storage, answer["id"])
 
-    run(broadcast_send.main, queue_message(chunk))  # a redelivered chunk: fanned out twice
-    tasks = drain(storage, answer["id"])
-    assert sorted(t["to"] for t in tasks) == sorted(numbers * 2)
-    for task in tasks:
-        run(broadcast_send.main, queue_message(task))
+    run(broadcast_send.main, queue_message(chunk))
+    run(broadcast_send.main, queue_message(chunk, dequeue_count=2))  # the queue delivered again
 
     assert sorted(c.data["To"] for c in twilio_api.creates) == numbers
     shown = status(worker_host, answer["id"])
     assert shown["counts"] == {"queued": 0, "sent": 3, "failed": 0, "refused": 0}
+    assert all(r["state"] == "sent" and r["sid"].startswith("SM") for r in shown["recipients"])
+    assert drain(storage, answer["id"]) == []  # nothing deferred, nothing put back
+
+
+def test_a_rate_limit_defers_that_recipient_alone_and_its_message_sends_later(
+    worker_host, storage, twilio_api, monkeypatch
+):
+    monkeypatch.setattr(broadcast_delivery, "JITTER", 0.0)
+    numbers = ["+14155550104", "+14155550105"]
+    answer = start(worker_host, {"kind": "call", "to": numbers, "message": "hi"}).json()
+    [chunk] = drain(storage, answer["id"])
+    twilio_api.error(429, 20429, "Too Many Requests")
+
+    run(broadcast_send.main, queue_message(chunk))  # the first is deferred, the second sent
+    assert drain(storage, answer["id"]) == []  # not visible yet: Twilio's Retry-After, 1 s
+    [later] = take(storage, answer["id"])
+    assert later == {**single(chunk, numbers[0]), "deferrals": 1}
+    run(broadcast_send.main, queue_message(later))
+
+    assert [c.data["To"] for c in twilio_api.creates] == [numbers[0], numbers[1], numbers[0]]
+    assert status(worker_host, answer["id"])["counts"]["sent"] == 2
+
+
+def test_deferrals_are_bounded_then_the_queue_retries(worker_host, storage, twilio_api):
+    answer = start(worker_host, {"kind": "sms", "to": ["+14155550109"], "body": "hi"}).json()
+    [chunk] = drain(storage, answer["id"])
+    twilio_api.error(429, 20429, "Too Many Requests")
+
+    worn_out = {**single(chunk, "+14155550109"), "deferrals": broadcast_send.MAX_DEFERRALS}
+    with pytest.raises(broadcast_delivery.TryAgain):  # the queue's own retry, then poison
+        run(broadcast_send.main, queue_message(worn_out))
 
 
 def test_a_refusal_by_twilio_is_recorded_as_failed(worker_host, storage, twilio_api):
     answer = start(worker_host, {"kind": "sms", "to": ["+14155550105"], "body": "hi"}).json()
-    [task] = drain(storage, answer["id"])
+    [chunk] = drain(storage, answer["id"])
     twilio_api.error(400, 21610, "Attempt to send to unsubscribed recipient")
 
-    run(broadcast_send.main, queue_message(task))
+    run(broadcast_send.main, queue_message(chunk))
 
     [recipient] = status(worker_host, answer["id"])["recipients"]
     assert recipient["state"] == "failed"
     assert recipient["error"].startswith("21610: ")
 
 
-def test_an_unknown_outcome_is_looked_up_on_redelivery(
+def test_an_unknown_outcome_is_looked_up_on_the_next_try(
     worker_host, storage, twilio_api, app_settings, monkeypatch
 ):
     from shared import idempotency
 
     answer = start(worker_host, {"kind": "sms", "to": ["+14155550106"], "body": "hi"}).json()
-    [task] = drain(storage, answer["id"])
+    [chunk] = drain(storage, answer["id"])
     app_settings.setenv("TWILIO_HTTP_TIMEOUT", "0.2")
     twilio_api.delay_after_create = 0.5
+    wait = broadcast_delivery.UNKNOWN_OUTCOME_WAIT
+    assert wait > idempotency.IN_FLIGHT.total_seconds()  # by then the key may be looked up
+    monkeypatch.setattr(broadcast_delivery, "UNKNOWN_OUTCOME_WAIT", 0.0)  # the test's clock
+    monkeypatch.setattr(broadcast_delivery, "JITTER", 0.0)
 
-    with pytest.raises(broadcast_delivery.TryAgain) as unknown:
-        asyncio.run(broadcast_delivery.deliver(broadcasts.Task.from_json(task)))
-    assert unknown.value.after >= idempotency.IN_FLIGHT.total_seconds()  # then look it up
+    run(broadcast_send.main, queue_message(chunk))  # timed out: deferred until it can be asked
     twilio_api.delay_after_create = 0
     monkeypatch.setattr(idempotency, "IN_FLIGHT", datetime.timedelta(0))
-    run(broadcast_send.main, queue_message({**task, "deferrals": 1}))
+    [later] = take(storage, answer["id"])
+    assert later["deferrals"] == 1
+    run(broadcast_send.main, queue_message(later))
 
     assert len(twilio_api.creates) == 1
     [recipient] = status(worker_host, answer["id"])["recipients"]
     assert (recipient["state"], recipient["sid"]) == ("sent", twilio_api.created[0]["sid"])
 
 
-def test_a_poisoned_message_is_recorded_as_failed_unless_it_was_sent(
+def test_a_poisoned_chunk_is_recorded_as_failed_unless_it_was_sent(
     worker_host, storage, twilio_api
 ):
-    answer = start(
-        worker_host, {"kind": "sms", "to": ["+14155550107", "+14155550108"], "body": "hi"}
-    ).json()
-    first, second = sorted(drain(storage, answer["id"]), key=lambda t: t["to"])
-    run(broadcast_send.main, queue_message(first))
+    numbers = ["+14155550107", "+14155550108"]
+    answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
+    [chunk] = drain(storage, answer["id"])
+    run(broadcast_send.main, queue_message(single(chunk, numbers[0])))  # sent on its own
 
-    run(broadcast_poison.main, queue_message(first, dequeue_count=5))
-    run(broadcast_poison.main, queue_message(second, dequeue_count=5))
+    run(broadcast_poison.main, queue_message(chunk, dequeue_count=5))
 
     shown = status(worker_host, answer["id"])
     states = {r["to"]: r["state"] for r in shown["recipients"]}
-    assert states == {"+14155550107": "sent", "+14155550108": "failed"}
+    assert states == {numbers[0]: "sent", numbers[1]: "failed"}
     assert shown["counts"]["queued"] == 0
+    run(broadcast_poison.main, queue_message(single(chunk, numbers[0]), dequeue_count=5))
+    assert status(worker_host, answer["id"])["counts"]["sent"] == 1  # a sent one stays sent
+
+
+def test_a_chunk_out_of_time_puts_the_rest_back(
+    worker_host, storage, twilio_api, app_settings, monkeypatch
+):
+    app_settings.setenv("BROADCAST_SENDS_PER_SECOND", "0.4")  # one slot every 2.5 s
+    broadcast_delivery._pacers.clear()
+    monkeypatch.setattr(broadcast_delivery, "CHUNK_BUDGET", 1.0)
+    numbers = ["+14155550131", "+14155550132", "+14155550133"]
+    answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
+    [chunk] = drain(storage, answer["id"])
+
+    run(broadcast_send.main, queue_message(chunk))
+
+    assert [c.data["To"] for c in twilio_api.creates] == numbers[:1]
+    [rest] = drain(storage, answer["id"])
+    assert rest == {**chunk, "recipients": numbers[1:]}
+    shown = status(worker_host, answer["id"])
+    assert shown["counts"] == {"queued": 2, "sent": 1, "failed": 0, "refused": 0}
+    assert [r["state"] for r in shown["recipients"]] == ["sent", "queued", "queued"]
 
 
 def test_status_pages_through_recipients_and_follows_their_callbacks(
@@ -242,7 +240,8 @@ def test_status_pages_through_recipients_and_follows_their_callbacks(
 ):
     numbers = [f"+1415555{i:04d}" for i in range(110, 115)]
     answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
-    drain(storage, answer["id"])  # recipients are listed once their chunk is fanned out
+    [chunk] = drain(storage, answer["id"])
+    run(broadcast_send.main, queue_message(chunk))  # recipients are listed once taken up
 
     first = status(worker_host, answer["id"], "?limit=2")
     second = status(
@@ -251,6 +250,7 @@ def test_status_pages_through_recipients_and_follows_their_callbacks(
 
     assert [r["to"] for r in first["recipients"]] == numbers[:2]
     assert [r["to"] for r in second["recipients"]] == numbers[2:4]
+    assert first["recipients"][0]["delivery"] == "queued"  # the record, moved on by callbacks
     assert worker_host.request("GET", "/api/broadcasts/BCnope", base_url=PUBLIC).status == 404
 
 
@@ -279,9 +279,9 @@ def test_ten_thousand_recipients_are_accepted_inside_the_deadline_as_chunks(
 def test_a_broadcast_runs_end_to_end_through_the_hosts_queue_trigger(
     worker_host, storage, twilio_api
 ):
-    """The local host's queue listener (devhost.queues, host.json's limits) hands the chunk and
-    then each recipient to broadcast_send: a chunk the queue delivers twice, a refused number,
-    a duplicate and a 429 on the way, and every recipient ends sent exactly once."""
+    """The local host's queue listener (devhost.queues, host.json's limits) hands the chunk, and
+    then the deferred recipient, to broadcast_send: a chunk the queue delivers twice, a refused
+    number, a duplicate and a 429 on the way, and every recipient ends sent exactly once."""
     queue = QueueClient.from_connection_string(storage.connection_string, broadcasts.QUEUE)
     queue.clear_messages()
     numbers = [f"+1415555{i:04d}" for i in range(130, 140)]
@@ -301,7 +301,7 @@ def test_a_broadcast_runs_end_to_end_through_the_hosts_queue_trigger(
             assert time.monotonic() < deadline, shown["counts"]
             time.sleep(0.3)
         while queue.get_queue_properties().approximate_message_count or poller.in_flight:
-            assert time.monotonic() < deadline, "the duplicate chunk's messages never ran"
+            assert time.monotonic() < deadline, "the duplicate chunk never ran"
             time.sleep(0.3)
     finally:
         poller.stop()
@@ -311,7 +311,7 @@ def test_a_broadcast_runs_end_to_end_through_the_hosts_queue_trigger(
     assert len(sent) == 11 and sorted(set(sent)) == numbers  # 10 sends, one of them after a 429
     assert all(r["state"] == "sent" and r["sid"] for r in shown["recipients"] if r["to"] in numbers)
     assert {o.action for o in poller.outcomes} == {"deleted"}  # deferred is settled, not failed
-    assert len(twilio_api.creates) == 11  # the duplicate chunk's 10 messages sent nothing more
+    assert len(twilio_api.creates) == 11  # the duplicate chunk sent nothing more
 
 
 def test_the_pace_spaces_sends_and_defers_beyond_its_window(monkeypatch):
@@ -335,7 +335,8 @@ def test_a_send_over_the_pace_is_deferred_and_nothing_reaches_twilio(
     broadcast_delivery._pacers.clear()
     numbers = ["+14155550141", "+14155550142"]
     answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
-    first, second = (broadcasts.Task.from_json(t) for t in drain(storage, answer["id"]))
+    [chunk] = drain(storage, answer["id"])
+    first, second = broadcasts.message(chunk).tasks()
 
     assert asyncio.run(broadcast_delivery.deliver(first)) == "sent"
     with pytest.raises(broadcast_delivery.TryAgain) as paced:

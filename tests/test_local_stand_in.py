@@ -9,6 +9,7 @@ Nothing leaves 127.0.0.1, and every process started here is stopped at the end.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
@@ -323,3 +324,73 @@ def test_the_stand_in_stops_cleanly_with_a_keep_alive_connection_open(children, 
     lines = standin.drain(0.05)
     assert lines[-1] == "Stopping."
     assert "Traceback" not in standin.output()
+
+
+def run_against_stand_in(faults, scenario):
+    """`scenario(client, standin)` with twilio's own async client aimed at an in-process
+    stand-in playing `faults`."""
+    from twilio.rest import Client
+
+    from devhost.standin import StandIn, StandInClientFactory
+
+    async def main():
+        standin = StandIn(0.0, faults=faults)
+        server = await asyncio.start_server(standin.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        factory = StandInClientFactory(f"http://127.0.0.1:{port}")
+        client = Client(ACCOUNT_SID, AUTH_TOKEN, http_client=factory())
+        try:
+            return await scenario(client, standin)
+        finally:
+            await client.http_client.close()
+            server.close()
+            await standin.close_connections()
+
+    return asyncio.run(main())
+
+
+def test_the_stand_in_limits_the_create_rate_and_lists_what_it_made():
+    from twilio.base.exceptions import TwilioRestException
+
+    from devhost.standin import Faults
+
+    async def scenario(client, standin):
+        made = [await client.messages.create_async(to=TO, from_=TWILIO_NUMBER, body=f"{i}")
+                for i in range(2)]
+        with pytest.raises(TwilioRestException) as limited:
+            await client.messages.create_async(to=TO, from_=TWILIO_NUMBER, body="3")
+        listed = await client.messages.list_async(to=TO, from_=TWILIO_NUMBER, limit=20)
+        others = await client.messages.list_async(to="+14155550999", limit=20)
+        return made, limited.value, listed, others, standin.ledger.as_dict()
+
+    made, limited, listed, others, ledger = run_against_stand_in(Faults(rate=2), scenario)
+
+    assert (limited.status, limited.code) == (429, 20429)
+    assert [m.sid for m in listed] == [m.sid for m in reversed(made)]  # newest first
+    assert others == []
+    assert ledger["sids"] == {TO: [m.sid for m in made]}
+    assert ledger["refused"] == {"429": 1} and len(ledger["created_at"]) == 2
+
+
+def test_the_stand_in_fails_creates_and_times_out_after_making_one():
+    from twilio.base.exceptions import TwilioRestException
+
+    from devhost.standin import Faults
+
+    async def failing(client, standin):
+        with pytest.raises(TwilioRestException) as failed:
+            await client.calls.create_async(to=TO, from_=TWILIO_NUMBER, url="https://x/v")
+        return failed.value, standin.ledger.as_dict()
+
+    failed, ledger = run_against_stand_in(Faults(fail_rate=1.0), failing)
+    assert failed.status == 503 and ledger["sids"] == {}  # nothing made
+
+    import aiohttp
+
+    async def hanging(client, standin):
+        with pytest.raises(aiohttp.ClientError):  # the connection closes with no answer
+            await client.calls.create_async(to=TO, from_=TWILIO_NUMBER, url="https://x/v")
+        return standin.ledger.as_dict()
+
+    ledger = run_against_stand_in(Faults(timeout_rate=1.0, hang=0.1), hanging)
+    assert len(ledger["sids"][TO]) == 1 and ledger["refused"] == {"timeout": 1}  # made
