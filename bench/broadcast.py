@@ -40,7 +40,11 @@ from bench.common import APP_ROOT, FUNCTION_KEY, app_environ
 from bench.proc import LineChild
 from bench.stats import Report, fmt_seconds
 
-RATE = 50.0  # the stand-in's creates a second, and the app's pace
+# The stand-in's creates a second, and the app's pace. Not the issue's "say 50": on a 2-core
+# machine Azurite (one Node thread) serves about 6 table operations per send at about 35 sends
+# a second, so a 50/s limit would measure the emulator; at 30/s the ratio measures the app
+# (--broadcast-rate 50 shows the emulator's ceiling; BENCHMARKS.md has both).
+RATE = 30.0
 MAX_CONCURRENT = 25
 FAIL_RATE = 0.02
 TIMEOUT_RATE = 0.005
@@ -52,7 +56,7 @@ RATE_TARGET = 0.9
 ACCEPT_TARGET = 10.0  # seconds: shared.broadcasts.ACCEPT_DEADLINE
 RUN_TIMEOUT = 1800.0
 STEADY_UNTIL = 0.95  # the sustained rate is measured up to this share of the creates
-POLL_INTERVAL = 3.0  # seconds between status polls (each counts both broadcasts' rows)
+POLL_INTERVAL = 5.0  # seconds between status polls (each counts both broadcasts' rows)
 
 
 class ScenarioError(RuntimeError):

@@ -126,9 +126,18 @@ async def deliver(task: broadcasts.Task, max_wait: float = MAX_PACING_WAIT) -> s
         call = await calls.find(settings, to, from_, since)
         return None if call is None else _created(calls.answer(call, await calls.record(call)))
 
-    held = await idempotency.claim(function, task.idempotency_key, task.fingerprint, lookup)
+    request, refusal = _parse(task, settings)
+    if refusal is not None:  # the policy's answer does not change between tries: not kept
+        return await _settle(task, refusal)
+    if paced := await _wait_for_slot(max_wait):
+        return await _settle(task, paced)  # nothing claimed, nothing sent
+    # Claimed straight into "sending" (one write, not two: the request is known already).
+    held = await idempotency.claim(
+        function, task.idempotency_key, task.fingerprint, lookup,
+        sending=(request.to, request.from_),
+    )
     if isinstance(held, idempotency.Claim):
-        response = await _attempt(task, settings, held, max_wait)
+        response = await _send(task, settings, request)
         await held.finish(response)
     else:
         response = held
@@ -139,26 +148,23 @@ def _created(body: dict[str, object]) -> func.HttpResponse:
     return responses.json_body(body, 201)
 
 
-async def _attempt(
-    task: broadcasts.Task, settings: Any, claim: idempotency.Claim, max_wait: float
-) -> func.HttpResponse:
+def _parse(task: broadcasts.Task, settings: Any) -> tuple[Any, func.HttpResponse | None]:
+    """The task as send_sms or make_call reads a request: (request, None), or (None, the
+    refusal they would answer)."""
     function = "send_sms" if task.kind == "sms" else "make_call"
     try:
         if task.kind == "sms":
-            request: Any = sms.parse(
-                {"to": task.to, "body": task.text or "", **_from(task)}, settings
-            )
-        else:
-            fields = {"to": task.to, **_from(task)}
-            if task.text:
-                fields["message"] = task.text
-            request = calls.parse(fields, settings)
+            fields = {"to": task.to, "body": task.text or "", **_from(task)}
+            return sms.parse(fields, settings), None
+        fields = {"to": task.to, **_from(task)}
+        if task.text:
+            fields["message"] = task.text
+        return calls.parse(fields, settings), None
     except rest_answers.REFUSALS as refusal:
-        return rest_answers.refused(function, refusal)
-    if paced := await _wait_for_slot(max_wait):
-        return paced  # a 503: the key is released, nothing was sent
-    if refusal := await claim.sending(request.to, request.from_):
-        return refusal
+        return None, rest_answers.refused(function, refusal)
+
+
+async def _send(task: broadcasts.Task, settings: Any, request: Any) -> func.HttpResponse:
     subject = sms.SUBJECT if task.kind == "sms" else calls.SUBJECT
     try:
         if task.kind == "sms":
