@@ -7,13 +7,18 @@ token in turn, so a token can be rotated without refusing a single genuine reque
 
 `RequestValidator.validate` is not called: it always signs both port variants and re-parses the
 query, once per candidate URL. Trying the candidates most likely first and stopping at the first
-match halves the cost of a genuine request, with the same checks.
+match halves the cost of a genuine request, with the same checks. The candidates are built one
+at a time, as they are tried: a genuine request matches the first one (the URL as received, at
+the trusted origin), so the query variants and port forms are only worked out for a refusal or
+an unusual proxy.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urlencode, urlparse
 
 import azure.functions as func
@@ -34,8 +39,9 @@ _ORIGIN_HINT = (
 class FormParams(dict[str, list[str]]):
     """Form fields with every value of a repeated key, in the shape RequestValidator reads."""
 
-    def getall(self, key: str) -> list[str]:
-        return self[key]
+    # RequestValidator.compute_signature calls getall once per field: dict's own lookup, not a
+    # Python method, saves a frame per field (26 for a voice webhook).
+    getall = dict.__getitem__
 
     def first(self, key: str) -> str | None:
         values = self.get(key)
@@ -48,22 +54,41 @@ def parse_form(data: bytes | str) -> FormParams:
     Same result as `urllib.parse.parse_qsl(text, keep_blank_values=True, errors="strict")`
     (a property test holds it to that), but only the pieces that are escaped go through
     `unquote_plus`: a Twilio voice webhook has some 25 fields, mostly plain, and unquoting every
-    one was a third of a webhook's time.
+    one was a third of a webhook's time. The escaped ones are mostly the same from request to
+    request (the app's own number, the caller's, a city: `%2B14155550100`, `SAN+FRANCISCO`), so
+    short ones are unescaped once and remembered (`_unescape_short`).
     """
     text = data.decode("utf-8") if isinstance(data, bytes) else data
     params = FormParams()
+    add = params.setdefault
     for piece in text.split("&"):
         if not piece:
             continue
         name, _, value = piece.partition("=")
-        params.setdefault(_unescape(name), []).append(_unescape(value))
+        if "%" in piece or "+" in piece:
+            name, value = _unescape(name), _unescape(value)
+        add(name, []).append(value)
     return params
 
 
+# Escaped pieces at most this long are remembered: phone numbers, cities, short words. Longer
+# ones (an SMS body) vary too much to be worth keeping.
+_SHORT_PIECE = 64
+
+
 def _unescape(text: str) -> str:
-    if "%" in text or "+" in text:
-        return unquote_plus(text, errors="strict")
-    return text
+    if "%" not in text and "+" not in text:
+        return text
+    if len(text) <= _SHORT_PIECE:
+        return _unescape_short(text)
+    return unquote_plus(text, errors="strict")
+
+
+@lru_cache(maxsize=1024)
+def _unescape_short(text: str) -> str:
+    """unquote_plus, remembered (a bounded cache of short strings: at most some 200 KB). An
+    invalid piece raises every time: lru_cache keeps no exception."""
+    return unquote_plus(text, errors="strict")
 
 
 @dataclass(frozen=True)
@@ -75,23 +100,27 @@ class Verdict:
     form: FormParams
 
 
-def _query_variants(query: str) -> list[str]:
-    """The query as received first; then the ways a proxy may have re-encoded it.
+def _query_variants(query: str) -> Iterator[str]:
+    """The query as received first; then the ways a proxy may have re-encoded it (each once).
 
     A function key in the webhook URL (`?code=abc%3D%3D`) is where this bites: some front ends
-    decode or re-encode it before the worker sees it.
+    decode or re-encode it before the worker sees it. A generator: the variants are only worked
+    out when the query as received did not match.
     """
+    yield query
     if not query:
-        return [""]
+        return
     pairs = parse_qsl(query, keep_blank_values=True)
-    variants = [
-        query,
+    seen = {query}
+    for variant in (
         urlencode(pairs, quote_via=quote),
         urlencode(pairs, quote_via=quote_plus),
         # As typed into the console: only what must be escaped in a query value is escaped.
         urlencode(pairs, quote_via=lambda value, *_: quote(value, safe="/:@=!$'()*,;~")),
-    ]
-    return list(dict.fromkeys(variants))
+    ):
+        if variant not in seen:
+            seen.add(variant)
+            yield variant
 
 
 def _signed_payload(req: func.HttpRequest, query: str) -> FormParams | str | None:
@@ -153,23 +182,37 @@ def verify(
         if not hmac.compare_digest(actual.encode(), claimed.encode()):
             return Verdict(False, "body does not match its bodySHA256", form)
         payload = FormParams()
-    urls = _candidate_urls(origins, path, query)
     expected = signature.encode()
-    for token in auth_tokens:
-        validator = RequestValidator(token)
-        for url in urls:
+    validators = [_validator(token) for token in auth_tokens]
+    # URL by URL, each with every token: the verdict is the same in any order (genuine when any
+    # pair matches), and the likeliest URL is signed with each token before another is built.
+    for url in _candidate_urls(origins, path, query):
+        for validator in validators:
             if hmac.compare_digest(validator.compute_signature(url, payload).encode(), expected):
                 return Verdict(True, "signature valid", form)
     return Verdict(False, f"signature does not match {origins[0]}{path}{_ORIGIN_HINT}", form)
 
 
-def _candidate_urls(origins: list[str], path: str, query: str) -> list[str]:
+@lru_cache(maxsize=8)
+def _validator(token: str) -> RequestValidator:
+    """One RequestValidator per token, built once per process (the settings hold the same
+    tokens; a rotation brings a new one)."""
+    return RequestValidator(token)
+
+
+def _candidate_urls(origins: list[str], path: str, query: str) -> Iterator[str]:
     """Each origin and query variant, as received first, then with and without the default
-    port (Twilio signs with or without it, depending on how the URL was configured)."""
-    urls: list[str] = []
+    port (Twilio signs with or without it, depending on how the URL was configured); each URL
+    once, built only when the ones before it did not match."""
+    seen: set[str] = set()
     for origin in origins:
         for variant in _query_variants(query):
             url = f"{origin}{path}" + (f"?{variant}" if variant else "")
+            if url not in seen:
+                seen.add(url)
+                yield url
             parsed = urlparse(url)
-            urls += [url, remove_port(parsed), add_port(parsed)]
-    return list(dict.fromkeys(urls))
+            for other in (remove_port(parsed), add_port(parsed)):
+                if other not in seen:
+                    seen.add(other)
+                    yield other
