@@ -87,7 +87,7 @@ async def respond(
     if hook is None:
         return refusal or responses.refused()
     document = responder(hook)
-    if inspect.isawaitable(document):
+    if not isinstance(document, str) and inspect.isawaitable(document):
         document = await document
     logger.info("%s %s=%s outcome=answered", function_name, sid_param, sid)
     return responses.twiml(document)
