@@ -6,9 +6,12 @@ accepted is forgotten.
 
 import azure.functions as func
 
-from shared import broadcasts
-
 
 async def main(msg: func.QueueMessage) -> None:
+    # Imported on the first invocation, not when the worker loads the function: the worker
+    # loads every function of the app at start, and a webhook's cold start must not pay for
+    # this function's modules (docs/benchmark.md, cold start).
+    from shared import broadcasts
+
     task = broadcasts.Task.from_json(msg.get_json())
     await broadcasts.give_up(task, f"gave up after {msg.dequeue_count} or more tries")

@@ -8,12 +8,17 @@ after host.json's visibilityTimeout; after maxDequeueCount tries it moves to
 
 import azure.functions as func
 
-from shared import broadcast_delivery, broadcasts, logs, redact
+from shared import logs, redact
 
 logger = logs.get_logger("broadcast_send")
 
 
 async def main(msg: func.QueueMessage) -> None:
+    # Imported on the first invocation, not when the worker loads the function: the worker
+    # loads every function of the app at start, and a webhook's cold start must not pay for
+    # this function's modules (docs/benchmark.md, cold start).
+    from shared import broadcast_delivery, broadcasts
+
     task = broadcasts.Task.from_json(msg.get_json())
     try:
         outcome = await broadcast_delivery.deliver(task)
