@@ -73,7 +73,8 @@ def webhook_parts() -> list[str]:
 
     def verify() -> Callable[[], object]:
         signature = _module("shared.signature")
-        return lambda: signature.verify(req, (AUTH_TOKEN,), PUBLIC_BASE_URL)
+        route = _module("shared.routes").path("voice_url")
+        return lambda: signature.verify(req, (AUTH_TOKEN,), PUBLIC_BASE_URL, route)
 
     def validator() -> Callable[[], object]:
         from twilio.request_validator import RequestValidator

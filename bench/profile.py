@@ -1,8 +1,8 @@
 """Profile our code where the benchmark finds it slow: `python -m bench.profile webhook|make_call`.
 
     webhook    cProfile of shared.webhooks.respond while signed voice_url requests go through
-               the worker host (enabled and disabled around each call, on the worker's thread
-               pool thread, so only our code and what it calls is counted)
+               the worker host (enabled and disabled around each awaited call, on the worker's
+               event loop thread, so only our code and what it calls is counted)
     make_call  cProfile of the worker's event loop thread while bursts of concurrent make_calls
                go through the worker host to the local Twilio stand-in (everything make_call
                does on the loop: our code, twilio, aiohttp, the worker's invocation)
@@ -38,10 +38,13 @@ def profile_webhook(requests: int, top: int) -> None:
     profiler = cProfile.Profile()
     respond: Callable[..., Any] = webhooks.respond
 
-    def profiled(*args: Any, **kwargs: Any) -> Any:
+    async def profiled(*args: Any, **kwargs: Any) -> Any:
+        # respond is a coroutine function (the webhooks run on the worker's loop): calling it
+        # only builds the coroutine, so the profile must span the await. respond does no I/O,
+        # so nothing else runs on the loop in between.
         profiler.enable()
         try:
-            return respond(*args, **kwargs)
+            return await respond(*args, **kwargs)
         finally:
             profiler.disable()
 

@@ -12,7 +12,7 @@ broadcast_poison records it as failed.
 
 import azure.functions as func
 
-from shared import broadcast_delivery, broadcasts, logs, redact
+from shared import logs, redact
 
 logger = logs.get_logger("broadcast_send")
 
@@ -22,6 +22,11 @@ MAX_DEFERRALS = 50
 
 
 async def main(msg: func.QueueMessage) -> None:
+    # Imported on the first invocation, not when the worker loads the function: the worker
+    # loads every function of the app at start, and a webhook's cold start must not pay for
+    # this function's modules (docs/benchmark.md, cold start).
+    from shared import broadcast_delivery, broadcasts
+
     message = broadcasts.message(msg.get_json())
     if isinstance(message, broadcasts.Chunk):
         tally = await broadcast_delivery.deliver_chunk(message)

@@ -12,13 +12,14 @@ from typing import Any
 
 import azure.functions as func
 
-from shared import broadcasts, calls, records, request_body, responses, rest_answers, sms, storage
-from shared.number_errors import ForbiddenDestination, InvalidNumber
-from shared.responses import Refusal
-from shared.settings import SettingsError, load_call_settings, load_sms_settings
+# The shared modules are imported in each function below, on the first invocation, not when the
+# worker loads this one: the worker loads every function of the app at start, and a webhook's
+# cold start must not pay for the broadcasts' modules (docs/benchmark.md, cold start).
 
 
 async def main(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import responses
+
     broadcast_id = req.route_params.get("id")
     if req.method.upper() == "GET":
         if not broadcast_id:
@@ -30,6 +31,11 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
 
 
 async def start(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import broadcasts, calls, request_body, responses, rest_answers, sms, storage
+    from shared.number_errors import ForbiddenDestination, InvalidNumber
+    from shared.responses import Refusal
+    from shared.settings import SettingsError, load_call_settings, load_sms_settings
+
     try:
         fields = request_body.read(
             req, broadcasts.FIELDS, frozenset({"to"}), broadcasts.MAX_BODY_BYTES
@@ -96,6 +102,9 @@ async def start(req: func.HttpRequest) -> func.HttpResponse:
 
 
 async def show(req: func.HttpRequest, broadcast_id: str) -> func.HttpResponse:
+    from shared import broadcasts, records, responses, storage
+    from shared.settings import SettingsError
+
     raw_limit = req.params.get("limit") or "100"
     if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= 1000):
         return responses.json_error(400, "'limit' must be a whole number from 1 to 1000.")
@@ -117,6 +126,9 @@ async def show(req: func.HttpRequest, broadcast_id: str) -> func.HttpResponse:
 
 
 def _unavailable(error: Exception) -> func.HttpResponse:
+    from shared import responses, rest_answers
+    from shared.settings import SettingsError
+
     if isinstance(error, SettingsError):
         return rest_answers.settings_error("broadcasts", error)
     rest_answers.logger.error("broadcasts outcome=unavailable reason=%s", error)

@@ -5,12 +5,15 @@ import re
 
 import azure.functions as func
 
-from shared import record_queries
-
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 
 
 async def main(req: func.HttpRequest) -> func.HttpResponse:
+    # Imported on the first invocation, not when the worker loads the function: the worker
+    # loads every function of the app at start, and a webhook's cold start must not pay for
+    # this function's modules (docs/benchmark.md, cold start).
+    from shared import record_queries
+
     sid = req.route_params.get("sid")
     if sid is None:
         return await record_queries.page(req, "call")

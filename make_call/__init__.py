@@ -5,15 +5,25 @@ Idempotency-Key header, one key places at most one call (shared/idempotency.py).
 Async, so one worker serves many calls while each waits on Twilio's API.
 """
 
+from __future__ import annotations
+
 import datetime
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared import calls, idempotency, request_body, responses, rest_answers
-from shared.settings import CallSettings, SettingsError, load_call_settings
+if TYPE_CHECKING:
+    from shared import idempotency
+    from shared.settings import CallSettings
 
 
 async def main(req: func.HttpRequest) -> func.HttpResponse:
+    # Imported on the first invocation, not when the worker loads the function: the worker
+    # loads every function of the app at start, and a webhook's cold start must not pay for
+    # this function's modules (docs/benchmark.md, cold start).
+    from shared import calls, idempotency, responses, rest_answers
+    from shared.settings import SettingsError, load_call_settings
+
     try:
         settings = load_call_settings()
     except SettingsError as error:
@@ -36,6 +46,8 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
 async def place(
     req: func.HttpRequest, settings: CallSettings, claim: idempotency.Claim | None
 ) -> func.HttpResponse:
+    from shared import calls, request_body, responses, rest_answers
+
     try:
         call = calls.parse(request_body.read(req, calls.FIELDS), settings)
     except rest_answers.REFUSALS as refusal:

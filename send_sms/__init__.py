@@ -5,15 +5,25 @@ https URL or list of them (MMS)}. With an Idempotency-Key header, one key sends 
 message (shared/idempotency.py). Async, like make_call.
 """
 
+from __future__ import annotations
+
 import datetime
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared import idempotency, request_body, responses, rest_answers, sms
-from shared.settings import SettingsError, SmsSettings, load_sms_settings
+if TYPE_CHECKING:
+    from shared import idempotency
+    from shared.settings import SmsSettings
 
 
 async def main(req: func.HttpRequest) -> func.HttpResponse:
+    # Imported on the first invocation, not when the worker loads the function: the worker
+    # loads every function of the app at start, and a webhook's cold start must not pay for
+    # this function's modules (docs/benchmark.md, cold start).
+    from shared import idempotency, responses, rest_answers, sms
+    from shared.settings import SettingsError, load_sms_settings
+
     try:
         settings = load_sms_settings()
     except SettingsError as error:
@@ -36,6 +46,8 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
 async def send(
     req: func.HttpRequest, settings: SmsSettings, claim: idempotency.Claim | None
 ) -> func.HttpResponse:
+    from shared import request_body, responses, rest_answers, sms
+
     try:
         fields = request_body.read(req, sms.FIELDS, sms.LISTS)
         message = sms.parse(fields, settings)

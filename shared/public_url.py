@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from urllib.parse import SplitResult, urlsplit
 
 import azure.functions as func
@@ -83,16 +84,26 @@ def _forwarded(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
 def _split(req: func.HttpRequest) -> SplitResult:
     # The host builds the URL from the Host header, so a malformed URL means a malformed Host;
     # it is named in the refusal (shortened; shared.logs escapes what it cannot print).
-    host = (req.headers.get("host") or "")[:80]
+    parts = _split_url(req.url)
+    if parts is None:
+        host = (req.headers.get("host") or "")[:80]
+        raise UnparsableUrl(f"request URL does not parse (Host '{host}')")
+    return parts
+
+
+@lru_cache(maxsize=256)
+def _split_url(url: str) -> SplitResult | None:
+    """The URL's parts, None when it does not parse; remembered, as a webhook's URL is the same
+    from request to request (its host, route and query: make_call's message at most)."""
     try:
-        parts = urlsplit(req.url)
+        parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        raise UnparsableUrl(f"request URL does not parse (Host '{host}')") from None
+        return None
     if parts.fragment or not HOST.fullmatch(parts.netloc):
         # A Host header like "myapp.example.net/api/sms_url#" turns the rest of the URL into a
         # fragment and names another route: nothing about such a request can be trusted.
-        raise UnparsableUrl(f"request URL does not parse (Host '{host}')")
+        return None
     return parts
 
 

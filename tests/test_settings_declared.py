@@ -10,17 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from shared import settings
+from shared import rest_settings, settings
 
-SOURCE = Path(settings.__file__)
+# The settings are read in shared/settings.py (the webhooks') and shared/rest_settings.py.
+SOURCES = (Path(settings.__file__), Path(rest_settings.__file__))
 SETTING_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|AzureWebJobsStorage(?:__[A-Za-z]+)?")
 
 
 def names_read_in_code() -> set[str]:
-    """Every upper-case string literal passed to a call in shared/settings.py: reader.get(...),
-    reader.required(...), _optional_pattern(reader, ...), _numbers(reader, ...) and so on."""
+    """Every upper-case string literal passed to a call in shared/settings.py or
+    shared/rest_settings.py: reader.get(...), reader.required(...), _optional_pattern(reader,
+    ...), _numbers(reader, ...) and so on."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(SOURCE.read_text())):
+    nodes = [node for source in SOURCES for node in ast.walk(ast.parse(source.read_text()))]
+    for node in nodes:
         if isinstance(node, ast.Call):
             for arg in node.args:
                 value = arg.value if isinstance(arg, ast.Constant) else None

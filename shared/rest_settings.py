@@ -1,0 +1,301 @@
+"""The settings of the functions that call Twilio's REST API or keep records: make_call,
+send_sms, the broadcasts, storage. Part of shared.settings, which reads and validates every
+setting: import these names from there (`from shared.settings import load_call_settings`).
+
+They live in their own module so that a webhook's cold start, which needs only the webhook
+settings, neither compiles nor runs them: shared.settings loads this module on the first use of
+one of its names (module `__getattr__`, PEP 562). See shared.settings for how settings are read,
+validated once per distinct set of values, and reported.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from shared.settings import (
+    BROADCAST_SETTINGS,
+    CALL_SETTINGS,
+    DEVELOPMENT_STORAGE,
+    SMS_SETTINGS,
+    STORAGE_SETTINGS,
+    _loader,
+    _optional_pattern,
+    _public_origin,
+    _Reader,
+)
+
+DEFAULT_HTTP_TIMEOUT = 10.0
+# host.json's functionTimeout is 12 s: a Twilio call must give up early enough for make_call to
+# still answer 504 itself instead of being cut off by the host.
+MAX_HTTP_TIMEOUT = 10.0
+
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
+_API_KEY_SID = re.compile(r"SK[0-9a-fA-F]{32}")
+_MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+
+
+class RestSettings(NamedTuple):
+    """What every function that calls Twilio's REST API needs (make_call, send_sms, ...)."""
+
+    account_sid: str
+    rest_username: str
+    rest_password: str
+    # The account's number: the default caller ID and SMS sender ("" where not required).
+    phone_number: str
+    http_timeout: float
+    # Where Twilio reaches this app (PUBLIC_BASE_URL, else https://WEBSITE_HOSTNAME); None when
+    # neither is known. Never taken from a request.
+    public_origin: str | None
+
+
+class CallSettings(NamedTuple):
+    """make_call: the REST settings, the caller IDs it may use and where it may call."""
+
+    rest: RestSettings
+    caller_ids: frozenset[str]
+    allowed_countries: frozenset[str]
+
+
+class SmsSettings(NamedTuple):
+    """send_sms: the REST settings, who may send, and where it may text."""
+
+    rest: RestSettings
+    # MG...: when set, every message goes through this Messaging Service, which picks the sender.
+    messaging_service_sid: str | None
+    senders: frozenset[str]
+    allowed_countries: frozenset[str]
+
+
+def _e164(reader: _Reader, name: str, value: str) -> str | None:
+    # numbers (and phonenumbers) is imported here, not at module level: the webhooks never
+    # need it.
+    from shared import numbers
+
+    try:
+        return numbers.parse_e164(value, name).e164
+    except numbers.InvalidNumber:
+        reader.malformed(name, "phone numbers in E.164 format, like +14155550100")
+        return None
+
+
+def _allowed_countries(
+    reader: _Reader, name: str, phone_number: str | None, what: str
+) -> frozenset[str]:
+    """`name`'s country codes; unset, the country of TWILIO_PHONE_NUMBER."""
+    import phonenumbers
+
+    value = reader.get(name)
+    if value is None:
+        if phone_number:
+            number = phonenumbers.parse(phone_number, None)
+            return frozenset({phonenumbers.region_code_for_number(number)})
+        if not reader.problems_with("TWILIO_PHONE_NUMBER"):
+            reader.problems.append(
+                (name, f"is not set, and there is no TWILIO_PHONE_NUMBER to take {what} from")
+            )
+        return frozenset()
+    codes = {code.strip().upper() for code in value.split(",") if code.strip()}
+    if not codes or any(
+        not _COUNTRY.fullmatch(c) or c not in phonenumbers.SUPPORTED_REGIONS for c in codes
+    ):
+        reader.malformed(name, "ISO 3166 alpha-2 country codes separated by commas, like US,CA")
+        return frozenset()
+    return frozenset(codes)
+
+
+def _numbers(reader: _Reader, name: str) -> frozenset[str]:
+    """A comma-separated list of E.164 numbers (CALLER_IDS, SMS_SENDERS)."""
+    found: set[str] = set()
+    for raw in (reader.get(name) or "").split(","):
+        if raw.strip():
+            number = _e164(reader, name, raw.strip())
+            if number is None:
+                break
+            found.add(number)
+    return frozenset(found)
+
+
+def _http_timeout(reader: _Reader) -> float:
+    name = "TWILIO_HTTP_TIMEOUT"
+    value = reader.get(name)
+    if value is None:
+        return DEFAULT_HTTP_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= MAX_HTTP_TIMEOUT:
+        reader.malformed(name, f"a number of seconds above 0 and at most {MAX_HTTP_TIMEOUT:g}")
+        return DEFAULT_HTTP_TIMEOUT
+    return seconds
+
+
+def _rest_settings(reader: _Reader, phone_number_why: str | None) -> RestSettings:
+    """The REST settings; TWILIO_PHONE_NUMBER is required when `phone_number_why` says why."""
+    account_sid = reader.required("TWILIO_ACCOUNT_SID")
+    if account_sid is not None and not _ACCOUNT_SID.fullmatch(account_sid):
+        reader.malformed("TWILIO_ACCOUNT_SID", "an account SID: AC followed by 32 hex digits")
+
+    # An API key is Twilio's recommended REST credential; the auth token is the fallback.
+    api_key, api_secret = reader.get("TWILIO_API_KEY"), reader.get("TWILIO_API_SECRET")
+    username: str | None
+    password: str | None
+    if api_key or api_secret:
+        username = reader.required("TWILIO_API_KEY", " (TWILIO_API_SECRET is set)")
+        password = reader.required("TWILIO_API_SECRET", " (TWILIO_API_KEY is set)")
+        if api_key is not None and not _API_KEY_SID.fullmatch(api_key):
+            reader.malformed("TWILIO_API_KEY", "an API key SID: SK followed by 32 hex digits")
+    else:
+        username = account_sid
+        password = reader.required(
+            "TWILIO_AUTH_TOKEN", " (or set TWILIO_API_KEY and TWILIO_API_SECRET)"
+        )
+
+    if phone_number_why is None:
+        phone_number = reader.get("TWILIO_PHONE_NUMBER")
+    else:
+        phone_number = reader.required("TWILIO_PHONE_NUMBER", f": {phone_number_why}")
+    if phone_number is not None:
+        phone_number = _e164(reader, "TWILIO_PHONE_NUMBER", phone_number)
+
+    return RestSettings(
+        account_sid=account_sid or "",
+        rest_username=username or "",
+        rest_password=password or "",
+        phone_number=phone_number or "",
+        http_timeout=_http_timeout(reader),
+        public_origin=_public_origin(reader),
+    )
+
+
+def _require_public_origin(reader: _Reader, rest: RestSettings, why: str) -> None:
+    if rest.public_origin is None and not reader.problems_with("PUBLIC_BASE_URL"):
+        reader.problems.append(
+            (
+                "PUBLIC_BASE_URL",
+                "is not set and there is no WEBSITE_HOSTNAME (Azure's own host name) to tell "
+                f"Twilio where to {why}: set it to the https origin Twilio can reach (locally, "
+                "your tunnel's https URL)",
+            )
+        )
+
+
+def _call_settings(reader: _Reader) -> CallSettings:
+    rest = _rest_settings(reader, "it is the caller ID of every call")
+    _require_public_origin(reader, rest, "fetch the call's TwiML")
+    return CallSettings(
+        rest=rest,
+        caller_ids=_numbers(reader, "CALLER_IDS"),
+        allowed_countries=_allowed_countries(
+            reader, "CALL_ALLOWED_COUNTRIES", rest.phone_number, "the calls' country"
+        ),
+    )
+
+
+load_call_settings = _loader(CALL_SETTINGS, _call_settings)
+
+
+def _sms_settings(reader: _Reader) -> SmsSettings:
+    service = _optional_pattern(
+        reader,
+        "TWILIO_MESSAGING_SERVICE_SID",
+        _MESSAGING_SERVICE_SID,
+        "a Messaging Service SID: MG followed by 32 hex digits",
+    )
+    # With a Messaging Service, Twilio picks the sender: the account's number is then optional.
+    rest = _rest_settings(
+        reader,
+        None
+        if service or reader.get("TWILIO_MESSAGING_SERVICE_SID")
+        else "it sends every message (or set TWILIO_MESSAGING_SERVICE_SID)",
+    )
+    _require_public_origin(reader, rest, "send the message's delivery reports")
+    return SmsSettings(
+        rest=rest,
+        messaging_service_sid=service,
+        senders=_numbers(reader, "SMS_SENDERS"),
+        allowed_countries=_allowed_countries(
+            reader, "SMS_ALLOWED_COUNTRIES", rest.phone_number, "the messages' country"
+        ),
+    )
+
+
+load_sms_settings = _loader(SMS_SETTINGS, _sms_settings)
+
+
+class StorageSettings(NamedTuple):
+    """Where the app's tables (and queues) live, and how it signs in."""
+
+    connection_string: str | None  # a connection string, else the endpoints below
+    table_endpoint: str | None
+    queue_endpoint: str | None
+    managed_identity_client_id: str | None  # with __credential=managedidentity
+
+
+def _storage_settings(reader: _Reader) -> StorageSettings:
+    value = reader.get("AzureWebJobsStorage")
+    if value is not None:
+        if value.replace(" ", "").lower() == "usedevelopmentstorage=true":
+            value = DEVELOPMENT_STORAGE
+        elif "=" not in value:
+            reader.malformed("AzureWebJobsStorage", "a storage connection string")
+        return StorageSettings(value, None, None, None)
+    account = reader.get("AzureWebJobsStorage__accountName")
+    tables = reader.get("AzureWebJobsStorage__tableServiceUri")
+    queues = reader.get("AzureWebJobsStorage__queueServiceUri")
+    if account is not None:
+        if not re.fullmatch(r"[a-z0-9]{3,24}", account):
+            reader.malformed("AzureWebJobsStorage__accountName", "a storage account name")
+        tables = tables or f"https://{account}.table.core.windows.net"
+        queues = queues or f"https://{account}.queue.core.windows.net"
+    if tables is None:
+        reader.problems.append(
+            (
+                "AzureWebJobsStorage",
+                "is not set (nor AzureWebJobsStorage__accountName): the app keeps its records "
+                "in Azure Storage; locally, set it to UseDevelopmentStorage=true (Azurite)",
+            )
+        )
+    credential = (reader.get("AzureWebJobsStorage__credential") or "").lower()
+    client_id = reader.get("AzureWebJobsStorage__clientId")
+    return StorageSettings(
+        connection_string=None,
+        table_endpoint=tables,
+        queue_endpoint=queues,
+        managed_identity_client_id=(client_id or "") if credential == "managedidentity" else None,
+    )
+
+
+load_storage_settings = _loader(STORAGE_SETTINGS, _storage_settings)
+
+
+
+MAX_SENDS_PER_SECOND = 1000.0
+
+
+class BroadcastSettings(NamedTuple):
+    """How fast one instance's broadcast_send may create calls and messages at Twilio."""
+
+    sends_per_second: float | None  # None: as fast as the queue hands messages over
+
+
+def _broadcast_settings(reader: _Reader) -> BroadcastSettings:
+    raw = reader.get("BROADCAST_SENDS_PER_SECOND")
+    if raw is None:
+        return BroadcastSettings(None)
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = -1.0
+    if not 0 < rate <= MAX_SENDS_PER_SECOND:  # also refuses nan and inf
+        reader.malformed(
+            "BROADCAST_SENDS_PER_SECOND",
+            f"a number of sends a second above 0 and at most {MAX_SENDS_PER_SECOND:g}",
+        )
+        return BroadcastSettings(None)
+    return BroadcastSettings(rate)
+
+
+load_broadcast_settings = _loader(BROADCAST_SETTINGS, _broadcast_settings)
