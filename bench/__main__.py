@@ -4,7 +4,7 @@ Phases run in this order so that none disturbs another: the deployment package's
 install into a temporary folder, before anything is timed), then the cold starts (this process is
 idle while its children start), then warm latency and the Flask peer in this process, then the
 make_call bursts (two child processes and this one as the load generator), then the broadcast
-scenario (Azurite, a served host it kills once, a faulty Twilio stand-in; about five minutes at
+scenario (Azurite, a served host it kills once, a faulty Twilio stand-in; about twelve minutes at
 its defaults). It prints the machine,
 the command and the date first, every ratio with its target as it is measured, and a summary of
 the targets last. The exit code is 0 whether targets are met or not (it is a measurement; pass

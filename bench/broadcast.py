@@ -41,10 +41,11 @@ from bench.proc import LineChild
 from bench.stats import Report, fmt_seconds
 
 # The stand-in's creates a second, and the app's pace. Not the issue's "say 50": on a 2-core
-# machine Azurite (one Node thread) serves about 6 table operations per send at about 35 sends
-# a second, so a 50/s limit would measure the emulator; at 30/s the ratio measures the app
-# (--broadcast-rate 50 shows the emulator's ceiling; BENCHMARKS.md has both).
-RATE = 30.0
+# machine Azurite (one Node thread, slower as its tables grow) serves the five table operations
+# of each send at 25 to 35 sends a second, so a 50/s limit would measure the emulator; at 20/s
+# the ratio measures the app (--broadcast-rate 30 or 50 shows the emulator's ceiling; see
+# BENCHMARKS.md).
+RATE = 20.0
 MAX_CONCURRENT = 25
 FAIL_RATE = 0.02
 TIMEOUT_RATE = 0.005
@@ -56,7 +57,7 @@ RATE_TARGET = 0.9
 ACCEPT_TARGET = 10.0  # seconds: shared.broadcasts.ACCEPT_DEADLINE
 RUN_TIMEOUT = 1800.0
 STEADY_UNTIL = 0.95  # the sustained rate is measured up to this share of the creates
-POLL_INTERVAL = 5.0  # seconds between status polls (each counts both broadcasts' rows)
+POLL_INTERVAL = 15.0  # seconds between status polls (each counts both broadcasts' rows)
 
 
 class ScenarioError(RuntimeError):
@@ -152,11 +153,24 @@ class Broadcast:
         found: list[dict[str, Any]] = []
         token = ""
         while True:
-            page = host.call("GET", f"/api/broadcasts/{self.id}?limit=1000{token}")
+            page = _patiently(host, f"/api/broadcasts/{self.id}?limit=200{token}")
             found += page["recipients"]
             if not page["next"]:
                 return found
             token = f"&continuation={page['next']}"
+
+
+def _patiently(host: Host, path: str, tries: int = 5) -> Any:
+    """GET `path`, again after a pause when storage is busy (503): the read-back must not fail
+    the run because Azurite is slow with tens of thousands of rows."""
+    for attempt in range(tries):
+        try:
+            return host.call("GET", path)
+        except ScenarioError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(5)
+    raise AssertionError("unreachable")
 
 
 def _free_port() -> int:

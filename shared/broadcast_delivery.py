@@ -207,7 +207,6 @@ async def deliver_chunk(chunk: broadcasts.Chunk) -> dict[str, int]:
     concurrency, and BROADCAST_SENDS_PER_SECOND its rate. A recipient that must wait gets its
     own deferred message, so the rest of the chunk does not wait with it. Storage failing raises
     (the queue delivers the chunk again; the recipients already settled replay, not resend)."""
-    await broadcasts.list_recipients(chunk)
     began = time.monotonic()
     tally = dict.fromkeys(("sent", "failed", "deferred", "put back"), 0)
     tasks = chunk.tasks()

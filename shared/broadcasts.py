@@ -15,10 +15,12 @@ exhausts maxDequeueCount lands on `broadcast-sends-poison`, where `broadcast_poi
 recipient(s) as failed.
 
 Table `TwilioBroadcasts`: partition = broadcast id; row `broadcast` (kind, text, from, how many
-were accepted and refused, when); rows `r-<E.164>`: written as a chunk is taken up (State
-absent: queued) and moved on by the send (State sent | failed, Sid, Error), or written at once
-for a refused number (State refused). A recipient whose chunk is not taken up yet has no row:
-the counts derive `queued` from the accepted total, so they are whole from the first moment.
+were accepted and refused, when); rows `r-<E.164>`: written when a recipient settles (State
+sent | failed, Sid, Error), or at once for a refused number (State refused). A queued recipient
+has no row (its chunk message holds it): the counts derive `queued` from the accepted total, so
+they are whole from the first moment, and the page lists recipients as they settle. Writing a
+row per recipient up front, or per chunk as it is taken up, would double the table writes of a
+broadcast for a list of numbers the caller already has.
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class Chunk:
         )
 
     def rest(self, recipients: list[str]) -> Chunk:
+        """What is left of the chunk: the same broadcast and text, these recipients."""
         return replace(self, recipients=tuple(recipients))
 
     def tasks(self) -> list[Task]:
@@ -199,18 +202,14 @@ def _rows(broadcast: str, entries: Iterable[tuple[str, dict[str, Any]]]) -> list
     return [{"PartitionKey": broadcast, "RowKey": RECIPIENT_PREFIX + to, **f} for to, f in entries]
 
 
-async def _write_rows(rows: list[dict[str, Any]], merge: bool = False) -> None:
-    """Upsert rows of one partition, 100 a transaction, a few transactions at a time; `merge`
-    keeps the properties a row already has (its State, once a send moved it on)."""
-    from azure.data.tables import UpdateMode
-
-    mode = {"mode": UpdateMode.MERGE if merge else UpdateMode.REPLACE}
+async def _write_rows(rows: list[dict[str, Any]]) -> None:
+    """Upsert rows of one partition, 100 a transaction, a few transactions at a time."""
     batches = [rows[i : i + TRANSACTION_SIZE] for i in range(0, len(rows), TRANSACTION_SIZE)]
     limit = asyncio.Semaphore(8)
 
     async def write(batch: list[dict[str, Any]]) -> None:
         async with limit:
-            operations = [("upsert", row, mode) for row in batch]
+            operations = [("upsert", row) for row in batch]
             await storage.on_table(TABLE, lambda t: t.submit_transaction(operations))
 
     await storage.within_deadline(asyncio.gather(*(write(batch) for batch in batches)))
@@ -290,14 +289,6 @@ async def accept(
     return len(accepted) - len(missed)
 
 
-async def list_recipients(chunk: Chunk) -> None:
-    """Give the chunk's recipients their rows (without a State: queued; a row a send already
-    moved on keeps its State), in one transaction, so the status pages list them."""
-    await _write_rows(
-        _rows(chunk.broadcast, ((to, {"Listed": True}) for to in chunk.recipients)), merge=True
-    )
-
-
 async def put_back(chunk: Chunk) -> None:
     """Queue what is left of a chunk, visible at once: the next invocation carries on."""
     if chunk.recipients and await _enqueue([chunk]):
@@ -373,7 +364,8 @@ async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> di
             return [dict(r) async for r in rows], pages.continuation_token
         return [], None
 
-    totals = await storage.on_table(TABLE, counts)
+    # Counting reads the whole partition: once, on the first page, not again on every page.
+    totals = await storage.on_table(TABLE, counts) if token is None else None
     rows, next_token = await storage.on_table(TABLE, page)
     kind = "call" if found.get("Kind") == "call" else "message"
 

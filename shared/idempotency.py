@@ -55,6 +55,9 @@ IN_FLIGHT = datetime.timedelta(seconds=15)
 # An unknown outcome with nothing found at Twilio is released this long after it was sent.
 RELEASE_AFTER = datetime.timedelta(seconds=60)
 RETRY_AFTER = "2"
+# Tries of insert-then-read when the row keeps vanishing in between (another request releasing
+# the key each time): then it is in flight, for all this request can tell.
+CLAIM_ATTEMPTS = 3
 REPLAYABLE = frozenset({201, 400, 403, 404, 409, 413, 415, 422})
 RELEASABLE = frozenset({503})
 
@@ -190,7 +193,11 @@ async def claim(
     recipient): the claim is taken straight in the `sending` state, one write instead of two,
     and the caller sends without calling `Claim.sending`."""
     from azure.core import MatchConditions
-    from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+    from azure.core.exceptions import (
+        ResourceExistsError,
+        ResourceModifiedError,
+        ResourceNotFoundError,
+    )
 
     row_key = hashlib.sha256(key.encode()).hexdigest()
     now = _now()
@@ -205,16 +212,23 @@ async def claim(
     if sending is not None:
         fresh |= {"State": "sending", "To": sending[0], "From": sending[1] or "", "SentAt": now}
     try:
-        try:
-            await storage.within_deadline(
-                storage.on_table(TABLE, lambda t: t.create_entity(dict(fresh)))
-            )
-            return Claim(function, row_key, fresh)
-        except ResourceExistsError:
-            pass
-        existing = await storage.within_deadline(
-            storage.on_table(TABLE, lambda t: t.get_entity(function, row_key))
-        )
+        for _ in range(CLAIM_ATTEMPTS):
+            try:
+                await storage.within_deadline(
+                    storage.on_table(TABLE, lambda t: t.create_entity(dict(fresh)))
+                )
+                return Claim(function, row_key, fresh)
+            except ResourceExistsError:
+                pass
+            try:
+                existing = await storage.within_deadline(
+                    storage.on_table(TABLE, lambda t: t.get_entity(function, row_key))
+                )
+                break
+            except ResourceNotFoundError:
+                continue  # released between the two: claim it afresh
+        else:
+            return _in_flight(function)
         entity = dict(existing)
         etag = existing.metadata.get("etag")
         expired = _aware(entity["ExpiresAt"]) <= now

@@ -104,3 +104,24 @@ def test_the_package_size_counts_the_files_funcignore_keeps_and_no_others() -> N
         assert not any(path.startswith(dropped) for path in kept), dropped
     assert not any(path.endswith(".md") or "__pycache__" in path for path in kept)
     assert "requirements-dev.txt" not in kept and "local.settings.json" not in kept
+
+
+def test_the_broadcast_scenarios_sustained_rate_leaves_out_the_outage_and_the_tail() -> None:
+    from bench.broadcast import _sustained_rate
+
+    steady = [i / 10 for i in range(100)]  # 10 a second for 10 s
+    after = [20 + i / 10 for i in range(100)]  # the host down from 10 s to 20 s
+    tail = [60.0, 90.0, 120.0, 150.0, 180.0]  # retries long after
+    rate = _sustained_rate(steady + after + tail, killed_at=10.0)
+    assert 9.5 <= rate <= 10.5
+    assert _sustained_rate(steady, killed_at=None) == pytest.approx(10, rel=0.02)
+
+
+def test_the_broadcast_phase_is_a_phase_with_its_own_options() -> None:
+    from bench.__main__ import PHASES, parse_args
+
+    assert "broadcast" in PHASES
+    args = parse_args(["--only", "broadcast", "--broadcast-sms", "200", "--broadcast-rate", "50"])
+    assert (args.broadcast_sms, args.broadcast_calls, args.broadcast_rate) == (200, 1000, 50.0)
+    with pytest.raises(SystemExit):
+        parse_args(["--broadcast-rate", "0"])

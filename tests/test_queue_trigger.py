@@ -408,3 +408,22 @@ def test_the_real_apps_queue_triggers_listen_on_their_queues(worker_host, azurit
     finally:
         poller.stop()
     assert not poller.running
+
+
+def test_the_start_up_listing_names_each_queue_trigger_and_its_queue(worker_host):
+    from devhost.server import describe_functions
+
+    lines = describe_functions(worker_host, "http://localhost:7071")
+
+    assert "\tbroadcast_send: queueTrigger broadcast-sends" in lines
+    assert "\tbroadcast_poison: queueTrigger broadcast-sends-poison" in lines
+    assert "\tmake_call: [POST] http://localhost:7071/api/make_call" in lines
+
+
+def test_processing_visibility_is_parsed_and_bounded(capsys):
+    from devhost.server import _parse_args
+
+    assert _parse_args(["--processing-visibility", "20"]).processing_visibility == 20.0
+    assert _parse_args([]).processing_visibility is None
+    with pytest.raises(SystemExit):
+        _parse_args(["--processing-visibility", "0"])
