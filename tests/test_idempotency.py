@@ -4,6 +4,7 @@ Twilio double: one key, at most one call or message, whatever the retries and ra
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -214,3 +215,36 @@ def test_without_the_header_every_request_is_sent(worker_host, storage, twilio_a
     send(worker_host, "/api/make_call", CALL, None)
 
     assert len(twilio_api.creates) == 2
+
+
+def test_a_key_released_between_the_insert_and_the_read_is_claimed_afresh(
+    worker_host, storage, twilio_api, monkeypatch
+):
+    """Another request releases the key (a 429, a settings error) just after this one's insert
+    found it taken and before its read: this request claims it afresh instead of failing."""
+    from azure.data.tables import TableClient
+
+    from shared import storage as app_storage
+
+    key = new_key()
+    first = send(worker_host, "/api/send_sms", SMS, key)
+    assert first.status == 201
+    table = TableClient.from_connection_string(storage.connection_string, idempotency.TABLE)
+    [row] = [r for r in table.list_entities() if r["PartitionKey"] == "send_sms"
+             and r["RowKey"] == hashlib.sha256(key.encode()).hexdigest()]
+    real_on_table = app_storage.on_table
+    calls = []
+
+    async def releasing_before_the_read(name, operation):
+        calls.append(name)
+        if name == idempotency.TABLE and len(calls) == 2:  # insert refused; now the read
+            table.delete_entity(row["PartitionKey"], row["RowKey"])
+        return await real_on_table(name, operation)
+
+    monkeypatch.setattr(app_storage, "on_table", releasing_before_the_read)
+    again = send(worker_host, "/api/send_sms", SMS, key)
+
+    assert again.status == 201, again.body
+    assert "Idempotent-Replayed" not in again.headers  # a fresh claim, sent as new
+    assert len(twilio_api.creates) == 2
+    table.close()
