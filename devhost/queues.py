@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from devhost.worker_host import WorkerHost
 
 logger = logging.getLogger("devhost.queues")
+# The listener's own storage calls (a poll every few seconds, 404s while a queue does not exist
+# yet) would each log their URL and headers at INFO through azure-core, drowning the app's lines.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 # The extension receives messages with this visibility timeout and renews it at half-time while
 # the function runs (QueueListener), so no other instance gets the message meanwhile.
