@@ -2,7 +2,7 @@
 send_sms and make_call, and record where it ended.
 
 The idempotency key (broadcast id, recipient) is claimed as for an Idempotency-Key header, so a
-message the queue delivers twice (a redelivery after a crash, a chunk fanned out twice) still
+message the queue delivers twice (a redelivery after a crash, a chunk delivered twice) still
 reaches Twilio once. What cannot be settled now raises `TryAgain` with how long to wait:
 Twilio's rate limit (its Retry-After, about a second), a key still in flight (a few seconds),
 an unknown outcome (until the key's in-flight time has passed, when a retry looks the outcome up
@@ -79,27 +79,21 @@ class Pacer:
 _pacers: dict[float, Pacer] = {}
 
 
-PACED_STATUS = 503
-PACED_HEADER = "X-Paced"
-
-
-async def _wait_for_slot(max_wait: float) -> func.HttpResponse | None:
-    """None once this send may go (now or after a wait of at most `max_wait`), else a 503 to
-    try it later."""
+async def _wait_for_slot(max_wait: float) -> None:
+    """Return once this send may go (now or after a wait of at most `max_wait`); raise Paced,
+    before anything is claimed or sent, when no slot is free that soon."""
     rate = load_broadcast_settings().sends_per_second
     if rate is None:
-        return None
+        return
     pacer = _pacers.setdefault(rate, Pacer(rate))
     wait = pacer.reserve(max_wait)
     if wait is None:
-        return responses.json_error(
-            503,
-            f"This instance is at BROADCAST_SENDS_PER_SECOND ({rate:g}): sent later.",
-            headers={"Retry-After": f"{MAX_PACING_WAIT:g}", PACED_HEADER: "true"},
+        raise Paced(
+            f"this instance is at BROADCAST_SENDS_PER_SECOND ({rate:g})",
+            MAX_PACING_WAIT + random.uniform(0, JITTER),  # noqa: S311 - spreading, not secret
         )
     if wait > 0:
         await asyncio.sleep(wait)
-    return None
 
 
 async def deliver(task: broadcasts.Task, max_wait: float = MAX_PACING_WAIT) -> str:
@@ -129,8 +123,7 @@ async def deliver(task: broadcasts.Task, max_wait: float = MAX_PACING_WAIT) -> s
     request, refusal = _parse(task, settings)
     if refusal is not None:  # the policy's answer does not change between tries: not kept
         return await _settle(task, refusal)
-    if paced := await _wait_for_slot(max_wait):
-        return await _settle(task, paced)  # nothing claimed, nothing sent
+    await _wait_for_slot(max_wait)  # raises Paced: nothing claimed, nothing sent
     # Claimed straight into "sending" (one write, not two: the request is known already).
     held = await idempotency.claim(
         function, task.idempotency_key, task.fingerprint, lookup,
@@ -187,8 +180,6 @@ async def _settle(task: broadcasts.Task, response: func.HttpResponse) -> str:
     if response.status_code == 201:
         await broadcasts.mark(task.broadcast, task.to, "sent", sid=str(body.get("sid") or ""))
         return "sent"
-    if response.headers.get(PACED_HEADER):
-        raise Paced(body.get("error", ""), _wait(response))
     if response.status_code in RETRY_STATUSES:
         raise TryAgain(f"HTTP {response.status_code}: {body.get('error', '')}", _wait(response))
     code = body.get("twilio_code")

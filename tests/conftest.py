@@ -3,8 +3,14 @@ them, and signatures computed with the twilio library."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import azure.functions as func
@@ -133,3 +139,44 @@ class LogCapture:
 def logs(caplog: pytest.LogCaptureFixture) -> LogCapture:
     caplog.set_level(logging.DEBUG)
     return LogCapture(caplog)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def server_command(
+    *args: str, no_settings: bool = True, timeout: float = 30.0
+) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
+    """`python -m devhost.server ARGS` on a free port, from the repository: (start-up output up
+    to `Listening on`, base URL, the process). Killed if it has not started within `timeout`
+    (a server that never starts fails the test, not hangs it); stopped after, unless the test
+    stopped it itself."""
+    command = [sys.executable, "-m", "devhost.server", "--port", "0", *args]
+    if no_settings:
+        command.append("--no-settings")
+    process = subprocess.Popen(
+        command, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    watchdog = threading.Timer(timeout, process.kill)
+    watchdog.start()
+    try:
+        lines = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Listening on "):
+                break
+        assert lines and lines[-1].startswith("Listening on "), "".join(lines)
+        watchdog.cancel()
+        yield "".join(lines), lines[-1].split()[2].rstrip("."), process
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -356,3 +356,21 @@ def test_a_malformed_pace_is_named(value):
 
     with pytest.raises(SettingsError, match="BROADCAST_SENDS_PER_SECOND"):
         load_broadcast_settings({"BROADCAST_SENDS_PER_SECOND": value})
+
+
+@pytest.mark.parametrize("character", ["\x01", "😀", '"'], ids=["control", "emoji", "quote"])
+def test_the_largest_chunk_fits_a_queue_message(character):
+    """100 of the longest numbers E.164 allows, with the longest body send_sms takes, in the
+    character that costs the most bytes in JSON: still one queue message (64 KiB of base64)."""
+    from shared import sms
+
+    tasks = [
+        broadcasts.Task("BC" + "0" * 30, "sms", f"+{i:015d}"[:16], "+14155550100",
+                        character * sms.MAX_BODY_LENGTH)
+        for i in range(broadcasts.CHUNK_SIZE)
+    ]
+    [chunk] = broadcasts.chunks(tasks)
+
+    encoded = base64.b64encode(chunk.to_json().encode())
+    assert len(chunk.to_json().encode()) <= broadcasts.MAX_MESSAGE_BYTES
+    assert len(encoded) <= 64 * 1024

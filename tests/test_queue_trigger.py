@@ -11,10 +11,7 @@ release with visibilityTimeout and then `<queue>-poison`, the concurrency bound,
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import server_command
 
 from devhost import appconfig, queues
 from devhost.appconfig import AppConfigError, QueuesOptions, read_queues_options
@@ -358,22 +356,7 @@ def test_use_development_storage_means_azurites_default_account():
 
 
 def test_the_server_command_polls_the_queues(queue_env, tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devhost.server", "--app-root", str(FIXTURE_APP), "--port", "0",
-         "--no-settings"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    watchdog = threading.Timer(30, process.kill)
-    watchdog.start()
-    try:
-        lines = []
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("Listening on "):
-                break
-        output = "".join(lines)
+    with server_command("--app-root", str(FIXTURE_APP)) as (output, _, process):
         assert (f"Queue triggers (storage from AzureWebJobsStorage): record <- {queue_env.name} "
                 f"(poison: {queue_env.poison_name}), record_poison <- {queue_env.poison_name} "
                 "(no poison queue)") in output
@@ -384,11 +367,6 @@ def test_the_server_command_polls_the_queues(queue_env, tmp_path):
         rest, _ = process.communicate(timeout=15)
         assert process.returncode == 0, output + rest
         assert "Stopping." in rest
-    finally:
-        watchdog.cancel()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_no_queues_flag_is_parsed():

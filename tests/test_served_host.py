@@ -9,14 +9,11 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import os
-import subprocess
-import sys
-import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import server_command
 
 from devhost import settings as local_settings
 from devhost import simulate
@@ -141,30 +138,11 @@ def test_head_gets_headers_without_a_body(fixture_served):
 
 
 def test_the_server_command_serves_until_stopped():
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devhost.server", "--app-root", str(FIXTURE_APP), "--port", "0"],
-        cwd=Path(__file__).parents[1], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )
-    watchdog = threading.Timer(20, process.kill)  # a server that never starts fails, not hangs
-    watchdog.start()
-    try:
-        lines = []
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("Listening on "):
-                break
-        output = "".join(lines)
+    with server_command("--app-root", str(FIXTURE_APP), no_settings=False) as (
+            output, base_url, _):
         assert "local.settings.json not found" in output
         assert "echo: [GET,POST] http://127.0.0.1:" in output
-        base_url = lines[-1].split()[2].rstrip(".")
         assert call(base_url, "POST", "/api/echo")[0] == 200
-    finally:
-        watchdog.cancel()
-        process.terminate()
-        process.wait(10)
 
 
 def test_local_settings_fill_the_environment_without_overriding(tmp_path):

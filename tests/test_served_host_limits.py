@@ -8,15 +8,11 @@ Timeouts here are short (the server's is 0.5 s) and every socket read is bounded
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import logging
-import os
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import server_command
 
 from devhost.server import ServedHost, serve
 from devhost.worker_host import WorkerHost
@@ -334,33 +331,8 @@ def test_a_client_that_resets_its_connection_is_one_log_line(limited, caplog, ca
 # -- 5. the warning when authLevel function is unkeyed ---------------------------------------------
 
 
-@contextlib.contextmanager
-def server_command(*args: str) -> Iterator[tuple[str, str]]:
-    """`python -m devhost.server ARGS` on a free port: (start-up output, base URL), stopped after."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devhost.server", "--port", "0", "--no-settings", *args],
-        cwd=APP_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )
-    watchdog = threading.Timer(20, process.kill)  # a server that never starts fails, not hangs
-    watchdog.start()
-    try:
-        lines = []
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("Listening on "):
-                break
-        assert lines and lines[-1].startswith("Listening on "), "".join(lines)
-        yield "".join(lines), lines[-1].split()[2].rstrip(".")
-    finally:
-        watchdog.cancel()
-        process.terminate()
-        process.wait(10)
-
-
 def test_unkeyed_make_call_is_named_in_a_start_up_warning():
-    with server_command("--app-root", str(APP_ROOT)) as (output, _):
+    with server_command("--app-root", str(APP_ROOT)) as (output, _, _process):
         assert "warning: no --host-key" in output
         assert "make_call (authLevel function)" in output
         assert "--host-key KEY" in output
@@ -369,7 +341,7 @@ def test_unkeyed_make_call_is_named_in_a_start_up_warning():
 
 def test_no_warning_with_a_host_key_and_make_call_needs_it():
     with server_command("--app-root", str(APP_ROOT), "--host-key", "start-up-key") as (
-            output, base_url):
+            output, base_url, _process):
         assert "warning" not in output.lower()
         connection = http.client.HTTPConnection("127.0.0.1", int(base_url.rsplit(":", 1)[1]),
                                                 timeout=CLIENT_TIMEOUT)
