@@ -79,7 +79,10 @@ def webhook_parts() -> list[str]:
     def validator() -> Callable[[], object]:
         from twilio.request_validator import RequestValidator
 
-        form = _module("shared.signature").parse_form(voice.body)
+        # The stock validator reads a plain dict's values as single strings (FormParams holds
+        # lists, for the app's own validator).
+        form = {name: values[0] for name, values in
+                _module("shared.signature").parse_form(voice.body).items()}
         check = RequestValidator(AUTH_TOKEN)
         url = PUBLIC_BASE_URL + voice.path
         return lambda: check.validate(url, form, voice.headers["X-Twilio-Signature"])

@@ -1,0 +1,106 @@
+"""POST /api/make_call and POST /api/send_sms, behind their function folders.
+
+Both do the same thing to a different resource: load the settings, read and check the body
+against the toll-fraud policy, send one create request to Twilio, record what it created and
+answer 201 with the SID. With an Idempotency-Key header, shared.idempotency makes sure one key
+creates at most one call or message, and looks an unknown outcome up at Twilio instead of
+sending again. What differs between a call and a message is an `Outbound`: its settings, its
+parse and create steps (shared.calls, shared.sms), its record and its answer.
+
+This module is imported on a REST function's first request, not when the worker loads the
+function folders: the worker loads every function of the app at start, and a webhook's cold
+start must not compile or run it (docs/benchmark.md, cold start).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+
+import azure.functions as func
+
+from shared import calls, idempotency, request_body, responses, rest_answers, sms
+from shared.settings import SettingsError, load_call_settings, load_sms_settings
+
+
+class Outbound(NamedTuple):
+    """What one REST function creates, and how: each step is shared.calls' or shared.sms'."""
+
+    function: str
+    subject: rest_answers.Subject
+    load_settings: Callable[[], Any]
+    # The request body, read and checked: an object with `to` and `from_`; raises a refusal.
+    parse: Callable[[func.HttpRequest, Any], Any]
+    create: Callable[[Any, Any], Awaitable[Any]]
+    # (created resource, parsed request or None when it was found by a lookup) -> recorded?
+    record: Callable[[Any, Any], Awaitable[bool]]
+    find: Callable[[Any, str, str | None, datetime.datetime], Awaitable[Any]]
+    answer: Callable[[Any, bool], dict[str, object]]
+
+
+CALL = Outbound(
+    function="make_call",
+    subject=calls.SUBJECT,
+    load_settings=load_call_settings,
+    parse=lambda req, settings: calls.parse(request_body.read(req, calls.FIELDS), settings),
+    create=calls.place,
+    record=lambda created, call: calls.record(created, call.message if call else None),
+    find=calls.find,
+    answer=calls.answer,
+)
+
+MESSAGE = Outbound(
+    function="send_sms",
+    subject=sms.SUBJECT,
+    load_settings=load_sms_settings,
+    parse=lambda req, settings: sms.parse(request_body.read(req, sms.FIELDS, sms.LISTS), settings),
+    create=sms.send,
+    record=sms.record,
+    find=sms.find,
+    answer=sms.answer,
+)
+
+
+async def handle(req: func.HttpRequest, outbound: Outbound) -> func.HttpResponse:
+    """Create the call or message the request asks for, at most once per Idempotency-Key."""
+    try:
+        settings = outbound.load_settings()
+    except SettingsError as error:
+        return rest_answers.settings_error(outbound.function, error)
+
+    async def attempt(claim: idempotency.Claim | None) -> func.HttpResponse:
+        return await create(req, outbound, settings, claim)
+
+    async def lookup(
+        to: str, from_: str | None, since: datetime.datetime
+    ) -> func.HttpResponse | None:
+        found = await outbound.find(settings, to, from_, since)
+        if found is None:
+            return None
+        recorded = await outbound.record(found, None)
+        return responses.json_body(outbound.answer(found, recorded), 201)
+
+    return await idempotency.guarded(req, outbound.function, attempt, lookup)
+
+
+async def create(
+    req: func.HttpRequest, outbound: Outbound, settings: Any, claim: idempotency.Claim | None
+) -> func.HttpResponse:
+    """One create request to Twilio, once the body passed the policy (and the key, if any, is
+    marked as sending, with the to and from a lookup would need)."""
+    try:
+        wanted = outbound.parse(req, settings)
+    except rest_answers.REFUSALS as refusal:
+        return rest_answers.refused(outbound.function, refusal)
+
+    if claim is not None and (refusal := await claim.sending(wanted.to, wanted.from_)):
+        return refusal
+    try:
+        created = await outbound.create(wanted, settings)
+    except Exception as error:  # every failure becomes a JSON answer
+        return rest_answers.twilio_failure(
+            error, outbound.subject, wanted.to, settings.rest.http_timeout
+        )
+    recorded = await outbound.record(created, wanted)
+    return responses.json_body(outbound.answer(created, recorded), 201)
