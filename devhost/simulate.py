@@ -56,6 +56,7 @@ DEFAULT_FROM = "+14155550100"
 DEFAULT_TO = "+15005550006"
 DEFAULT_SMS_BODY = "Ahoy from the devhost simulator!"
 TOKEN_NAME = "TWILIO_AUTH_TOKEN"  # noqa: S105 - the setting's name, not a token
+SHARED_KEY_NAME = "TWILIO_SHARED_KEY_SECRET"
 TIMEOUT = 20.0
 
 # Where the numbers "are", as Twilio's lookup would report them (fixed: tests compare them).
@@ -181,11 +182,28 @@ class Webhook:
         return f"Webhook({self.method} url={self.url!r}, params={len(self.params)} fields)"
 
 
-def signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
-    """X-Twilio-Signature, computed by the twilio library as Twilio computes it."""
+def signature(
+    auth_token: str, url: str, params: Mapping[str, str], algorithm: str | None = None
+) -> str:
+    """X-Twilio-Signature, computed by the twilio library as Twilio computes it (with a
+    SharedKey's secret in place of the auth token, and its algorithm, for a Webhook Rule)."""
     from twilio.request_validator import RequestValidator
 
-    return RequestValidator(auth_token).compute_signature(url, dict(params))
+    return RequestValidator(auth_token).compute_signature(url, dict(params), algorithm)
+
+
+@dataclass(frozen=True)
+class SharedKey:
+    """A Twilio SharedKey a Webhook Setting signs with: its secret, SID and algorithm."""
+
+    secret: str = field(repr=False)
+    sid: str = field(default_factory=lambda: _sid("KS"))
+    algorithm: str = "HMAC_SHA256"
+
+    @property
+    def settings_header(self) -> str:
+        """X-Twilio-Webhooks-Signature-Settings, as Twilio sends it."""
+        return f"key={self.sid},algorithm={self.algorithm}"
 
 
 def with_query(url: str, params: Mapping[str, str]) -> str:
@@ -210,6 +228,7 @@ def build(
     method: str = "POST",
     sid: str | None = None,
     status: str | None = None,
+    shared_key: SharedKey | None = None,
 ) -> Webhook:
     """A signed webhook of `kind` (voice, sms, call-status, message-status) for `url`.
 
@@ -217,6 +236,7 @@ def build(
     (PUBLIC_BASE_URL behind ngrok); it defaults to `url`. `params` adds or overrides fields.
     `method` "GET" puts the fields in the query of both URLs and signs the full URL alone.
     `sid` and `status` pick the call or message a status callback is about, and its status.
+    `shared_key` signs it as a Webhook Rule would (with that key, not `auth_token`).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
@@ -240,17 +260,26 @@ def build(
     else:
         unsigned = Webhook(url=url, headers={"Content-Type": FORM_CONTENT_TYPE}, params=form,
                            body=urlencode(form).encode("ascii"), signed_url=signed)
-    return _with_twilio_headers(unsigned, auth_token)
+    return _with_twilio_headers(unsigned, auth_token, shared_key)
 
 
-def _with_twilio_headers(hook: Webhook, auth_token: str) -> Webhook:
+def _with_twilio_headers(
+    hook: Webhook, auth_token: str, shared_key: SharedKey | None = None
+) -> Webhook:
     """`hook` with the headers Twilio adds, the signature over what Twilio signs for its method."""
-    return replace(hook, headers=hook.headers | {
+    headers = hook.headers | {
         "User-Agent": USER_AGENT,
         "Accept": "*/*",
         "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
-        "X-Twilio-Signature": signature(auth_token, hook.signed_url, hook.signed_params),
-    })
+    }
+    if shared_key is None:
+        headers["X-Twilio-Signature"] = signature(auth_token, hook.signed_url, hook.signed_params)
+    else:
+        headers["X-Twilio-Webhooks-Signature-Settings"] = shared_key.settings_header
+        headers["X-Twilio-Signature"] = signature(
+            shared_key.secret, hook.signed_url, hook.signed_params, shared_key.algorithm
+        )
+    return replace(hook, headers=headers)
 
 
 @dataclass(frozen=True)
@@ -333,6 +362,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="add or override a form field; repeatable")
     parser.add_argument("--app-root", type=Path, default=Path.cwd(),
                         help="where local.settings.json is (default: current directory)")
+    parser.add_argument("--shared-key", action="store_true",
+                        help=f"sign with {SHARED_KEY_NAME} and HMAC-SHA256, as a Twilio Webhook "
+                        "Rule with a SharedKey does, instead of the auth token")
     parser.add_argument("--timeout", type=float, default=TIMEOUT)
     return parser.parse_args(argv)
 
@@ -364,6 +396,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{local_settings.FILE_NAME} ({local_settings.missing_message(args.app_root)})",
               file=sys.stderr)
         return 2
+    shared_key = None
+    if args.shared_key:
+        if not values.get(SHARED_KEY_NAME):
+            print(f"error: --shared-key needs {SHARED_KEY_NAME}: set it in the environment or "
+                  f"in {local_settings.FILE_NAME}", file=sys.stderr)
+            return 2
+        shared_key = SharedKey(values[SHARED_KEY_NAME])
     url = target_url(args.kind, args.url, args.port, found)
     sign_url = args.sign_url
     public = values.get("PUBLIC_BASE_URL", "").rstrip("/")
@@ -375,13 +414,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.kind, url, token, body=args.body, from_=args.from_,
         to=args.to or values.get("TWILIO_PHONE_NUMBER") or DEFAULT_TO,
         account_sid=values.get("TWILIO_ACCOUNT_SID"), params=params, sign_url=sign_url,
-        method=args.method, sid=args.sid, status=args.status,
+        method=args.method, sid=args.sid, status=args.status, shared_key=shared_key,
     )
     signed_note = ""
     if sign_url and sign_url != url:  # shown without a GET's long query of Twilio's fields
         signed_note = f", signed for {sign_url}"
     query_note = ", fields in the query" if args.method == "GET" else ""
-    print(f"{args.method} {url} ({args.kind} webhook{query_note}, auth token from {source}"
+    signer = f"{SHARED_KEY_NAME}" if shared_key else f"auth token from {source}"
+    print(f"{args.method} {url} ({args.kind} webhook{query_note}, signed with {signer}"
           f"{signed_note})")
     try:
         reply = send(webhook, timeout=args.timeout)

@@ -34,6 +34,14 @@ param twilioAuthToken string
 @description('Secondary Twilio auth token while rotating tokens (optional).')
 param twilioAuthTokenSecondary string = ''
 
+@secure()
+@description('Secret of the Twilio SharedKey a Webhook Setting signs webhooks with (optional).')
+param twilioSharedKeySecret string = ''
+
+@secure()
+@description('Secret of a second SharedKey, while rotating signing keys (optional).')
+param twilioSharedKeySecretSecondary string = ''
+
 @description('Twilio API key SID (optional; used with twilioApiSecret for REST calls).')
 param twilioApiKey string = ''
 
@@ -134,6 +142,8 @@ module keyVault 'app/keyvault.bicep' = {
     twilioAuthToken: twilioAuthToken
     twilioAuthTokenSecondary: twilioAuthTokenSecondary
     twilioApiSecret: twilioApiSecret
+    twilioSharedKeySecret: twilioSharedKeySecret
+    twilioSharedKeySecretSecondary: twilioSharedKeySecretSecondary
   }
 }
 
@@ -146,6 +156,12 @@ var authTokenSecondarySetting = empty(twilioAuthTokenSecondary) ? {} : {
 }
 var apiSecretSetting = empty(twilioApiSecret) ? {} : {
   TWILIO_API_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.apiSecretSecretUri})'
+}
+var sharedKeySecretSetting = empty(twilioSharedKeySecret) ? {} : {
+  TWILIO_SHARED_KEY_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.sharedKeySecretSecretUri})'
+}
+var sharedKeySecretSecondarySetting = empty(twilioSharedKeySecretSecondary) ? {} : {
+  TWILIO_SHARED_KEY_SECRET_SECONDARY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.sharedKeySecretSecondarySecretUri})'
 }
 
 // PUBLIC_BASE_URL is added by the module: it is the app's own https URL.
@@ -180,7 +196,7 @@ module functionApp 'app/functionapp.bicep' = {
     storageBlobEndpoint: storage.outputs.blobEndpoint
     deploymentContainerName: storage.outputs.deploymentContainerName
     applicationInsightsConnectionString: monitoring.outputs.connectionString
-    appSettings: union(twilioPlainSettings, authTokenSetting, authTokenSecondarySetting, apiSecretSetting)
+    appSettings: union(twilioPlainSettings, authTokenSetting, authTokenSecondarySetting, apiSecretSetting, sharedKeySecretSetting, sharedKeySecretSecondarySetting)
   }
   // The app must not start before it may read its secrets and telemetry target.
   dependsOn: [

@@ -58,7 +58,13 @@ _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}")
 # Settings that hold a secret. On Azure they are Key Vault references; when App Service cannot
 # resolve one it hands the app the reference text itself, which must never pass for the secret.
 SECRET_SETTINGS = frozenset(
-    {"TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY", "TWILIO_API_SECRET"}
+    {
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_AUTH_TOKEN_SECONDARY",
+        "TWILIO_API_SECRET",
+        "TWILIO_SHARED_KEY_SECRET",
+        "TWILIO_SHARED_KEY_SECRET_SECONDARY",
+    }
 )
 _KEY_VAULT_REFERENCE = "@microsoft.keyvault("
 UNRESOLVED_KEY_VAULT_REFERENCE = (
@@ -89,6 +95,9 @@ class WebhookSettings(NamedTuple):
     """What the Twilio webhooks (voice_url, sms_url) need."""
 
     auth_tokens: tuple[str, ...]
+    # The secrets of the SharedKeys a Twilio Webhook Setting signs with (empty: none is set up);
+    # a webhook carrying X-Twilio-Webhooks-Signature-Settings is checked against these instead.
+    shared_key_secrets: tuple[str, ...]
     # PUBLIC_BASE_URL, else https://WEBSITE_HOSTNAME on Azure, else None (a local run).
     trusted_origin: str | None
     voice_greeting: str
@@ -230,6 +239,8 @@ def _environ_bytes() -> Mapping[bytes, bytes] | None:
 WEBHOOK_SETTINGS = (
     "TWILIO_AUTH_TOKEN",
     "TWILIO_AUTH_TOKEN_SECONDARY",
+    "TWILIO_SHARED_KEY_SECRET",
+    "TWILIO_SHARED_KEY_SECRET_SECONDARY",
     "PUBLIC_BASE_URL",
     "VOICE_GREETING",
     "VOICE_NAME",
@@ -241,8 +252,13 @@ WEBHOOK_SETTINGS = (
 def _webhook_settings(reader: _Reader) -> WebhookSettings:
     token = reader.required("TWILIO_AUTH_TOKEN", ": webhook signatures cannot be checked")
     secondary = reader.get("TWILIO_AUTH_TOKEN_SECONDARY")
+    shared_keys = (
+        reader.get("TWILIO_SHARED_KEY_SECRET"),
+        reader.get("TWILIO_SHARED_KEY_SECRET_SECONDARY"),
+    )
     return WebhookSettings(
         auth_tokens=tuple(t for t in (token, secondary) if t),
+        shared_key_secrets=tuple(k for k in shared_keys if k),
         trusted_origin=_public_origin(reader),
         voice_greeting=reader.get("VOICE_GREETING") or DEFAULT_VOICE_GREETING,
         voice_name=_optional_pattern(

@@ -23,7 +23,14 @@ from typing import NamedTuple
 from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urlencode, urlparse
 
 import azure.functions as func
-from twilio.request_validator import RequestValidator, add_port, remove_port
+from twilio.request_validator import (
+    HMAC_SHA1,
+    HMAC_SHA256,
+    RequestValidator,
+    add_port,
+    get_signature_algorithm,
+    remove_port,
+)
 
 from shared import public_url
 
@@ -31,6 +38,11 @@ from shared import public_url
 # and is refused before any work is spent on it.
 MAX_SIGNATURE_LENGTH = 64
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# Present when a Twilio Webhook Rule matched the URL: the request is then signed with that
+# Setting's SharedKey and algorithm (`key=<SharedKey SID>,algorithm=HMAC_SHA256`), not with the
+# auth token.
+SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
+SUPPORTED_ALGORITHMS = frozenset({HMAC_SHA1, HMAC_SHA256})
 _ORIGIN_HINT = (
     "; if Twilio calls this app at another origin (custom domain, proxy, tunnel), "
     "PUBLIC_BASE_URL must be that origin"
@@ -154,12 +166,15 @@ def verify(
     auth_tokens: tuple[str, ...],
     trusted_origin: str | None,
     route_path: str,
+    shared_key_secrets: tuple[str, ...] = (),
 ) -> Verdict:
-    """Check X-Twilio-Signature against every URL Twilio may have signed and every token.
+    """Check X-Twilio-Signature against every URL Twilio may have signed and every secret.
 
     `trusted_origin` is `public_url.configured_origin(...)` (None on a local run: the request's
     own origins are tried); `route_path` is the path of the function's own route, the only path
-    a signature is checked for.
+    a signature is checked for. A request that names a SharedKey signature
+    (X-Twilio-Webhooks-Signature-Settings) is checked against `shared_key_secrets` with the
+    algorithm it names, every other one against `auth_tokens` with HMAC-SHA1, as Twilio signs.
     """
     signature = (req.headers.get("x-twilio-signature") or "").strip()
     try:
@@ -177,8 +192,9 @@ def verify(
         return Verdict(False, f"request path is not this function's route {route_path}", form)
     if payload is None:
         return Verdict(False, "body is neither UTF-8 form data nor covered by bodySHA256", form)
-    if not auth_tokens:
-        return Verdict(False, "no auth token configured", form)
+    secrets, algorithm, unusable = _signing(req, auth_tokens, shared_key_secrets)
+    if unusable:
+        return Verdict(False, unusable, form)
 
     origins = [trusted_origin] if trusted_origin else public_url.request_origins(req)
     if isinstance(payload, str):
@@ -189,14 +205,38 @@ def verify(
             return Verdict(False, "body does not match its bodySHA256", form)
         payload = FormParams()
     expected = signature.encode()
-    validators = [_validator(token) for token in auth_tokens]
-    # URL by URL, each with every token: the verdict is the same in any order (genuine when any
-    # pair matches), and the likeliest URL is signed with each token before another is built.
+    validators = [_validator(secret) for secret in secrets]
+    # URL by URL, each with every secret: the verdict is the same in any order (genuine when any
+    # pair matches), and the likeliest URL is signed with each secret before another is built.
     for url in _candidate_urls(origins, path, query):
         for validator in validators:
-            if hmac.compare_digest(validator.compute_signature(url, payload).encode(), expected):
+            computed = validator.compute_signature(url, payload, algorithm)
+            if hmac.compare_digest(computed.encode(), expected):
                 return Verdict(True, "signature valid", form)
     return Verdict(False, f"signature does not match {origins[0]}{path}{_ORIGIN_HINT}", form)
+
+
+def _signing(
+    req: func.HttpRequest, auth_tokens: tuple[str, ...], shared_key_secrets: tuple[str, ...]
+) -> tuple[tuple[str, ...], str | None, str | None]:
+    """(the secrets to try, the algorithm, None) or ((), None, why none can be tried).
+
+    Which secret signed is the request's to say, not the app's: a forger gains nothing by adding
+    or dropping the header, since every path needs a secret it does not have."""
+    named = (req.headers.get(SIGNATURE_SETTINGS_HEADER) or "").strip()
+    if not named:
+        if not auth_tokens:
+            return (), None, "no auth token configured"
+        return auth_tokens, None, None
+    algorithm = get_signature_algorithm(named)
+    if algorithm.upper() not in SUPPORTED_ALGORITHMS:
+        return (), None, f"SharedKey signature algorithm '{algorithm[:40]}' is not supported"
+    if not shared_key_secrets:
+        return (), None, (
+            f"signed with a SharedKey ({SIGNATURE_SETTINGS_HEADER}) but "
+            "TWILIO_SHARED_KEY_SECRET is not set"
+        )
+    return shared_key_secrets, algorithm.upper(), None
 
 
 class _Validator(RequestValidator):

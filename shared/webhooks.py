@@ -17,6 +17,14 @@ import azure.functions as func
 from shared import logs, redact, responses, routes, signature
 from shared.settings import SettingsError, WebhookSettings, load_webhook_settings
 
+# The settings a signature is checked with: when one is broken, no request can be proven genuine.
+SIGNING_SECRETS = frozenset({
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "TWILIO_SHARED_KEY_SECRET",
+    "TWILIO_SHARED_KEY_SECRET_SECONDARY",
+})
+
 logger = logs.get_logger(__name__)
 
 # Twilio's webhook bodies are a few kilobytes (an SMS body is at most 1,600 characters).
@@ -63,12 +71,16 @@ def _verify(
     except SettingsError as error:
         logger.error("%s outcome=failed reason=settings: %s", function_name, error.describe())
         # Fail closed: without its tokens no request can be proven genuine, so none is answered.
-        if set(error.names) & {"TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY"}:
+        if set(error.names) & SIGNING_SECRETS:
             return None, responses.refused(), "-"
         return None, responses.empty(500), "-"
 
     verdict = signature.verify(
-        req, settings.auth_tokens, settings.trusted_origin, routes.path(function_name)
+        req,
+        settings.auth_tokens,
+        settings.trusted_origin,
+        routes.path(function_name),
+        settings.shared_key_secrets,
     )
     query = dict(req.params)
     sid = redact.sid(verdict.form.first(sid_param) or query.get(sid_param))

@@ -30,7 +30,10 @@ API_KEY = "SK" + "b" * 32
 API_SECRET = "api-secret-for-tests-0000000003"
 OTHER_TOKEN = "someone-elses-auth-token-0000004"
 TWILIO_NUMBER = "+14155550100"
-SECRETS = (AUTH_TOKEN, SECONDARY_TOKEN, API_SECRET)
+# Secrets of Twilio SharedKeys, which a Webhook Rule signs webhooks with instead of the token.
+SHARED_KEY_SECRET = "shared-key-secret-for-tests-00005"
+SHARED_KEY_SECRET_SECONDARY = "shared-key-secret-for-tests-00006"
+SECRETS = (AUTH_TOKEN, SECONDARY_TOKEN, API_SECRET, SHARED_KEY_SECRET, SHARED_KEY_SECRET_SECONDARY)
 # What App Service sets WEBSITE_HOSTNAME to: the app's default host name.
 APP_HOSTNAME = "myapp.azurewebsites.net"
 

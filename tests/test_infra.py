@@ -40,7 +40,13 @@ BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 CHECKOV_REQUIREMENTS = INFRA / "requirements-checkov.txt"
 FUNCTIONS = ("make_call", "voice_url", "sms_url")
 
-SECRET_SETTINGS = ("TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY", "TWILIO_API_SECRET")
+SECRET_SETTINGS = (
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "TWILIO_API_SECRET",
+    "TWILIO_SHARED_KEY_SECRET",
+    "TWILIO_SHARED_KEY_SECRET_SECONDARY",
+)
 KEY_VAULT_REFERENCE = re.compile(r"@Microsoft\.KeyVault\(SecretUri=\$\{[^{}]+\}\)")
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 # Host settings in local.settings.json that Azure provides differently: the worker runtime is
@@ -745,9 +751,9 @@ WAIVERS = (
     Waiver(
         "CKV_AZURE_41",
         "*",
-        "Twilio auth tokens and API secrets do not expire; an expiry "
+        "Twilio auth tokens, API secrets and SharedKey secrets do not expire; an expiry "
         "date would silently break the Key Vault references on that day. Rotate with "
-        "TWILIO_AUTH_TOKEN_SECONDARY instead.",
+        "TWILIO_AUTH_TOKEN_SECONDARY (TWILIO_SHARED_KEY_SECRET_SECONDARY) instead.",
     ),
     Waiver(
         "CKV_AZURE_114",
@@ -758,6 +764,16 @@ WAIVERS = (
     Waiver(
         "CKV_AZURE_114",
         "Microsoft.KeyVault/vaults/secrets.apiSecret",
+        "Same as for authTokenSecondary.",
+    ),
+    Waiver(
+        "CKV_AZURE_114",
+        "Microsoft.KeyVault/vaults/secrets.sharedKeySecret",
+        "Same as for authTokenSecondary.",
+    ),
+    Waiver(
+        "CKV_AZURE_114",
+        "Microsoft.KeyVault/vaults/secrets.sharedKeySecretSecondary",
         "Same as for authTokenSecondary.",
     ),
 )

@@ -33,12 +33,24 @@ def assert_explains_unresolved_reference(text: str, setting: str) -> None:
 
 
 def test_every_secret_setting_is_checked():
-    assert {"TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY", "TWILIO_API_SECRET"} <= (
-        SECRET_SETTINGS
-    )
+    assert {
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_AUTH_TOKEN_SECONDARY",
+        "TWILIO_API_SECRET",
+        "TWILIO_SHARED_KEY_SECRET",
+        "TWILIO_SHARED_KEY_SECRET_SECONDARY",
+    } <= SECRET_SETTINGS
 
 
-@pytest.mark.parametrize("setting", ["TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY"])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_AUTH_TOKEN_SECONDARY",
+        "TWILIO_SHARED_KEY_SECRET",
+        "TWILIO_SHARED_KEY_SECRET_SECONDARY",
+    ],
+)
 @pytest.mark.parametrize(("path", "params"), [("/api/voice_url", VOICE_PARAMS),
                                               ("/api/sms_url", SMS_PARAMS)])
 @pytest.mark.parametrize("reference", [REFERENCE, OTHER_FORM], ids=["secret-uri", "vault-name"])
@@ -46,7 +58,7 @@ def test_webhooks_fail_closed_and_log_why(
     worker_host, app_settings, caplog, setting, path, params, reference
 ):
     caplog.set_level(logging.DEBUG)
-    if setting == "TWILIO_AUTH_TOKEN_SECONDARY":
+    if setting != "TWILIO_AUTH_TOKEN":
         app_settings.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
     app_settings.setenv(setting, reference)
     # Signed with the real token: even a genuine request is not answered on a broken config.

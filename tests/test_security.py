@@ -17,6 +17,8 @@ from conftest import (
     OTHER_TOKEN,
     SECONDARY_TOKEN,
     SECRETS,
+    SHARED_KEY_SECRET,
+    SHARED_KEY_SECRET_SECONDARY,
     SMS_PARAMS,
     VOICE_PARAMS,
 )
@@ -57,6 +59,7 @@ class Exchange:
         headers: dict[str, str] | None = None,
         body: bytes | None = None,
         signature: str | None = None,
+        algorithm: str | None = None,
     ) -> HostResponse:
         """Send `params` to `path` as the worker sees it at `seen_at`, signed by Twilio for
         `signed_url` (default: PUBLIC + path) over `signed_params` (default: the params)."""
@@ -67,7 +70,7 @@ class Exchange:
             if method == "GET":
                 to_sign = {}
             signature = RequestValidator(token).compute_signature(
-                signed_url or PUBLIC + path, to_sign
+                signed_url or PUBLIC + path, to_sign, algorithm
             )
         self.signatures.append(signature)
         all_headers = {"Content-Type": FORM, **(headers or {})}
@@ -251,6 +254,114 @@ def test_8_either_token_is_accepted_while_rotating(twilio, app_settings, token):
     app_settings.setenv("TWILIO_AUTH_TOKEN_SECONDARY", SECONDARY_TOKEN)
 
     assert_answered(twilio.send("/api/voice_url", VOICE_PARAMS, token=token))
+
+
+# --- SharedKey signatures (a Twilio Webhook Rule signs with its Setting's key) -----------------
+
+SIGNATURE_SETTINGS = "X-Twilio-Webhooks-Signature-Settings"
+SHARED_KEY_SID = "KS" + "c" * 32
+
+
+def shared_key_header(algorithm: str = "HMAC_SHA256") -> dict[str, str]:
+    return {SIGNATURE_SETTINGS: f"key={SHARED_KEY_SID},algorithm={algorithm}"}
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "tag"),
+    [("/api/voice_url", VOICE_PARAMS, "Say"), ("/api/sms_url", SMS_PARAMS, "Message")],
+)
+@pytest.mark.parametrize("secret", [SHARED_KEY_SECRET, SHARED_KEY_SECRET_SECONDARY])
+def test_9_a_webhook_signed_with_a_shared_key_is_accepted(
+    twilio, app_settings, path, params, tag, secret
+):
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    app_settings.setenv("TWILIO_SHARED_KEY_SECRET", SHARED_KEY_SECRET)
+    app_settings.setenv("TWILIO_SHARED_KEY_SECRET_SECONDARY", SHARED_KEY_SECRET_SECONDARY)
+
+    response = twilio.send(
+        path, params, token=secret, algorithm="HMAC_SHA256", headers=shared_key_header()
+    )
+
+    assert_answered(response, tag)
+
+
+def test_9_a_shared_key_setting_may_name_hmac_sha1(twilio, app_settings):
+    app_settings.setenv("TWILIO_SHARED_KEY_SECRET", SHARED_KEY_SECRET)
+
+    response = twilio.send(
+        "/api/voice_url",
+        VOICE_PARAMS,
+        token=SHARED_KEY_SECRET,
+        algorithm="HMAC_SHA1",
+        headers=shared_key_header("HMAC_SHA1"),
+    )
+
+    assert_answered(response)
+
+
+def test_9_auth_token_webhooks_still_pass_when_a_shared_key_is_set(twilio, app_settings):
+    """Webhooks no Rule matches (another URL, a status callback) are signed with the token."""
+    app_settings.setenv("TWILIO_SHARED_KEY_SECRET", SHARED_KEY_SECRET)
+
+    assert_answered(twilio.send("/api/voice_url", VOICE_PARAMS))
+
+
+def _shared_key_refusals():
+    return {
+        # The header says SharedKey: the auth token's signature is not the one Twilio made.
+        "header-but-signed-with-the-token": dict(
+            token=AUTH_TOKEN, algorithm="HMAC_SHA256", headers=shared_key_header()
+        ),
+        "header-but-sha1-over-a-sha256-claim": dict(
+            token=SHARED_KEY_SECRET, algorithm="HMAC_SHA1", headers=shared_key_header()
+        ),
+        # Without the header the auth token is expected: dropping it is no way in.
+        "shared-key-signature-without-the-header": dict(
+            token=SHARED_KEY_SECRET, algorithm="HMAC_SHA256"
+        ),
+        "another-shared-key": dict(
+            token=OTHER_TOKEN, algorithm="HMAC_SHA256", headers=shared_key_header()
+        ),
+        "unsupported-algorithm": dict(
+            token=SHARED_KEY_SECRET,
+            algorithm="HMAC_SHA256",
+            headers=shared_key_header("HMAC_SHA512"),
+            reason="SharedKey signature algorithm 'HMAC_SHA512' is not supported",
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_shared_key_refusals()))
+def test_forged_shared_key_requests_are_refused(twilio, app_settings, caplog, case):
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    app_settings.setenv("TWILIO_SHARED_KEY_SECRET", SHARED_KEY_SECRET)
+    kwargs = dict(_shared_key_refusals()[case])
+    reason = kwargs.pop("reason", "signature does not match")
+
+    response = twilio.send("/api/voice_url", VOICE_PARAMS, **kwargs)
+
+    assert response.status == 403
+    assert response.body == b""
+    [line] = app_lines(caplog)
+    assert line.levelno == logging.WARNING
+    assert "outcome=refused" in line.getMessage()
+    assert reason in line.getMessage()
+
+
+def test_a_shared_key_webhook_without_its_secret_set_is_refused_naming_the_setting(
+    twilio, app_settings, caplog
+):
+    response = twilio.send(
+        "/api/sms_url",
+        SMS_PARAMS,
+        token=SHARED_KEY_SECRET,
+        algorithm="HMAC_SHA256",
+        headers=shared_key_header(),
+    )
+
+    assert response.status == 403
+    [line] = app_lines(caplog)
+    assert "TWILIO_SHARED_KEY_SECRET is not set" in line.getMessage()
 
 
 # --- refused: 403, empty body, one warning line ------------------------------------------------

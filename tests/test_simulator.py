@@ -56,7 +56,7 @@ def served_fixture_app(start_served_host):
 def clean_env(monkeypatch):
     # WEBSITE_HOSTNAME too: with it, the app trusts only that (Azure) origin; this is a local run.
     for name in ("TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL", "TWILIO_PHONE_NUMBER",
-                 "TWILIO_ACCOUNT_SID", "WEBSITE_HOSTNAME"):
+                 "TWILIO_ACCOUNT_SID", "WEBSITE_HOSTNAME", "TWILIO_SHARED_KEY_SECRET"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -245,6 +245,39 @@ def test_get_webhooks_are_accepted_by_the_app(served_host, clean_env, capsys):
     assert "<Say" in capsys.readouterr().out
     assert simulate.main(["sms", "--port", port, "--method", "GET", "--body", "hi"]) == 0
     assert "<Message" in capsys.readouterr().out
+
+
+def test_shared_key_webhooks_are_accepted_by_the_app(served_host, clean_env, capsys):
+    """--shared-key signs as a Webhook Rule does: the app checks it with the SharedKey secret."""
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    clean_env.setenv("TWILIO_SHARED_KEY_SECRET", "shared-key-secret-of-the-simulator")
+    port = str(served_host.port)
+    assert simulate.main(["voice", "--port", port, "--shared-key"]) == 0
+    out = capsys.readouterr().out
+    assert "signed with TWILIO_SHARED_KEY_SECRET" in out
+    assert "shared-key-secret-of-the-simulator" not in out
+    assert "<Say" in out
+
+
+def test_shared_key_signature_is_twilios(served_fixture_app, clean_env, capsys):
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    clean_env.setenv("TWILIO_SHARED_KEY_SECRET", "shared-key-secret-of-the-simulator")
+    url = f"{served_fixture_app.url}/api/echo"
+    assert simulate.main(["sms", "--url", url, "--shared-key"]) == 0
+    seen = json.loads(capsys.readouterr().out.split("\n", 2)[2])
+    header = seen["headers"]["x-twilio-webhooks-signature-settings"]
+    assert re.fullmatch(r"key=KS[0-9a-f]{32},algorithm=HMAC_SHA256", header)
+    assert RequestValidator("shared-key-secret-of-the-simulator").validate(
+        seen["url"], seen["form"], seen["headers"]["x-twilio-signature"], "HMAC_SHA256")
+    assert not RequestValidator(TOKEN).validate(
+        seen["url"], seen["form"], seen["headers"]["x-twilio-signature"])
+
+
+def test_shared_key_without_its_secret_exits_2(clean_env, tmp_path, capsys):
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    code = simulate.main(["voice", "--app-root", str(tmp_path), "--shared-key"])
+    assert code == 2
+    assert "TWILIO_SHARED_KEY_SECRET" in capsys.readouterr().err
 
 
 def test_non_2xx_exits_1_and_prints_the_status(served_fixture_app, clean_env, capsys):

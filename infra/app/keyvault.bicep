@@ -28,6 +28,14 @@ param twilioAuthTokenSecondary string = ''
 @description('Twilio API key secret (optional).')
 param twilioApiSecret string = ''
 
+@secure()
+@description('Secret of the Twilio SharedKey that signs webhooks (optional).')
+param twilioSharedKeySecret string = ''
+
+@secure()
+@description('Secret of a second SharedKey, during a signing key rotation (optional).')
+param twilioSharedKeySecretSecondary string = ''
+
 // Built-in role "Key Vault Secrets User".
 var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
 
@@ -91,6 +99,30 @@ resource apiSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(t
   }
 }
 
+resource sharedKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(twilioSharedKeySecret)) {
+  parent: vault
+  name: 'twilio-shared-key-secret'
+  properties: {
+    value: twilioSharedKeySecret
+    contentType: 'text/plain'
+    attributes: {
+      enabled: true
+    }
+  }
+}
+
+resource sharedKeySecretSecondary 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(twilioSharedKeySecretSecondary)) {
+  parent: vault
+  name: 'twilio-shared-key-secret-secondary'
+  properties: {
+    value: twilioSharedKeySecretSecondary
+    contentType: 'text/plain'
+    attributes: {
+      enabled: true
+    }
+  }
+}
+
 resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(vault.id, appPrincipalId, keyVaultSecretsUserRoleId)
   scope: vault
@@ -105,3 +137,5 @@ output name string = vault.name
 output authTokenSecretUri string = authToken.properties.secretUri
 output authTokenSecondarySecretUri string = empty(twilioAuthTokenSecondary) ? '' : authTokenSecondary.properties.secretUri
 output apiSecretSecretUri string = empty(twilioApiSecret) ? '' : apiSecret.properties.secretUri
+output sharedKeySecretSecretUri string = empty(twilioSharedKeySecret) ? '' : sharedKeySecret.properties.secretUri
+output sharedKeySecretSecondarySecretUri string = empty(twilioSharedKeySecretSecondary) ? '' : sharedKeySecretSecondary.properties.secretUri
