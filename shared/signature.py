@@ -11,6 +11,10 @@ match halves the cost of a genuine request, with the same checks. The candidates
 at a time, as they are tried: a genuine request matches the first one (the URL as received, at
 the trusted origin), so the query variants and port forms are only worked out for a refusal or
 an unusual proxy.
+
+A Twilio Webhook Rule may sign with a SharedKey instead of the auth token; the request then says
+so in X-Twilio-Webhooks-Signature-Settings (see `_signing`), and the same check runs with that
+key's secret and the algorithm named there (twilio's `get_signature_algorithm`).
 """
 
 from __future__ import annotations
