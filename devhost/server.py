@@ -666,8 +666,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = None if args.no_settings else local_settings.read(root)
         if found is not None:
             applied, kept = local_settings.apply(found)
+            # Names only (never values): an environment variable that shadows the file is the
+            # usual reason a changed local.settings.json seems to have no effect.
             print(f"Loaded {len(applied)} settings from {found.path.name}"
-                  + (f" ({len(kept)} already set in the environment were kept)" if kept else ""))
+                  + (f" (kept from the environment instead: {', '.join(sorted(kept))})"
+                     if kept else ""))
             port = found.port if port is None else port
         elif not args.no_settings:
             print(local_settings.missing_message(root))

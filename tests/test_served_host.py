@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -143,6 +144,22 @@ def test_the_server_command_serves_until_stopped():
         assert "local.settings.json not found" in output
         assert "echo: [GET,POST] http://127.0.0.1:" in output
         assert call(base_url, "POST", "/api/echo")[0] == 200
+
+
+def test_the_server_names_the_settings_the_environment_kept(tmp_path, monkeypatch):
+    """A value in the shell shadows local.settings.json: the start-up line says which ones, so a
+    changed file that seems to have no effect is explained (names only, never values)."""
+    app = tmp_path / "app"
+    shutil.copytree(FIXTURE_APP, app)
+    (app / "local.settings.json").write_text(json.dumps({
+        "IsEncrypted": False,
+        "Values": {"FROM_FILE_SETTING": "file", "SHADOWED_SETTING": "file-value"},
+    }))
+    monkeypatch.setenv("SHADOWED_SETTING", "shell-value")
+    with server_command("--app-root", str(app), no_settings=False) as (output, _, _process):
+        assert "Loaded 1 settings from local.settings.json" in output
+        assert "kept from the environment instead: SHADOWED_SETTING" in output
+        assert "shell-value" not in output and "file-value" not in output
 
 
 def test_local_settings_fill_the_environment_without_overriding(tmp_path):
