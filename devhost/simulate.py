@@ -434,6 +434,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"HTTP {reply.status} {reply.reason}" + (f" ({content_type})" if content_type else ""))
     if reply.body:
         print(reply.body.decode("utf-8", "replace"))
+    if reply.status == 403:
+        # The app answers a refused signature with an empty 403 on purpose (a forger learns
+        # nothing); the reason is in the app's own log, one line per refusal.
+        print("The app refused the signature: its log says why (the line with outcome=refused "
+              "in the scripts/start.sh or func start output).", file=sys.stderr)
     return 0 if 200 <= reply.status < 300 else 1
 
 

@@ -273,6 +273,16 @@ def test_shared_key_signature_is_twilios(served_fixture_app, clean_env, capsys):
         seen["url"], seen["form"], seen["headers"]["x-twilio-signature"])
 
 
+def test_a_refused_signature_points_to_the_apps_log(served_host, clean_env, capsys):
+    clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    code = simulate.main(["voice", "--port", str(served_host.port),
+                          "--sign-url", "https://elsewhere.example.com/api/voice_url"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "HTTP 403" in captured.out
+    assert "outcome=refused" in captured.err and "log" in captured.err
+
+
 def test_shared_key_without_its_secret_exits_2(clean_env, tmp_path, capsys):
     clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
     code = simulate.main(["voice", "--app-root", str(tmp_path), "--shared-key"])
