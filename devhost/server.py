@@ -77,13 +77,20 @@ _SERVICE_UNAVAILABLE = (
 
 
 def _redacted(path: str) -> str:
-    """A request path for the log: a function key in `?code=` must not end up in a terminal."""
+    """A request path for the log: a function key in `?code=` must not end up in a terminal,
+    nor an escape sequence or line break from the request line (written escaped, `\\x1b`)."""
     parts = urlsplit(path)
     if not parts.query:
-        return parts.path
+        return _printable(parts.path)
     query = [(k, "***" if k == KEY_QUERY else v)
              for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return f"{parts.path}?{urlencode(query, safe='*')}"
+    return _printable(f"{parts.path}?{urlencode(query, safe='*')}")
+
+
+def _printable(text: str) -> str:
+    # http.server passes control characters of the request line through; the app's own
+    # shared.logs is not used here, as the local host serves any app root (fixtures too).
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def valid_host(value: str) -> bool:

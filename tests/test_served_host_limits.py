@@ -350,3 +350,18 @@ def test_no_warning_with_a_host_key_and_make_call_needs_it():
             assert connection.getresponse().status == 401  # refused by the host: no Twilio call
         finally:
             connection.close()
+
+
+def test_control_characters_of_the_request_line_are_logged_escaped(limited, caplog):
+    """http.server passes them through; raw, an escape sequence would repaint the developer's
+    terminal (a CR or LF there, http.server refuses itself)."""
+    caplog.set_level(logging.INFO, logger="devhost.server")
+
+    answer = exchange(limited, b"GET /api/echo\x1b[2J?x=\x07\x7f HTTP/1.1\r\nHost: localhost\r\n\r\n")
+
+    assert wait_for(lambda: any("/api/echo" in r.getMessage() for r in caplog.records)), answer
+    lines = [r.getMessage() for r in caplog.records if "/api/echo" in r.getMessage()]
+    assert lines
+    for line in lines:
+        assert "\x1b" not in line and "\x07" not in line and "\x7f" not in line
+        assert "\\x1b" in line
