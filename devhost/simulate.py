@@ -194,10 +194,10 @@ def signature(
 
 @dataclass(frozen=True)
 class SharedKey:
-    """A Twilio SharedKey a Webhook Setting signs with: its secret, SID and algorithm."""
+    """A Twilio SharedKey a Webhook Setting signs with: its secret, id and algorithm."""
 
     secret: str = field(repr=False)
-    sid: str = field(default_factory=lambda: _sid("KS"))
+    sid: str = field(default_factory=lambda: "webhooks_sharedkey_" + uuid.uuid4().hex[:26])
     algorithm: str = "HMAC_SHA256"
 
     @property

@@ -217,6 +217,15 @@ def verify(
             computed = validator.compute_signature(url, payload, algorithm)
             if hmac.compare_digest(computed.encode(), expected):
                 return Verdict(True, "signature valid", form)
+    if algorithm is not None:
+        # Checked with the SharedKey secrets: a wrong or rotated secret is the likelier cause.
+        return Verdict(
+            False,
+            f"{algorithm} SharedKey signature does not match {origins[0]}{path} with "
+            f"TWILIO_SHARED_KEY_SECRET{'(_SECONDARY)' if len(secrets) > 1 else ''} (a wrong or "
+            f"rotated secret?){_ORIGIN_HINT}",
+            form,
+        )
     return Verdict(False, f"signature does not match {origins[0]}{path}{_ORIGIN_HINT}", form)
 
 
@@ -238,7 +247,7 @@ def _signing(
             return (), None, "no auth token configured"
         return auth_tokens, None, None
     algorithm = get_signature_algorithm(named)
-    if algorithm.upper() not in SUPPORTED_ALGORITHMS:
+    if not algorithm.isascii() or algorithm.upper() not in SUPPORTED_ALGORITHMS:
         return (), None, f"SharedKey signature algorithm '{algorithm[:40]}' is not supported"
     if not shared_key_secrets:
         return (), None, (

@@ -259,11 +259,11 @@ def test_8_either_token_is_accepted_while_rotating(twilio, app_settings, token):
 # --- SharedKey signatures (a Twilio Webhook Rule signs with its Setting's key) -----------------
 
 SIGNATURE_SETTINGS = "X-Twilio-Webhooks-Signature-Settings"
-SHARED_KEY_SID = "KS" + "c" * 32
+SHARED_KEY_ID = "webhooks_sharedkey_" + "c" * 26
 
 
 def shared_key_header(algorithm: str = "HMAC_SHA256") -> dict[str, str]:
-    return {SIGNATURE_SETTINGS: f"key={SHARED_KEY_SID},algorithm={algorithm}"}
+    return {SIGNATURE_SETTINGS: f"key={SHARED_KEY_ID},algorithm={algorithm}"}
 
 
 @pytest.mark.parametrize(
@@ -310,17 +310,33 @@ def _shared_key_refusals():
     return {
         # The header says SharedKey: the auth token's signature is not the one Twilio made.
         "header-but-signed-with-the-token": dict(
-            token=AUTH_TOKEN, algorithm="HMAC_SHA256", headers=shared_key_header()
+            token=AUTH_TOKEN,
+            algorithm="HMAC_SHA256",
+            headers=shared_key_header(),
+            reason="HMAC_SHA256 SharedKey signature does not match",
         ),
         "header-but-sha1-over-a-sha256-claim": dict(
-            token=SHARED_KEY_SECRET, algorithm="HMAC_SHA1", headers=shared_key_header()
+            token=SHARED_KEY_SECRET,
+            algorithm="HMAC_SHA1",
+            headers=shared_key_header(),
+            reason="HMAC_SHA256 SharedKey signature does not match",
         ),
         # Without the header the auth token is expected: dropping it is no way in.
         "shared-key-signature-without-the-header": dict(
             token=SHARED_KEY_SECRET, algorithm="HMAC_SHA256"
         ),
         "another-shared-key": dict(
-            token=OTHER_TOKEN, algorithm="HMAC_SHA256", headers=shared_key_header()
+            token=OTHER_TOKEN,
+            algorithm="HMAC_SHA256",
+            headers=shared_key_header(),
+            reason="SharedKey signature does not match",
+        ),
+        # Upper-cased by Unicode rules, a long s would read as HMAC_SHA256: not an algorithm name.
+        "non-ascii-algorithm": dict(
+            token=SHARED_KEY_SECRET,
+            algorithm="HMAC_SHA256",
+            headers=shared_key_header("hmac_\u017fha256"),
+            reason="is not supported",
         ),
         "unsupported-algorithm": dict(
             token=SHARED_KEY_SECRET,

@@ -365,3 +365,17 @@ def test_control_characters_of_the_request_line_are_logged_escaped(limited, capl
     for line in lines:
         assert "\x1b" not in line and "\x07" not in line and "\x7f" not in line
         assert "\\x1b" in line
+
+
+def test_phone_numbers_in_a_query_are_masked_in_the_access_log(limited, caplog):
+    """A GET webhook carries From and To in its query: logged like the app logs numbers."""
+    caplog.set_level(logging.INFO, logger="devhost.server")
+
+    answer = exchange(limited, b"GET /api/echo?From=%2B14155550123&To=15005550006&code=k&n=42 "
+                               b"HTTP/1.1\r\nHost: localhost\r\n\r\n")
+
+    assert wait_for(lambda: any("/api/echo" in r.getMessage() for r in caplog.records)), answer
+    [line] = [r.getMessage() for r in caplog.records if "/api/echo" in r.getMessage()]
+    assert "4155550123" not in line and "5005550006" not in line
+    assert "From=%2B1415*****23" in line
+    assert "n=42" in line and "code=***" in line

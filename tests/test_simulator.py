@@ -266,7 +266,7 @@ def test_shared_key_signature_is_twilios(served_fixture_app, clean_env, capsys):
     assert simulate.main(["sms", "--url", url, "--shared-key"]) == 0
     seen = json.loads(capsys.readouterr().out.split("\n", 2)[2])
     header = seen["headers"]["x-twilio-webhooks-signature-settings"]
-    assert re.fullmatch(r"key=KS[0-9a-f]{32},algorithm=HMAC_SHA256", header)
+    assert re.fullmatch(r"key=webhooks_sharedkey_[0-9a-f]{26},algorithm=HMAC_SHA256", header)
     assert RequestValidator("shared-key-secret-of-the-simulator").validate(
         seen["url"], seen["form"], seen["headers"]["x-twilio-signature"], "HMAC_SHA256")
     assert not RequestValidator(TOKEN).validate(
