@@ -197,13 +197,13 @@ class SharedKey:
     """A Twilio SharedKey a Webhook Setting signs with: its secret, id and algorithm."""
 
     secret: str = field(repr=False)
-    sid: str = field(default_factory=lambda: "webhooks_sharedkey_" + uuid.uuid4().hex[:26])
+    key_id: str = field(default_factory=lambda: "webhooks_sharedkey_" + uuid.uuid4().hex[:26])
     algorithm: str = "HMAC_SHA256"
 
     @property
     def settings_header(self) -> str:
         """X-Twilio-Webhooks-Signature-Settings, as Twilio sends it."""
-        return f"key={self.sid},algorithm={self.algorithm}"
+        return f"key={self.key_id},algorithm={self.algorithm}"
 
 
 def with_query(url: str, params: Mapping[str, str]) -> str:
@@ -272,13 +272,13 @@ def _with_twilio_headers(
         "Accept": "*/*",
         "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
     }
-    if shared_key is None:
-        headers["X-Twilio-Signature"] = signature(auth_token, hook.signed_url, hook.signed_params)
-    else:
+    secret, algorithm = auth_token, None
+    if shared_key is not None:
+        secret, algorithm = shared_key.secret, shared_key.algorithm
         headers["X-Twilio-Webhooks-Signature-Settings"] = shared_key.settings_header
-        headers["X-Twilio-Signature"] = signature(
-            shared_key.secret, hook.signed_url, hook.signed_params, shared_key.algorithm
-        )
+    headers["X-Twilio-Signature"] = signature(
+        secret, hook.signed_url, hook.signed_params, algorithm
+    )
     return replace(hook, headers=headers)
 
 
@@ -390,19 +390,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, AppConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    token = values.get(TOKEN_NAME)
-    if not token:
-        print(f"error: no {TOKEN_NAME} to sign with: set it in the environment or in "
+    # The secret it signs with: the auth token, or with --shared-key the SharedKey's secret.
+    needed = SHARED_KEY_NAME if args.shared_key else TOKEN_NAME
+    if not values.get(needed):
+        print(f"error: no {needed} to sign with: set it in the environment or in "
               f"{local_settings.FILE_NAME} ({local_settings.missing_message(args.app_root)})",
               file=sys.stderr)
         return 2
-    shared_key = None
-    if args.shared_key:
-        if not values.get(SHARED_KEY_NAME):
-            print(f"error: --shared-key needs {SHARED_KEY_NAME}: set it in the environment or "
-                  f"in {local_settings.FILE_NAME}", file=sys.stderr)
-            return 2
-        shared_key = SharedKey(values[SHARED_KEY_NAME])
+    token = values.get(TOKEN_NAME, "")
+    shared_key = SharedKey(values[SHARED_KEY_NAME]) if args.shared_key else None
     url = target_url(args.kind, args.url, args.port, found)
     sign_url = args.sign_url
     public = values.get("PUBLIC_BASE_URL", "").rstrip("/")
@@ -420,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sign_url and sign_url != url:  # shown without a GET's long query of Twilio's fields
         signed_note = f", signed for {sign_url}"
     query_note = ", fields in the query" if args.method == "GET" else ""
-    signer = f"{SHARED_KEY_NAME}" if shared_key else f"auth token from {source}"
+    signer = SHARED_KEY_NAME if shared_key else f"auth token from {source}"
     print(f"{args.method} {url} ({args.kind} webhook{query_note}, signed with {signer}"
           f"{signed_note})")
     try:

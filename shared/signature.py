@@ -30,6 +30,7 @@ import azure.functions as func
 from twilio.request_validator import (
     HMAC_SHA1,
     HMAC_SHA256,
+    SIGNATURE_SETTINGS_HEADER,
     RequestValidator,
     add_port,
     get_signature_algorithm,
@@ -42,10 +43,10 @@ from shared import public_url
 # and is refused before any work is spent on it.
 MAX_SIGNATURE_LENGTH = 64
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-# Present when a Twilio Webhook Rule matched the URL: the request is then signed with that
-# Setting's SharedKey and algorithm (`key=<SharedKey SID>,algorithm=HMAC_SHA256`), not with the
-# auth token.
-SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
+# twilio's SIGNATURE_SETTINGS_HEADER is present when a Twilio Webhook Rule matched the URL: the
+# request is then signed with that Setting's SharedKey and algorithm
+# (`key=webhooks_sharedkey_…,algorithm=HMAC_SHA256`), not with the auth token. The algorithms
+# twilio's compute_signature knows (it raises ValueError on others), checked before any work:
 SUPPORTED_ALGORITHMS = frozenset({HMAC_SHA1, HMAC_SHA256})
 _ORIGIN_HINT = (
     "; if Twilio calls this app at another origin (custom domain, proxy, tunnel), "
@@ -247,7 +248,7 @@ def _signing(
             return (), None, "no auth token configured"
         return auth_tokens, None, None
     algorithm = get_signature_algorithm(named)
-    if not algorithm.isascii() or algorithm.upper() not in SUPPORTED_ALGORITHMS:
+    if algorithm.upper() not in SUPPORTED_ALGORITHMS:
         return (), None, f"SharedKey signature algorithm '{algorithm[:40]}' is not supported"
     if not shared_key_secrets:
         return (), None, (

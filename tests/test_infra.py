@@ -514,6 +514,21 @@ def test_main_parameters_file_feeds_every_required_parameter_from_azd() -> None:
         )
 
 
+def test_the_deploy_workflow_provisions_with_every_secret_parameter() -> None:
+    """A secret that main.parameters.json reads from the azd environment and the deploy
+    workflow's Provision step does not pass is provisioned empty: its Key Vault reference (a
+    SharedKey secret, say) would be dropped from the app by the next push to main."""
+    values = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    needed = {values[name]["value"][2:-1] for name in secure_parameters(INFRA / "main.bicep")}
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "deploy.yml").read_text())
+    steps = [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+    [provision] = [s for s in steps if "azd provision" in str(s.get("run", ""))]
+    env = provision.get("env", {})
+    assert {name: env.get(name) for name in needed} == {
+        name: "${{ secrets." + name + " }}" for name in needed
+    }
+
+
 def route_prefix() -> str:
     host = json.loads((REPO / "host.json").read_text())
     return str(host.get("extensions", {}).get("http", {}).get("routePrefix", "api")).strip("/")

@@ -306,55 +306,43 @@ def test_9_auth_token_webhooks_still_pass_when_a_shared_key_is_set(twilio, app_s
     assert_answered(twilio.send("/api/voice_url", VOICE_PARAMS))
 
 
-def _shared_key_refusals():
-    return {
-        # The header says SharedKey: the auth token's signature is not the one Twilio made.
-        "header-but-signed-with-the-token": dict(
-            token=AUTH_TOKEN,
-            algorithm="HMAC_SHA256",
-            headers=shared_key_header(),
-            reason="HMAC_SHA256 SharedKey signature does not match",
-        ),
-        "header-but-sha1-over-a-sha256-claim": dict(
-            token=SHARED_KEY_SECRET,
-            algorithm="HMAC_SHA1",
-            headers=shared_key_header(),
-            reason="HMAC_SHA256 SharedKey signature does not match",
-        ),
-        # Without the header the auth token is expected: dropping it is no way in.
-        "shared-key-signature-without-the-header": dict(
-            token=SHARED_KEY_SECRET, algorithm="HMAC_SHA256"
-        ),
-        "another-shared-key": dict(
-            token=OTHER_TOKEN,
-            algorithm="HMAC_SHA256",
-            headers=shared_key_header(),
-            reason="SharedKey signature does not match",
-        ),
-        # Upper-cased by Unicode rules, a long s would read as HMAC_SHA256: not an algorithm name.
-        "non-ascii-algorithm": dict(
-            token=SHARED_KEY_SECRET,
-            algorithm="HMAC_SHA256",
-            headers=shared_key_header("hmac_\u017fha256"),
-            reason="is not supported",
-        ),
-        "unsupported-algorithm": dict(
-            token=SHARED_KEY_SECRET,
-            algorithm="HMAC_SHA256",
-            headers=shared_key_header("HMAC_SHA512"),
-            reason="SharedKey signature algorithm 'HMAC_SHA512' is not supported",
-        ),
-    }
+# (signed with, algorithm, the header's algorithm or None for no header, reason logged)
+SHARED_KEY_REFUSALS = {
+    # The header says SharedKey: an auth-token signature (Twilio's usual one) is not accepted.
+    "header-but-the-usual-token-signature": (
+        AUTH_TOKEN, None, "HMAC_SHA256", "HMAC_SHA256 SharedKey signature does not match"
+    ),
+    "header-but-a-sha256-token-signature": (
+        AUTH_TOKEN, "HMAC_SHA256", "HMAC_SHA256", "HMAC_SHA256 SharedKey signature does not match"
+    ),
+    "header-but-sha1-over-a-sha256-claim": (
+        SHARED_KEY_SECRET, "HMAC_SHA1", "HMAC_SHA256",
+        "HMAC_SHA256 SharedKey signature does not match",
+    ),
+    # Without the header the auth token is expected: dropping it is no way in.
+    "shared-key-signature-without-the-header": (
+        SHARED_KEY_SECRET, "HMAC_SHA256", None, f"signature does not match {PUBLIC}"
+    ),
+    "another-shared-key": (
+        OTHER_TOKEN, "HMAC_SHA256", "HMAC_SHA256", "HMAC_SHA256 SharedKey signature does not match"
+    ),
+    "unsupported-algorithm": (
+        SHARED_KEY_SECRET, "HMAC_SHA256", "HMAC_SHA512",
+        "SharedKey signature algorithm 'HMAC_SHA512' is not supported",
+    ),
+}
 
 
-@pytest.mark.parametrize("case", list(_shared_key_refusals()))
+@pytest.mark.parametrize("case", list(SHARED_KEY_REFUSALS))
 def test_forged_shared_key_requests_are_refused(twilio, app_settings, caplog, case):
     app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
     app_settings.setenv("TWILIO_SHARED_KEY_SECRET", SHARED_KEY_SECRET)
-    kwargs = dict(_shared_key_refusals()[case])
-    reason = kwargs.pop("reason", "signature does not match")
+    secret, algorithm, header_algorithm, reason = SHARED_KEY_REFUSALS[case]
+    headers = shared_key_header(header_algorithm) if header_algorithm else None
 
-    response = twilio.send("/api/voice_url", VOICE_PARAMS, **kwargs)
+    response = twilio.send(
+        "/api/voice_url", VOICE_PARAMS, token=secret, algorithm=algorithm, headers=headers
+    )
 
     assert response.status == 403
     assert response.body == b""

@@ -287,7 +287,13 @@ def test_shared_key_without_its_secret_exits_2(clean_env, tmp_path, capsys):
     clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
     code = simulate.main(["voice", "--app-root", str(tmp_path), "--shared-key"])
     assert code == 2
-    assert "TWILIO_SHARED_KEY_SECRET" in capsys.readouterr().err
+    assert "no TWILIO_SHARED_KEY_SECRET to sign with" in capsys.readouterr().err
+
+
+def test_shared_key_signing_needs_no_auth_token(served_fixture_app, clean_env, capsys):
+    clean_env.setenv("TWILIO_SHARED_KEY_SECRET", "shared-key-secret-of-the-simulator")
+    assert simulate.main(["sms", "--url", f"{served_fixture_app.url}/api/echo",
+                          "--shared-key"]) == 0
 
 
 def test_non_2xx_exits_1_and_prints_the_status(served_fixture_app, clean_env, capsys):

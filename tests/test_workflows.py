@@ -148,22 +148,3 @@ def test_secrets_reach_steps_only_through_env() -> None:
         for step in run_steps(load(path)):
             assert "secrets." not in str(step.get("run", "")), f"{path.name}: {step.get('name')}"
 
-
-def test_deploy_provisions_with_every_secure_parameter() -> None:
-    """A secret main.parameters.json reads from the azd environment and the Provision step does
-    not pass would be provisioned empty: its Key Vault reference (a SharedKey secret, say)
-    silently dropped from the app on the next push."""
-    bicep = (REPO / "infra" / "main.bicep").read_text()
-    secure = re.findall(r"@secure\(\)\s*(?:@description\([^\n]*\)\s*)?param (\w+) string", bicep)
-    parameters = json.loads((REPO / "infra" / "main.parameters.json").read_text())["parameters"]
-    needed = {
-        re.fullmatch(r"\$\{(\w+)\}", parameters[name]["value"]).group(1)  # type: ignore[union-attr]
-        for name in secure
-    }
-    [provision] = [
-        s for s in run_steps(workflow("deploy.yml")) if "azd provision" in str(s.get("run", ""))
-    ]
-    env = provision.get("env", {})
-    assert needed <= set(env), f"Provision does not pass {sorted(needed - set(env))}"
-    for name in needed:
-        assert env[name] == "${{ secrets." + name + " }}"
