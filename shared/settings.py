@@ -98,8 +98,11 @@ class WebhookSettings(NamedTuple):
     # The secrets of the SharedKeys a Twilio Webhook Setting signs with (empty: none is set up);
     # a webhook carrying X-Twilio-Webhooks-Signature-Settings is checked against these instead.
     shared_key_secrets: tuple[str, ...]
-    # PUBLIC_BASE_URL, else https://WEBSITE_HOSTNAME on Azure, else None (a local run).
+    # PUBLIC_BASE_URL, else https://WEBSITE_HOSTNAME on Azure, else None.
     trusted_origin: str | None
+    # WEBSITE_HOSTNAME is a loopback one, as `func start` sets it: a local run, where a request's
+    # own host and forwarding headers may name the origin Twilio signed (shared.public_url).
+    local_run: bool
     voice_greeting: str
     voice_name: str | None
     voice_language: str | None
@@ -178,6 +181,12 @@ def _public_origin(reader: _Reader) -> str | None:
         reader.malformed("WEBSITE_HOSTNAME", "a host name, as App Service sets it")
         hostname = None
     return public_url.configured_origin(public_base_url, hostname)
+
+
+def _local_run(reader: _Reader) -> bool:
+    """`func start` sets WEBSITE_HOSTNAME to localhost:port: positive evidence of a local run."""
+    hostname = reader.get("WEBSITE_HOSTNAME")
+    return hostname is not None and public_url.is_loopback(hostname)
 
 
 def _optional_pattern(
@@ -260,6 +269,7 @@ def _webhook_settings(reader: _Reader) -> WebhookSettings:
         auth_tokens=tuple(t for t in (token, secondary) if t),
         shared_key_secrets=tuple(k for k in shared_keys if k),
         trusted_origin=_public_origin(reader),
+        local_run=_local_run(reader),
         voice_greeting=reader.get("VOICE_GREETING") or DEFAULT_VOICE_GREETING,
         voice_name=_optional_pattern(
             reader, "VOICE_NAME", _VOICE_NAME, "a Twilio voice name, like Polly.Joanna"

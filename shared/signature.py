@@ -172,11 +172,13 @@ def verify(
     trusted_origin: str | None,
     route_path: str,
     shared_key_secrets: tuple[str, ...] = (),
+    local_run: bool = False,
 ) -> Verdict:
     """Check X-Twilio-Signature against every URL Twilio may have signed and every secret.
 
-    `trusted_origin` is `public_url.configured_origin(...)` (None on a local run: the request's
-    own origins are tried); `route_path` is the path of the function's own route, the only path
+    `trusted_origin` is `public_url.configured_origin(...)`; without one, the request's own
+    origins are tried only on a local run (`local_run`, or a loopback request host:
+    shared.public_url); `route_path` is the path of the function's own route, the only path
     a signature is checked for. A request that names a SharedKey signature
     (X-Twilio-Webhooks-Signature-Settings) is checked against `shared_key_secrets` with the
     algorithm it names, every other one against `auth_tokens` with HMAC-SHA1, as Twilio signs.
@@ -201,7 +203,14 @@ def verify(
     if unusable:
         return Verdict(False, unusable, form)
 
-    origins = [trusted_origin] if trusted_origin else public_url.request_origins(req)
+    origins = [trusted_origin] if trusted_origin else public_url.request_origins(req, local_run)
+    if not origins:
+        return Verdict(
+            False,
+            "no origin to check the signature for: PUBLIC_BASE_URL and WEBSITE_HOSTNAME are "
+            "unset and the request is not a local one; set PUBLIC_BASE_URL to the app's URL",
+            form,
+        )
     if isinstance(payload, str):
         # A JSON body: its SHA-256 must be the bodySHA256 that the signed URL carries.
         claimed = dict(parse_qsl(query, keep_blank_values=True))["bodySHA256"]

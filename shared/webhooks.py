@@ -81,6 +81,7 @@ def _verify(
         settings.trusted_origin,
         routes.path(function_name),
         settings.shared_key_secrets,
+        settings.local_run,
     )
     query = dict(req.params)
     sid = redact.sid(verdict.form.first(sid_param) or query.get(sid_param))

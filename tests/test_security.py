@@ -180,15 +180,46 @@ def test_3_function_key_in_the_webhook_url(twilio, app_settings, seen_query, sig
     ],
     ids=["forwarded", "forwarded-chain", "app-service"],
 )
-def test_4_without_public_base_url_the_origin_comes_from_forwarding_headers(
+def test_4_without_public_base_url_a_local_run_takes_the_origin_from_forwarding_headers(
     twilio, app_settings, headers
 ):
     app_settings.delenv("WEBSITE_HOSTNAME")  # a local run: no platform host name to trust
     response = twilio.send(
-        "/api/voice_url", VOICE_PARAMS, seen_at="http://10.0.0.4:8080", headers=headers
+        "/api/voice_url", VOICE_PARAMS, seen_at="http://127.0.0.1:7071", headers=headers
     )
 
     assert_answered(response)
+
+
+@pytest.mark.parametrize("website_hostname", [None, "localhost:7071"], ids=["unset", "func"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-Proto": "https", "X-Forwarded-Host": HOST},
+        {"X-Arr-Ssl": "2048|256|...", "Disguised-Host": HOST},
+        {"Host": HOST},
+    ],
+    ids=["forwarded", "app-service", "host"],
+)
+def test_4_forwarding_headers_count_only_on_evidence_of_a_local_run(
+    twilio, app_settings, headers, website_hostname
+):
+    """No PUBLIC_BASE_URL and no WEBSITE_HOSTNAME, at a host that is not loopback (a deployment
+    that lacks both): the request's own headers cannot say which origin Twilio signed for, or
+    another app's signature would pass. func start's loopback WEBSITE_HOSTNAME is evidence."""
+    if website_hostname is None:
+        app_settings.delenv("WEBSITE_HOSTNAME")
+    else:
+        app_settings.setenv("WEBSITE_HOSTNAME", website_hostname)
+
+    response = twilio.send(
+        "/api/voice_url", VOICE_PARAMS, seen_at="http://10.0.0.4:8080", headers=headers
+    )
+
+    if website_hostname is None:
+        assert response.status == 403
+    else:
+        assert_answered(response)
 
 
 def test_4_with_public_base_url_only_it_counts(twilio, app_settings, caplog):
