@@ -1,11 +1,9 @@
 """broadcast_poison: a broadcast message that exhausted its tries (`broadcast-sends-poison`).
 
-Its recipient (or every recipient of a chunk that could not be sent) is recorded as
-failed, unless an earlier try did send it (then it stays sent): nothing a broadcast accepted is
-forgotten.
+Its recipient (or every recipient of a chunk that could not be sent) is recorded as failed,
+unless an earlier try did send it (then it stays sent): nothing a broadcast accepted is
+forgotten. A message that is not one of ours is logged and dropped (shared.broadcasts.poisoned).
 """
-
-import asyncio
 
 import azure.functions as func
 
@@ -16,7 +14,4 @@ async def main(msg: func.QueueMessage) -> None:
     # this function's modules (docs/benchmark.md, cold start).
     from shared import broadcasts
 
-    message = broadcasts.message(msg.get_json())
-    reason = f"gave up after {msg.dequeue_count} or more tries"
-    tasks = message.tasks() if isinstance(message, broadcasts.Chunk) else [message]
-    await asyncio.gather(*(broadcasts.give_up(task, reason) for task in tasks))
+    await broadcasts.poisoned(msg.id or "-", msg.get_body(), msg.dequeue_count or 0)

@@ -17,6 +17,7 @@ per instance: with Flex Consumption scaled out to N instances the account sees u
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import json
 import random
@@ -25,10 +26,15 @@ from typing import Any
 
 import azure.functions as func
 
-from shared import broadcasts, calls, idempotency, responses, rest_answers, sms
+from shared import broadcasts, calls, idempotency, logs, redact, responses, rest_answers, sms
 from shared.settings import load_broadcast_settings, load_call_settings, load_sms_settings
 
+logger = logs.get_logger(__name__)
+
 RETRY_STATUSES = frozenset({409, 500, 502, 503, 504})
+# Deferrals one recipient may take (each a second or more; an unknown outcome takes about ten
+# before its key is released): beyond them, the queue's own tries and the poison queue decide.
+MAX_DEFERRALS = 50
 # Seconds before the next try, by what the answer was: a key in flight; an unknown outcome
 # (Twilio 5xx, timeout, unreachable: the next try looks it up once the key's in-flight time
 # has passed); anything else without a Retry-After.
@@ -108,17 +114,14 @@ async def deliver(task: broadcasts.Task, max_wait: float = MAX_PACING_WAIT) -> s
         function = "broadcast_call"
 
     async def lookup(
-        to: str, from_: str | None, since: datetime.datetime
+        to: str, from_: str | None, since: datetime.datetime, owner: str
     ) -> func.HttpResponse | None:
+        wanted = dataclasses.replace(request, to=to, from_=from_)
         if task.kind == "sms":
-            message = await sms.find(settings, to, from_, since)
-            return (
-                None
-                if message is None
-                else _created(sms.answer(message, await sms.record(message)))
-            )
-        call = await calls.find(settings, to, from_, since)
-        return None if call is None else _created(calls.answer(call, await calls.record(call)))
+            message = await sms.find(settings, wanted, since, owner)
+            return None if message is None else _created(sms.answer(message, True))
+        call = await calls.find(settings, wanted, since, owner)
+        return None if call is None else _created(calls.answer(call, True))
 
     request, refusal = _parse(task, settings)
     if refusal is not None:  # the policy's answer does not change between tries: not kept
@@ -130,7 +133,7 @@ async def deliver(task: broadcasts.Task, max_wait: float = MAX_PACING_WAIT) -> s
         sending=(request.to, request.from_),
     )
     if isinstance(held, idempotency.Claim):
-        response = await _send(task, settings, request)
+        response = await _send(task, settings, request, held.owner)
         await held.finish(response)
     else:
         response = held
@@ -147,7 +150,10 @@ def _parse(task: broadcasts.Task, settings: Any) -> tuple[Any, func.HttpResponse
     function = "send_sms" if task.kind == "sms" else "make_call"
     try:
         if task.kind == "sms":
-            fields = {"to": task.to, "body": task.text or "", **_from(task)}
+            fields: dict[str, str | list[str]] = {"to": task.to, "body": task.text or "",
+                                                  **_from(task)}
+            if task.media_urls:
+                fields["media_url"] = list(task.media_urls)
             return sms.parse(fields, settings), None
         fields = {"to": task.to, **_from(task)}
         if task.text:
@@ -157,7 +163,9 @@ def _parse(task: broadcasts.Task, settings: Any) -> tuple[Any, func.HttpResponse
         return None, rest_answers.refused(function, refusal)
 
 
-async def _send(task: broadcasts.Task, settings: Any, request: Any) -> func.HttpResponse:
+async def _send(
+    task: broadcasts.Task, settings: Any, request: Any, owner: str
+) -> func.HttpResponse:
     subject = sms.SUBJECT if task.kind == "sms" else calls.SUBJECT
     try:
         if task.kind == "sms":
@@ -167,8 +175,8 @@ async def _send(task: broadcasts.Task, settings: Any, request: Any) -> func.Http
     except Exception as error:  # every failure becomes an answer, as for a single send
         return rest_answers.twilio_failure(error, subject, request.to, settings.rest.http_timeout)
     if task.kind == "sms":
-        return _created(sms.answer(created, await sms.record(created, request)))
-    return _created(calls.answer(created, await calls.record(created, request.message)))
+        return _created(sms.answer(created, await sms.record(created, request, owner)))
+    return _created(calls.answer(created, await calls.record(created, request.message, owner)))
 
 
 def _from(task: broadcasts.Task) -> dict[str, str]:
@@ -231,3 +239,50 @@ def _wait(response: func.HttpResponse) -> float:
         except ValueError:
             wait = DEFAULT_WAIT
     return wait + random.uniform(0, JITTER)  # noqa: S311 - spreading retries, not a secret
+
+
+async def handle(message_id: str, body: bytes, dequeue_count: int) -> None:
+    """broadcast_send: one `broadcast-sends` message, a chunk or one recipient.
+
+    A message that is not one of ours (it does not parse, names no recorded broadcast, or its
+    recipients' tags do not verify) is logged with its id and dropped: trying it again could
+    not change that. A recipient that must wait is deferred, up to MAX_DEFERRALS times, then
+    raises, as storage failing does: the queue tries the message again, and after
+    maxDequeueCount tries moves it to the poison queue."""
+    try:
+        envelope = broadcasts.read_message(body)
+    except broadcasts.BadMessage as error:
+        logger.error("broadcast_send message=%s outcome=dropped reason=%s", message_id, error)
+        return
+    broadcast, verified = await broadcasts.open_message(envelope, "broadcast_send", message_id)
+    if broadcast is None or not verified:
+        return
+    if envelope.is_chunk:
+        tally = await deliver_chunk(broadcast.chunk(verified))
+        logger.info(
+            "broadcast_send id=%s outcome=chunk %s",
+            broadcast.id,
+            " ".join(f"{state.replace(' ', '-')}={n}" for state, n in tally.items()),
+        )
+        return
+    task = broadcast.task(verified[0], envelope.deferrals)
+    try:
+        outcome = await deliver(task)
+    except TryAgain as error:
+        if task.deferrals >= MAX_DEFERRALS:
+            logger.warning(
+                "broadcast_send id=%s to=%s outcome=retry try=%s deferrals=%d reason=%s",
+                task.broadcast, redact.phone_number(task.to), dequeue_count, task.deferrals,
+                error,
+            )
+            raise
+        await broadcasts.defer(task, error.after)  # if this fails, the queue tries it again
+        logger.info(
+            "broadcast_send id=%s to=%s outcome=deferred after=%.1fs reason=%s",
+            task.broadcast, redact.phone_number(task.to), error.after, error,
+        )
+        return
+    logger.info(
+        "broadcast_send id=%s to=%s outcome=%s", task.broadcast, redact.phone_number(task.to),
+        outcome,
+    )

@@ -12,15 +12,29 @@ compile or run it (docs/benchmark.md, cold start).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+from urllib.parse import urlencode
 
 import azure.functions as func
 
-from shared import broadcasts, calls, records, request_body, responses, rest_answers, sms, storage
+from shared import (
+    broadcasts,
+    calls,
+    idempotency,
+    records,
+    request_body,
+    responses,
+    rest_answers,
+    routes,
+    sms,
+    storage,
+)
 from shared.number_errors import ForbiddenDestination, InvalidNumber
 from shared.responses import Refusal
 from shared.settings import SettingsError, load_call_settings, load_sms_settings
+
+FUNCTION = "broadcasts"
+BROADCAST_ID = "BroadcastId"  # on the Idempotency-Key's row
 
 
 async def handle(req: func.HttpRequest) -> func.HttpResponse:
@@ -32,79 +46,127 @@ async def handle(req: func.HttpRequest) -> func.HttpResponse:
         return await show(req, broadcast_id)
     if broadcast_id:
         return responses.json_error(405, "Start a broadcast with POST /api/broadcasts.")
-    return await start(req)
+    # With an Idempotency-Key, the key's row carries the broadcast's id: a retry after an
+    # answer that never arrived (or a request that died part way) replays the answer or carries
+    # on the same broadcast, and never queues its recipients under a second id.
+    return await idempotency.guarded(
+        req, FUNCTION, lambda claim: start(req, claim), _no_lookup,
+        carry={BROADCAST_ID: broadcasts.new_id()},
+    )
 
 
-async def start(req: func.HttpRequest) -> func.HttpResponse:
+async def _no_lookup(*_: object) -> None:
+    """A broadcast's key never reaches the `sending` state that needs a lookup."""
+    return None
+
+
+def _read(req: func.HttpRequest) -> tuple[str, dict[str, Any], Any]:
+    """(kind, fields, settings) for the body; raises Refusal or SettingsError. The same fields
+    as send_sms (sms) or make_call (call), with `to` a list, and `kind`."""
+    fields = request_body.read(
+        req, broadcasts.ALL_FIELDS, frozenset({"to", "media_url"}), broadcasts.MAX_BODY_BYTES
+    )
+    kind = request_body.text(fields, "kind")
+    if kind not in broadcasts.KINDS:
+        raise Refusal(400, "'kind' must be sms or call.")
+    allowed = broadcasts.FIELDS[kind]
+    other = sorted(set(fields) - set(allowed))
+    if other:
+        names = ", ".join(allowed[:-1]) + f" and {allowed[-1]}"
+        raise Refusal(400, f"Unknown field '{other[0]}' for a {kind} broadcast: the fields are "
+                           f"{names}.")
+    broadcasts.recipients(fields.get("to"))
+    settings: Any = load_sms_settings() if kind == "sms" else load_call_settings()
+    return kind, fields, settings
+
+
+async def start(req: func.HttpRequest, claim: idempotency.Claim | None) -> func.HttpResponse:
     try:
-        fields = request_body.read(
-            req, broadcasts.FIELDS, frozenset({"to"}), broadcasts.MAX_BODY_BYTES
-        )
-        kind = request_body.text(fields, "kind")
-        if kind not in broadcasts.KINDS:
-            raise Refusal(400, "'kind' must be sms or call.")
-        numbers = broadcasts.recipients(fields.get("to"))
-        settings: Any = load_sms_settings() if kind == "sms" else load_call_settings()
+        kind, fields, settings = _read(req)
+        sender = request_body.text(fields, "from")
+        # The sender is the same for every number: a bad one is one 400 (or 403), not a refusal
+        # of every entry. Kept only when given (else each send uses the configured number).
+        if sender is not None:
+            sender = sms.sender(sender, settings) if kind == "sms" else calls.caller_id(
+                sender, settings
+            )
     except SettingsError as error:
-        return rest_answers.settings_error("broadcasts", error)
-    except Refusal as refusal:
-        return rest_answers.refused("broadcasts", refusal)
+        return rest_answers.settings_error(FUNCTION, error)
+    except rest_answers.REFUSALS as refusal:
+        return rest_answers.refused(FUNCTION, refusal)
 
     text_field = "body" if kind == "sms" else "message"
     text = request_body.text(fields, text_field)
-    sender = request_body.text(fields, "from")
-    broadcast_id = broadcasts.new_id()
-    accepted: dict[str, broadcasts.Task] = {}
-    refused: list[dict[str, str]] = []
-    for number in numbers:
-        one: dict[str, str | list[str]] = {"to": number}
+    media = fields.get("media_url")
+    media_urls = [media] if isinstance(media, str) else list(media or [])
+    accepted: dict[str, None] = {}
+    refused: dict[str, str] = {}
+    for entry in fields["to"]:
+        if entry in refused:
+            continue
+        if not entry.strip():
+            refused[entry] = "An empty entry: not a phone number."
+            continue
+        one: dict[str, str | list[str]] = {"to": entry}
         if text is not None:
             one[text_field] = text
         if sender is not None:
             one["from"] = sender
+        if media_urls:
+            one["media_url"] = media_urls
         try:
             # The single-send policy, per number: sms.parse or calls.parse.
             checked = sms.parse(one, settings) if kind == "sms" else calls.parse(one, settings)
         except (InvalidNumber, ForbiddenDestination) as error:
-            refused.append({"to": number, "error": str(error)})
+            refused[entry] = str(error)
             continue
-        except Refusal as refusal:  # the text or the sender: the same for every number
-            return rest_answers.refused("broadcasts", refusal)
-        accepted.setdefault(
-            checked.to,
-            broadcasts.Task(broadcast_id, kind, checked.to, sender and checked.from_, text),
-        )
+        except Refusal as refusal:  # the text or the media: the same for every number
+            return rest_answers.refused(FUNCTION, refusal)
+        accepted.setdefault(checked.to)
 
-    tasks = list(accepted.values())
+    broadcast_id = claim.entity[BROADCAST_ID] if claim else broadcasts.new_id()
+    broadcast = broadcasts.Broadcast.new(broadcast_id, kind, text, sender, tuple(media_urls))
+    refusals = [{"to": broadcasts.shown(entry), "error": e} for entry, e in refused.items()]
     try:
-        queued = await asyncio.wait_for(
-            broadcasts.accept(broadcast_id, kind, text, sender, tasks, refused),
-            broadcasts.ACCEPT_DEADLINE,
-        )
-    except (TimeoutError, storage.StorageUnavailable, SettingsError) as error:
-        return _unavailable(error)
-    body = {
-        "id": broadcast_id,
-        "accepted": queued,
-        "refused": refused,
-        "status_url": f"/api/broadcasts/{broadcast_id}",
+        done = await broadcasts.accept(broadcast, list(accepted), refusals)
+    except (storage.StorageUnavailable, SettingsError) as error:
+        return _unavailable(error)  # nothing was queued: trying again is safe
+    body: dict[str, object] = {
+        "id": done.broadcast.id,
+        "accepted": done.queued,
+        "refused": refusals,
+        "status_url": routes.path("broadcasts").rstrip("/") + f"/{done.broadcast.id}",
     }
-    if queued < len(tasks):
-        return responses.json_body(
-            {
-                **body,
-                "error": f"Only {queued} of {len(tasks)} recipients could be queued: "
-                "storage failed part way; the others are recorded as failed, not sent.",
-            },
-            503,
+    if not done.missed:
+        return responses.json_body(body, 202)
+    body["not_queued"] = done.missed
+    recorded = "are recorded as failed" if done.marked else "could not be recorded either"
+    if done.queued:
+        # Accepted in part: the queued recipients will be sent. Not a 5xx, which a client would
+        # retry, sending them all a second time.
+        body["error"] = (
+            f"Only {done.queued} of {done.queued + done.missed} recipients could be queued "
+            f"(storage failed or was too slow); the other {done.missed} {recorded} and were "
+            "not sent. Do not repeat this request: start a broadcast of those numbers alone."
         )
-    return responses.json_body(body, 202)
+        return responses.json_body(body, 202)
+    body["error"] = (
+        f"Storage failed: none of the {done.missed} recipients could be queued, and nothing was "
+        "sent; they " + recorded + " on this broadcast. Try again shortly."
+    )
+    return responses.json_body(body, 503, headers={"Retry-After": "5"})
 
 
 async def show(req: func.HttpRequest, broadcast_id: str) -> func.HttpResponse:
+    if not broadcasts.ID.fullmatch(broadcast_id):
+        return responses.json_error(
+            400, f"'{broadcast_id[:40]}' is not a broadcast id, like the 'id' POST answered "
+            "(BC followed by 30 digits and letters)."
+        )
     raw_limit = req.params.get("limit") or "100"
     if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= 1000):
         return responses.json_error(400, "'limit' must be a whole number from 1 to 1000.")
+    limit = int(raw_limit)
     token = None
     if req.params.get("continuation"):
         try:
@@ -112,20 +174,25 @@ async def show(req: func.HttpRequest, broadcast_id: str) -> func.HttpResponse:
         except ValueError:
             return responses.json_error(400, "'continuation' is not a token this app gave out.")
     try:
-        found = await storage.within_deadline(
-            broadcasts.status(broadcast_id, int(raw_limit), token)
-        )
+        found = await storage.within_deadline(broadcasts.status(broadcast_id, limit, token))
+    except storage.StorageRefused:
+        return responses.json_error(400, "'continuation' is not a token this app gave out.")
     except (storage.StorageUnavailable, SettingsError) as error:
         return _unavailable(error)
     if found is None:
-        return responses.json_error(404, f"No broadcast {broadcast_id[:40]} is recorded.")
-    return responses.json_body(found, 200)
+        return responses.json_error(404, f"No broadcast {broadcast_id} is recorded.")
+    next_url = None
+    if found["next"]:
+        query = urlencode({"limit": limit, "continuation": found["next"]})
+        next_url = f"{routes.path('broadcasts').rstrip('/')}/{broadcast_id}?{query}"
+    return responses.json_body({**found, "next_url": next_url}, 200)
 
 
 def _unavailable(error: Exception) -> func.HttpResponse:
     if isinstance(error, SettingsError):
-        return rest_answers.settings_error("broadcasts", error)
+        return rest_answers.settings_error(FUNCTION, error)
     rest_answers.logger.error("broadcasts outcome=unavailable reason=%s", error)
     return responses.json_error(
-        503, "Storage is unavailable: try again shortly.", headers={"Retry-After": "5"}
+        503, "Storage is unavailable, so nothing was queued: try again shortly.",
+        headers={"Retry-After": "5"},
     )

@@ -50,6 +50,21 @@ def voice_url(origin: str, message: str | None) -> str:
     return f"{url}?{urlencode({'message': message})}" if message else url
 
 
+def caller_id(raw_from: str | None, settings: CallSettings) -> str:
+    """The number a call comes from; raises Refusal or InvalidNumber for a `from` the app may
+    not call from."""
+    from shared import numbers
+
+    if raw_from is None:
+        return settings.rest.phone_number
+    from_ = numbers.parse_e164(raw_from, "from").e164
+    if from_ != settings.rest.phone_number and from_ not in settings.caller_ids:
+        raise Refusal(
+            403, "'from' must be TWILIO_PHONE_NUMBER or one of the numbers in CALLER_IDS."
+        )
+    return from_
+
+
 def parse(fields: Fields, settings: CallSettings) -> CallRequest:
     """The call to place; raises Refusal or a numbers error (see rest_answers.REFUSALS)."""
     # phonenumbers' import is deferred to the first call, like the REST client's: every
@@ -62,14 +77,7 @@ def parse(fields: Fields, settings: CallSettings) -> CallRequest:
     to = numbers.parse_e164(raw_to, "to")
     numbers.check_destination(to, settings.allowed_countries)
 
-    from_ = settings.rest.phone_number
-    raw_from = text(fields, "from")
-    if raw_from is not None:
-        from_ = numbers.parse_e164(raw_from, "from").e164
-        if from_ != settings.rest.phone_number and from_ not in settings.caller_ids:
-            raise Refusal(
-                403, "'from' must be TWILIO_PHONE_NUMBER or one of the numbers in CALLER_IDS."
-            )
+    from_ = caller_id(text(fields, "from"), settings)
 
     message = text(fields, "message")
     if message is not None:
@@ -118,25 +126,42 @@ async def place(call: CallRequest, settings: CallSettings) -> CallInstance:
 
 
 async def find(
-    settings: CallSettings, to: str, from_: str | None, since: datetime.datetime
+    settings: CallSettings, wanted: CallRequest, since: datetime.datetime, owner: str
 ) -> CallInstance | None:
-    """The call this app placed to `to` from `from_` at `since` or later, if Twilio has one: how
-    an Idempotency-Key whose first attempt timed out learns whether the call exists. Calls.json
-    lists the newest first; the earliest one created since then is the one."""
+    """The call an Idempotency-Key's create placed at `since` or later, if Twilio has it: how a
+    key whose first attempt had an unknown outcome learns whether the call exists.
+
+    Calls.json, filtered by to and from, lists the candidates (the newest first); the earliest
+    that no other request of ours owns is adopted for `owner` (shared.records.adopt), so a call
+    another request placed to the same number is never taken for this one. A call's list entry
+    holds nothing else that tells two calls apart (not its TwiML URL): two calls from one
+    number to another within the window, one ours and one placed outside the app, cannot be
+    told apart (docs/security.md)."""
+    from shared import records
+
     client = twilio_client.get_client(settings.rest)
     listed = await asyncio.wait_for(
-        client.calls.list_async(to=to, from_=from_ or None, limit=20),
+        client.calls.list_async(to=wanted.to, from_=wanted.from_ or None, limit=20),
         timeout=settings.rest.http_timeout,
     )
-    return twilio_client.earliest_since(listed, since)
+    for call in twilio_client.created_since(listed, since):
+        fields = {"To": call.to, "From": call._from, "CreatedStatus": call.status,
+                  "Text": wanted.message}
+        if call.sid and await records.adopt("call", call.sid, owner, fields):
+            return call
+    return None
 
 
-async def record(created: CallInstance, message: str | None = None) -> bool:
-    """Write the call's record (see shared.records); False when storage could not take it."""
+async def record(
+    created: CallInstance, message: str | None = None, owner: str | None = None
+) -> bool:
+    """Write the call's record (see shared.records), owned by the Idempotency-Key that placed
+    it (`owner`, None without one); False when storage could not take it."""
     from shared import records
 
     return await records.keep_created(
-        "make_call", "call", created.sid or "", created.to, created._from, created.status, message
+        "make_call", "call", created.sid or "", created.to, created._from, created.status,
+        message, owner or records.NO_KEY,
     )
 
 

@@ -23,7 +23,13 @@ Answers that prove nothing was created release the key at once, so a retry is se
 app's settings error (500 before anything was sent) and Twilio's rate limit (503). Everything
 else (201, every 4xx: our policy's refusals and Twilio's) is `done` and replayed.
 
-Keys expire after 24 hours: an expired row is claimed again as if it were new.
+Keys expire after 24 hours: an expired row is claimed again as if it were new, and the
+`idempotency_expiry` timer deletes expired rows (they hold numbers and answers).
+
+A key belongs to its caller: the row is keyed by the key together with the credential the
+request came with (the function key it presented, and the Entra principal App Service
+Authentication names), so one caller's key never replays or reveals another caller's answer.
+What this can and cannot tell apart: docs/security.md.
 """
 
 from __future__ import annotations
@@ -58,10 +64,18 @@ RETRY_AFTER = "2"
 # Tries of insert-then-read when the row keeps vanishing in between (another request releasing
 # the key each time): then it is in flight, for all this request can tell.
 CLAIM_ATTEMPTS = 3
-REPLAYABLE = frozenset({201, 400, 403, 404, 409, 413, 415, 422})
+REPLAYABLE = frozenset({201, 202, 400, 403, 404, 409, 413, 415, 422})
 RELEASABLE = frozenset({503})
 
-Lookup = Callable[[str, str | None, datetime.datetime], Awaitable[func.HttpResponse | None]]
+# (to, from, sent at, owner) -> the answer for what Twilio has, or None when it has nothing.
+Lookup = Callable[
+    [str, str | None, datetime.datetime, str], Awaitable[func.HttpResponse | None]
+]
+# The headers that say who called: the function key the host checked (or ?code=), and the
+# principal App Service Authentication signed in (it strips this header from clients' requests).
+KEY_HEADER = "x-functions-key"
+KEY_QUERY = "code"
+PRINCIPAL_HEADER = "x-ms-client-principal-id"
 
 
 def _now() -> datetime.datetime:
@@ -74,6 +88,14 @@ def read_key(req: func.HttpRequest) -> str | None:
     value = req.headers.get(HEADER)
     if value is None:
         return None
+    if "," in value:
+        # The host joins a repeated header with commas: two keys, or one with a comma in it,
+        # cannot be told apart, and neither names one request.
+        raise Refusal(
+            400,
+            "Send one Idempotency-Key header, without commas: more than one was given (or "
+            "the key has a comma in it).",
+        )
     if not 1 <= len(value) <= MAX_KEY_LENGTH or not all(" " <= c <= "~" for c in value):
         raise Refusal(
             400,
@@ -81,6 +103,17 @@ def read_key(req: func.HttpRequest) -> str | None:
             "characters, like a UUID.",
         )
     return value
+
+
+def caller_scope(req: func.HttpRequest) -> str:
+    """Who sent the request, as far as the app can tell: the function key it presented and the
+    signed-in principal, if any. Only a digest is kept. A request without either (a local host
+    that enforces no key) shares the empty scope."""
+    key = (req.headers.get(KEY_HEADER) or req.params.get(KEY_QUERY) or "").strip()
+    principal = (req.headers.get(PRINCIPAL_HEADER) or "").strip()
+    if not key and not principal:
+        return ""
+    return hashlib.sha256(f"{key}\n{principal}".encode()).hexdigest()
 
 
 def fingerprint(function: str, req: func.HttpRequest) -> str:
@@ -99,6 +132,11 @@ class Claim:
     function: str
     row_key: str
     entity: dict[str, Any]
+
+    @property
+    def owner(self) -> str:
+        """Whose call or message a record is (shared.records' Owner): this key's row."""
+        return f"{self.function}:{self.row_key}"
 
     async def sending(self, to: str, from_: str | None) -> func.HttpResponse | None:
         """Called just before the create request goes to Twilio: None to go on, or the answer
@@ -180,18 +218,30 @@ def _aware(value: Any) -> datetime.datetime:
     return datetime.datetime.fromisoformat(str(value))
 
 
+def row_key(key: str, scope: str = "") -> str:
+    """The key's row: a digest of the key within its caller's scope (any characters are safe)."""
+    return hashlib.sha256((f"{scope}\n{key}" if scope else key).encode()).hexdigest()
+
+
 async def claim(
     function: str,
     key: str,
     request_fingerprint: str,
     lookup: Lookup,
     sending: tuple[str, str | None] | None = None,
+    scope: str = "",
+    carry: dict[str, Any] | None = None,
 ) -> Claim | func.HttpResponse:
-    """This request's claim on `key`, or the answer to give instead (a replay, 409, 422, 503).
+    """This request's claim on `key` (within the caller's `scope`), or the answer to give
+    instead (a replay, 409, 422, 503).
 
     `sending` (to, from), for a caller that knows its request before claiming (a broadcast's
     recipient): the claim is taken straight in the `sending` state, one write instead of two,
-    and the caller sends without calling `Claim.sending`."""
+    and the caller sends without calling `Claim.sending`.
+
+    `carry`: fields kept on the row for the request's work, such as the id of the broadcast a
+    key starts. Taking over a claim whose request died keeps the earlier values, so the retry
+    carries on the same work instead of starting a second one."""
     from azure.core import MatchConditions
     from azure.core.exceptions import (
         ResourceExistsError,
@@ -199,12 +249,13 @@ async def claim(
         ResourceNotFoundError,
     )
 
-    row_key = hashlib.sha256(key.encode()).hexdigest()
+    row = row_key(key, scope)
     now = _now()
     fresh = {
         "PartitionKey": function,
-        "RowKey": row_key,
+        "RowKey": row,
         "State": "claimed",
+        **(carry or {}),
         "Fingerprint": request_fingerprint,
         "ClaimedAt": now,
         "ExpiresAt": now + TTL,
@@ -217,12 +268,12 @@ async def claim(
                 await storage.within_deadline(
                     storage.on_table(TABLE, lambda t: t.create_entity(dict(fresh)))
                 )
-                return Claim(function, row_key, fresh)
+                return Claim(function, row, fresh)
             except ResourceExistsError:
                 pass
             try:
                 existing = await storage.within_deadline(
-                    storage.on_table(TABLE, lambda t: t.get_entity(function, row_key))
+                    storage.on_table(TABLE, lambda t: t.get_entity(function, row))
                 )
                 break
             except ResourceNotFoundError:
@@ -248,13 +299,18 @@ async def claim(
             sent_at = _aware(entity["SentAt"])
             if sent_at + IN_FLIGHT > now:
                 return _in_flight(function)
+            owner = Claim(function, row, entity).owner
             try:
-                found = await lookup(entity.get("To") or "", entity.get("From") or None, sent_at)
+                found = await lookup(
+                    entity.get("To") or "", entity.get("From") or None, sent_at, owner
+                )
+            except (storage.StorageUnavailable, SettingsError):
+                raise
             except Exception as error:  # Twilio unreachable or refusing: still unknown
                 return _lookup_failed(function, error)
             if found is not None:
                 logger.info("%s outcome=found-at-twilio status=%d", function, found.status_code)
-                await _store_done(function, row_key, entity, found)
+                await _store_done(function, row, entity, found)
                 found.headers[REPLAYED_HEADER] = "true"
                 return found
             if sent_at + RELEASE_AFTER > now:
@@ -264,6 +320,8 @@ async def claim(
             return _in_flight(function)
         # Expired, a claim that died before sending, or an unknown outcome Twilio never saw:
         # take the key over, unless another request just did (the etag changed).
+        if not expired:
+            fresh |= {name: entity[name] for name in carry or {} if name in entity}
         try:
             await storage.within_deadline(
                 storage.on_table(
@@ -275,7 +333,7 @@ async def claim(
             )
         except ResourceModifiedError:
             return _in_flight(function)
-        return Claim(function, row_key, fresh)
+        return Claim(function, row, fresh)
     except (storage.StorageUnavailable, SettingsError) as error:
         return _storage_unavailable(function, error)
 
@@ -295,6 +353,7 @@ async def guarded(
     function: str,
     attempt: Callable[[Claim | None], Awaitable[func.HttpResponse]],
     lookup: Lookup,
+    carry: dict[str, Any] | None = None,
 ) -> func.HttpResponse:
     """`attempt(None)` without an Idempotency-Key; with one, `attempt(claim)` at most once per
     key (the attempt calls `claim.sending` before it sends), else the answer the key calls for."""
@@ -305,7 +364,9 @@ async def guarded(
         return responses.json_error(refusal.status, refusal.error)
     if key is None:
         return await attempt(None)
-    held = await claim(function, key, fingerprint(function, req), lookup)
+    held = await claim(
+        function, key, fingerprint(function, req), lookup, scope=caller_scope(req), carry=carry
+    )
     if not isinstance(held, Claim):
         return held
     response = await attempt(held)

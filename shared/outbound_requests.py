@@ -14,6 +14,7 @@ start must not compile or run it (docs/benchmark.md, cold start).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
@@ -33,9 +34,10 @@ class Outbound(NamedTuple):
     # The request body, read and checked: an object with `to` and `from_`; raises a refusal.
     parse: Callable[[func.HttpRequest, Any], Any]
     create: Callable[[Any, Any], Awaitable[Any]]
-    # (created resource, parsed request or None when it was found by a lookup) -> recorded?
-    record: Callable[[Any, Any], Awaitable[bool]]
-    find: Callable[[Any, str, str | None, datetime.datetime], Awaitable[Any]]
+    # (created resource, parsed request, owner: the Idempotency-Key's or None) -> recorded?
+    record: Callable[[Any, Any, str | None], Awaitable[bool]]
+    # (settings, parsed request, sent at, owner) -> the resource that key created, or None.
+    find: Callable[[Any, Any, datetime.datetime, str], Awaitable[Any]]
     answer: Callable[[Any, bool], dict[str, object]]
 
 
@@ -45,7 +47,7 @@ CALL = Outbound(
     load_settings=load_call_settings,
     parse=lambda req, settings: calls.parse(request_body.read(req, calls.FIELDS), settings),
     create=calls.place,
-    record=lambda created, call: calls.record(created, call.message if call else None),
+    record=lambda created, call, owner: calls.record(created, call.message, owner),
     find=calls.find,
     answer=calls.answer,
 )
@@ -73,13 +75,19 @@ async def handle(req: func.HttpRequest, outbound: Outbound) -> func.HttpResponse
         return await create(req, outbound, settings, claim)
 
     async def lookup(
-        to: str, from_: str | None, since: datetime.datetime
+        to: str, from_: str | None, since: datetime.datetime, owner: str
     ) -> func.HttpResponse | None:
-        found = await outbound.find(settings, to, from_, since)
+        # The retry's body is the first attempt's (the key's fingerprint says so); the to and
+        # from are what was sent, as the key's row kept them.
+        try:
+            wanted = outbound.parse(req, settings)
+        except rest_answers.REFUSALS:
+            return None  # refused now (the settings changed): the released key is refused too
+        wanted = dataclasses.replace(wanted, to=to, from_=from_)
+        found = await outbound.find(settings, wanted, since, owner)
         if found is None:
             return None
-        recorded = await outbound.record(found, None)
-        return responses.json_body(outbound.answer(found, recorded), 201)
+        return responses.json_body(outbound.answer(found, True), 201)
 
     return await idempotency.guarded(req, outbound.function, attempt, lookup)
 
@@ -102,5 +110,5 @@ async def create(
         return rest_answers.twilio_failure(
             error, outbound.subject, wanted.to, settings.rest.http_timeout
         )
-    recorded = await outbound.record(created, wanted)
+    recorded = await outbound.record(created, wanted, claim.owner if claim else None)
     return responses.json_body(outbound.answer(created, recorded), 201)

@@ -61,6 +61,11 @@ async def page(req: func.HttpRequest, kind: str) -> func.HttpResponse:
 
 
 def _unavailable(kind: str, error: Exception) -> func.HttpResponse:
+    if isinstance(error, storage.StorageRefused):
+        logger.warning("%s outcome=refused status=400 reason=%s", PLURAL[kind], error)
+        return responses.json_error(
+            400, "Storage cannot look that up: the SID or 'continuation' is malformed."
+        )
     if isinstance(error, SettingsError):
         logger.error("%s outcome=failed reason=settings: %s", PLURAL[kind], error.describe())
         return responses.json_error(

@@ -33,6 +33,15 @@ RECORDS_TABLE = "TwilioRecords"
 INDEX_TABLE = "TwilioRecordIndex"
 RECORD_ROW = "record"
 EVENT_PREFIX = "event-"
+# Who created a SID, on its record row (`Owner`): the Idempotency-Key that created or adopted it
+# (shared.idempotency's Claim.owner), or NO_KEY for a request without one. A record made by a
+# status callback alone has no owner yet. An unknown outcome's lookup adopts only a SID that no
+# other request of ours owns (see `adopt`).
+OWNER_FIELD = "Owner"
+NO_KEY = "no-key"
+# Table Storage takes string properties of at most 64 KiB (32K UTF-16 code units) and a whole
+# entity of at most 1 MiB; a callback field longer than this is stored cut to it.
+MAX_FIELD_CHARS = 4096
 _FAR_FUTURE_MS = 10**13  # 2286-11-20: an inverted timestamp stays positive and 13 digits
 
 # Lifecycle ranks: a status never gives way to one of a lower rank.
@@ -113,13 +122,26 @@ async def _create_record(kind: str, sid: str, fields: Mapping[str, Any]) -> bool
 
 
 async def created(
-    kind: str, sid: str, to: str | None, from_: str | None, status: str | None, text: str | None
+    kind: str,
+    sid: str,
+    to: str | None,
+    from_: str | None,
+    status: str | None,
+    text: str | None,
+    owner: str = NO_KEY,
 ) -> None:
     """Record what make_call or send_sms created, as soon as Twilio answered. When a status
     callback got there first, its row is completed with these fields."""
     from azure.data.tables import UpdateMode
 
-    fields = {"To": to, "From": from_, "CreatedStatus": status, "Text": text, "Source": "app"}
+    fields = {
+        "To": to,
+        "From": from_,
+        "CreatedStatus": status,
+        "Text": text,
+        "Source": "app",
+        OWNER_FIELD: owner,
+    }
     if not await _create_record(kind, sid, fields):
         update = {"PartitionKey": sid, "RowKey": RECORD_ROW, "Source": "app"}
         update |= {k: v for k, v in fields.items() if v is not None}
@@ -136,6 +158,7 @@ async def keep_created(
     from_: str | None,
     status: str | None,
     text: str | None,
+    owner: str = NO_KEY,
 ) -> bool:
     """`created`, for a function that has just created the thing at Twilio: False (and one
     error line) when the record could not be written; the caller still answers 201, since the
@@ -144,7 +167,7 @@ async def keep_created(
     from shared.settings import SettingsError
 
     try:
-        await storage.within_deadline(created(kind, sid, to, from_, status, text))
+        await storage.within_deadline(created(kind, sid, to, from_, status, text, owner))
     except SettingsError as error:
         reason = f"settings: {error.describe()}"
     except storage.StorageUnavailable as error:
@@ -157,10 +180,68 @@ async def keep_created(
     return False
 
 
+def _cut(value: str | None) -> str | None:
+    """A callback's field as stored: at most MAX_FIELD_CHARS (a signed callback with a 40 KB
+    field would otherwise be refused by storage on every one of Twilio's retries)."""
+    return value[:MAX_FIELD_CHARS] if value else value
+
+
+def _owner_of(row: Mapping[str, Any]) -> str | None:
+    """Who owns a record row: its Owner, or "app" for a row the app wrote before owners were
+    kept (some request of ours, which one unknown); None while only callbacks have seen it."""
+    return row.get(OWNER_FIELD) or ("app" if row.get("Source") == "app" else None)
+
+
+async def adopt(
+    kind: str,
+    sid: str,
+    owner: str,
+    fields: Mapping[str, str | None],
+) -> bool:
+    """Make `owner` (an Idempotency-Key whose create had an unknown outcome) the owner of a SID
+    Twilio listed; False when another request of ours owns it already (it created that call or
+    message, or adopted it first). Conditional writes only, so two lookups never both adopt
+    one SID."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+    from azure.data.tables import UpdateMode
+
+    wanted = {k: v for k, v in fields.items() if v is not None}
+    wanted |= {"Source": "app", OWNER_FIELD: owner}
+    for _ in range(3):
+        if await _create_record(kind, sid, wanted):
+            return True
+        try:
+            row = await storage.on_table(RECORDS_TABLE, lambda t: t.get_entity(sid, RECORD_ROW))
+        except ResourceNotFoundError:
+            continue  # deleted in between: try the insert again
+        current = _owner_of(row)
+        if current is not None:
+            return current == owner
+        update = {"PartitionKey": sid, "RowKey": RECORD_ROW, **wanted}
+        etag = row.metadata["etag"]
+        try:
+            await storage.on_table(
+                RECORDS_TABLE,
+                lambda t, update=update, etag=etag: t.update_entity(
+                    update,
+                    mode=UpdateMode.MERGE,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                ),
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            continue  # changed under us (adopted or recorded at the same moment): read again
+        return True
+    return False
+
+
 def _event_key(kind: str, params: Mapping[str, str]) -> str:
     status = params.get(STATUS_FIELD[kind], "")
     sequence = params.get("SequenceNumber", "")
-    if kind == "call" and sequence.isascii() and sequence.isdigit():
+    # Twilio counts a call's callbacks from 0: a "number" of more digits than any call has
+    # callbacks is not one (and int() refuses one of thousands of digits).
+    if kind == "call" and sequence.isascii() and sequence.isdigit() and len(sequence) <= 8:
         return f"{EVENT_PREFIX}{int(sequence):08d}"
     identity = "\0".join(params.get(name, "") for name in EVENT_FIELDS[kind])
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
@@ -176,14 +257,14 @@ async def event(kind: str, sid: str, params: Mapping[str, str]) -> bool:
     await _create_record(
         kind,
         sid,
-        {"To": params.get("To"), "From": params.get("From"), "Source": "callback"},
+        {"To": _cut(params.get("To")), "From": _cut(params.get("From")), "Source": "callback"},
     )
     entity: dict[str, Any] = {
         "PartitionKey": sid,
         "RowKey": _event_key(kind, params),
         "ReceivedAt": _now().isoformat(),
     }
-    entity |= {name: params[name] for name in EVENT_FIELDS[kind] if params.get(name)}
+    entity |= {name: _cut(params[name]) for name in EVENT_FIELDS[kind] if params.get(name)}
     try:
         await storage.on_table(RECORDS_TABLE, lambda t: t.create_entity(entity))
     except ResourceExistsError:

@@ -116,6 +116,17 @@ def twilio_failure(
 
     import aiohttp
 
+    if isinstance(error, aiohttp.ClientConnectorError):
+        # No connection was made (refused, DNS, TLS handshake): the request was never written,
+        # so nothing was created, and trying again cannot call or text twice. 503 releases an
+        # Idempotency-Key at once (shared.idempotency) instead of leaving it to a lookup.
+        logger.error("%s to=%s outcome=unreachable error=%s", name, target, type(error).__name__)
+        return responses.json_error(
+            503,
+            f"Could not connect to Twilio's API, so the {subject.noun} was not {subject.created}: "
+            "try again shortly.",
+            headers={"Retry-After": "5"},
+        )
     if isinstance(error, aiohttp.ClientError | OSError):
         logger.error("%s to=%s outcome=unreachable error=%s", name, target, type(error).__name__)
         return responses.json_error(502, "Could not reach Twilio's API: try again later.")

@@ -102,6 +102,29 @@ def _media_urls(fields: Fields) -> tuple[str, ...]:
     return tuple(urls)
 
 
+def sender(raw_from: str | None, settings: SmsSettings) -> str | None:
+    """The number a message goes out from (None: the Messaging Service picks it); raises
+    Refusal or InvalidNumber for a `from` the app may not send from."""
+    from shared import numbers
+
+    if settings.messaging_service_sid:
+        if raw_from is not None:
+            raise Refusal(
+                403,
+                "'from' cannot be chosen: messages go out through the Messaging Service in "
+                "TWILIO_MESSAGING_SERVICE_SID, which picks the sender.",
+            )
+        return None
+    if raw_from is None:
+        return settings.rest.phone_number
+    from_ = numbers.parse_e164(raw_from, "from").e164
+    if from_ != settings.rest.phone_number and from_ not in settings.senders:
+        raise Refusal(
+            403, "'from' must be TWILIO_PHONE_NUMBER or one of the numbers in SMS_SENDERS."
+        )
+    return from_
+
+
 def parse(fields: Fields, settings: SmsSettings) -> SmsRequest:
     """The message to send; raises Refusal or a numbers error (see rest_answers.REFUSALS)."""
     from shared import numbers
@@ -112,24 +135,7 @@ def parse(fields: Fields, settings: SmsSettings) -> SmsRequest:
     to = numbers.parse_e164(raw_to, "to")
     numbers.check_destination(to, settings.allowed_countries, "Messages", "SMS_ALLOWED_COUNTRIES")
 
-    from_: str | None = None
-    raw_from = text(fields, "from")
-    if settings.messaging_service_sid:
-        if raw_from is not None:
-            raise Refusal(
-                403,
-                "'from' cannot be chosen: messages go out through the Messaging Service in "
-                "TWILIO_MESSAGING_SERVICE_SID, which picks the sender.",
-            )
-    elif raw_from is not None:
-        from_ = numbers.parse_e164(raw_from, "from").e164
-        if from_ != settings.rest.phone_number and from_ not in settings.senders:
-            raise Refusal(
-                403, "'from' must be TWILIO_PHONE_NUMBER or one of the numbers in SMS_SENDERS."
-            )
-    else:
-        from_ = settings.rest.phone_number
-
+    from_ = sender(text(fields, "from"), settings)
     media_urls = _media_urls(fields)
     raw_body = fields.get("body")
     body = clean_body(raw_body) if isinstance(raw_body, str) else None
@@ -177,23 +183,46 @@ async def send(message: SmsRequest, settings: SmsSettings) -> MessageInstance:
 
 
 async def find(
-    settings: SmsSettings, to: str, from_: str | None, since: datetime.datetime
+    settings: SmsSettings, wanted: SmsRequest, since: datetime.datetime, owner: str
 ) -> MessageInstance | None:
-    """The message this app sent to `to` (from `from_`, or through the Messaging Service) at
-    `since` or later, if Twilio has one: how an Idempotency-Key whose first attempt timed out
-    learns whether the message exists."""
+    """The message an Idempotency-Key's create sent at `since` or later, if Twilio has it: how a
+    key whose first attempt had an unknown outcome learns whether the message exists.
+
+    Messages.json, filtered by to and from (or the Messaging Service), lists the candidates;
+    only one with the same body and number of media can be this request's, and the earliest of
+    those that no other request of ours owns is adopted for `owner` (shared.records.adopt).
+    Left ambiguous (docs/security.md): two identical texts to one number within the window,
+    one of them sent outside the app."""
+    from shared import records
+
     client = twilio_client.get_client(settings.rest)
     listed = await asyncio.wait_for(
-        client.messages.list_async(to=to, from_=from_ or None, limit=20),
+        client.messages.list_async(to=wanted.to, from_=wanted.from_ or None, limit=20),
         timeout=settings.rest.http_timeout,
     )
-    if not from_:  # sent through the Messaging Service: only its messages count
-        listed = [m for m in listed if m.messaging_service_sid == settings.messaging_service_sid]
-    return twilio_client.earliest_since(listed, since)
+    for message in twilio_client.created_since(listed, since):
+        if not _same_request(message, wanted, settings):
+            continue
+        fields = {"To": message.to, "From": message.from_, "CreatedStatus": message.status,
+                  "Text": message.body}
+        if message.sid and await records.adopt("message", message.sid, owner, fields):
+            return message
+    return None
 
 
-async def record(created: MessageInstance, message: SmsRequest | None = None) -> bool:
-    """Write the message's record (see shared.records); False when storage could not take it."""
+def _same_request(listed: MessageInstance, wanted: SmsRequest, settings: SmsSettings) -> bool:
+    """Could `listed` be what `wanted` created: the same sender, body and number of media."""
+    if not wanted.from_ and listed.messaging_service_sid != settings.messaging_service_sid:
+        return False  # sent through the Messaging Service: only its messages count
+    media = str(listed.num_media or "0")
+    return (listed.body or "") == (wanted.body or "") and media == str(len(wanted.media_urls))
+
+
+async def record(
+    created: MessageInstance, message: SmsRequest | None = None, owner: str | None = None
+) -> bool:
+    """Write the message's record (see shared.records), owned by the Idempotency-Key that sent
+    it (`owner`, None without one); False when storage could not take it."""
     from shared import records
 
     return await records.keep_created(
@@ -204,6 +233,7 @@ async def record(created: MessageInstance, message: SmsRequest | None = None) ->
         created.from_,
         created.status,
         message.body if message else created.body,
+        owner or records.NO_KEY,
     )
 
 

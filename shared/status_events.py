@@ -8,23 +8,32 @@ from __future__ import annotations
 
 import re
 
-from shared import records, storage, webhooks
+from shared import logs, records, redact, storage, webhooks
 from shared.settings import SettingsError
 from shared.storage import StorageUnavailable
+
+logger = logs.get_logger(__name__)
 
 SID_PARAM = {"call": "CallSid", "message": "MessageSid"}
 SID = {"call": re.compile(r"CA[0-9a-fA-F]{32}"), "message": re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}")}
 
 
 async def store(kind: str, callback: webhooks.Webhook) -> str:
-    """The outcome word for the log line: recorded, duplicate or ignored (no SID to file it
-    under; answered 204 all the same, since a retry would not bring one)."""
+    """The outcome word for the log line: recorded, duplicate, ignored (no SID to file it
+    under) or not-recorded (storage refused it); the last two are answered 204 all the same,
+    since a retry would not change them."""
     params = callback.params()
     sid = params.get(SID_PARAM[kind]) or ""
     if not SID[kind].fullmatch(sid):
         return "ignored"
     try:
         stored = await storage.within_deadline(records.event(kind, sid, params))
+    except storage.StorageRefused as error:
+        # Storage will refuse this callback on every retry: 503 would only have Twilio send it
+        # again until it gives up. Logged for the operator; answered 204.
+        logger.error("%s %s=%s outcome=not-recorded reason=%s", kind, SID_PARAM[kind],
+                     redact.sid(sid), error)
+        return "not-recorded"
     except SettingsError as error:
         raise webhooks.Retry(f"settings: {error.describe()}") from None
     except StorageUnavailable as error:

@@ -50,6 +50,12 @@ class StorageUnavailable(Exception):
     log (no key, no connection string)."""
 
 
+class StorageRefused(StorageUnavailable):
+    """Storage answered 400: the request itself is wrong (a key or value it does not take), so
+    trying again cannot help. A caller that can blame its own caller answers 4xx; the others
+    treat it as unavailable."""
+
+
 # azure-core logs every storage request and response (URL, headers) at INFO: several lines per
 # table or queue operation, which on Azure all go to Application Insights (billed by volume)
 # and locally drown the app's own lines. Its warnings and errors still come through.
@@ -105,29 +111,22 @@ _queues: dict[tuple[StorageSettings, str], tuple[weakref.ref[asyncio.AbstractEve
 
 async def queue(name: str) -> Any:
     """The named queue (an async QueueClient), created on first use in this process. Messages
-    are base64 text, the Functions host's default messageEncoding for queue triggers."""
+    are plain text (host.json's messageEncoding is none: the functions decode what they get, so
+    a malformed message is theirs to log and drop, not the host's to fail on)."""
     settings = load_storage_settings()
     loop = asyncio.get_running_loop()
     cached = _queues.get((settings, name))
     if cached is not None and cached[0]() is loop:
         return cached[1]
     from azure.core.exceptions import ResourceExistsError
-    from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
     from azure.storage.queue.aio import QueueClient
 
     _quiet_sdk_http_logs()
-    policies = {
-        "message_encode_policy": TextBase64EncodePolicy(),
-        "message_decode_policy": TextBase64DecodePolicy(),
-    }
     if settings.connection_string:
-        client = QueueClient.from_connection_string(
-            settings.connection_string, name, **policies, **_TRANSPORT
-        )
+        client = QueueClient.from_connection_string(settings.connection_string, name, **_TRANSPORT)
     else:
         client = QueueClient(
-            settings.queue_endpoint or "", name, credential=_credential(settings), **policies,
-            **_TRANSPORT,
+            settings.queue_endpoint or "", name, credential=_credential(settings), **_TRANSPORT
         )
     with contextlib.suppress(ResourceExistsError):
         await bounded(client.create_queue())
@@ -177,7 +176,12 @@ async def on_table(name: str, operation: Callable[[TableClient], Awaitable[T]]) 
 async def bounded(operation: Any) -> Any:
     """Await a storage operation within TIMEOUT; any failure becomes StorageUnavailable except
     the two a caller decides on (ResourceExistsError, ResourceNotFoundError)."""
-    from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+    from azure.core.exceptions import (
+        AzureError,
+        HttpResponseError,
+        ResourceExistsError,
+        ResourceNotFoundError,
+    )
 
     try:
         return await asyncio.wait_for(operation, TIMEOUT)
@@ -185,6 +189,11 @@ async def bounded(operation: Any) -> Any:
         raise
     except TimeoutError:
         raise StorageUnavailable(f"storage did not answer within {TIMEOUT:g} s") from None
+    except HttpResponseError as error:
+        if error.status_code == 400:
+            code = getattr(error, "error_code", None) or "bad request"
+            raise StorageRefused(f"storage refused the request: {code}") from None
+        raise StorageUnavailable(f"storage failed: {type(error).__name__}") from None
     except AzureError as error:
         raise StorageUnavailable(f"storage failed: {type(error).__name__}") from None
     except OSError as error:

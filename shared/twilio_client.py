@@ -115,9 +115,9 @@ async def close() -> None:
             await close_http()
 
 
-def earliest_since(listed: list[T], since: datetime.datetime) -> T | None:
-    """The first of `listed` (calls or messages) Twilio created at `since` or later, allowing
-    for CLOCK_SKEW: how a create whose answer was lost is found again."""
+def created_since(listed: list[T], since: datetime.datetime) -> list[T]:
+    """Those of `listed` (calls or messages) Twilio created at `since` or later, allowing for
+    CLOCK_SKEW, the earliest first: the candidates for a create whose answer was lost."""
     earliest = since - CLOCK_SKEW
     found = [item for item in listed if item.date_created and item.date_created >= earliest]
-    return min(found, key=lambda item: item.date_created) if found else None
+    return sorted(found, key=lambda item: item.date_created)

@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import aiohttp
 import pytest
 from conftest import ACCOUNT_SID, API_KEY, API_SECRET, AUTH_TOKEN, TWILIO_NUMBER, http_request
-from twilio_double import CALL_SID
 
 from make_call import main
 
@@ -42,7 +41,7 @@ def test_json_request_places_the_call_with_twilio(twilio_api, app_settings):
 
     assert response.status_code == 201
     assert payload(response) == {
-        "sid": CALL_SID,
+        "sid": twilio_api.created[0]["sid"],
         "status": "queued",
         "to": TO,
         "from": TWILIO_NUMBER,
@@ -141,7 +140,7 @@ def test_success_logs_one_line_without_the_full_number(twilio_api, logs):
 
     [line] = logs.lines(logging.INFO)
     assert "outcome=created" in line
-    assert CALL_SID in line
+    assert twilio_api.created[0]["sid"] in line
     assert TO not in logs.text()
 
 

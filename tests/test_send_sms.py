@@ -13,7 +13,6 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from conftest import ACCOUNT_SID, API_KEY, API_SECRET, AUTH_TOKEN, SECRETS, TWILIO_NUMBER
-from twilio_double import MESSAGE_SID
 
 from devhost.worker_host import HostResponse, WorkerHost
 
@@ -55,7 +54,7 @@ def test_the_readme_example_sends_the_message(keyed_host, twilio_api):
 
     assert response.status == 201, response.body
     assert response.json() == {
-        "sid": MESSAGE_SID,
+        "sid": twilio_api.created[0]["sid"],
         "status": "queued",
         "to": TO,
         "from": TWILIO_NUMBER,

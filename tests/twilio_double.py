@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +20,11 @@ from urllib.parse import urlsplit
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 
-CALL_SID = "CA" + "c" * 32
-MESSAGE_SID = "SM" + "d" * 32
+
+def new_sid(prefix: str) -> str:
+    """A SID of its own for every created call or message, as Twilio gives: the app tells its
+    calls and messages apart by SID (records, idempotency lookups)."""
+    return prefix + uuid.uuid4().hex
 
 
 @dataclass
@@ -156,8 +160,9 @@ class TwilioApiDouble(AsyncHttpClient):
 def default_created_call(req: RecordedRequest) -> dict[str, object]:
     """A created call as Twilio answers it (trimmed to the fields the library reads)."""
     account_sid = req.path.split("/")[3]
+    sid = new_sid("CA")
     return {
-        "sid": CALL_SID,
+        "sid": sid,
         "account_sid": account_sid,
         "to": req.data.get("To"),
         "to_formatted": req.data.get("To"),
@@ -167,7 +172,7 @@ def default_created_call(req: RecordedRequest) -> dict[str, object]:
         "direction": "outbound-api",
         "api_version": "2010-04-01",
         "date_created": None,
-        "uri": f"/2010-04-01/Accounts/{account_sid}/Calls/{CALL_SID}.json",
+        "uri": f"/2010-04-01/Accounts/{account_sid}/Calls/{sid}.json",
     }
 
 
@@ -177,8 +182,9 @@ def default_created_message(req: RecordedRequest) -> dict[str, object]:
     account_sid = req.path.split("/")[3]
     service = req.data.get("MessagingServiceSid")
     media = req.data.get("MediaUrl") or []
+    sid = new_sid("SM")
     return {
-        "sid": MESSAGE_SID,
+        "sid": sid,
         "account_sid": account_sid,
         "to": req.data.get("To"),
         "from": req.data.get("From"),  # null until a Messaging Service has picked a sender
@@ -189,5 +195,5 @@ def default_created_message(req: RecordedRequest) -> dict[str, object]:
         "num_media": str(len(media) if isinstance(media, list) else 1),
         "direction": "outbound-api",
         "api_version": "2010-04-01",
-        "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{MESSAGE_SID}.json",
+        "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
     }
