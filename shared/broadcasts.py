@@ -354,12 +354,11 @@ async def _enqueue(messages: list[M], budget: float | None = None) -> list[M]:
     and is then sent, as its recipients' rows will show)."""
     if not messages:
         return []
-    client = await storage.queue(QUEUE)
     limit = asyncio.Semaphore(ENQUEUE_CONCURRENCY)
 
     async def put(one: M) -> None:
         async with limit:
-            await storage.bounded(client.send_message(one.to_json()))
+            await storage.on_queue(QUEUE, lambda q: q.send_message(one.to_json()))
 
     puts = [asyncio.ensure_future(put(m)) for m in messages]
     _, pending = await asyncio.wait(puts, timeout=budget)
@@ -446,10 +445,8 @@ async def defer(task: Task, after: float) -> None:
     """Put the task back on the queue, visible `after` seconds from now, counted as a deferral
     (the copy's dequeue count starts again: how a 429 or an in-flight key waits without using
     up the message's maxDequeueCount tries)."""
-    client = await storage.queue(QUEUE)
-    await storage.bounded(
-        client.send_message(task.deferred().to_json(), visibility_timeout=max(0, round(after)))
-    )
+    copy, delay = task.deferred().to_json(), max(0, round(after))
+    await storage.on_queue(QUEUE, lambda q: q.send_message(copy, visibility_timeout=delay))
 
 
 async def mark(

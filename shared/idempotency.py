@@ -34,6 +34,7 @@ What this can and cannot tell apart: docs/security.md.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import hashlib
@@ -382,3 +383,52 @@ def _lookup_failed(function: str, error: Exception) -> func.HttpResponse:
         "could not be asked now: try again shortly (nothing new was sent).",
         headers={"Retry-After": "5"},
     )
+
+
+# Seconds one sweep of expired keys may take: inside host.json's 12 s functionTimeout. What is
+# left is deleted by the next run.
+EXPIRY_BUDGET = 8.0
+
+
+async def delete_expired(budget: float = EXPIRY_BUDGET) -> int:
+    """Delete the key rows whose 24 hours are over, 100 to a transaction (one partition per
+    function); how many were deleted. Storage failing ends the sweep early (logged): the next
+    run carries on."""
+    from azure.core import MatchConditions
+
+    deleted = 0
+    now = _now()
+
+    async def sweep(table: Any) -> None:
+        nonlocal deleted
+        batch: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        rows = table.query_entities(
+            "ExpiresAt lt @now", parameters={"now": now}, select=["PartitionKey", "RowKey"]
+        )
+        async for row in rows:
+            if batch and batch[0][1]["PartitionKey"] != row["PartitionKey"]:
+                await storage.bounded(table.submit_transaction(batch))
+                deleted, batch = deleted + len(batch), []
+            # Only if unchanged since read: a key claimed afresh in between is not deleted.
+            batch.append(("delete", {"PartitionKey": row["PartitionKey"],
+                                     "RowKey": row["RowKey"]},
+                          {"etag": row.metadata["etag"],
+                           "match_condition": MatchConditions.IfNotModified}))
+            if len(batch) == 100:
+                await storage.bounded(table.submit_transaction(batch))
+                deleted, batch = deleted + len(batch), []
+        if batch:
+            await storage.bounded(table.submit_transaction(batch))
+            deleted += len(batch)
+
+    try:
+        await asyncio.wait_for(storage.on_table(TABLE, sweep), budget)
+    except TimeoutError:
+        logger.info("idempotency_expiry outcome=partial deleted=%d (the next run goes on)",
+                    deleted)
+        return deleted
+    except (storage.StorageUnavailable, SettingsError) as error:
+        logger.error("idempotency_expiry outcome=failed deleted=%d reason=%s", deleted, error)
+        return deleted
+    logger.info("idempotency_expiry outcome=swept deleted=%d", deleted)
+    return deleted

@@ -134,6 +134,20 @@ async def queue(name: str) -> Any:
     return client
 
 
+async def on_queue(name: str, operation: Callable[[Any], Awaitable[T]]) -> T:
+    """`operation(queue)`, bounded; if the queue is gone (deleted, or an emulator restarted with
+    its data in memory) it is created again and the operation tried once more."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return await bounded(operation(await queue(name)))
+    except ResourceNotFoundError as error:
+        if "QueueNotFound" not in (str(getattr(error, "error_code", "") or "") + str(error)):
+            raise
+        _queues.pop((load_storage_settings(), name), None)
+        return await bounded(operation(await queue(name)))
+
+
 async def table(name: str) -> TableClient:
     """The named table, created on first use in this process. Raises StorageUnavailable, or
     SettingsError when the connection is not configured."""

@@ -50,7 +50,8 @@ def test_a_cold_start_child_serves_one_signed_voice_webhook(tmp_path) -> None:
     case = cold.BytecodeCase("smoke", tmp_path / "pyc", write=True)
     run = cold.one_run(APP_ROOT, signed_webhook("voice"), case)
     assert run.functions == [
-        "broadcast_poison", "broadcast_send", "broadcasts", "call_status", "calls", "make_call",
+        "broadcast_poison", "broadcast_send", "broadcasts", "call_status", "calls",
+        "idempotency_expiry", "make_call",
         "message_status", "messages", "send_sms", "sms_url", "voice_url",
     ]
     assert run.modules == []  # no twilio.rest, aiohttp or phonenumbers for a webhook

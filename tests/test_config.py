@@ -22,8 +22,11 @@ from devhost.pytest_plugin import APP_ROOT, require_shared
 
 ALL_FUNCTION_DIRS = sorted(p.parent for p in APP_ROOT.glob("*/function.json"))
 QUEUE_FUNCTIONS = {"broadcast_send": "broadcast-sends", "broadcast_poison": "broadcast-sends-poison"}
+TIMER_FUNCTIONS = {"idempotency_expiry": "0 */15 * * * *"}
 # The HTTP-triggered ones: every check below that speaks of routes and methods is about these.
-FUNCTION_DIRS = [d for d in ALL_FUNCTION_DIRS if d.name not in QUEUE_FUNCTIONS]
+FUNCTION_DIRS = [
+    d for d in ALL_FUNCTION_DIRS if d.name not in QUEUE_FUNCTIONS and d.name not in TIMER_FUNCTIONS
+]
 EXPECTED_FUNCTIONS = {
     "make_call",
     "send_sms",
@@ -86,7 +89,17 @@ def main_parameters(function_dir: Path) -> tuple[set[str], bool]:
 
 def test_the_app_has_its_functions():
     assert {d.name for d in FUNCTION_DIRS} == EXPECTED_FUNCTIONS
-    assert {d.name for d in ALL_FUNCTION_DIRS} == EXPECTED_FUNCTIONS | set(QUEUE_FUNCTIONS)
+    assert {d.name for d in ALL_FUNCTION_DIRS} == (
+        EXPECTED_FUNCTIONS | set(QUEUE_FUNCTIONS) | set(TIMER_FUNCTIONS)
+    )
+
+
+@pytest.mark.parametrize("name", list(TIMER_FUNCTIONS))
+def test_timer_functions_run_on_their_schedule_and_not_at_start(name):
+    [binding] = load(APP_ROOT / name / "function.json")["bindings"]
+    assert binding["type"] == "timerTrigger"
+    assert binding["schedule"] == TIMER_FUNCTIONS[name]
+    assert binding.get("runOnStartup") is False  # a restart storm must not run it each time
 
 
 @pytest.mark.parametrize("name", list(QUEUE_FUNCTIONS))
