@@ -77,26 +77,38 @@ _SERVICE_UNAVAILABLE = (
 
 
 def _redacted(path: str) -> str:
-    """A request path for the log: a function key in `?code=` must not end up in a terminal,
-    nor an escape sequence or line break from the request line (written escaped, `\\x1b`)."""
+    """A request path for the log: no value of its query, nor an escape sequence or line break
+    from the request line (written escaped, `\\x1b`).
+
+    A GET webhook carries all of Twilio's fields in the query (AccountSid, CallToken, a text's
+    Body, From and To) and `?code=` a function key: the names are kept (they say what came),
+    each non-empty value becomes `***`, a phone number `+1415*****23` as the app logs one.
+    """
     parts = urlsplit(path)
     if not parts.query:
         return _printable(parts.path)
-    query = [(k, "***" if k == KEY_QUERY else _masked_number(v))
+    query = [(k, _masked_value(v) if k != KEY_QUERY else "***")
              for k, v in parse_qsl(parts.query, keep_blank_values=True)]
     return _printable(f"{parts.path}?{urlencode(query, safe='*')}")
 
 
-_PHONE_NUMBER = re.compile(r"\+?[0-9]{7,15}")
+# A whole phone number (E.164 has at most 15 digits). Shorter digit strings (a PIN a <Gather>
+# collected, a code) are not numbers whose masked form says anything: they become *** too.
+_PHONE_NUMBER = re.compile(r"\+?[0-9]{10,15}")
 
 
-def _masked_number(value: str) -> str:
-    """A phone number in a query (a GET webhook's From and To) as the app logs one,
-    +1415*****00; anything else as is. (The app's shared.redact is not used: the local host
+def _masked_value(value: str) -> str:
+    """A query value for the log: a phone number masked as the app logs one, +1415*****00;
+    any other value `***` ("" stays ""). (The app's shared.redact is not used: the local host
     serves any app root.)"""
-    if not _PHONE_NUMBER.fullmatch(value):
+    if not value:
         return value
+    if not _PHONE_NUMBER.fullmatch(value):
+        return "***"
     return value[:5] + "*" * (len(value) - 7) + value[-2:]
+
+
+_QUERY_IN_TEXT = re.compile(r"\?[^\s'\"()]+")
 
 
 def _printable(text: str) -> str:
@@ -381,7 +393,9 @@ class _Handler(BaseHTTPRequestHandler):
         """The access log is written by _handle (with the key redacted); silence the default."""
 
     def log_error(self, format: str, *args: object) -> None:
-        logger.warning("%s", format % args)
+        # http.server's own refusals quote the request line ("Bad request syntax ('GET/x?a=b')"):
+        # its query is hidden as the access log hides it, control characters escaped.
+        logger.warning("%s", _printable(_QUERY_IN_TEXT.sub("?***", format % args)))
 
 
 def _headers(pairs: Iterable[tuple[str, str]]) -> Headers:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from conftest import server_command
@@ -378,4 +379,43 @@ def test_phone_numbers_in_a_query_are_masked_in_the_access_log(limited, caplog):
     [line] = [r.getMessage() for r in caplog.records if "/api/echo" in r.getMessage()]
     assert "4155550123" not in line and "5005550006" not in line
     assert "From=%2B1415*****23" in line
-    assert "n=42" in line and "code=***" in line
+    assert "n=***" in line and "code=***" in line
+
+
+def test_a_get_webhooks_query_values_are_not_in_the_access_log(limited, caplog):
+    """A GET webhook carries Twilio's fields in its query: the access log keeps their names but
+    no token, SID, text body or whole number (issue 19, item 13)."""
+    caplog.set_level(logging.DEBUG, logger="devhost")
+    query = urlencode({
+        "AccountSid": "AC0123456789abcdef0123456789abcdef",
+        "CallToken": "%7B%22parentCallInfoToken%22%3A%22eyJhbGciOiJFUzI1NiJ9.secret",
+        "Body": "my PIN is 4711",
+        "From": "+14155550123",
+        "Digits": "1234567",
+        "Empty": "",
+    })
+    request = f"GET /api/echo?{query} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+
+    answer = exchange(limited, request)
+
+    assert answer.status == 200
+    assert wait_for(lambda: any("/api/echo" in r.getMessage() for r in caplog.records))
+    [line] = [r.getMessage() for r in caplog.records if "/api/echo" in r.getMessage()]
+    for secret in ("0123456789abcdef", "parentCallInfoToken", "eyJhbGci", "secret", "PIN",
+                   "4711", "4155550123", "1234567"):
+        assert secret not in line
+    assert ("/api/echo?AccountSid=***&CallToken=***&Body=***&From=%2B1415*****23&Digits=***"
+            "&Empty= -> 200") in line
+    assert all("4155550123" not in r.getMessage() for r in caplog.records)
+
+
+def test_a_query_in_a_request_line_http_server_refuses_is_not_logged(limited, caplog):
+    """http.server's own 400 quotes a one-word request line; its query is hidden there too."""
+    caplog.set_level(logging.DEBUG, logger="devhost")
+
+    answer = exchange(limited, b"GET/api/echo?Body=my-secret-text\r\n\r\n")
+
+    assert answer.status == 400
+    assert wait_for(lambda: any("Bad request" in r.getMessage() for r in caplog.records))
+    assert "my-secret-text" not in caplog.text
+    assert "GET/api/echo?***" in caplog.text
