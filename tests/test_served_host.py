@@ -10,6 +10,7 @@ import http.client
 import json
 import logging
 import shutil
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -128,6 +129,25 @@ def test_keys_over_http_and_the_key_never_reaches_the_log(fixture_served, caplog
         "x-functions-key": "wire-key"})[0] == 200
     assert "wire-key" not in caplog.text
     assert "/api/keyed?code=***" in caplog.text
+
+
+@pytest.mark.parametrize("value", [b" wire-key", b"wire-key ", b"\twire-key \t", b"  wire-key  "])
+def test_whitespace_around_the_key_header_is_not_part_of_the_key(fixture_served, value):
+    """As Kestrel trims a header value; a trailing space once made the right key a 401."""
+    request = (b"POST /api/keyed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
+               b"Connection: close\r\nx-functions-key:" + value + b"\r\n\r\n")
+    parts = urlsplit(fixture_served.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 200
+
+
+@pytest.mark.parametrize("value", ["wire-key x", "wire-ke", "x wire-key", ""])
+def test_a_key_that_differs_inside_is_still_refused(fixture_served, value):
+    assert call(fixture_served.url, "POST", "/api/keyed",
+                headers={"x-functions-key": value})[0] == 401
 
 
 def test_head_gets_headers_without_a_body(fixture_served):
