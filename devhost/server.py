@@ -810,6 +810,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warning = unkeyed_warning(host, args.host_key)
     if warning:
         print(f"\n{warning}", file=sys.stderr, flush=True)
+    placeholders = None if args.twilio_api else local_settings.placeholder_warning()
+    if placeholders:
+        print(f"\n{placeholders}", file=sys.stderr, flush=True)
     if stand_in is not None:
         print(f"\n{stand_in_notice(stand_in.base_url)}")
     queues = (

@@ -93,6 +93,31 @@ def missing_message(app_root: Path | str) -> str:
     )
 
 
+# The Twilio credentials of local.settings.json.example. The SID has the shape of a real one (AC +
+# 32 hex digits), so that the example works as it is with the local stand-in of Twilio's API
+# (`--twilio-api`), which takes any; real Twilio refuses both (make_call and send_sms answer 502).
+PLACEHOLDERS = {
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "TWILIO_AUTH_TOKEN": "your_auth_token",
+}
+
+
+def placeholder_warning(environ: MutableMapping[str, str] | None = None) -> str | None:
+    """The start-up warning when the Twilio credentials in effect are still the example's
+    placeholders (names only, never a value), or None."""
+    env = os.environ if environ is None else environ
+    names = [name for name, value in PLACEHOLDERS.items() if env.get(name, "").strip() == value]
+    if not names:
+        return None
+    return (
+        f"warning: {' and '.join(names)} still hold{'s' if len(names) == 1 else ''} the "
+        f"placeholder of {EXAMPLE_NAME}: Twilio will refuse make_call and send_sms (502) "
+        f"until you put your account's credentials in {FILE_NAME} (Twilio Console, Account "
+        "info). Without a Twilio account, serve with --twilio-api and a local stand-in of "
+        "Twilio's API (python -m devhost.standin), which takes them as they are."
+    )
+
+
 STORAGE_SETTING = "AzureWebJobsStorage"
 
 

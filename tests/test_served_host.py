@@ -182,6 +182,41 @@ def test_the_server_names_the_settings_the_environment_kept(tmp_path, monkeypatc
         assert "shell-value" not in output and "file-value" not in output
 
 
+@pytest.fixture
+def app_with_example_settings(tmp_path, monkeypatch):
+    """The fixture app with local.settings.json copied from the example, as the README says, and
+    no Twilio credentials in the environment to shadow it."""
+    app = tmp_path / "app"
+    shutil.copytree(FIXTURE_APP, app)
+    shutil.copy(Path(__file__).parents[1] / local_settings.EXAMPLE_NAME,
+                app / local_settings.FILE_NAME)
+    for name in local_settings.PLACEHOLDERS:
+        monkeypatch.delenv(name, raising=False)
+    return app
+
+
+def test_the_examples_placeholder_credentials_are_named_at_start_up(app_with_example_settings):
+    """The example's SID has a real SID's shape (so --twilio-api works with it as it is): the
+    settings checks no longer call it malformed, so the host says to put real ones in."""
+    with server_command("--app-root", str(app_with_example_settings), no_settings=False) as (
+            output, _, _process):
+        assert ("warning: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN still hold the placeholder "
+                "of local.settings.json.example") in output
+        assert "your_auth_token" not in output and "AC000" not in output
+
+
+def test_no_placeholder_warning_with_the_stand_in_or_real_values(app_with_example_settings,
+                                                                 monkeypatch):
+    with server_command("--app-root", str(app_with_example_settings), "--twilio-api",
+                        "http://127.0.0.1:9", no_settings=False) as (output, _, _process):
+        assert "placeholder" not in output
+    assert local_settings.placeholder_warning({
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": TOKEN}) is None
+    assert local_settings.placeholder_warning({
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "your_auth_token",
+    }).startswith("warning: TWILIO_AUTH_TOKEN still holds the placeholder")
+
+
 def test_local_settings_fill_the_environment_without_overriding(tmp_path):
     (tmp_path / "local.settings.json").write_text(json.dumps({
         "IsEncrypted": False,
