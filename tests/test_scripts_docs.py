@@ -1,5 +1,6 @@
-"""The local-development docs against what the code does: the local host's options and the
-Azurite version pinned (issue 19: each was found out of date)."""
+"""The local-development and deployment docs against what the code does: the local host's
+options, the settings infra/main.parameters.json maps and the Azurite version pinned (issue 19:
+each was found out of date)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from devhost import server
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_MD = (REPO / "docs" / "local.md").read_text()
+DEPLOY_MD = (REPO / "docs" / "deploy.md").read_text()
 DEVHOST_README = (REPO / "devhost" / "README.md").read_text()
 
 
@@ -31,6 +33,20 @@ def test_docs_local_lists_every_option_of_the_local_host(option):
     rows = [line for line in LOCAL_MD.splitlines() if line.startswith("| `")]
     assert any(f"`{option}" in row.split(" | ")[0] for row in rows), (
         f"docs/local.md's options table lacks {option}")
+
+
+def optional_parameters() -> list[str]:
+    """azd environment values main.parameters.json maps, less azd's own and the required."""
+    parameters = json.loads((REPO / "infra" / "main.parameters.json").read_text())["parameters"]
+    names = [re.fullmatch(r"\$\{(\w+)\}", p["value"])[1] for p in parameters.values()]
+    required = {"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_PHONE_NUMBER"}
+    return [n for n in names if not n.startswith("AZURE_") and n not in required]
+
+
+@pytest.mark.parametrize("name", optional_parameters())
+def test_docs_deploy_names_every_optional_setting_the_parameters_map(name):
+    with_azd = DEPLOY_MD.split("## With `azd up`", 1)[1].split("\n## ", 1)[0]
+    assert re.search(rf"\b{name}\b", with_azd), f"docs/deploy.md's azd up section lacks {name}"
 
 
 def test_devhost_readme_names_the_azurite_version_package_lock_pins():
