@@ -786,6 +786,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             port = found.port if port is None else port
         elif not args.no_settings:
             print(local_settings.missing_message(root))
+        if port is not None and not 0 <= port <= 65535:
+            # Checked before the app loads; the socket layer would raise OverflowError.
+            source = ("--port" if args.port is not None
+                      else "Host.LocalHttpPort in local.settings.json")
+            print(f"error: port {port} is not a TCP port (0 to 65535): check {source}",
+                  file=sys.stderr)
+            return 2
         host = WorkerHost.start(root, host_keys=args.host_key)
     except (AppConfigError, FunctionLoadError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -46,10 +46,14 @@ def read(app_root: Path | str) -> LocalSettings | None:
     if not isinstance(values, dict):
         raise AppConfigError(f"{path}: Values must be an object of strings")
     port = (data.get("Host") or {}).get("LocalHttpPort")
+    try:
+        port = int(port) if port else None
+    except (TypeError, ValueError):
+        raise AppConfigError(f"{path}: Host.LocalHttpPort must be a port number") from None
     return LocalSettings(
         path=path,
         values={str(k): "" if v is None else str(v) for k, v in values.items()},
-        port=int(port) if port else None,
+        port=port,
     )
 
 
