@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import ipaddress
 import logging
 import re
@@ -48,9 +49,13 @@ DEFAULT_BIND = "127.0.0.1"
 MAX_BODY = 30_000_000
 # Seconds a connection may go without sending a byte while its request line, headers or body are
 # incomplete (then 408 and close), or sit idle between keep-alive requests (then a quiet close).
-# Kestrel allows 30 s for the headers. It is a per-read idle limit, not a total: a client that
-# trickles a byte now and then keeps its thread, which the connection cap below bounds.
+# Kestrel allows 30 s for the headers. It is a per-read idle limit, not a total: see below.
 REQUEST_TIMEOUT = 30.0
+# Seconds from a request's first byte to the end of its body, however steadily the bytes come
+# (then 408 and close). Without it a client trickling a byte every few seconds (slowloris) kept
+# its connection, and 128 such clients every connection slot, without end. A webhook or an API
+# call is a few kilobytes; Kestrel's own bounds are 30 s for the headers and a minimum body rate.
+REQUEST_TIME_LIMIT = 30.0
 # Connections served at once, a thread each. One more is answered 503 at once and closed (not
 # queued: a caller learns it now rather than after a timeout). Above the benchmark's bursts of 100.
 MAX_CONNECTIONS = 128
@@ -77,26 +82,38 @@ _SERVICE_UNAVAILABLE = (
 
 
 def _redacted(path: str) -> str:
-    """A request path for the log: a function key in `?code=` must not end up in a terminal,
-    nor an escape sequence or line break from the request line (written escaped, `\\x1b`)."""
+    """A request path for the log: no value of its query, nor an escape sequence or line break
+    from the request line (written escaped, `\\x1b`).
+
+    A GET webhook carries all of Twilio's fields in the query (AccountSid, CallToken, a text's
+    Body, From and To) and `?code=` a function key: the names are kept (they say what came),
+    each non-empty value becomes `***`, a phone number `+1415*****23` as the app logs one.
+    """
     parts = urlsplit(path)
     if not parts.query:
         return _printable(parts.path)
-    query = [(k, "***" if k == KEY_QUERY else _masked_number(v))
+    query = [(k, _masked_value(v) if k != KEY_QUERY else "***")
              for k, v in parse_qsl(parts.query, keep_blank_values=True)]
     return _printable(f"{parts.path}?{urlencode(query, safe='*')}")
 
 
-_PHONE_NUMBER = re.compile(r"\+?[0-9]{7,15}")
+# A whole phone number (E.164 has at most 15 digits). Shorter digit strings (a PIN a <Gather>
+# collected, a code) are not numbers whose masked form says anything: they become *** too.
+_PHONE_NUMBER = re.compile(r"\+?[0-9]{10,15}")
 
 
-def _masked_number(value: str) -> str:
-    """A phone number in a query (a GET webhook's From and To) as the app logs one,
-    +1415*****00; anything else as is. (The app's shared.redact is not used: the local host
+def _masked_value(value: str) -> str:
+    """A query value for the log: a phone number masked as the app logs one, +1415*****00;
+    any other value `***` ("" stays ""). (The app's shared.redact is not used: the local host
     serves any app root.)"""
-    if not _PHONE_NUMBER.fullmatch(value):
+    if not value:
         return value
+    if not _PHONE_NUMBER.fullmatch(value):
+        return "***"
     return value[:5] + "*" * (len(value) - 7) + value[-2:]
+
+
+_QUERY_IN_TEXT = re.compile(r"\?[^\s'\"()]+")
 
 
 def _printable(text: str) -> str:
@@ -142,6 +159,46 @@ class _Refused(Exception):
         self.reason = reason
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The connection's reads, each bounded by the socket timeout and by what is left of the
+    request's time limit (`_Handler._deadline`); the first byte of a request starts that clock.
+
+    The standard library's buffered reader makes as many reads as one readline() needs, so a
+    total cannot be enforced around its calls: it is enforced here, below the buffer.
+    """
+
+    def __init__(self, handler: _Handler) -> None:
+        super().__init__()
+        self._handler = handler
+        self._sock: socket.socket = handler.connection
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        handler = self._handler
+        timeout = handler.timeout
+        by_deadline = False
+        if handler._deadline is not None:
+            remaining = handler._deadline - time.monotonic()
+            if remaining <= 0:
+                handler._over_time = True
+                raise TimeoutError("the request's time limit has passed")
+            if timeout is None or remaining < timeout:
+                timeout, by_deadline = remaining, True
+        self._sock.settimeout(timeout)
+        try:
+            count = self._sock.recv_into(buffer)
+        except TimeoutError:
+            handler._over_time = by_deadline
+            raise
+        finally:
+            self._sock.settimeout(handler.timeout)  # writes keep the per-operation timeout
+        if count:
+            handler._start_clock()
+        return count
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Hands every request, whatever its method, to the WorkerHost, after the checks the
     Functions host's Kestrel makes first (request line, Host, framing, body size, timeouts)."""
@@ -153,6 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
     default_request_version = "HTTP/1.0"
     host: WorkerHost  # set on the subclass built by serve()
     timeout: float | None = REQUEST_TIMEOUT  # socket timeout, applied by setup(); serve() sets it
+    request_time_limit: float | None = REQUEST_TIME_LIMIT  # serve() sets it
     max_body: int = MAX_BODY
 
     def setup(self) -> None:
@@ -161,6 +219,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._awaiting_request_line = True
         self._response_started = False
         self._expect_continue = False
+        self._deadline: float | None = None  # when the request being read runs out of time
+        self._clock_armed = False  # the next byte read starts a request's clock
+        self._over_time = False  # the last timeout was the time limit's, not silence
+        self.rfile = io.BufferedReader(_DeadlineReader(self), io.DEFAULT_BUFFER_SIZE)
+
+    def _start_clock(self) -> None:
+        """A request's first byte is here (or was already buffered): its time limit starts."""
+        if self._clock_armed:
+            self._clock_armed = False
+            if self.request_time_limit is not None:
+                self._deadline = time.monotonic() + self.request_time_limit
+
+    def _stop_clock(self) -> None:
+        """The request is read: the function's own time is functionTimeout's business."""
+        self._clock_armed = False
+        self._deadline = None
 
     # -- one request -----------------------------------------------------------------------------
 
@@ -170,6 +244,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._awaiting_request_line = True
         self._response_started = False
         self._expect_continue = False
+        self._over_time = False
+        self._deadline = None
+        self._clock_armed = True
         self.requestline = ""  # send_response() logs it, even for a request never read
         try:
             self.raw_requestline = self.rfile.readline(_MAX_REQUEST_LINE + 1)
@@ -177,6 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not self.raw_requestline:
                 self.close_connection = True
                 return
+            self._start_clock()  # a pipelined request came out of the buffer, without a read
             self._requests += 1
             if len(self.raw_requestline) > _MAX_REQUEST_LINE:
                 self.requestline, self.request_version, self.command = "", "HTTP/1.1", ""
@@ -201,11 +279,15 @@ class _Handler(BaseHTTPRequestHandler):
             logger.debug("%s stopped reading its response for %s s: connection closed",
                          peer, self.timeout)
             return
-        if self._awaiting_request_line and self._requests:
+        if self._awaiting_request_line and self._requests and self._deadline is None:
             logger.debug("%s idle for %s s after a request: connection closed", peer, self.timeout)
             return
-        logger.info("%s sent no complete request within %s s of silence: 408, connection closed",
-                    peer, self.timeout)
+        if self._over_time:
+            logger.info("%s sent no complete request within the %s s limit for one: 408, "
+                        "connection closed", peer, self.request_time_limit)
+        else:
+            logger.info("%s sent no complete request within %s s of silence: 408, connection "
+                        "closed", peer, self.timeout)
         self.request_version = "HTTP/1.1"  # it may never have been read
         with contextlib.suppress(OSError):  # the client may be gone as well
             self._send(HostResponse(408, _headers([("Content-Length", "0")])), head=False)
@@ -323,6 +405,7 @@ class _Handler(BaseHTTPRequestHandler):
         except _Refused as refused:
             self._reject(refused.status, refused.reason)
             return
+        self._stop_clock()
         bind_host, port = self.server.server_address[:2]
         headers = []
         for name, value in self.headers.items():
@@ -381,7 +464,9 @@ class _Handler(BaseHTTPRequestHandler):
         """The access log is written by _handle (with the key redacted); silence the default."""
 
     def log_error(self, format: str, *args: object) -> None:
-        logger.warning("%s", format % args)
+        # http.server's own refusals quote the request line ("Bad request syntax ('GET/x?a=b')"):
+        # its query is hidden as the access log hides it, control characters escaped.
+        logger.warning("%s", _printable(_QUERY_IN_TEXT.sub("?***", format % args)))
 
 
 def _headers(pairs: Iterable[tuple[str, str]]) -> Headers:
@@ -517,16 +602,19 @@ def serve(
     port: int = local_settings.DEFAULT_PORT,
     owns_host: bool = True,
     timeout: float | None = REQUEST_TIMEOUT,
+    request_time_limit: float | None = REQUEST_TIME_LIMIT,
     max_connections: int = MAX_CONNECTIONS,
     max_body: int = MAX_BODY,
 ) -> ServedHost:
     """Serve `host` on bind:port (port 0 picks a free one) from a daemon thread.
 
     `timeout`: seconds of silence allowed on a connection (see REQUEST_TIMEOUT; None waits
-    forever); `max_connections`: connections served at once, more get 503; `max_body`: bytes.
-    Tests pass small values to reach the limits quickly.
+    forever); `request_time_limit`: seconds from a request's first byte to its body's end (see
+    REQUEST_TIME_LIMIT; None: no total); `max_connections`: connections served at once, more
+    get 503; `max_body`: bytes. Tests pass small values to reach the limits quickly.
     """
     handler = type("Handler", (_Handler,), {"host": host, "timeout": timeout,
+                                            "request_time_limit": request_time_limit,
                                             "max_body": max_body})
     server = HostHTTPServer((bind, port), handler, max_connections=max_connections)
     # A short poll interval makes shutdown() quick (tests start and stop many servers).
@@ -572,6 +660,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
                         help="connections served at once; more get 503 "
                         f"(default {MAX_CONNECTIONS})")
+    parser.add_argument("--request-time-limit", type=_seconds, default=REQUEST_TIME_LIMIT,
+                        metavar="SECONDS",
+                        help="seconds a request may take from its first byte to the end of its "
+                        "body, however steadily it trickles in; then 408 and the connection is "
+                        f"closed (1 to 3600, default {REQUEST_TIME_LIMIT:g})")
     parser.add_argument("--no-settings", action="store_true",
                         help="do not load local.settings.json into the environment")
     parser.add_argument("--twilio-api", type=_twilio_api_url, metavar="URL",
@@ -693,6 +786,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             port = found.port if port is None else port
         elif not args.no_settings:
             print(local_settings.missing_message(root))
+        if port is not None and not 0 <= port <= 65535:
+            # Checked before the app loads; the socket layer would raise OverflowError.
+            source = ("--port" if args.port is not None
+                      else "Host.LocalHttpPort in local.settings.json")
+            print(f"error: port {port} is not a TCP port (0 to 65535): check {source}",
+                  file=sys.stderr)
+            return 2
         host = WorkerHost.start(root, host_keys=args.host_key)
     except (AppConfigError, FunctionLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -704,7 +804,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         stand_in = install(args.twilio_api)
     try:
-        served = serve(host, bind=args.bind, port=port, max_connections=args.max_connections)
+        served = serve(host, bind=args.bind, port=port, max_connections=args.max_connections,
+                       request_time_limit=args.request_time_limit)
     except OSError as error:
         print(f"error: cannot listen on {args.bind}:{port}: {error.strerror}; "
               "is another host running? Try --port.", file=sys.stderr)
@@ -716,6 +817,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warning = unkeyed_warning(host, args.host_key)
     if warning:
         print(f"\n{warning}", file=sys.stderr, flush=True)
+    placeholders = None if args.twilio_api else local_settings.placeholder_warning()
+    if placeholders:
+        print(f"\n{placeholders}", file=sys.stderr, flush=True)
     if stand_in is not None:
         print(f"\n{stand_in_notice(stand_in.base_url)}")
     queues = (

@@ -46,10 +46,14 @@ def read(app_root: Path | str) -> LocalSettings | None:
     if not isinstance(values, dict):
         raise AppConfigError(f"{path}: Values must be an object of strings")
     port = (data.get("Host") or {}).get("LocalHttpPort")
+    try:
+        port = int(port) if port else None
+    except (TypeError, ValueError):
+        raise AppConfigError(f"{path}: Host.LocalHttpPort must be a port number") from None
     return LocalSettings(
         path=path,
         values={str(k): "" if v is None else str(v) for k, v in values.items()},
-        port=int(port) if port else None,
+        port=port,
     )
 
 
@@ -90,6 +94,31 @@ def missing_message(app_root: Path | str) -> str:
         f"{FILE_NAME} not found in {root}: continuing with the environment only "
         f"(webhooks answer 403 until TWILIO_AUTH_TOKEN is set). To create it: {create}, "
         "then put your Twilio credentials in it (it is git-ignored)."
+    )
+
+
+# The Twilio credentials of local.settings.json.example. The SID has the shape of a real one (AC +
+# 32 hex digits), so that the example works as it is with the local stand-in of Twilio's API
+# (`--twilio-api`), which takes any; real Twilio refuses both (make_call and send_sms answer 502).
+PLACEHOLDERS = {
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "TWILIO_AUTH_TOKEN": "your_auth_token",
+}
+
+
+def placeholder_warning(environ: MutableMapping[str, str] | None = None) -> str | None:
+    """The start-up warning when the Twilio credentials in effect are still the example's
+    placeholders (names only, never a value), or None."""
+    env = os.environ if environ is None else environ
+    names = [name for name, value in PLACEHOLDERS.items() if env.get(name, "").strip() == value]
+    if not names:
+        return None
+    return (
+        f"warning: {' and '.join(names)} still hold{'s' if len(names) == 1 else ''} the "
+        f"placeholder of {EXAMPLE_NAME}: Twilio will refuse make_call and send_sms (502) "
+        f"until you put your account's credentials in {FILE_NAME} (Twilio Console, Account "
+        "info). Without a Twilio account, serve with --twilio-api and a local stand-in of "
+        "Twilio's API (python -m devhost.standin), which takes them as they are."
     )
 
 

@@ -322,6 +322,18 @@ def _settings_values(
     return merged, source
 
 
+def _no_secret_message(
+    name: str, found: local_settings.LocalSettings | None, app_root: Path
+) -> str:
+    """Why there is nothing to sign with: the file is missing, or it lacks `name` (or leaves it
+    empty, as local.settings.json.example does); only a missing file is called missing."""
+    where = f"set it in the environment or in {local_settings.FILE_NAME}"
+    if found is None:
+        return f"no {name} to sign with: {where} ({local_settings.missing_message(app_root)})"
+    state = "is empty" if name in found.values else "is not set"
+    return f"no {name} to sign with: it {state} in {found.path} and in the environment; {where}"
+
+
 def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
     params = {}
     for pair in pairs:
@@ -393,9 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The secret it signs with: the auth token, or with --shared-key the SharedKey's secret.
     needed = SHARED_KEY_NAME if args.shared_key else TOKEN_NAME
     if not values.get(needed):
-        print(f"error: no {needed} to sign with: set it in the environment or in "
-              f"{local_settings.FILE_NAME} ({local_settings.missing_message(args.app_root)})",
-              file=sys.stderr)
+        print(f"error: {_no_secret_message(needed, found, args.app_root)}", file=sys.stderr)
         return 2
     token = values.get(TOKEN_NAME, "")
     shared_key = SharedKey(values[SHARED_KEY_NAME]) if args.shared_key else None

@@ -567,7 +567,10 @@ class WorkerHost:
         if spec is None or spec.trigger is None:
             return _empty(404, reason)
         query_pairs = parse_qsl(target.query, keep_blank_values=True)
-        key = (grouped.get(KEY_HEADER) or [None])[0] or dict(query_pairs).get(KEY_QUERY)
+        # Whitespace around a header value is not part of it (RFC 9110 5.5; Kestrel trims it):
+        # "x-functions-key:  KEY " is KEY.
+        key = ((grouped.get(KEY_HEADER) or [""])[0].strip(" \t")
+               or dict(query_pairs).get(KEY_QUERY))
         if not self._authorised(spec, key):
             return _empty(401, f"{spec.name} is authLevel {spec.trigger.auth_level}: "
                                f"send the key in {KEY_HEADER} or ?{KEY_QUERY}=")

@@ -421,6 +421,19 @@ def test_an_azurite_that_exits_at_once_is_reported_and_the_app_starts_anyway(
     assert "Continuing without storage" in result.stderr
 
 
+def as_from_a_terminal() -> None:
+    """In the child, before bash starts: SIGINT and SIGQUIT as an interactive shell leaves them
+    to the commands it runs (default), whatever the test run's own disposition.
+
+    pytest started by a CI runner, a background job (`scripts/test.sh &`) or `trap "" INT`
+    inherits SIGINT ignored, and so would the script: bash cannot un-ignore a signal ignored on
+    entry to a non-interactive shell, so `trap - INT` in run_with_azurite would leave the host
+    deaf to the Ctrl+C these tests send (correctly: such a job has no terminal to press it in).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def start_with_host(sandbox: Sandbox) -> subprocess.Popen[str]:
     """start.sh's last steps, in their own session: Azurite, then the host through
     run_with_azurite; returns once the host is ready for signals."""
@@ -435,6 +448,7 @@ def start_with_host(sandbox: Sandbox) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [BASH or "bash", "-c", sandbox.script(body)], cwd=sandbox.root, env=sandbox.env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=as_from_a_terminal,
     )
     deadline = time.monotonic() + 10
     while "host ready" not in sandbox.lines("host"):

@@ -151,3 +151,34 @@ def test_a_missing_venv_is_created_with_the_chosen_python(sandbox: Sandbox) -> N
     assert "rebuilding" not in result.stdout
     assert "python3.12 -m venv .venv" in sandbox.calls()
     assert sandbox.venv_version() == "3.12.3"
+
+
+def said_and_called(sandbox: Sandbox, python: str | None) -> list[str]:
+    """ensure_venv's output and the stand-in calls, in the order they happened."""
+    env = {"PATH": f"{sandbox.bin}:/usr/bin:/bin", "FAKE_PYTHON_LOG": str(sandbox.log)}
+    if python is not None:
+        env["PYTHON"] = python
+    subprocess.run(
+        ["bash", "-c", 'set -euo pipefail; source scripts/lib/venv.sh; ensure_venv >>"$0"',
+         str(sandbox.log)],
+        cwd=sandbox.root, env=env, capture_output=True, text=True, timeout=30, check=True,
+    )
+    return sandbox.calls()
+
+
+def test_a_cold_venv_says_it_is_installing_before_pip_runs(sandbox: Sandbox) -> None:
+    """A cold scripts/start.sh was silent for half a minute while pip -q installed."""
+    lines = said_and_called(sandbox, None)
+    installing = [i for i, line in enumerate(lines) if line.startswith("Installing ")]
+    assert installing, lines
+    assert "Azure Functions Python worker into .venv" in lines[installing[0]]
+    first_pip = next(i for i, line in enumerate(lines) if " -m pip " in f"{line} ")
+    assert installing[0] < first_pip
+
+
+def test_a_warm_venv_says_it_is_checking(sandbox: Sandbox) -> None:
+    sandbox.existing_venv("3.11.7")
+    lines = said_and_called(sandbox, None)
+    checking = [i for i, line in enumerate(lines) if line.startswith("Checking .venv")]
+    assert checking and not [line for line in lines if line.startswith("Installing ")]
+    assert checking[0] < next(i for i, line in enumerate(lines) if " -m pip " in f"{line} ")

@@ -10,6 +10,7 @@ import http.client
 import json
 import logging
 import shutil
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -130,6 +131,25 @@ def test_keys_over_http_and_the_key_never_reaches_the_log(fixture_served, caplog
     assert "/api/keyed?code=***" in caplog.text
 
 
+@pytest.mark.parametrize("value", [b" wire-key", b"wire-key ", b"\twire-key \t", b"  wire-key  "])
+def test_whitespace_around_the_key_header_is_not_part_of_the_key(fixture_served, value):
+    """As Kestrel trims a header value; a trailing space once made the right key a 401."""
+    request = (b"POST /api/keyed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
+               b"Connection: close\r\nx-functions-key:" + value + b"\r\n\r\n")
+    parts = urlsplit(fixture_served.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 200
+
+
+@pytest.mark.parametrize("value", ["wire-key x", "wire-ke", "x wire-key", ""])
+def test_a_key_that_differs_inside_is_still_refused(fixture_served, value):
+    assert call(fixture_served.url, "POST", "/api/keyed",
+                headers={"x-functions-key": value})[0] == 401
+
+
 def test_head_gets_headers_without_a_body(fixture_served):
     status, _, body = call(fixture_served.url, "HEAD", "/")
     assert (status, body) == (200, b"")
@@ -160,6 +180,41 @@ def test_the_server_names_the_settings_the_environment_kept(tmp_path, monkeypatc
         assert "Loaded 1 settings from local.settings.json" in output
         assert "kept from the environment instead: SHADOWED_SETTING" in output
         assert "shell-value" not in output and "file-value" not in output
+
+
+@pytest.fixture
+def app_with_example_settings(tmp_path, monkeypatch):
+    """The fixture app with local.settings.json copied from the example, as the README says, and
+    no Twilio credentials in the environment to shadow it."""
+    app = tmp_path / "app"
+    shutil.copytree(FIXTURE_APP, app)
+    shutil.copy(Path(__file__).parents[1] / local_settings.EXAMPLE_NAME,
+                app / local_settings.FILE_NAME)
+    for name in local_settings.PLACEHOLDERS:
+        monkeypatch.delenv(name, raising=False)
+    return app
+
+
+def test_the_examples_placeholder_credentials_are_named_at_start_up(app_with_example_settings):
+    """The example's SID has a real SID's shape (so --twilio-api works with it as it is): the
+    settings checks no longer call it malformed, so the host says to put real ones in."""
+    with server_command("--app-root", str(app_with_example_settings), no_settings=False) as (
+            output, _, _process):
+        assert ("warning: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN still hold the placeholder "
+                "of local.settings.json.example") in output
+        assert "your_auth_token" not in output and "AC000" not in output
+
+
+def test_no_placeholder_warning_with_the_stand_in_or_real_values(app_with_example_settings,
+                                                                 monkeypatch):
+    with server_command("--app-root", str(app_with_example_settings), "--twilio-api",
+                        "http://127.0.0.1:9", no_settings=False) as (output, _, _process):
+        assert "placeholder" not in output
+    assert local_settings.placeholder_warning({
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": TOKEN}) is None
+    assert local_settings.placeholder_warning({
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "your_auth_token",
+    }).startswith("warning: TWILIO_AUTH_TOKEN still holds the placeholder")
 
 
 def test_local_settings_fill_the_environment_without_overriding(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import select
 import socket
 import struct
 import threading
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from conftest import server_command
@@ -305,6 +307,91 @@ def test_connections_beyond_the_cap_get_503_until_one_frees(capped):
             sock.close()
 
 
+TIME_LIMIT = 1.5  # the request time limit of the `trickled` server
+TRICKLE = 0.1  # seconds between the bytes of a slow client: well within the 0.5 s per-read timeout
+
+
+@pytest.fixture
+def trickled() -> Iterator[ServedHost]:
+    """A 0.5 s per-read timeout and a 1.5 s limit per request; its own server, as tests stall it."""
+    with serve(WorkerHost.start(FIXTURE_APP), port=0, timeout=SERVER_TIMEOUT,
+               request_time_limit=TIME_LIMIT, max_connections=4) as served:
+        yield served
+
+
+def trickle(sock: socket.socket, head: bytes, endless: Iterator[bytes],
+            seconds: float = TIME_LIMIT + 4) -> Answer | None:
+    """Send `head`, then a byte of `endless` every TRICKLE seconds until the server answers (the
+    answer) or `seconds` pass (None: the server kept taking bytes)."""
+    sock.sendall(head)
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        if select.select([sock], [], [], TRICKLE)[0]:
+            return read_answer(sock, began)
+        try:
+            sock.sendall(next(endless))
+        except (BrokenPipeError, ConnectionResetError):
+            return read_answer(sock, began)
+    return None
+
+
+def forever(pattern: bytes) -> Iterator[bytes]:
+    while True:
+        for byte in pattern:
+            yield bytes([byte])
+
+
+@pytest.mark.parametrize(("head", "pattern"), [
+    (b"GET /api/echo?", b"a=b&"),  # a request line that never ends
+    (b"GET /api/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"X-Slow: loris\r\n"),  # headers
+    (b"POST /api/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 90000\r\n\r\n", b"a"),
+    (b"POST /api/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+     b"1\r\na\r\n"),
+], ids=["request-line", "headers", "body", "chunks"])
+def test_a_client_trickling_bytes_is_cut_off_at_the_request_time_limit(trickled, head, pattern):
+    """Slowloris: every byte comes within the per-read timeout, yet the request gets 408 once
+    its time limit has passed, and the server answers others meanwhile."""
+    with connect(trickled) as slow:
+        answers: list[Answer | None] = []
+        worker = threading.Thread(target=lambda: answers.append(trickle(slow, head, forever(
+            pattern))))
+        worker.start()
+        time.sleep(TIME_LIMIT / 2)
+        other = exchange(trickled, b"GET /api/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                   b"Connection: close\r\n\r\n")
+        worker.join(TIME_LIMIT + 10)
+    assert other.status == 200
+    [answer] = answers
+    assert answer is not None, "the server kept reading the trickle past its time limit"
+    assert (answer.status, answer.closed) == (408, True)
+    assert TIME_LIMIT * 0.9 <= answer.seconds < TIME_LIMIT + 1
+
+
+def test_the_time_limit_starts_with_a_keep_alive_requests_first_byte(trickled):
+    """A connection idle between requests (under the per-read timeout) does not use up the next
+    request's time; that request, trickled, is cut off by its own limit."""
+    with connect(trickled) as sock:
+        for _ in range(4):  # 4 x 0.4 s idle: more than the limit in all, within the timeout each
+            sock.sendall(b"GET /api/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert read_answer(sock, time.monotonic()).status == 200
+            time.sleep(SERVER_TIMEOUT * 0.8)
+        answer = trickle(sock, b"GET /api/echo HTTP/1.1\r\n", forever(b"X-Slow: loris\r\n"))
+    assert answer is not None
+    assert answer.status == 408
+    assert TIME_LIMIT * 0.9 <= answer.seconds < TIME_LIMIT + 1
+
+
+def test_a_request_within_the_time_limit_is_served_even_if_slow(trickled):
+    request = b"POST /api/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello"
+    with connect(trickled) as sock:
+        for byte in request:  # about 0.5 s in all, a byte every 7 ms
+            sock.sendall(bytes([byte]))
+            time.sleep(0.007)
+        answer = read_answer(sock, time.monotonic())
+    assert answer.status == 200
+    assert json.loads(answer.body)["body"] == "hello"
+
+
 # -- 4. clients that disconnect --------------------------------------------------------------------
 
 
@@ -378,4 +465,53 @@ def test_phone_numbers_in_a_query_are_masked_in_the_access_log(limited, caplog):
     [line] = [r.getMessage() for r in caplog.records if "/api/echo" in r.getMessage()]
     assert "4155550123" not in line and "5005550006" not in line
     assert "From=%2B1415*****23" in line
-    assert "n=42" in line and "code=***" in line
+    assert "n=***" in line and "code=***" in line
+
+
+def test_a_get_webhooks_query_values_are_not_in_the_access_log(limited, caplog):
+    """A GET webhook carries Twilio's fields in its query: the access log keeps their names but
+    no token, SID, text body or whole number (issue 19, item 13)."""
+    caplog.set_level(logging.DEBUG, logger="devhost")
+    query = urlencode({
+        "AccountSid": "AC0123456789abcdef0123456789abcdef",
+        "CallToken": "%7B%22parentCallInfoToken%22%3A%22eyJhbGciOiJFUzI1NiJ9.secret",
+        "Body": "my PIN is 4711",
+        "From": "+14155550123",
+        "Digits": "1234567",
+        "Empty": "",
+    })
+    request = f"GET /api/echo?{query} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+
+    answer = exchange(limited, request)
+
+    assert answer.status == 200
+    assert wait_for(lambda: any("/api/echo" in r.getMessage() for r in caplog.records))
+    [line] = [r.getMessage() for r in caplog.records if "/api/echo" in r.getMessage()]
+    for secret in ("0123456789abcdef", "parentCallInfoToken", "eyJhbGci", "secret", "PIN",
+                   "4711", "4155550123", "1234567"):
+        assert secret not in line
+    assert ("/api/echo?AccountSid=***&CallToken=***&Body=***&From=%2B1415*****23&Digits=***"
+            "&Empty= -> 200") in line
+    assert all("4155550123" not in r.getMessage() for r in caplog.records)
+
+
+def test_a_query_in_a_request_line_http_server_refuses_is_not_logged(limited, caplog):
+    """http.server's own 400 quotes a one-word request line; its query is hidden there too."""
+    caplog.set_level(logging.DEBUG, logger="devhost")
+
+    answer = exchange(limited, b"GET/api/echo?Body=my-secret-text\r\n\r\n")
+
+    assert answer.status == 400
+    assert wait_for(lambda: any("Bad request" in r.getMessage() for r in caplog.records))
+    assert "my-secret-text" not in caplog.text
+    assert "GET/api/echo?***" in caplog.text
+
+
+def test_the_request_time_limit_option():
+    from devhost.server import REQUEST_TIME_LIMIT, _parse_args
+
+    assert _parse_args([]).request_time_limit == REQUEST_TIME_LIMIT == 30
+    assert _parse_args(["--request-time-limit", "5"]).request_time_limit == 5
+    for wrong in ("0", "3601", "soon"):
+        with pytest.raises(SystemExit):
+            _parse_args(["--request-time-limit", wrong])

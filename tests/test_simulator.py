@@ -355,3 +355,22 @@ def test_bad_param_exits_2(clean_env, capsys):
     clean_env.setenv("TWILIO_AUTH_TOKEN", TOKEN)
     assert simulate.main(["voice", "--param", "novalue"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind_args", [["--shared-key"], []], ids=["shared-key", "auth-token"])
+def test_an_empty_secret_in_an_existing_file_is_not_called_a_missing_file(
+        clean_env, tmp_path, capsys, kind_args):
+    """local.settings.json.example leaves TWILIO_SHARED_KEY_SECRET empty: the error once said
+    `local.settings.json not found` about a file that was there."""
+    write_local_settings(tmp_path, TWILIO_AUTH_TOKEN="", TWILIO_SHARED_KEY_SECRET="")
+    code = simulate.main(["voice", "--app-root", str(tmp_path), *kind_args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "not found" not in err
+    needed = "TWILIO_SHARED_KEY_SECRET" if kind_args else "TWILIO_AUTH_TOKEN"
+    assert f"no {needed} to sign with: it is empty in {tmp_path / 'local.settings.json'}" in err
+
+
+def test_a_missing_file_is_still_called_missing(clean_env, tmp_path, capsys):
+    assert simulate.main(["voice", "--app-root", str(tmp_path), "--shared-key"]) == 2
+    assert "local.settings.json not found" in capsys.readouterr().err

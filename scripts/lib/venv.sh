@@ -31,13 +31,24 @@ rebuild_venv_for_chosen_python() {
   [ "$wanted" != "$have" ] || return 0
   echo "PYTHON=$PYTHON is Python $wanted but $VENV has Python ${have:-(unusable)}: rebuilding $VENV with it"
   "$PYTHON" -m venv --clear "$VENV"
+  VENV_FRESH=1
 }
+
+# Set when this run created or rebuilt the venv: everything is then installed from scratch.
+VENV_FRESH=""
 
 ensure_venv() {
   rebuild_venv_for_chosen_python
   if [ ! -x "$VENV/bin/python" ]; then
     echo "Creating $VENV with $("$PYTHON" --version)"
     "$PYTHON" -m venv "$VENV"
+    VENV_FRESH=1
+  fi
+  # pip -q prints nothing while it works: say what is happening before the slow step.
+  if [ -n "$VENV_FRESH" ]; then
+    echo "Installing requirements-dev.txt and the Azure Functions Python worker into $VENV (pip; about half a minute)"
+  else
+    echo "Checking $VENV against requirements-dev.txt (pip; installs only what changed)"
   fi
   local pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
   # The full phonenumbers (from before the switch to phonenumberslite) writes the same module
