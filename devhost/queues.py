@@ -55,6 +55,10 @@ logger = logging.getLogger("devhost.queues")
 # The listener's own storage calls (a poll every few seconds, 404s while a queue does not exist
 # yet) would each log their URL and headers at INFO through azure-core, drowning the app's lines.
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+# When a read fails (Azurite answers 500 to every read of a queue holding a message with control
+# characters: an emulator bug), the SDK logs a WARNING with a traceback for the error body it
+# cannot parse, on every poll; the listener's own one-line "unreachable" says the same.
+logging.getLogger("azure.storage.queue._generated._utils").setLevel(logging.ERROR)
 
 # The extension receives messages with this visibility timeout and renews it at half-time while
 # the function runs (QueueListener), so no other instance gets the message meanwhile.

@@ -26,7 +26,17 @@ from typing import Any
 
 import azure.functions as func
 
-from shared import broadcasts, calls, idempotency, logs, redact, responses, rest_answers, sms
+from shared import (
+    broadcasts,
+    calls,
+    idempotency,
+    logs,
+    redact,
+    responses,
+    rest_answers,
+    sms,
+    storage,
+)
 from shared.settings import load_broadcast_settings, load_call_settings, load_sms_settings
 
 logger = logs.get_logger(__name__)
@@ -254,6 +264,15 @@ async def handle(message_id: str, body: bytes, dequeue_count: int) -> None:
     except broadcasts.BadMessage as error:
         logger.error("broadcast_send message=%s outcome=dropped reason=%s", message_id, error)
         return
+    try:
+        await _handle(envelope, message_id, dequeue_count)
+    except storage.StorageRefused as error:
+        # Storage will never take what this message needs written: retrying cannot help.
+        logger.error("broadcast_send message=%s id=%s outcome=dropped reason=%s", message_id,
+                     envelope.broadcast, error)
+
+
+async def _handle(envelope: broadcasts.Envelope, message_id: str, dequeue_count: int) -> None:
     broadcast, verified = await broadcasts.open_message(envelope, "broadcast_send", message_id)
     if broadcast is None or not verified:
         return

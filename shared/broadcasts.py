@@ -68,6 +68,11 @@ KINDS = ("sms", "call")
 STATES = ("queued", "sent", "failed", "refused")
 # A broadcast id: "BC", its UTC creation time (sortable), 16 hex digits (unguessable).
 ID = re.compile(r"BC[0-9]{14}[0-9a-f]{16}")
+# What the app queues as a recipient: an E.164 number (also a safe row key).
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+# Tries of the poison queue's message before broadcast_poison stops retrying a storage failure
+# and drops it with an ERROR (the poison queue has no poison queue of its own).
+POISON_TRIES = 5
 TRANSACTION_SIZE = 100  # Table Storage's limit on one entity group transaction
 CHUNK_SIZE = 100  # recipients a chunk message carries: one row transaction when taken up
 # A queue message is at most 64 KiB. A chunk of 100 numbers and their tags is a few KiB (the
@@ -258,11 +263,15 @@ def read_message(body: bytes) -> Envelope:
             or not all(isinstance(v, str) for v in recipients + tags)
         ):
             raise BadMessage("'recipients' and 'tags' are not lists of strings of one length")
-        return Envelope(broadcast, tuple(zip(recipients, tags, strict=True)), deferrals, True)
-    to, tag = data.get("to"), data.get("tag")
-    if not isinstance(to, str) or not isinstance(tag, str):
-        raise BadMessage("no 'to' and 'tag'")
-    return Envelope(broadcast, ((to, tag),), deferrals, False)
+        tagged, is_chunk = tuple(zip(recipients, tags, strict=True)), True
+    else:
+        to, tag = data.get("to"), data.get("tag")
+        if not isinstance(to, str) or not isinstance(tag, str):
+            raise BadMessage("no 'to' and 'tag'")
+        tagged, is_chunk = ((to, tag),), False
+    if not all(E164.fullmatch(to) for to, _ in tagged):
+        raise BadMessage("a recipient that is not an E.164 number")
+    return Envelope(broadcast, tagged, deferrals, is_chunk)
 
 
 async def open_message(
@@ -580,8 +589,20 @@ async def poisoned(message_id: str, body: bytes, dequeue_count: int) -> None:
     except BadMessage as error:
         logger.error("broadcast_poison message=%s outcome=dropped reason=%s", message_id, error)
         return
-    broadcast, verified = await open_message(envelope, "broadcast_poison", message_id)
-    if broadcast is None:
-        return
-    reason = f"gave up after {dequeue_count} or more tries"
-    await asyncio.gather(*(give_up(broadcast.task(to), reason) for to in verified))
+    try:
+        broadcast, verified = await open_message(envelope, "broadcast_poison", message_id)
+        if broadcast is None:
+            return
+        reason = "its queue message failed every try"
+        await asyncio.gather(*(give_up(broadcast.task(to), reason) for to in verified))
+    except storage.StorageUnavailable as error:
+        # Refused (it never will be taken), or still failing after POISON_TRIES: this queue has
+        # no poison queue of its own, so retrying more would loop until the message expires.
+        if isinstance(error, storage.StorageRefused) or dequeue_count >= POISON_TRIES:
+            logger.error(
+                "broadcast_poison message=%s id=%s outcome=abandoned tries=%d reason=%s "
+                "(its recipients stay as they were; GET the broadcast to see them)",
+                message_id, envelope.broadcast, dequeue_count, error,
+            )
+            return
+        raise

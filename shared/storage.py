@@ -188,24 +188,30 @@ async def on_table(name: str, operation: Callable[[TableClient], Awaitable[T]]) 
 
 
 async def bounded(operation: Any) -> Any:
-    """Await a storage operation within TIMEOUT; any failure becomes StorageUnavailable except
-    the two a caller decides on (ResourceExistsError, ResourceNotFoundError)."""
+    """Await a storage operation within TIMEOUT; any failure becomes StorageUnavailable (or
+    StorageRefused, for a request storage will never take) except the three a caller decides on:
+    ResourceExistsError, ResourceNotFoundError and ResourceModifiedError (a conditional write
+    that lost a race)."""
     from azure.core.exceptions import (
         AzureError,
         HttpResponseError,
         ResourceExistsError,
+        ResourceModifiedError,
         ResourceNotFoundError,
     )
 
     try:
         return await asyncio.wait_for(operation, TIMEOUT)
-    except (ResourceExistsError, ResourceNotFoundError):
+    except (ResourceExistsError, ResourceNotFoundError, ResourceModifiedError):
         raise
     except TimeoutError:
         raise StorageUnavailable(f"storage did not answer within {TIMEOUT:g} s") from None
     except HttpResponseError as error:
-        if error.status_code == 400:
-            code = getattr(error, "error_code", None) or "bad request"
+        status = error.status_code or 0
+        if 400 <= status < 500 and status not in (401, 403, 408, 429):
+            # The request itself is wrong (a key or value storage does not take): trying again
+            # cannot help. Credentials (401, 403), time-outs and throttling (408, 429) can pass.
+            code = getattr(error, "error_code", None) or f"HTTP {status}"
             raise StorageRefused(f"storage refused the request: {code}") from None
         raise StorageUnavailable(f"storage failed: {type(error).__name__}") from None
     except AzureError as error:

@@ -507,3 +507,79 @@ def test_expired_key_rows_are_deleted_and_live_ones_kept(worker_host, store, twi
     assert idempotency.row_key(live) in rows
     assert not rows & {idempotency.row_key(k) for k in old}
     table.close()
+
+
+# --- from the attack run on the final code -------------------------------------------------------
+
+def test_a_recipient_that_is_not_a_number_is_dropped_even_with_a_valid_tag(
+    worker_host, store, twilio_api
+):
+    """Only whoever holds a broadcast's secret can tag a recipient; even then a `to` that is not
+    E.164 (here with '/', which storage refuses in a row key) is refused before anything."""
+    broadcast_id, _ = _real_chunk(worker_host, store)
+    table = TableClient.from_connection_string(store.connection_string, broadcasts.TABLE)
+    row = table.get_entity(broadcast_id, broadcasts.BROADCAST_ROW)
+    broadcast = broadcasts.Broadcast.from_row(dict(row))
+    to = "+1415/5550182"
+
+    for main in (broadcast_send.main, broadcast_poison.main):
+        run(main, queue_message({"broadcast": broadcast_id, "to": to, "tag": broadcast.tag(to)}))
+
+    assert twilio_api.requests == []
+    assert get(worker_host, f"/api/broadcasts/{broadcast_id}").json()["recipients"] == []
+    table.close()
+
+
+@pytest.mark.parametrize(("dequeue_count", "retried"), [(1, True), (5, False)])
+def test_the_poison_handler_stops_retrying_a_storage_failure(
+    worker_host, store, twilio_api, monkeypatch, caplog, dequeue_count, retried
+):
+    """broadcast-sends-poison has no poison queue: after POISON_TRIES a storage failure is an
+    ERROR and the message is dropped, not retried until it expires."""
+    _, chunk = _real_chunk(worker_host, store)
+
+    async def failing(task, reason):
+        raise storage.StorageUnavailable("storage failed: HttpResponseError")
+
+    monkeypatch.setattr(broadcasts, "give_up", failing)
+    message = queue_message(chunk, dequeue_count=dequeue_count)
+
+    if retried:
+        with pytest.raises(storage.StorageUnavailable):
+            run(broadcast_poison.main, message)
+    else:
+        run(broadcast_poison.main, message)
+        assert "outcome=abandoned" in caplog.text
+
+
+def test_storage_refusing_a_write_drops_the_send_message_instead_of_retrying(
+    worker_host, store, twilio_api, monkeypatch, caplog
+):
+    _, chunk = _real_chunk(worker_host, store)
+
+    async def refused(*args, **kwargs):
+        raise storage.StorageRefused("storage refused the request: InvalidInput")
+
+    monkeypatch.setattr(broadcasts, "mark", refused)
+
+    run(broadcast_send.main, queue_message(chunk))  # raises nothing
+
+    assert "outcome=dropped reason=storage refused" in caplog.text
+
+
+def test_a_lost_conditional_write_reaches_its_caller_not_as_storage_unavailable():
+    from azure.core.exceptions import HttpResponseError, ResourceModifiedError
+
+    async def lost_race():
+        raise ResourceModifiedError("The condition specified using HTTP conditional header(s) "
+                                    "is not met.")
+
+    async def bad_key():
+        error = HttpResponseError("The 'RowKey' parameter is invalid.")
+        error.status_code = 400
+        raise error
+
+    with pytest.raises(ResourceModifiedError):
+        asyncio.run(storage.bounded(lost_race()))
+    with pytest.raises(storage.StorageRefused):
+        asyncio.run(storage.bounded(bad_key()))
