@@ -69,11 +69,11 @@ def webhook_parts() -> list[str]:
     floor = floor_main()
 
     def settings() -> Any:
-        return _module("shared.settings").load_webhook_settings()
+        return _module("shared.webhooks.settings").load_webhook_settings()
 
     def verify() -> Callable[[], object]:
-        signature = _module("shared.signature")
-        route = _module("shared.routes").path("voice_url")
+        signature = _module("shared.webhooks.signature")
+        route = _module("shared.common.routes").path("voice_url")
         return lambda: signature.verify(req, (AUTH_TOKEN,), PUBLIC_BASE_URL, route)
 
     def validator() -> Callable[[], object]:
@@ -82,7 +82,7 @@ def webhook_parts() -> list[str]:
         # The stock validator reads a plain dict's values as single strings (FormParams holds
         # lists, for the app's own validator).
         form = {name: values[0] for name, values in
-                _module("shared.signature").parse_form(voice.body).items()}
+                _module("shared.webhooks.signature").parse_form(voice.body).items()}
         check = RequestValidator(AUTH_TOKEN)
         url = PUBLIC_BASE_URL + voice.path
         return lambda: check.validate(url, form, voice.headers["X-Twilio-Signature"])
@@ -91,15 +91,15 @@ def webhook_parts() -> list[str]:
         _part("floor main (constant TwiML)", lambda: _caller(floor, req)),
         _part("voice_url main, whole", lambda: _main("voice_url", req)),
         _part("sms_url main, whole", lambda: _main("sms_url", host_request(sms))),
-        _part("  shared.settings.load_webhook_settings", lambda: settings),
-        _part("  shared.signature.verify", verify),
-        _part("    shared.signature.parse_form (the body)",
-              lambda: lambda: _module("shared.signature").parse_form(voice.body)),
+        _part("  shared.webhooks.settings.load_webhook_settings", lambda: settings),
+        _part("  shared.webhooks.signature.verify", verify),
+        _part("    shared.webhooks.signature.parse_form (the body)",
+              lambda: lambda: _module("shared.webhooks.signature").parse_form(voice.body)),
         _part("    twilio RequestValidator.validate (2 HMACs)", validator),
-        _part("  shared.twiml.say (VoiceResponse.to_xml)",
-              lambda: lambda: _module("shared.twiml").say("Hello Monkey!")),
-        _part("  shared.twiml.message (MessagingResponse.to_xml)",
-              lambda: lambda: _module("shared.twiml").message("Hey, thanks for the ping!")),
+        _part("  shared.webhooks.twiml.say (VoiceResponse.to_xml)",
+              lambda: lambda: _module("shared.webhooks.twiml").say("Hello Monkey!")),
+        _part("  shared.webhooks.twiml.message (MessagingResponse.to_xml)",
+              lambda: lambda: _module("shared.webhooks.twiml").message("Hey, thanks!")),
     ]
 
 
@@ -110,15 +110,15 @@ def make_call_parts() -> list[str]:
                                      {"Content-Type": "application/json"}, body))
 
     def parse() -> Callable[[], object]:
-        calls = _module("shared.calls")
-        read = _module("shared.request_body").read
-        call_settings = _module("shared.settings").load_call_settings()
+        calls = _module("shared.outbound.calls")
+        read = _module("shared.outbound.request_body").read
+        call_settings = _module("shared.outbound.settings").load_call_settings()
         return lambda: calls.parse(read(req, calls.FIELDS), call_settings)
 
     return [
-        _part("  shared.settings.load_call_settings",
-              lambda: _module("shared.settings").load_call_settings),
-        _part("  shared.calls.parse (request_body.read, phonenumbers)", parse),
+        _part("  shared.outbound.settings.load_call_settings",
+              lambda: _module("shared.outbound.settings").load_call_settings),
+        _part("  shared.outbound.calls.parse (request_body.read, phonenumbers)", parse),
     ]
 
 

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.settings import ALL_SETTINGS, PLATFORM_SETTINGS, STORAGE_SETTINGS
+from shared.app_settings import ALL_SETTINGS, STORAGE_SETTINGS
+from shared.common.settings import PLATFORM_SETTINGS
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 FLOOR_ROOT = Path(__file__).resolve().parent / "floor_app"

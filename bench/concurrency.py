@@ -182,7 +182,7 @@ async def _inprocess(standin_port: int, concurrent: int, bursts: int) -> tuple[f
 
     apply_app_settings()
     from devhost.worker_host import WorkerHost
-    from shared import twilio_client
+    from shared.outbound import twilio_client
 
     factory = StandInClientFactory(f"http://127.0.0.1:{standin_port}")
     twilio_client.use_http_client(factory)

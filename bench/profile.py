@@ -65,7 +65,7 @@ def profile_make_call(concurrent: int, bursts: int, top: int) -> None:
     apply_app_settings()
     with LineChild("bench.standin", [], app_environ()) as standin:
         from devhost.worker_host import WorkerHost
-        from shared import twilio_client
+        from shared.outbound import twilio_client
 
         factory = StandInClientFactory(f"http://127.0.0.1:{standin.port}")
         twilio_client.use_http_client(factory)

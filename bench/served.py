@@ -64,7 +64,7 @@ def modules() -> dict[str, bool]:
 
 
 def main() -> int:
-    from shared import twilio_client
+    from shared.outbound import twilio_client
 
     twilio_client.use_http_client(StandInClientFactory(os.environ["BENCH_TWILIO_API"]))
 

@@ -12,6 +12,6 @@ async def main(msg: func.QueueMessage) -> None:
     # Imported on the first invocation, not when the worker loads the function: the worker
     # loads every function of the app at start, and a webhook's cold start must not pay for
     # this function's modules (docs/benchmark.md, cold start).
-    from shared import broadcasts
+    from shared.broadcasts import sending
 
-    await broadcasts.poisoned(msg.id or "-", msg.get_body(), msg.dequeue_count or 0)
+    await sending.poisoned(msg.id or "-", msg.get_body(), msg.dequeue_count or 0)

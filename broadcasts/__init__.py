@@ -14,6 +14,6 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on the first invocation, not when the worker loads the function: the worker
     # loads every function of the app at start, and a webhook's cold start must not pay for
     # this function's modules (docs/benchmark.md, cold start).
-    from shared import broadcast_requests
+    from shared.broadcasts import endpoint
 
-    return await broadcast_requests.handle(req)
+    return await endpoint.handle(req)

@@ -10,10 +10,10 @@ async def record(callback: webhooks.Webhook) -> str:
     # Imported on the first invocation, not when the worker loads the function: the worker
     # loads every function of the app at start, and a webhook's cold start must not pay for
     # this callback's storage modules (docs/benchmark.md, cold start).
-    from shared import status_events
+    from shared.records import callbacks
 
     # Your own reaction to a call's progress goes here (after it is stored).
-    return await status_events.store("call", callback)
+    return await callbacks.keep("call", callback)
 
 
 async def main(req: func.HttpRequest) -> func.HttpResponse:

@@ -12,9 +12,9 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on the first invocation, not when the worker loads the function: the worker
     # loads every function of the app at start, and a webhook's cold start must not pay for
     # this function's modules (docs/benchmark.md, cold start).
-    from shared import record_queries
+    from shared.records import queries
 
     sid = req.route_params.get("sid")
     if sid is None:
-        return await record_queries.page(req, "call")
-    return await record_queries.one("call", sid, CALL_SID, "CA followed by 32 hex digits")
+        return await queries.page(req, "call")
+    return await queries.one("call", sid, CALL_SID, "CA followed by 32 hex digits")

@@ -32,7 +32,7 @@ import pytest
 
 from devhost.server import ServedHost, serve
 from devhost.worker_host import WorkerHost
-from shared.settings import DEVELOPMENT_ACCOUNT, DEVELOPMENT_KEY
+from shared.records.settings import DEVELOPMENT_ACCOUNT, DEVELOPMENT_KEY
 
 APP_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = APP_ROOT.parent / "shared"

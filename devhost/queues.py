@@ -120,7 +120,7 @@ def resolve_connection(name: str, environ: Mapping[str, str]) -> tuple[str, str]
     """(setting name, connection string) for a binding's `connection`, as the host resolves it:
     the setting itself, else `AzureWebJobs<name>`; `UseDevelopmentStorage=true` means Azurite's
     default account. Raises ValueError naming what is missing."""
-    from shared.settings import DEVELOPMENT_STORAGE
+    from shared.records.settings import DEVELOPMENT_STORAGE
 
     candidates = [name]
     if not name.lower().startswith(appconfig.STORAGE_CONNECTION_PREFIX.lower()):

@@ -174,7 +174,7 @@ class StandInClientFactory:
 
 def install(base_url: str) -> StandInClientFactory:
     """Send the app's REST requests (this process's) to the stand-in at `base_url`."""
-    from shared import twilio_client
+    from shared.outbound import twilio_client
 
     factory = StandInClientFactory(base_url)
     twilio_client.use_http_client(factory)

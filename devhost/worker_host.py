@@ -857,10 +857,11 @@ class WorkerHost:
 
 
 async def _close_app_clients() -> None:
-    """shared.twilio_client.close and shared.storage.close, for an app that has them."""
+    """shared.outbound.twilio_client.close and shared.records.storage.close, for an app that has
+    them."""
     import sys
 
-    for name in ("shared.twilio_client", "shared.storage"):
+    for name in ("shared.outbound.twilio_client", "shared.records.storage"):
         module = sys.modules.get(name)
         close = getattr(module, "close", None)
         if close is not None:

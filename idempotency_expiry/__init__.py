@@ -8,6 +8,6 @@ async def main(timer: func.TimerRequest) -> None:
     # Imported on the first invocation, not when the worker loads the function: the worker
     # loads every function of the app at start, and a webhook's cold start must not pay for
     # this function's modules (docs/benchmark.md, cold start).
-    from shared import idempotency
+    from shared.records import idempotency
 
     await idempotency.delete_expired()

@@ -13,11 +13,11 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on the first invocation, not when the worker loads the function: the worker
     # loads every function of the app at start, and a webhook's cold start must not pay for
     # this function's modules (docs/benchmark.md, cold start).
-    from shared import record_queries
+    from shared.records import queries
 
     sid = req.route_params.get("sid")
     if sid is None:
-        return await record_queries.page(req, "message")
-    return await record_queries.one(
+        return await queries.page(req, "message")
+    return await queries.one(
         "message", sid, MESSAGE_SID, "SM or MM followed by 32 hex digits"
     )

@@ -12,6 +12,6 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on the first invocation, not when the worker loads the function: the worker
     # loads every function of the app at start, and a webhook's cold start must not pay for
     # this function's modules (docs/benchmark.md, cold start).
-    from shared import outbound_requests
+    from shared.outbound import endpoint
 
-    return await outbound_requests.handle(req, outbound_requests.MESSAGE)
+    return await endpoint.handle(req, endpoint.MESSAGE)

@@ -6,7 +6,8 @@ Put your own message logic in `reply`: `sms.param("Body")` is the text received 
 
 import azure.functions as func
 
-from shared import twiml, webhooks
+from shared import webhooks
+from shared.webhooks import twiml
 
 
 def reply(sms: webhooks.Webhook) -> str:

@@ -18,8 +18,9 @@ import pytest
 from twilio.request_validator import RequestValidator
 from twilio_double import TwilioApiDouble
 
-from shared import twilio_client
-from shared.settings import ALL_SETTINGS, PLATFORM_SETTINGS, STORAGE_SETTINGS
+from shared.app_settings import ALL_SETTINGS, STORAGE_SETTINGS
+from shared.common.settings import PLATFORM_SETTINGS
+from shared.outbound import twilio_client
 
 pytest_plugins = ["devhost.pytest_plugin"]
 

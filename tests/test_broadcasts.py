@@ -16,7 +16,10 @@ from azure.storage.queue import QueueClient
 import broadcast_poison
 import broadcast_send
 from devhost.worker_host import HostResponse, WorkerHost
-from shared import broadcast_delivery, broadcasts
+from shared.broadcasts import model, sending
+from shared.broadcasts import queue as broadcast_queue
+from shared.broadcasts import starting as broadcast_starting
+from shared.broadcasts import table as broadcast_table
 
 PUBLIC = "https://myapp.azurewebsites.net"
 
@@ -46,7 +49,7 @@ def status(host: WorkerHost, broadcast_id: str, query: str = "") -> dict:
 def drain(azurite, broadcast_id: str) -> list[dict]:
     """Take this broadcast's messages off the queue (chunks and single recipients), as the host
     would before handing them over."""
-    queue = QueueClient.from_connection_string(azurite.connection_string, broadcasts.QUEUE)
+    queue = QueueClient.from_connection_string(azurite.connection_string, broadcast_queue.QUEUE)
     found = []
     for message in queue.receive_messages(messages_per_page=32, visibility_timeout=30):
         try:
@@ -90,10 +93,10 @@ def single(chunk: dict, to: str) -> dict:
     return {"broadcast": chunk["broadcast"], "to": to, "tag": tag}
 
 
-def tasks_of(chunk: dict) -> list[broadcasts.Task]:
+def tasks_of(chunk: dict) -> list[model.Task]:
     """The chunk's recipients as broadcast_send takes them up: vouched for by the broadcast."""
-    envelope = broadcasts.read_message(json.dumps(chunk).encode())
-    broadcast, verified = asyncio.run(broadcasts.open_message(envelope, "test", "msg"))
+    envelope = model.read_message(json.dumps(chunk).encode())
+    broadcast, verified = asyncio.run(broadcast_table.open_message(envelope, "test", "msg"))
     assert broadcast is not None
     return [broadcast.task(to) for to in verified]
 
@@ -144,7 +147,7 @@ def test_a_chunk_delivered_twice_sends_each_recipient_once(worker_host, storage,
 def test_a_rate_limit_defers_that_recipient_alone_and_its_message_sends_later(
     worker_host, storage, twilio_api, monkeypatch
 ):
-    monkeypatch.setattr(broadcast_delivery, "JITTER", 0.0)
+    monkeypatch.setattr(sending, "JITTER", 0.0)
     numbers = ["+14155550104", "+14155550105"]
     answer = start(worker_host, {"kind": "call", "to": numbers, "message": "hi"}).json()
     [chunk] = drain(storage, answer["id"])
@@ -165,8 +168,8 @@ def test_deferrals_are_bounded_then_the_queue_retries(worker_host, storage, twil
     [chunk] = drain(storage, answer["id"])
     twilio_api.error(429, 20429, "Too Many Requests")
 
-    worn_out = {**single(chunk, "+14155550109"), "deferrals": broadcast_delivery.MAX_DEFERRALS}
-    with pytest.raises(broadcast_delivery.TryAgain):  # the queue's own retry, then poison
+    worn_out = {**single(chunk, "+14155550109"), "deferrals": sending.MAX_DEFERRALS}
+    with pytest.raises(sending.TryAgain):  # the queue's own retry, then poison
         run(broadcast_send.main, queue_message(worn_out))
 
 
@@ -185,16 +188,16 @@ def test_a_refusal_by_twilio_is_recorded_as_failed(worker_host, storage, twilio_
 def test_an_unknown_outcome_is_looked_up_on_the_next_try(
     worker_host, storage, twilio_api, app_settings, monkeypatch
 ):
-    from shared import idempotency
+    from shared.records import idempotency
 
     answer = start(worker_host, {"kind": "sms", "to": ["+14155550106"], "body": "hi"}).json()
     [chunk] = drain(storage, answer["id"])
     app_settings.setenv("TWILIO_HTTP_TIMEOUT", "0.2")
     twilio_api.delay_after_create = 0.5
-    wait = broadcast_delivery.UNKNOWN_OUTCOME_WAIT
+    wait = sending.UNKNOWN_OUTCOME_WAIT
     assert wait > idempotency.IN_FLIGHT.total_seconds()  # by then the key may be looked up
-    monkeypatch.setattr(broadcast_delivery, "UNKNOWN_OUTCOME_WAIT", 0.0)  # the test's clock
-    monkeypatch.setattr(broadcast_delivery, "JITTER", 0.0)
+    monkeypatch.setattr(sending, "UNKNOWN_OUTCOME_WAIT", 0.0)  # the test's clock
+    monkeypatch.setattr(sending, "JITTER", 0.0)
 
     run(broadcast_send.main, queue_message(chunk))  # timed out: deferred until it can be asked
     twilio_api.delay_after_create = 0
@@ -230,8 +233,8 @@ def test_a_chunk_out_of_time_puts_the_rest_back(
     worker_host, storage, twilio_api, app_settings, monkeypatch
 ):
     app_settings.setenv("BROADCAST_SENDS_PER_SECOND", "0.4")  # one slot every 2.5 s
-    broadcast_delivery._pacers.clear()
-    monkeypatch.setattr(broadcast_delivery, "CHUNK_BUDGET", 1.0)
+    sending._pacers.clear()
+    monkeypatch.setattr(sending, "CHUNK_BUDGET", 1.0)
     numbers = ["+14155550131", "+14155550132", "+14155550133"]
     answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
     [chunk] = drain(storage, answer["id"])
@@ -279,8 +282,8 @@ def test_ten_thousand_recipients_are_accepted_inside_the_deadline_as_chunks(
     assert response.status == 202, response.body[:300]
     answer = response.json()
     assert answer["accepted"] + len(answer["refused"]) == 10_000
-    assert response.elapsed < broadcasts.ACCEPT_DEADLINE
-    queue = QueueClient.from_connection_string(storage.connection_string, broadcasts.QUEUE)
+    assert response.elapsed < broadcast_starting.ACCEPT_DEADLINE
+    queue = QueueClient.from_connection_string(storage.connection_string, broadcast_queue.QUEUE)
     assert queue.get_queue_properties().approximate_message_count <= 100 + 10  # + other tests'
     counts = status(worker_host, answer["id"], "?limit=1")["counts"]
     assert counts == {
@@ -295,7 +298,7 @@ def test_a_broadcast_runs_end_to_end_through_the_hosts_queue_trigger(
     """The local host's queue listener (devhost.queues, host.json's limits) hands the chunk, and
     then the deferred recipient, to broadcast_send: a chunk the queue delivers twice, a refused
     number, a duplicate and a 429 on the way, and every recipient ends sent exactly once."""
-    queue = QueueClient.from_connection_string(storage.connection_string, broadcasts.QUEUE)
+    queue = QueueClient.from_connection_string(storage.connection_string, broadcast_queue.QUEUE)
     queue.clear_messages()
     numbers = [f"+1415555{i:04d}" for i in range(130, 140)]
     twilio_api.error(429, 20429, "Too Many Requests")  # the first create: deferred, then sent
@@ -329,8 +332,8 @@ def test_a_broadcast_runs_end_to_end_through_the_hosts_queue_trigger(
 
 def test_the_pace_spaces_sends_and_defers_beyond_its_window(monkeypatch):
     now = [100.0]
-    monkeypatch.setattr(broadcast_delivery.time, "monotonic", lambda: now[0])
-    pacer = broadcast_delivery.Pacer(rate=10)
+    monkeypatch.setattr(sending.time, "monotonic", lambda: now[0])
+    pacer = sending.Pacer(rate=10)
 
     waits = [pacer.reserve() for _ in range(21)]
 
@@ -345,26 +348,27 @@ def test_a_send_over_the_pace_is_deferred_and_nothing_reaches_twilio(
     worker_host, storage, twilio_api, app_settings
 ):
     app_settings.setenv("BROADCAST_SENDS_PER_SECOND", "0.4")  # one slot every 2.5 s
-    broadcast_delivery._pacers.clear()
+    sending._pacers.clear()
     numbers = ["+14155550141", "+14155550142"]
     answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
     [chunk] = drain(storage, answer["id"])
     first, second = tasks_of(chunk)
 
-    assert asyncio.run(broadcast_delivery.deliver(first)) == "sent"
-    with pytest.raises(broadcast_delivery.TryAgain) as paced:
-        asyncio.run(broadcast_delivery.deliver(second))
+    assert asyncio.run(sending.deliver(first)) == "sent"
+    with pytest.raises(sending.TryAgain) as paced:
+        asyncio.run(sending.deliver(second))
 
-    assert paced.value.after >= broadcast_delivery.MAX_PACING_WAIT
+    assert paced.value.after >= sending.MAX_PACING_WAIT
     assert [c.data["To"] for c in twilio_api.creates] == [first.to]
     # The key was released: the deferred copy is a fresh send, not an in-flight 409.
-    broadcast_delivery._pacers.clear()
-    assert asyncio.run(broadcast_delivery.deliver(second.deferred())) == "sent"
+    sending._pacers.clear()
+    assert asyncio.run(sending.deliver(second.deferred())) == "sent"
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "fast", "nan", "inf", "1001"])
 def test_a_malformed_pace_is_named(value):
-    from shared.settings import SettingsError, load_broadcast_settings
+    from shared.broadcasts.settings import load_broadcast_settings
+    from shared.common.settings import SettingsError
 
     with pytest.raises(SettingsError, match="BROADCAST_SENDS_PER_SECOND"):
         load_broadcast_settings({"BROADCAST_SENDS_PER_SECOND": value})
@@ -373,8 +377,8 @@ def test_a_malformed_pace_is_named(value):
 def test_the_largest_chunk_fits_a_queue_message():
     """100 of the longest numbers E.164 allows, each with its tag: one queue message (the text
     is on the broadcast's row, not in the message)."""
-    broadcast = broadcasts.Broadcast.new("BC" + "0" * 30, "sms", "x" * 1600, "+14155550100")
-    numbers = [f"+{i:015d}"[:16] for i in range(broadcasts.CHUNK_SIZE)]
-    [chunk] = broadcasts.chunks(broadcast, numbers)
+    broadcast = model.Broadcast.new("BC" + "0" * 30, "sms", "x" * 1600, "+14155550100")
+    numbers = [f"+{i:015d}"[:16] for i in range(model.CHUNK_SIZE)]
+    [chunk] = model.chunks(broadcast, numbers)
 
-    assert len(chunk.to_json().encode()) <= broadcasts.MAX_MESSAGE_BYTES
+    assert len(chunk.to_json().encode()) <= model.MAX_MESSAGE_BYTES

@@ -209,7 +209,7 @@ def test_host_json_route_prefix_and_extension_bundle():
 
 
 def test_function_timeout_is_well_under_twilios_webhook_timeout():
-    from shared import settings
+    from shared.outbound import settings
 
     timeout = parse_timespan(load(APP_ROOT / "host.json")["functionTimeout"])
     assert timeout is not None, "an unlimited timeout would outlast Twilio's 15 s"
@@ -234,7 +234,7 @@ def test_local_settings_example_passes_the_rest_settings_shape_checks():
     load for make_call and send_sms: the local stand-in of Twilio's API (--twilio-api) takes
     them, where a malformed placeholder SID once made every REST call a 500."""
     from devhost import settings as local_settings
-    from shared import settings
+    from shared.outbound import settings
 
     values = load(APP_ROOT / "local.settings.json.example")["Values"]
     env = values | {"PUBLIC_BASE_URL": "https://example.ngrok-free.app"}
@@ -266,7 +266,7 @@ def test_absent_shared_fails_in_ci(tmp_path, monkeypatch):
 
 def test_shared_routes_match_host_json_and_function_json():
     """Signatures are checked for routes.path(function name): it must be the URL the host serves."""
-    from shared import routes
+    from shared.common import routes
 
     host = load(APP_ROOT / "host.json")
     assert host["extensions"]["http"]["routePrefix"] == routes.ROUTE_PREFIX

@@ -1,4 +1,4 @@
-"""shared.signature.parse_form is a faster parse_qsl; it must never read a body differently,
+"""shared.webhooks.signature.parse_form is a faster parse_qsl; it must never read a body differently,
 or a signature computed over its result would not be the one Twilio made."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.signature import parse_form
+from shared.webhooks.signature import parse_form
 
 # Text built from the characters that matter to form encoding, plus anything else.
 form_text = st.text(

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from devhost.worker_host import HostResponse, WorkerHost
-from shared import idempotency
+from shared.records import idempotency
 
 PUBLIC = "https://myapp.azurewebsites.net"
 TO = "+14155550123"
@@ -224,7 +224,7 @@ def test_a_key_released_between_the_insert_and_the_read_is_claimed_afresh(
     found it taken and before its read: this request claims it afresh instead of failing."""
     from azure.data.tables import TableClient
 
-    from shared import storage as app_storage
+    from shared.records import storage as app_storage
 
     key = new_key()
     first = send(worker_host, "/api/send_sms", SMS, key)

@@ -31,7 +31,7 @@ import tree_sitter_bicep
 import yaml
 
 from devhost.pytest_plugin import require_shared
-from shared.settings import ALL_SETTINGS
+from shared.app_settings import ALL_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -448,7 +448,7 @@ def example_settings() -> list[str]:
 
 
 def settings_the_code_reads() -> list[str]:
-    """shared.settings lists every setting the app reads, and the host needs two more."""
+    """shared.app_settings lists every setting the app reads, and the host needs two more."""
     return [*ALL_SETTINGS, *HOST_SETTINGS]
 
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import API_KEY, APP_HOSTNAME, AUTH_TOKEN, SECONDARY_TOKEN, SMS_PARAMS, VOICE_PARAMS
 from twilio.request_validator import RequestValidator
 
-from shared.settings import SECRET_SETTINGS
+from shared.common.settings import SECRET_SETTINGS
 
 PUBLIC = f"https://{APP_HOSTNAME}"
 VAULT = "kv-twilio-prod-7f3a"

@@ -29,7 +29,8 @@ from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER
 from devhost import server, simulate
 from devhost.pytest_plugin import APP_ROOT
 from devhost.standin import aimed_at, answer, loopback_api_url
-from shared.settings import ALL_SETTINGS, PLATFORM_SETTINGS, STORAGE_SETTINGS
+from shared.app_settings import ALL_SETTINGS, STORAGE_SETTINGS
+from shared.common.settings import PLATFORM_SETTINGS
 
 PUBLIC = "https://example.ngrok-free.app"
 KEY = "local-stand-in-test-key"

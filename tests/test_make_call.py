@@ -108,7 +108,7 @@ def test_from_may_be_a_listed_caller_id(twilio_api, app_settings):
 def test_the_rest_client_is_built_once_and_reused():
     from twilio_double import TwilioApiDouble
 
-    from shared import twilio_client
+    from shared.outbound import twilio_client
 
     built: list[TwilioApiDouble] = []
 

@@ -23,7 +23,11 @@ from conftest import ACCOUNT_SID, TWILIO_NUMBER, signed_form_request
 import broadcast_poison
 import broadcast_send
 from devhost.worker_host import HostResponse, WorkerHost
-from shared import broadcast_delivery, broadcasts, idempotency, storage
+from shared.broadcasts import model, sending
+from shared.broadcasts import queue as broadcast_queue
+from shared.broadcasts import starting as broadcast_starting
+from shared.broadcasts import table as broadcast_table
+from shared.records import idempotency, storage
 
 PUBLIC = "https://myapp.azurewebsites.net"
 TO = "+14155550177"
@@ -49,7 +53,7 @@ def get(host: WorkerHost, path: str) -> HostResponse:
 
 
 def drain(azurite, broadcast_id: str) -> list[dict]:
-    queue = QueueClient.from_connection_string(azurite.connection_string, broadcasts.QUEUE)
+    queue = QueueClient.from_connection_string(azurite.connection_string, broadcast_queue.QUEUE)
     found = []
     for message in queue.receive_messages(messages_per_page=32, visibility_timeout=30):
         try:
@@ -153,8 +157,8 @@ def start(host: WorkerHost, body: dict, key: str | None = None) -> HostResponse:
 def test_a_broadcast_recipient_never_takes_another_texts_sid(
     worker_host, store, twilio_api, app_settings, monkeypatch
 ):
-    monkeypatch.setattr(broadcast_delivery, "JITTER", 0.0)
-    monkeypatch.setattr(broadcast_delivery, "UNKNOWN_OUTCOME_WAIT", 0.0)
+    monkeypatch.setattr(sending, "JITTER", 0.0)
+    monkeypatch.setattr(sending, "UNKNOWN_OUTCOME_WAIT", 0.0)
     answer = start(worker_host, {"kind": "sms", "to": [TO], "body": "Open late"}).json()
     [chunk] = drain(store, answer["id"])
     app_settings.setenv("TWILIO_HTTP_TIMEOUT", "0.2")
@@ -164,8 +168,8 @@ def test_a_broadcast_recipient_never_takes_another_texts_sid(
     other = post(worker_host, "/api/send_sms", {"to": TO, "body": "Open late"})
     monkeypatch.setattr(idempotency, "IN_FLIGHT", datetime.timedelta(0))
     [later] = drain(store, answer["id"])
-    with pytest.raises(broadcast_delivery.TryAgain):
-        asyncio.run(broadcast_delivery.deliver(_task(later)))  # 409: nothing of its own found
+    with pytest.raises(sending.TryAgain):
+        asyncio.run(sending.deliver(_task(later)))  # 409: nothing of its own found
     monkeypatch.setattr(idempotency, "RELEASE_AFTER", datetime.timedelta(0))
     run(broadcast_send.main, queue_message(later))
 
@@ -176,9 +180,9 @@ def test_a_broadcast_recipient_never_takes_another_texts_sid(
     assert len(twilio_api.created) == 2
 
 
-def _task(message: dict) -> broadcasts.Task:
-    envelope = broadcasts.read_message(json.dumps(message).encode())
-    broadcast, [to] = asyncio.run(broadcasts.open_message(envelope, "test", "m"))
+def _task(message: dict) -> model.Task:
+    envelope = model.read_message(json.dumps(message).encode())
+    broadcast, [to] = asyncio.run(broadcast_table.open_message(envelope, "test", "m"))
     assert broadcast is not None
     return broadcast.task(to, envelope.deferrals)
 
@@ -249,8 +253,8 @@ def test_slow_storage_part_way_answers_what_was_queued_never_a_bare_503(
         return SlowAfterFirst(await real_queue(name))
 
     monkeypatch.setattr(storage, "queue", slow_queue)
-    monkeypatch.setattr(broadcasts, "QUEUE_BUDGET", 1.0)
-    monkeypatch.setattr(broadcasts, "ENQUEUE_CONCURRENCY", 1)
+    monkeypatch.setattr(broadcast_starting, "QUEUE_BUDGET", 1.0)
+    monkeypatch.setattr(broadcast_queue, "ENQUEUE_CONCURRENCY", 1)
 
     response = start(worker_host, {"kind": "sms", "to": NUMBERS, "body": "Open late"})
 
@@ -288,7 +292,7 @@ def test_ten_thousand_refused_numbers_are_answered_inside_the_deadline(
     response = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"})
 
     assert response.status == 202, response.body[:300]
-    assert response.elapsed < broadcasts.ACCEPT_DEADLINE
+    assert response.elapsed < broadcast_starting.ACCEPT_DEADLINE
     assert (response.json()["accepted"], len(response.json()["refused"])) == (0, 10_000)
     status_url = response.json()["status_url"]
     assert get(worker_host, status_url + "?limit=1").json()["counts"]["refused"] == 10_000
@@ -517,9 +521,9 @@ def test_a_recipient_that_is_not_a_number_is_dropped_even_with_a_valid_tag(
     """Only whoever holds a broadcast's secret can tag a recipient; even then a `to` that is not
     E.164 (here with '/', which storage refuses in a row key) is refused before anything."""
     broadcast_id, _ = _real_chunk(worker_host, store)
-    table = TableClient.from_connection_string(store.connection_string, broadcasts.TABLE)
-    row = table.get_entity(broadcast_id, broadcasts.BROADCAST_ROW)
-    broadcast = broadcasts.Broadcast.from_row(dict(row))
+    table = TableClient.from_connection_string(store.connection_string, broadcast_table.TABLE)
+    row = table.get_entity(broadcast_id, model.BROADCAST_ROW)
+    broadcast = model.Broadcast.from_row(dict(row))
     to = "+1415/5550182"
 
     for main in (broadcast_send.main, broadcast_poison.main):
@@ -541,7 +545,7 @@ def test_the_poison_handler_stops_retrying_a_storage_failure(
     async def failing(task, reason):
         raise storage.StorageUnavailable("storage failed: HttpResponseError")
 
-    monkeypatch.setattr(broadcasts, "give_up", failing)
+    monkeypatch.setattr(broadcast_table, "give_up", failing)
     message = queue_message(chunk, dequeue_count=dequeue_count)
 
     if retried:
@@ -560,7 +564,7 @@ def test_storage_refusing_a_write_drops_the_send_message_instead_of_retrying(
     async def refused(*args, **kwargs):
         raise storage.StorageRefused("storage refused the request: InvalidInput")
 
-    monkeypatch.setattr(broadcasts, "mark", refused)
+    monkeypatch.setattr(broadcast_table, "mark", refused)
 
     run(broadcast_send.main, queue_message(chunk))  # raises nothing
 

@@ -347,7 +347,7 @@ def test_a_missing_connection_setting_is_named_like_the_host_names_it(host, queu
 
 
 def test_use_development_storage_means_azurites_default_account():
-    from shared.settings import DEVELOPMENT_STORAGE
+    from shared.records.settings import DEVELOPMENT_STORAGE
 
     assert queues.resolve_connection("Storage", {"AzureWebJobsStorage":
                                                  "UseDevelopmentStorage=true"}) == (

@@ -323,7 +323,7 @@ def test_storage_that_never_answers_is_a_503_within_the_deadline(
     import socket
     import threading
 
-    from shared import storage
+    from shared.records import storage
 
     listener = socket.create_server(("127.0.0.1", 0))
     accepted: list[socket.socket] = []

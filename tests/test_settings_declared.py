@@ -10,17 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from shared import rest_settings, settings
+from shared import app_settings
+from shared.broadcasts import settings as broadcast_settings
+from shared.common import settings
+from shared.outbound import settings as outbound_settings
+from shared.records import settings as storage_settings
+from shared.webhooks import settings as webhook_settings
 
-# The settings are read in shared/settings.py (the webhooks') and shared/rest_settings.py.
-SOURCES = (Path(settings.__file__), Path(rest_settings.__file__))
+# Each capability reads its settings in its own shared/<capability>/settings.py.
+SOURCES = tuple(sorted(Path(settings.__file__).parents[1].glob("*/settings.py")))
 SETTING_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|AzureWebJobsStorage(?:__[A-Za-z]+)?")
 
 
 def names_read_in_code() -> set[str]:
-    """Every upper-case string literal passed to a call in shared/settings.py or
-    shared/rest_settings.py: reader.get(...), reader.required(...), _optional_pattern(reader,
-    ...), _numbers(reader, ...) and so on."""
+    """Every upper-case string literal passed to a call in a shared/*/settings.py:
+    reader.get(...), reader.required(...), optional_pattern(reader, ...), _numbers(reader, ...)
+    and so on."""
     found: set[str] = set()
     nodes = [node for source in SOURCES for node in ast.walk(ast.parse(source.read_text()))]
     for node in nodes:
@@ -36,13 +41,15 @@ def test_every_name_the_code_reads_is_declared():
     read = names_read_in_code()
     assert {"TWILIO_ACCOUNT_SID", "SMS_ALLOWED_COUNTRIES", "WEBSITE_HOSTNAME"} <= read
     declared = (
-        set(settings.ALL_SETTINGS) | set(settings.PLATFORM_SETTINGS) | set(settings.STORAGE_SETTINGS)
+        set(app_settings.ALL_SETTINGS)
+        | set(app_settings.PLATFORM_SETTINGS)
+        | set(app_settings.STORAGE_SETTINGS)
     )
     assert read <= declared, f"read but declared by no loader: {sorted(read - declared)}"
 
 
 def test_an_undeclared_name_cannot_be_read():
-    reader = settings._Reader({"TWILIO_ACCOUNT_SID": ""})
+    reader = settings.Reader({"TWILIO_ACCOUNT_SID": ""})
     assert reader.get("TWILIO_ACCOUNT_SID") is None
     with pytest.raises(KeyError):
         reader.get("TWILIO_ACCOUNT_SIDD")
@@ -51,11 +58,11 @@ def test_an_undeclared_name_cannot_be_read():
 @pytest.mark.parametrize(
     "load",
     [
-        settings.load_webhook_settings,
-        settings.load_call_settings,
-        settings.load_sms_settings,
-        settings.load_storage_settings,
-        settings.load_broadcast_settings,
+        webhook_settings.load_webhook_settings,
+        outbound_settings.load_call_settings,
+        outbound_settings.load_sms_settings,
+        storage_settings.load_storage_settings,
+        broadcast_settings.load_broadcast_settings,
     ],
 )
 def test_each_loader_reads_only_what_it_declares_in_every_branch(load):

@@ -25,8 +25,8 @@ from conftest import (
 
 import sms_url
 import voice_url
-from shared import twiml as twiml_doc
 from shared import webhooks
+from shared.webhooks import twiml as twiml_doc
 
 ROOT = Path(__file__).resolve().parent.parent
 VOICE = "https://myapp.azurewebsites.net/api/voice_url"

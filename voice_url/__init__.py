@@ -8,8 +8,9 @@ async client, or hand a blocking call to `asyncio.to_thread`.
 
 import azure.functions as func
 
-from shared import twiml, webhooks
-from shared.speech import clean_text
+from shared import webhooks
+from shared.webhooks import twiml
+from shared.webhooks.speech import clean_text
 
 
 def greet(call: webhooks.Webhook) -> str:

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from shared.settings import StorageSettings, load_storage_settings
+from shared.records.settings import StorageSettings, load_storage_settings
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient, TableServiceClient

@@ -26,18 +26,12 @@ from typing import Any
 
 import azure.functions as func
 
-from shared import (
-    broadcasts,
-    calls,
-    idempotency,
-    logs,
-    redact,
-    responses,
-    rest_answers,
-    sms,
-    storage,
-)
-from shared.settings import load_broadcast_settings, load_call_settings, load_sms_settings
+from shared.broadcasts import model, queue, table
+from shared.broadcasts.settings import load_broadcast_settings
+from shared.common import logs, redact, responses
+from shared.outbound import answers, calls, sms
+from shared.outbound.settings import load_call_settings, load_sms_settings
+from shared.records import idempotency, storage
 
 logger = logs.get_logger(__name__)
 
@@ -112,7 +106,7 @@ async def _wait_for_slot(max_wait: float) -> None:
         await asyncio.sleep(wait)
 
 
-async def deliver(task: broadcasts.Task, max_wait: float = MAX_PACING_WAIT) -> str:
+async def deliver(task: model.Task, max_wait: float = MAX_PACING_WAIT) -> str:
     """Send one recipient's text or call; the state it ended in (sent, failed). Raises TryAgain
     (Paced when no send slot came within `max_wait`), and anything storage raises, for the
     message to be tried again."""
@@ -154,7 +148,7 @@ def _created(body: dict[str, object]) -> func.HttpResponse:
     return responses.json_body(body, 201)
 
 
-def _parse(task: broadcasts.Task, settings: Any) -> tuple[Any, func.HttpResponse | None]:
+def _parse(task: model.Task, settings: Any) -> tuple[Any, func.HttpResponse | None]:
     """The task as send_sms or make_call reads a request: (request, None), or (None, the
     refusal they would answer)."""
     function = "send_sms" if task.kind == "sms" else "make_call"
@@ -169,12 +163,12 @@ def _parse(task: broadcasts.Task, settings: Any) -> tuple[Any, func.HttpResponse
         if task.text:
             fields["message"] = task.text
         return calls.parse(fields, settings), None
-    except rest_answers.REFUSALS as refusal:
-        return None, rest_answers.refused(function, refusal)
+    except answers.REFUSALS as refusal:
+        return None, answers.refused(function, refusal)
 
 
 async def _send(
-    task: broadcasts.Task, settings: Any, request: Any, owner: str
+    task: model.Task, settings: Any, request: Any, owner: str
 ) -> func.HttpResponse:
     subject = sms.SUBJECT if task.kind == "sms" else calls.SUBJECT
     try:
@@ -183,32 +177,32 @@ async def _send(
         else:
             created = await calls.place(request, settings)
     except Exception as error:  # every failure becomes an answer, as for a single send
-        return rest_answers.twilio_failure(error, subject, request.to, settings.rest.http_timeout)
+        return answers.twilio_failure(error, subject, request.to, settings.rest.http_timeout)
     if task.kind == "sms":
         return _created(sms.answer(created, await sms.record(created, request, owner)))
     return _created(calls.answer(created, await calls.record(created, request.message, owner)))
 
 
-def _from(task: broadcasts.Task) -> dict[str, str]:
+def _from(task: model.Task) -> dict[str, str]:
     return {"from": task.from_} if task.from_ else {}
 
 
-async def _settle(task: broadcasts.Task, response: func.HttpResponse) -> str:
+async def _settle(task: model.Task, response: func.HttpResponse) -> str:
     body = json.loads(response.get_body() or b"{}")
     if response.status_code == 201:
-        await broadcasts.mark(task.broadcast, task.to, "sent", sid=str(body.get("sid") or ""))
+        await table.mark(task.broadcast, task.to, "sent", sid=str(body.get("sid") or ""))
         return "sent"
     if response.status_code in RETRY_STATUSES:
         raise TryAgain(f"HTTP {response.status_code}: {body.get('error', '')}", _wait(response))
     code = body.get("twilio_code")
     error = body.get("error") or f"HTTP {response.status_code}"
-    await broadcasts.mark(
+    await table.mark(
         task.broadcast, task.to, "failed", error=f"{code}: {error}" if code else error
     )
     return "failed"
 
 
-async def deliver_chunk(chunk: broadcasts.Chunk) -> dict[str, int]:
+async def deliver_chunk(chunk: model.Chunk) -> dict[str, int]:
     """Send a chunk's recipients one after the other for at most CHUNK_BUDGET seconds, then put
     the rest back as a smaller chunk; how many ended sent, failed, deferred and put back.
 
@@ -227,11 +221,11 @@ async def deliver_chunk(chunk: broadcasts.Chunk) -> dict[str, int]:
             tally[await deliver(task, max_wait=min(left, MAX_PACING_WAIT))] += 1
         except Paced:
             rest = chunk.rest([t.to for t in tasks[index:]])
-            await broadcasts.put_back(rest)
+            await queue.put_back(rest)
             tally["put back"] = len(rest.recipients)
             break
         except TryAgain as error:
-            await broadcasts.defer(task, error.after)
+            await queue.defer(task, error.after)
             tally["deferred"] += 1
     return tally
 
@@ -260,8 +254,8 @@ async def handle(message_id: str, body: bytes, dequeue_count: int) -> None:
     raises, as storage failing does: the queue tries the message again, and after
     maxDequeueCount tries moves it to the poison queue."""
     try:
-        envelope = broadcasts.read_message(body)
-    except broadcasts.BadMessage as error:
+        envelope = model.read_message(body)
+    except model.BadMessage as error:
         logger.error("broadcast_send message=%s outcome=dropped reason=%s", message_id, error)
         return
     try:
@@ -272,8 +266,8 @@ async def handle(message_id: str, body: bytes, dequeue_count: int) -> None:
                      envelope.broadcast, error)
 
 
-async def _handle(envelope: broadcasts.Envelope, message_id: str, dequeue_count: int) -> None:
-    broadcast, verified = await broadcasts.open_message(envelope, "broadcast_send", message_id)
+async def _handle(envelope: model.Envelope, message_id: str, dequeue_count: int) -> None:
+    broadcast, verified = await table.open_message(envelope, "broadcast_send", message_id)
     if broadcast is None or not verified:
         return
     if envelope.is_chunk:
@@ -295,7 +289,7 @@ async def _handle(envelope: broadcasts.Envelope, message_id: str, dequeue_count:
                 error,
             )
             raise
-        await broadcasts.defer(task, error.after)  # if this fails, the queue tries it again
+        await queue.defer(task, error.after)  # if this fails, the queue tries it again
         logger.info(
             "broadcast_send id=%s to=%s outcome=deferred after=%.1fs reason=%s",
             task.broadcast, redact.phone_number(task.to), error.after, error,
@@ -305,3 +299,37 @@ async def _handle(envelope: broadcasts.Envelope, message_id: str, dequeue_count:
         "broadcast_send id=%s to=%s outcome=%s", task.broadcast, redact.phone_number(task.to),
         outcome,
     )
+
+
+# Tries of the poison queue's message before broadcast_poison stops retrying a storage failure
+# and drops it with an ERROR (the poison queue has no poison queue of its own).
+POISON_TRIES = 5
+
+
+async def poisoned(message_id: str, body: bytes, dequeue_count: int) -> None:
+    """broadcast_poison: record the recipients of a message that exhausted its tries as failed
+    (unless sent). A message that is not one of ours is logged and dropped; storage failing
+    raises, for the poison queue to deliver it again."""
+    try:
+        envelope = model.read_message(body)
+    except model.BadMessage as error:
+        logger.error("broadcast_poison message=%s outcome=dropped reason=%s", message_id, error)
+        return
+    try:
+        broadcast, verified = await table.open_message(envelope, "broadcast_poison", message_id)
+        if broadcast is None:
+            return
+        reason = "its queue message failed every try"
+        await asyncio.gather(*(table.give_up(broadcast.task(to), reason) for to in verified))
+    except storage.StorageUnavailable as error:
+        # Refused (it never will be taken), or still failing after POISON_TRIES: this queue has
+        # no poison queue of its own, so retrying more would loop until the message expires.
+        if isinstance(error, storage.StorageRefused) or dequeue_count >= POISON_TRIES:
+            logger.error(
+                "broadcast_poison message=%s id=%s outcome=abandoned tries=%d reason=%s "
+                "(its recipients stay as they were; GET the broadcast to see them)",
+                message_id, envelope.broadcast, dequeue_count, error,
+            )
+            return
+        raise
+

@@ -27,7 +27,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from shared import storage
+from shared.records import storage
 
 RECORDS_TABLE = "TwilioRecords"
 INDEX_TABLE = "TwilioRecordIndex"
@@ -163,8 +163,8 @@ async def keep_created(
     """`created`, for a function that has just created the thing at Twilio: False (and one
     error line) when the record could not be written; the caller still answers 201, since the
     call or message exists, and the first status callback will create the record."""
-    from shared import logs, redact
-    from shared.settings import SettingsError
+    from shared.common import logs, redact
+    from shared.common.settings import SettingsError
 
     try:
         await storage.within_deadline(created(kind, sid, to, from_, status, text, owner))

@@ -21,15 +21,18 @@ from typing import Any, NamedTuple
 
 import azure.functions as func
 
-from shared import calls, idempotency, request_body, responses, rest_answers, sms
-from shared.settings import SettingsError, load_call_settings, load_sms_settings
+from shared.common import responses
+from shared.common.settings import SettingsError
+from shared.outbound import answers, calls, request_body, sms
+from shared.outbound.settings import load_call_settings, load_sms_settings
+from shared.records import idempotency
 
 
 class Outbound(NamedTuple):
     """What one REST function creates, and how: each step is shared.calls' or shared.sms'."""
 
     function: str
-    subject: rest_answers.Subject
+    subject: answers.Subject
     load_settings: Callable[[], Any]
     # The request body, read and checked: an object with `to` and `from_`; raises a refusal.
     parse: Callable[[func.HttpRequest, Any], Any]
@@ -69,7 +72,7 @@ async def handle(req: func.HttpRequest, outbound: Outbound) -> func.HttpResponse
     try:
         settings = outbound.load_settings()
     except SettingsError as error:
-        return rest_answers.settings_error(outbound.function, error)
+        return answers.settings_error(outbound.function, error)
 
     async def attempt(claim: idempotency.Claim | None) -> func.HttpResponse:
         return await create(req, outbound, settings, claim)
@@ -81,7 +84,7 @@ async def handle(req: func.HttpRequest, outbound: Outbound) -> func.HttpResponse
         # from are what was sent, as the key's row kept them.
         try:
             wanted = outbound.parse(req, settings)
-        except rest_answers.REFUSALS:
+        except answers.REFUSALS:
             return None  # refused now (the settings changed): the released key is refused too
         wanted = dataclasses.replace(wanted, to=to, from_=from_)
         found = await outbound.find(settings, wanted, since, owner)
@@ -99,15 +102,15 @@ async def create(
     marked as sending, with the to and from a lookup would need)."""
     try:
         wanted = outbound.parse(req, settings)
-    except rest_answers.REFUSALS as refusal:
-        return rest_answers.refused(outbound.function, refusal)
+    except answers.REFUSALS as refusal:
+        return answers.refused(outbound.function, refusal)
 
     if claim is not None and (refusal := await claim.sending(wanted.to, wanted.from_)):
         return refusal
     try:
         created = await outbound.create(wanted, settings)
     except Exception as error:  # every failure becomes a JSON answer
-        return rest_answers.twilio_failure(
+        return answers.twilio_failure(
             error, outbound.subject, wanted.to, settings.rest.http_timeout
         )
     recorded = await outbound.record(created, wanted, claim.owner if claim else None)

@@ -37,7 +37,7 @@ from twilio.request_validator import (
     remove_port,
 )
 
-from shared import public_url
+from shared.common import public_url
 
 # A base64 HMAC-SHA1 is 28 characters (SHA-256: 44). Anything much longer is not a signature,
 # and is refused before any work is spent on it.

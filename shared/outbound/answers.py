@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import azure.functions as func
 
-from shared import logs, redact, responses
-from shared.number_errors import ForbiddenDestination, InvalidNumber
-from shared.responses import Refusal
-from shared.settings import SettingsError
+from shared.common import logs, redact, responses
+from shared.common.responses import Refusal
+from shared.common.settings import SettingsError
+from shared.outbound.number_errors import ForbiddenDestination, InvalidNumber
 
 logger = logs.get_logger(__name__)
 

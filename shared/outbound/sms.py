@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from shared import logs, redact, routes, twilio_client
-from shared.request_body import Fields, text
-from shared.responses import Refusal
-from shared.rest_answers import Subject
-from shared.settings import SmsSettings
+from shared.common import logs, redact, routes
+from shared.common.responses import Refusal
+from shared.outbound import twilio_client
+from shared.outbound.answers import Subject
+from shared.outbound.request_body import Fields, text
+from shared.outbound.settings import SmsSettings
 
 if TYPE_CHECKING:
     from twilio.rest.api.v2010.account.message import MessageInstance
@@ -105,7 +106,7 @@ def _media_urls(fields: Fields) -> tuple[str, ...]:
 def sender(raw_from: str | None, settings: SmsSettings) -> str | None:
     """The number a message goes out from (None: the Messaging Service picks it); raises
     Refusal or InvalidNumber for a `from` the app may not send from."""
-    from shared import numbers
+    from shared.outbound import numbers
 
     if settings.messaging_service_sid:
         if raw_from is not None:
@@ -127,7 +128,7 @@ def sender(raw_from: str | None, settings: SmsSettings) -> str | None:
 
 def parse(fields: Fields, settings: SmsSettings) -> SmsRequest:
     """The message to send; raises Refusal or a numbers error (see rest_answers.REFUSALS)."""
-    from shared import numbers
+    from shared.outbound import numbers
 
     raw_to = text(fields, "to")
     if raw_to is None:
@@ -193,7 +194,7 @@ async def find(
     those that no other request of ours owns is adopted for `owner` (shared.records.adopt).
     Left ambiguous (docs/security.md): two identical texts to one number within the window,
     one of them sent outside the app."""
-    from shared import records
+    from shared.records import store
 
     client = twilio_client.get_client(settings.rest)
     listed = await asyncio.wait_for(
@@ -205,7 +206,7 @@ async def find(
             continue
         fields = {"To": message.to, "From": message.from_, "CreatedStatus": message.status,
                   "Text": message.body}
-        if message.sid and await records.adopt("message", message.sid, owner, fields):
+        if message.sid and await store.adopt("message", message.sid, owner, fields):
             return message
     return None
 
@@ -223,9 +224,9 @@ async def record(
 ) -> bool:
     """Write the message's record (see shared.records), owned by the Idempotency-Key that sent
     it (`owner`, None without one); False when storage could not take it."""
-    from shared import records
+    from shared.records import store
 
-    return await records.keep_created(
+    return await store.keep_created(
         "send_sms",
         "message",
         created.sid or "",
@@ -233,7 +234,7 @@ async def record(
         created.from_,
         created.status,
         message.body if message else created.body,
-        owner or records.NO_KEY,
+        owner or store.NO_KEY,
     )
 
 

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from shared.settings import RestSettings
+from shared.outbound.settings import RestSettings
 
 if TYPE_CHECKING:
     from twilio.http import AsyncHttpClient

@@ -17,21 +17,14 @@ from urllib.parse import urlencode
 
 import azure.functions as func
 
-from shared import (
-    broadcasts,
-    calls,
-    idempotency,
-    records,
-    request_body,
-    responses,
-    rest_answers,
-    routes,
-    sms,
-    storage,
-)
-from shared.number_errors import ForbiddenDestination, InvalidNumber
-from shared.responses import Refusal
-from shared.settings import SettingsError, load_call_settings, load_sms_settings
+from shared.broadcasts import model, starting, table
+from shared.common import responses, routes
+from shared.common.responses import Refusal
+from shared.common.settings import SettingsError
+from shared.outbound import answers, calls, request_body, sms
+from shared.outbound.number_errors import ForbiddenDestination, InvalidNumber
+from shared.outbound.settings import load_call_settings, load_sms_settings
+from shared.records import idempotency, storage, store
 
 FUNCTION = "broadcasts"
 BROADCAST_ID = "BroadcastId"  # on the Idempotency-Key's row
@@ -51,7 +44,7 @@ async def handle(req: func.HttpRequest) -> func.HttpResponse:
     # on the same broadcast, and never queues its recipients under a second id.
     return await idempotency.guarded(
         req, FUNCTION, lambda claim: start(req, claim), _no_lookup,
-        carry={BROADCAST_ID: broadcasts.new_id()},
+        carry={BROADCAST_ID: model.new_id()},
     )
 
 
@@ -64,18 +57,18 @@ def _read(req: func.HttpRequest) -> tuple[str, dict[str, Any], Any]:
     """(kind, fields, settings) for the body; raises Refusal or SettingsError. The same fields
     as send_sms (sms) or make_call (call), with `to` a list, and `kind`."""
     fields = request_body.read(
-        req, broadcasts.ALL_FIELDS, frozenset({"to", "media_url"}), broadcasts.MAX_BODY_BYTES
+        req, model.ALL_FIELDS, frozenset({"to", "media_url"}), model.MAX_BODY_BYTES
     )
     kind = request_body.text(fields, "kind")
-    if kind not in broadcasts.KINDS:
+    if kind not in model.KINDS:
         raise Refusal(400, "'kind' must be sms or call.")
-    allowed = broadcasts.FIELDS[kind]
+    allowed = model.FIELDS[kind]
     other = sorted(set(fields) - set(allowed))
     if other:
         names = ", ".join(allowed[:-1]) + f" and {allowed[-1]}"
         raise Refusal(400, f"Unknown field '{other[0]}' for a {kind} broadcast: the fields are "
                            f"{names}.")
-    broadcasts.recipients(fields.get("to"))
+    model.recipients(fields.get("to"))
     settings: Any = load_sms_settings() if kind == "sms" else load_call_settings()
     return kind, fields, settings
 
@@ -91,9 +84,9 @@ async def start(req: func.HttpRequest, claim: idempotency.Claim | None) -> func.
                 sender, settings
             )
     except SettingsError as error:
-        return rest_answers.settings_error(FUNCTION, error)
-    except rest_answers.REFUSALS as refusal:
-        return rest_answers.refused(FUNCTION, refusal)
+        return answers.settings_error(FUNCTION, error)
+    except answers.REFUSALS as refusal:
+        return answers.refused(FUNCTION, refusal)
 
     text_field = "body" if kind == "sms" else "message"
     text = request_body.text(fields, text_field)
@@ -121,14 +114,14 @@ async def start(req: func.HttpRequest, claim: idempotency.Claim | None) -> func.
             refused[entry] = str(error)
             continue
         except Refusal as refusal:  # the text or the media: the same for every number
-            return rest_answers.refused(FUNCTION, refusal)
+            return answers.refused(FUNCTION, refusal)
         accepted.setdefault(checked.to)
 
-    broadcast_id = claim.entity[BROADCAST_ID] if claim else broadcasts.new_id()
-    broadcast = broadcasts.Broadcast.new(broadcast_id, kind, text, sender, tuple(media_urls))
-    refusals = [{"to": broadcasts.shown(entry), "error": e} for entry, e in refused.items()]
+    broadcast_id = claim.entity[BROADCAST_ID] if claim else model.new_id()
+    broadcast = model.Broadcast.new(broadcast_id, kind, text, sender, tuple(media_urls))
+    refusals = [{"to": model.shown(entry), "error": e} for entry, e in refused.items()]
     try:
-        done = await broadcasts.accept(broadcast, list(accepted), refusals)
+        done = await starting.accept(broadcast, list(accepted), refusals)
     except (storage.StorageUnavailable, SettingsError) as error:
         return _unavailable(error)  # nothing was queued: trying again is safe
     body: dict[str, object] = {
@@ -158,7 +151,7 @@ async def start(req: func.HttpRequest, claim: idempotency.Claim | None) -> func.
 
 
 async def show(req: func.HttpRequest, broadcast_id: str) -> func.HttpResponse:
-    if not broadcasts.ID.fullmatch(broadcast_id):
+    if not model.ID.fullmatch(broadcast_id):
         return responses.json_error(
             400, f"'{broadcast_id[:40]}' is not a broadcast id, like the 'id' POST answered "
             "(BC followed by 30 digits and letters)."
@@ -170,11 +163,11 @@ async def show(req: func.HttpRequest, broadcast_id: str) -> func.HttpResponse:
     token = None
     if req.params.get("continuation"):
         try:
-            token = records.decode_token(req.params["continuation"])
+            token = store.decode_token(req.params["continuation"])
         except ValueError:
             return responses.json_error(400, "'continuation' is not a token this app gave out.")
     try:
-        found = await storage.within_deadline(broadcasts.status(broadcast_id, limit, token))
+        found = await storage.within_deadline(table.status(broadcast_id, limit, token))
     except storage.StorageRefused:
         return responses.json_error(400, "'continuation' is not a token this app gave out.")
     except (storage.StorageUnavailable, SettingsError) as error:
@@ -190,8 +183,8 @@ async def show(req: func.HttpRequest, broadcast_id: str) -> func.HttpResponse:
 
 def _unavailable(error: Exception) -> func.HttpResponse:
     if isinstance(error, SettingsError):
-        return rest_answers.settings_error(FUNCTION, error)
-    rest_answers.logger.error("broadcasts outcome=unavailable reason=%s", error)
+        return answers.settings_error(FUNCTION, error)
+    answers.logger.error("broadcasts outcome=unavailable reason=%s", error)
     return responses.json_error(
         503, "Storage is unavailable, so nothing was queued: try again shortly.",
         headers={"Retry-After": "5"},

@@ -14,8 +14,10 @@ from typing import NamedTuple
 
 import azure.functions as func
 
-from shared import logs, redact, responses, routes, signature
-from shared.settings import SettingsError, WebhookSettings, load_webhook_settings
+from shared.common import logs, redact, responses, routes
+from shared.common.settings import SettingsError
+from shared.webhooks import signature
+from shared.webhooks.settings import WebhookSettings, load_webhook_settings
 
 # The settings a signature is checked with: when one is broken, no request can be proven genuine.
 SIGNING_SECRETS = frozenset({

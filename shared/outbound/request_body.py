@@ -11,8 +11,8 @@ import json
 
 import azure.functions as func
 
-from shared.responses import Refusal
-from shared.signature import FORM_CONTENT_TYPE, parse_form
+from shared.common.responses import Refusal
+from shared.webhooks.signature import FORM_CONTENT_TYPE, parse_form
 
 MAX_BODY_BYTES = 16 * 1024
 

@@ -44,9 +44,10 @@ from typing import Any
 
 import azure.functions as func
 
-from shared import logs, responses, storage
-from shared.responses import Refusal
-from shared.settings import SettingsError
+from shared.common import logs, responses
+from shared.common.responses import Refusal
+from shared.common.settings import SettingsError
+from shared.records import storage
 
 logger = logs.get_logger(__name__)
 

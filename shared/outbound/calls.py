@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from shared import logs, redact, routes, twilio_client
-from shared.request_body import Fields, text
-from shared.responses import Refusal
-from shared.rest_answers import Subject
-from shared.settings import CallSettings
-from shared.speech import MAX_MESSAGE_LENGTH, clean_text
+from shared.common import logs, redact, routes
+from shared.common.responses import Refusal
+from shared.outbound import twilio_client
+from shared.outbound.answers import Subject
+from shared.outbound.request_body import Fields, text
+from shared.outbound.settings import CallSettings
+from shared.webhooks.speech import MAX_MESSAGE_LENGTH, clean_text
 
 if TYPE_CHECKING:
     from twilio.rest.api.v2010.account.call import CallInstance
@@ -53,7 +54,7 @@ def voice_url(origin: str, message: str | None) -> str:
 def caller_id(raw_from: str | None, settings: CallSettings) -> str:
     """The number a call comes from; raises Refusal or InvalidNumber for a `from` the app may
     not call from."""
-    from shared import numbers
+    from shared.outbound import numbers
 
     if raw_from is None:
         return settings.rest.phone_number
@@ -69,7 +70,7 @@ def parse(fields: Fields, settings: CallSettings) -> CallRequest:
     """The call to place; raises Refusal or a numbers error (see rest_answers.REFUSALS)."""
     # phonenumbers' import is deferred to the first call, like the REST client's: every
     # function module is imported at a cold start, and the webhooks never need it.
-    from shared import numbers
+    from shared.outbound import numbers
 
     raw_to = text(fields, "to")
     if raw_to is None:
@@ -137,7 +138,7 @@ async def find(
     holds nothing else that tells two calls apart (not its TwiML URL): two calls from one
     number to another within the window, one ours and one placed outside the app, cannot be
     told apart (docs/security.md)."""
-    from shared import records
+    from shared.records import store
 
     client = twilio_client.get_client(settings.rest)
     listed = await asyncio.wait_for(
@@ -147,7 +148,7 @@ async def find(
     for call in twilio_client.created_since(listed, since):
         fields = {"To": call.to, "From": call._from, "CreatedStatus": call.status,
                   "Text": wanted.message}
-        if call.sid and await records.adopt("call", call.sid, owner, fields):
+        if call.sid and await store.adopt("call", call.sid, owner, fields):
             return call
     return None
 
@@ -157,11 +158,11 @@ async def record(
 ) -> bool:
     """Write the call's record (see shared.records), owned by the Idempotency-Key that placed
     it (`owner`, None without one); False when storage could not take it."""
-    from shared import records
+    from shared.records import store
 
-    return await records.keep_created(
+    return await store.keep_created(
         "make_call", "call", created.sid or "", created.to, created._from, created.status,
-        message, owner or records.NO_KEY,
+        message, owner or store.NO_KEY,
     )
 
 

@@ -1,29 +1,34 @@
-"""The settings of the functions that call Twilio's REST API or keep records: make_call,
-send_sms, the broadcasts, storage. Part of shared.settings, which reads and validates every
-setting: import these names from there (`from shared.settings import load_call_settings`).
-
-They live in their own module so that a webhook's cold start, which needs only the webhook
-settings, neither compiles nor runs them: shared.settings loads this module on the first use of
-one of its names (module `__getattr__`, PEP 562). See shared.settings for how settings are read,
-validated once per distinct set of values, and reported.
-"""
+"""The settings of the functions that call Twilio's REST API (make_call, send_sms, and the
+broadcasts' sends): credentials, numbers, where calls and texts may go."""
 
 from __future__ import annotations
 
 import re
 from typing import NamedTuple
 
-from shared.settings import (
-    BROADCAST_SETTINGS,
-    CALL_SETTINGS,
-    DEVELOPMENT_STORAGE,
-    SMS_SETTINGS,
-    STORAGE_SETTINGS,
-    _loader,
-    _optional_pattern,
-    _public_origin,
-    _Reader,
+from shared.common.settings import Reader, loader, optional_pattern, public_origin
+
+REST_SETTINGS = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_KEY",
+    "TWILIO_API_SECRET",
+    "TWILIO_PHONE_NUMBER",
+    "TWILIO_HTTP_TIMEOUT",
+    "PUBLIC_BASE_URL",
 )
+
+
+CALL_SETTINGS = (*REST_SETTINGS, "CALLER_IDS", "CALL_ALLOWED_COUNTRIES")
+
+
+SMS_SETTINGS = (
+    *REST_SETTINGS,
+    "TWILIO_MESSAGING_SERVICE_SID",
+    "SMS_SENDERS",
+    "SMS_ALLOWED_COUNTRIES",
+)
+
 
 DEFAULT_HTTP_TIMEOUT = 10.0
 # host.json's functionTimeout is 12 s: a Twilio call must give up early enough for make_call to
@@ -68,10 +73,10 @@ class SmsSettings(NamedTuple):
     allowed_countries: frozenset[str]
 
 
-def _e164(reader: _Reader, name: str, value: str) -> str | None:
+def _e164(reader: Reader, name: str, value: str) -> str | None:
     # numbers (and phonenumbers) is imported here, not at module level: the webhooks never
     # need it.
-    from shared import numbers
+    from shared.outbound import numbers
 
     try:
         return numbers.parse_e164(value, name).e164
@@ -81,7 +86,7 @@ def _e164(reader: _Reader, name: str, value: str) -> str | None:
 
 
 def _allowed_countries(
-    reader: _Reader, name: str, phone_number: str | None, what: str
+    reader: Reader, name: str, phone_number: str | None, what: str
 ) -> frozenset[str]:
     """`name`'s country codes; unset, the country of TWILIO_PHONE_NUMBER."""
     import phonenumbers
@@ -105,7 +110,7 @@ def _allowed_countries(
     return frozenset(codes)
 
 
-def _numbers(reader: _Reader, name: str) -> frozenset[str]:
+def _numbers(reader: Reader, name: str) -> frozenset[str]:
     """A comma-separated list of E.164 numbers (CALLER_IDS, SMS_SENDERS)."""
     found: set[str] = set()
     for raw in (reader.get(name) or "").split(","):
@@ -117,7 +122,7 @@ def _numbers(reader: _Reader, name: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def _http_timeout(reader: _Reader) -> float:
+def _http_timeout(reader: Reader) -> float:
     name = "TWILIO_HTTP_TIMEOUT"
     value = reader.get(name)
     if value is None:
@@ -132,7 +137,7 @@ def _http_timeout(reader: _Reader) -> float:
     return seconds
 
 
-def _rest_settings(reader: _Reader, phone_number_why: str | None) -> RestSettings:
+def _rest_settings(reader: Reader, phone_number_why: str | None) -> RestSettings:
     """The REST settings; TWILIO_PHONE_NUMBER is required when `phone_number_why` says why."""
     account_sid = reader.required("TWILIO_ACCOUNT_SID")
     if account_sid is not None and not _ACCOUNT_SID.fullmatch(account_sid):
@@ -166,11 +171,11 @@ def _rest_settings(reader: _Reader, phone_number_why: str | None) -> RestSetting
         rest_password=password or "",
         phone_number=phone_number or "",
         http_timeout=_http_timeout(reader),
-        public_origin=_public_origin(reader),
+        public_origin=public_origin(reader),
     )
 
 
-def _require_public_origin(reader: _Reader, rest: RestSettings, why: str) -> None:
+def _require_public_origin(reader: Reader, rest: RestSettings, why: str) -> None:
     if rest.public_origin is None and not reader.problems_with("PUBLIC_BASE_URL"):
         reader.problems.append(
             (
@@ -182,7 +187,7 @@ def _require_public_origin(reader: _Reader, rest: RestSettings, why: str) -> Non
         )
 
 
-def _call_settings(reader: _Reader) -> CallSettings:
+def _call_settings(reader: Reader) -> CallSettings:
     rest = _rest_settings(reader, "it is the caller ID of every call")
     _require_public_origin(reader, rest, "fetch the call's TwiML")
     return CallSettings(
@@ -194,11 +199,11 @@ def _call_settings(reader: _Reader) -> CallSettings:
     )
 
 
-load_call_settings = _loader(CALL_SETTINGS, _call_settings)
+load_call_settings = loader(CALL_SETTINGS, _call_settings)
 
 
-def _sms_settings(reader: _Reader) -> SmsSettings:
-    service = _optional_pattern(
+def _sms_settings(reader: Reader) -> SmsSettings:
+    service = optional_pattern(
         reader,
         "TWILIO_MESSAGING_SERVICE_SID",
         _MESSAGING_SERVICE_SID,
@@ -222,80 +227,4 @@ def _sms_settings(reader: _Reader) -> SmsSettings:
     )
 
 
-load_sms_settings = _loader(SMS_SETTINGS, _sms_settings)
-
-
-class StorageSettings(NamedTuple):
-    """Where the app's tables (and queues) live, and how it signs in."""
-
-    connection_string: str | None  # a connection string, else the endpoints below
-    table_endpoint: str | None
-    queue_endpoint: str | None
-    managed_identity_client_id: str | None  # with __credential=managedidentity
-
-
-def _storage_settings(reader: _Reader) -> StorageSettings:
-    value = reader.get("AzureWebJobsStorage")
-    if value is not None:
-        if value.replace(" ", "").lower() == "usedevelopmentstorage=true":
-            value = DEVELOPMENT_STORAGE
-        elif "=" not in value:
-            reader.malformed("AzureWebJobsStorage", "a storage connection string")
-        return StorageSettings(value, None, None, None)
-    account = reader.get("AzureWebJobsStorage__accountName")
-    tables = reader.get("AzureWebJobsStorage__tableServiceUri")
-    queues = reader.get("AzureWebJobsStorage__queueServiceUri")
-    if account is not None:
-        if not re.fullmatch(r"[a-z0-9]{3,24}", account):
-            reader.malformed("AzureWebJobsStorage__accountName", "a storage account name")
-        tables = tables or f"https://{account}.table.core.windows.net"
-        queues = queues or f"https://{account}.queue.core.windows.net"
-    if tables is None:
-        reader.problems.append(
-            (
-                "AzureWebJobsStorage",
-                "is not set (nor AzureWebJobsStorage__accountName): the app keeps its records "
-                "in Azure Storage; locally, set it to UseDevelopmentStorage=true (Azurite)",
-            )
-        )
-    credential = (reader.get("AzureWebJobsStorage__credential") or "").lower()
-    client_id = reader.get("AzureWebJobsStorage__clientId")
-    return StorageSettings(
-        connection_string=None,
-        table_endpoint=tables,
-        queue_endpoint=queues,
-        managed_identity_client_id=(client_id or "") if credential == "managedidentity" else None,
-    )
-
-
-load_storage_settings = _loader(STORAGE_SETTINGS, _storage_settings)
-
-
-
-MAX_SENDS_PER_SECOND = 1000.0
-
-
-class BroadcastSettings(NamedTuple):
-    """How fast one instance's broadcast_send may create calls and messages at Twilio."""
-
-    sends_per_second: float | None  # None: as fast as the queue hands messages over
-
-
-def _broadcast_settings(reader: _Reader) -> BroadcastSettings:
-    raw = reader.get("BROADCAST_SENDS_PER_SECOND")
-    if raw is None:
-        return BroadcastSettings(None)
-    try:
-        rate = float(raw)
-    except ValueError:
-        rate = -1.0
-    if not 0 < rate <= MAX_SENDS_PER_SECOND:  # also refuses nan and inf
-        reader.malformed(
-            "BROADCAST_SENDS_PER_SECOND",
-            f"a number of sends a second above 0 and at most {MAX_SENDS_PER_SECOND:g}",
-        )
-        return BroadcastSettings(None)
-    return BroadcastSettings(rate)
-
-
-load_broadcast_settings = _loader(BROADCAST_SETTINGS, _broadcast_settings)
+load_sms_settings = loader(SMS_SETTINGS, _sms_settings)

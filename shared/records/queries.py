@@ -12,9 +12,10 @@ from urllib.parse import urlencode
 
 import azure.functions as func
 
-from shared import logs, records, responses, routes, storage
-from shared.settings import SettingsError
-from shared.storage import StorageUnavailable
+from shared.common import logs, responses, routes
+from shared.common.settings import SettingsError
+from shared.records import storage, store
+from shared.records.storage import StorageUnavailable
 
 logger = logs.get_logger(__name__)
 
@@ -27,7 +28,7 @@ async def one(kind: str, sid: str, pattern: re.Pattern[str], example: str) -> fu
     if not pattern.fullmatch(sid):
         return responses.json_error(400, f"'{sid[:40]}' is not a {kind} SID, like {example}.")
     try:
-        record = await storage.within_deadline(records.read(kind, sid))
+        record = await storage.within_deadline(store.read(kind, sid))
     except (SettingsError, StorageUnavailable) as error:
         return _unavailable(kind, error)
     if record is None:
@@ -43,13 +44,13 @@ async def page(req: func.HttpRequest, kind: str) -> func.HttpResponse:
     token = None
     if req.params.get("continuation"):
         try:
-            token = records.decode_token(req.params["continuation"])
+            token = store.decode_token(req.params["continuation"])
         except ValueError:
             return responses.json_error(
                 400, "'continuation' is not a token this app gave out: use the 'next' of a page."
             )
     try:
-        items, next_token = await storage.within_deadline(records.recent(kind, limit, token))
+        items, next_token = await storage.within_deadline(store.recent(kind, limit, token))
     except (SettingsError, StorageUnavailable) as error:
         return _unavailable(kind, error)
     plural = PLURAL[kind]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
-from shared.number_errors import ForbiddenDestination, InvalidNumber
+from shared.outbound.number_errors import ForbiddenDestination, InvalidNumber
 
 __all__ = ["E164", "ForbiddenDestination", "InvalidNumber", "Number", "check_destination",
            "parse_e164"]

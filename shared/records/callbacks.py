@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 
-from shared import logs, records, redact, storage, webhooks
-from shared.settings import SettingsError
-from shared.storage import StorageUnavailable
+from shared import webhooks
+from shared.common import logs, redact
+from shared.common.settings import SettingsError
+from shared.records import storage, store
+from shared.records.storage import StorageUnavailable
 
 logger = logs.get_logger(__name__)
 
@@ -18,7 +20,7 @@ SID_PARAM = {"call": "CallSid", "message": "MessageSid"}
 SID = {"call": re.compile(r"CA[0-9a-fA-F]{32}"), "message": re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}")}
 
 
-async def store(kind: str, callback: webhooks.Webhook) -> str:
+async def keep(kind: str, callback: webhooks.Webhook) -> str:
     """The outcome word for the log line: recorded, duplicate, ignored (no SID to file it
     under) or not-recorded (storage refused it); the last two are answered 204 all the same,
     since a retry would not change them."""
@@ -27,7 +29,7 @@ async def store(kind: str, callback: webhooks.Webhook) -> str:
     if not SID[kind].fullmatch(sid):
         return "ignored"
     try:
-        stored = await storage.within_deadline(records.event(kind, sid, params))
+        stored = await storage.within_deadline(store.event(kind, sid, params))
     except storage.StorageRefused as error:
         # Storage will refuse this callback on every retry: 503 would only have Twilio send it
         # again until it gives up. Logged for the operator; answered 204.

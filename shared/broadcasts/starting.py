@@ -1,0 +1,86 @@
+"""Starting a broadcast: record its refused entries and its row, then queue its recipients
+in chunks, within the accepting request's time."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import NamedTuple
+
+from shared.broadcasts import queue, table
+from shared.broadcasts.model import Broadcast, chunks
+from shared.common import logs
+from shared.records import storage
+
+logger = logs.get_logger(__name__)
+
+# Seconds the accepting request may spend queueing, then marking what did not make it: inside
+# the host's 12 s functionTimeout, with time to answer.
+QUEUE_BUDGET = 7.5
+
+MARK_BUDGET = 2.5
+
+ACCEPT_DEADLINE = QUEUE_BUDGET + MARK_BUDGET
+
+
+class Accepted(NamedTuple):
+    """What the accepting request did: the broadcast (an earlier attempt's, for a retried
+    Idempotency-Key) and how many recipients were queued and could not be."""
+
+    broadcast: Broadcast
+    queued: int
+    missed: int
+    marked: bool  # the missed ones are recorded as failed
+
+
+async def accept(
+    broadcast: Broadcast, accepted: list[str], refused: list[dict[str, str]]
+) -> Accepted:
+    """Record the refused entries and the broadcast, then queue the accepted recipients in
+    chunks. Raises StorageUnavailable only while nothing is queued (trying again is then safe);
+    once queueing has begun, what could not be queued in time is recorded as failed and
+    counted in the answer instead.
+
+    A broadcast whose row exists already (a retried Idempotency-Key whose first attempt died
+    part way) keeps its row and secret, and is queued again: each recipient's own key makes
+    sure that none is texted or called twice."""
+    from azure.core.exceptions import ResourceExistsError
+
+    await storage.within_deadline(
+        table.write_rows(
+            [
+                table.refused_row(broadcast.id, r["to"], r["error"])
+                for r in refused[: table.MAX_REFUSED_ROWS]
+            ]
+        )
+    )
+    row = broadcast.row(len(accepted), len(refused))
+    try:
+        await storage.within_deadline(storage.on_table(table.TABLE, lambda t: t.create_entity(row)))
+    except ResourceExistsError:
+        existing = await storage.within_deadline(table.read_row(broadcast.id))
+        if existing is None:
+            raise storage.StorageUnavailable("the broadcast's row vanished") from None
+        broadcast = Broadcast.from_row(existing)
+    missed = [
+        to
+        for chunk in await queue.enqueue(chunks(broadcast, accepted), QUEUE_BUDGET)
+        for to in chunk.recipients
+    ]
+    marked = True
+    if missed:
+        logger.error(
+            "broadcasts id=%s outcome=partly-queued missed=%d of=%d",
+            broadcast.id, len(missed), len(accepted),
+        )
+        error = "could not be queued (storage unavailable or too slow): not sent"
+        try:
+            await asyncio.wait_for(
+                table.write_rows([table.failed_row(broadcast.id, to, error) for to in missed]),
+                MARK_BUDGET,
+            )
+        except (TimeoutError, storage.StorageUnavailable) as failure:
+            marked = False
+            logger.error("broadcasts id=%s outcome=not-marked missed=%d reason=%s",
+                         broadcast.id, len(missed), failure or "took too long")
+    return Accepted(broadcast, len(accepted) - len(missed), len(missed), marked)
+

@@ -1,0 +1,216 @@
+"""Table `TwilioBroadcasts`: each broadcast's rows, and the state of each recipient.
+
+Partition = broadcast id; row `broadcast` (kind, text, media, from, how many were accepted and
+refused, the tag secret, when); rows `r-<E.164>`: written when a recipient settles (State sent |
+failed, Sid, Error); rows `r-~<digest>` for refused entries (State refused, the entry as given,
+at most MAX_REFUSED_ROWS of them: the row counts them all). A queued recipient has no row (its
+chunk message holds it): the counts derive `queued` from the accepted total, so they are whole
+from the first moment, and the page lists recipients as they settle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from shared.broadcasts.model import BROADCAST_ROW, STATES, Broadcast, Envelope, Task, shown
+from shared.common import logs, redact
+from shared.records import storage
+
+logger = logs.get_logger(__name__)
+
+TABLE = "TwilioBroadcasts"
+
+RECIPIENT_PREFIX = "r-"
+
+# Refused entries are whatever the caller sent: their rows are keyed by a digest, never by the
+# text itself (Table Storage refuses / \\ # ? and control characters in keys).
+REFUSED_PREFIX = "r-~"
+
+TRANSACTION_SIZE = 100  # Table Storage's limit on one entity group transaction
+
+# Refused entries kept as rows (ten transactions); the rest are counted and answered only.
+MAX_REFUSED_ROWS = 1_000
+
+
+async def open_message(
+    envelope: Envelope, function: str, message_id: str
+) -> tuple[Broadcast | None, list[str]]:
+    """The broadcast a message names and its recipients; (None, []) when no such broadcast is
+    recorded, and (broadcast, []) when any recipient's tag does not verify (a message made or
+    altered by hand: none of it is trusted). One ERROR line for each. Raises
+    StorageUnavailable (the queue tries the message again)."""
+    row = await storage.within_deadline(read_row(envelope.broadcast))
+    if row is None:
+        logger.error("%s message=%s outcome=dropped reason=no broadcast %s", function,
+                     message_id, envelope.broadcast)
+        return None, []
+    broadcast = Broadcast.from_row(row)
+    verified = broadcast.verified(envelope.tagged)
+    if len(verified) < len(envelope.tagged):
+        logger.error(
+            "%s message=%s id=%s outcome=dropped reason=%d of %d recipients not queued by this "
+            "broadcast (a message made or altered by hand: none of it is sent)", function,
+            message_id, broadcast.id, len(envelope.tagged) - len(verified), len(envelope.tagged),
+        )
+        return broadcast, []
+    return broadcast, verified
+
+
+async def read_row(broadcast_id: str) -> dict[str, Any] | None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return dict(
+            await storage.on_table(TABLE, lambda t: t.get_entity(broadcast_id, BROADCAST_ROW))
+        )
+    except ResourceNotFoundError:
+        return None
+
+
+def refused_row(broadcast: str, entry: str, error: str) -> dict[str, Any]:
+    digest = hashlib.sha256(entry.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    return {"PartitionKey": broadcast, "RowKey": REFUSED_PREFIX + digest, "State": "refused",
+            "To": shown(entry), "Error": error}
+
+
+def failed_row(broadcast: str, to: str, error: str) -> dict[str, Any]:
+    return {"PartitionKey": broadcast, "RowKey": RECIPIENT_PREFIX + to, "State": "failed",
+            "Error": error}
+
+
+async def write_rows(rows: list[dict[str, Any]]) -> None:
+    """Upsert rows of one partition, 100 a transaction, a few transactions at a time."""
+    batches = [rows[i : i + TRANSACTION_SIZE] for i in range(0, len(rows), TRANSACTION_SIZE)]
+    limit = asyncio.Semaphore(8)
+
+    async def write(batch: list[dict[str, Any]]) -> None:
+        async with limit:
+            operations = [("upsert", row) for row in batch]
+            await storage.on_table(TABLE, lambda t: t.submit_transaction(operations))
+
+    await asyncio.gather(*(write(batch) for batch in batches))
+
+
+async def mark(
+    broadcast: str, to: str, state: str, sid: str | None = None, error: str | None = None
+) -> None:
+    """Move one recipient on (sent, failed); never back from sent to queued."""
+    from azure.data.tables import UpdateMode
+
+    row = {"PartitionKey": broadcast, "RowKey": RECIPIENT_PREFIX + to, "State": state}
+    if sid:
+        row["Sid"] = sid
+    if error:
+        row["Error"] = error
+    await storage.within_deadline(
+        storage.on_table(TABLE, lambda t: t.upsert_entity(row, mode=UpdateMode.MERGE))
+    )
+    logger.info("broadcast_send id=%s to=%s outcome=%s", broadcast, redact.phone_number(to), state)
+
+
+async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> dict[str, Any] | None:
+    """Counts by state over the whole broadcast, and one page of its recipients."""
+    from shared.records import store
+
+    found = await read_row(broadcast)
+    if found is None:
+        return None
+
+    async def counts(t: Any) -> dict[str, int]:
+        totals = dict.fromkeys(STATES, 0)
+        rows = t.query_entities(
+            "PartitionKey eq @id and RowKey ge 'r-' and RowKey lt 'r-~'",
+            parameters={"id": broadcast},
+            select=["State"],
+        )
+        async for row in rows:
+            state = row.get("State")
+            if state in ("sent", "failed"):
+                totals[state] += 1
+        # Every accepted recipient not yet settled is queued, listed (taken up) or not.
+        settled = totals["sent"] + totals["failed"]
+        totals["queued"] = max(0, int(found.get("Accepted") or 0) - settled)
+        totals["refused"] = int(found.get("Refused") or 0)  # rows are kept for the first 1,000
+        return totals
+
+    async def page(t: Any) -> tuple[list[dict[str, Any]], object]:
+        pages = t.query_entities(
+            "PartitionKey eq @id and RowKey ge 'r-' and RowKey lt 'r.'",
+            parameters={"id": broadcast},
+            results_per_page=limit,
+        ).by_page(continuation_token=token)
+        async for rows in pages:
+            return [dict(r) async for r in rows], pages.continuation_token
+        return [], None
+
+    # Counting reads the whole partition: once, on the first page, not again on every page.
+    totals = await storage.on_table(TABLE, counts) if token is None else None
+    rows, next_token = await storage.on_table(TABLE, page)
+    kind = "call" if found.get("Kind") == "call" else "message"
+
+    async def recipient(row: dict[str, Any]) -> dict[str, Any]:
+        item = {
+            "to": row["To"] if "To" in row else row["RowKey"][len(RECIPIENT_PREFIX) :],
+            "state": row.get("State") or "queued",
+            "sid": row.get("Sid"),
+            "error": row.get("Error"),
+            "delivery": None,
+        }
+        if row.get("Sid"):
+            record = await store.read(kind, row["Sid"])
+            item["delivery"] = record["status"] if record else None
+        return item
+
+    items = await asyncio.gather(*(recipient(r) for r in rows))
+    return {
+        "id": broadcast,
+        "kind": found.get("Kind"),
+        "created_at": found.get("CreatedAt"),
+        "counts": totals,
+        "recipients": list(items),
+        "next": store.encode_token(next_token),
+    }
+
+
+async def give_up(task: Task, reason: str) -> None:
+    """Mark a recipient failed after its last try, unless it was sent after all."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+    from azure.data.tables import UpdateMode
+
+    async def settle(t: Any) -> None:
+        try:
+            row = await t.get_entity(task.broadcast, RECIPIENT_PREFIX + task.to)
+        except ResourceNotFoundError:
+            row = None
+        if row is not None and row.get("State") == "sent":
+            return
+        failed = {
+            "PartitionKey": task.broadcast,
+            "RowKey": RECIPIENT_PREFIX + task.to,
+            "State": "failed",
+            "Error": reason,
+        }
+        if row is None:
+            await t.upsert_entity(failed)
+            return
+        try:
+            await t.update_entity(
+                failed,
+                mode=UpdateMode.MERGE,
+                etag=row.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            await settle(t)  # it changed under us (sent at the last moment?): look again
+
+    await storage.within_deadline(storage.on_table(TABLE, settle))
+    logger.warning(
+        "broadcast_poison id=%s to=%s outcome=failed reason=%s",
+        task.broadcast,
+        redact.phone_number(task.to),
+        reason,
+    )
+

@@ -1,0 +1,80 @@
+"""Where the app's tables and queues live: the Functions host's own storage connection
+(AzureWebJobsStorage), a connection string or identity-based."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from shared.common.settings import Reader, loader
+
+# The Functions host's own storage connection, which the app's records share: a connection
+# string (locally UseDevelopmentStorage=true, for Azurite), or the identity-based settings the
+# host documents for AzureWebJobsStorage (on Azure: account name, managedidentity, client ID).
+STORAGE_SETTINGS = (
+    "AzureWebJobsStorage",
+    "AzureWebJobsStorage__accountName",
+    "AzureWebJobsStorage__tableServiceUri",
+    "AzureWebJobsStorage__queueServiceUri",
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+)
+# Azurite's fixed, documented development account: the emulator accepts only this key, and it
+# is no secret (Microsoft publishes it). UseDevelopmentStorage=true means exactly this account.
+DEVELOPMENT_ACCOUNT = "devstoreaccount1"
+DEVELOPMENT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+DEVELOPMENT_STORAGE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    f"AccountKey={DEVELOPMENT_KEY};"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+
+
+class StorageSettings(NamedTuple):
+    """Where the app's tables (and queues) live, and how it signs in."""
+
+    connection_string: str | None  # a connection string, else the endpoints below
+    table_endpoint: str | None
+    queue_endpoint: str | None
+    managed_identity_client_id: str | None  # with __credential=managedidentity
+
+
+def _storage_settings(reader: Reader) -> StorageSettings:
+    value = reader.get("AzureWebJobsStorage")
+    if value is not None:
+        if value.replace(" ", "").lower() == "usedevelopmentstorage=true":
+            value = DEVELOPMENT_STORAGE
+        elif "=" not in value:
+            reader.malformed("AzureWebJobsStorage", "a storage connection string")
+        return StorageSettings(value, None, None, None)
+    account = reader.get("AzureWebJobsStorage__accountName")
+    tables = reader.get("AzureWebJobsStorage__tableServiceUri")
+    queues = reader.get("AzureWebJobsStorage__queueServiceUri")
+    if account is not None:
+        if not re.fullmatch(r"[a-z0-9]{3,24}", account):
+            reader.malformed("AzureWebJobsStorage__accountName", "a storage account name")
+        tables = tables or f"https://{account}.table.core.windows.net"
+        queues = queues or f"https://{account}.queue.core.windows.net"
+    if tables is None:
+        reader.problems.append(
+            (
+                "AzureWebJobsStorage",
+                "is not set (nor AzureWebJobsStorage__accountName): the app keeps its records "
+                "in Azure Storage; locally, set it to UseDevelopmentStorage=true (Azurite)",
+            )
+        )
+    credential = (reader.get("AzureWebJobsStorage__credential") or "").lower()
+    client_id = reader.get("AzureWebJobsStorage__clientId")
+    return StorageSettings(
+        connection_string=None,
+        table_endpoint=tables,
+        queue_endpoint=queues,
+        managed_identity_client_id=(client_id or "") if credential == "managedidentity" else None,
+    )
+
+
+load_storage_settings = loader(STORAGE_SETTINGS, _storage_settings)

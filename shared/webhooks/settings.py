@@ -1,0 +1,75 @@
+"""The webhooks' settings (voice_url, sms_url and the status callbacks): only what checking a
+signature and answering with TwiML needs, so nothing about the REST API can break a webhook."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from shared.common.settings import Reader, loader, local_run, optional_pattern, public_origin
+
+DEFAULT_VOICE_GREETING = "Hello Monkey!"
+DEFAULT_SMS_REPLY = "Hey, thanks for the ping! Twilio and Azure rock!"
+# <Say voice="Polly.Joanna-Neural"> and language="en-US": Twilio's own value sets grow, so only
+# the shape is checked here; Twilio reports an unknown voice in its debugger.
+_VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}")
+
+
+WEBHOOK_SETTINGS = (
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "TWILIO_SHARED_KEY_SECRET",
+    "TWILIO_SHARED_KEY_SECRET_SECONDARY",
+    "PUBLIC_BASE_URL",
+    "VOICE_GREETING",
+    "VOICE_NAME",
+    "VOICE_LANGUAGE",
+    "SMS_REPLY",
+)
+
+
+class WebhookSettings(NamedTuple):
+    """What the Twilio webhooks (voice_url, sms_url) need."""
+
+    auth_tokens: tuple[str, ...]
+    # The secrets of the SharedKeys a Twilio Webhook Setting signs with (empty: none is set up);
+    # a webhook carrying X-Twilio-Webhooks-Signature-Settings is checked against these instead.
+    shared_key_secrets: tuple[str, ...]
+    # PUBLIC_BASE_URL, else https://WEBSITE_HOSTNAME on Azure, else None.
+    trusted_origin: str | None
+    # WEBSITE_HOSTNAME is a loopback one, as `func start` sets it: a local run, where a request's
+    # own host and forwarding headers may name the origin Twilio signed (shared.public_url).
+    local_run: bool
+    voice_greeting: str
+    voice_name: str | None
+    voice_language: str | None
+    sms_reply: str
+
+
+def _webhook_settings(reader: Reader) -> WebhookSettings:
+    token = reader.required("TWILIO_AUTH_TOKEN", ": webhook signatures cannot be checked")
+    secondary = reader.get("TWILIO_AUTH_TOKEN_SECONDARY")
+    shared_keys = (
+        reader.get("TWILIO_SHARED_KEY_SECRET"),
+        reader.get("TWILIO_SHARED_KEY_SECRET_SECONDARY"),
+    )
+    return WebhookSettings(
+        auth_tokens=tuple(t for t in (token, secondary) if t),
+        shared_key_secrets=tuple(k for k in shared_keys if k),
+        trusted_origin=public_origin(reader),
+        local_run=local_run(reader),
+        voice_greeting=reader.get("VOICE_GREETING") or DEFAULT_VOICE_GREETING,
+        voice_name=optional_pattern(
+            reader, "VOICE_NAME", _VOICE_NAME, "a Twilio voice name, like Polly.Joanna"
+        ),
+        voice_language=optional_pattern(
+            reader, "VOICE_LANGUAGE", _LANGUAGE, "a language tag, like en-US"
+        ),
+        sms_reply=reader.get("SMS_REPLY") or DEFAULT_SMS_REPLY,
+    )
+
+
+# Settings for voice_url and sms_url (and the status callbacks): only what checking a signature
+# and answering with TwiML needs, so nothing about the REST API can break a webhook.
+load_webhook_settings = loader(WEBHOOK_SETTINGS, _webhook_settings)
