@@ -3,15 +3,16 @@
     BENCH_TWILIO_API=http://127.0.0.1:PORT BENCH_FUNCTION_KEY=... python -m bench.served
 
 A bench-only bootstrap, in its own process: it installs, through the app's own seam
-(`shared.twilio_client.use_http_client`), devhost's `StandInClientFactory` (devhost/standin.py,
-the one `python -m devhost.server --twilio-api` uses): twilio's AsyncTwilioHttpClient with one
-change, every request goes to the stand-in's URL instead of `https://api.twilio.com`. The app,
-the twilio library, aiohttp and its connection pool are otherwise exactly what runs in
-production. Then it loads every function through the worker (`WorkerHost.start`, with a function
-key for make_call as Azure requires), serves it with `devhost.server.serve` on a free loopback
-port (with a larger listen backlog: see `raise_listen_backlog`), prints `READY <port>`, and
-answers `modules` on stdin with the import state of the modules the cold-start promise is about
-(this process's sys.modules is the one that counts) and `backlog` with what the workaround did.
+(`shared.outbound.twilio_client.use_http_client`), devhost's `StandInClientFactory`
+(devhost/standin.py, the one `python -m devhost.server --twilio-api` uses): twilio's
+AsyncTwilioHttpClient with one change, every request goes to the stand-in's URL instead of
+`https://api.twilio.com`. The app, the twilio library, aiohttp and its connection pool are otherwise
+exactly what runs in production. Then it loads every function through the worker
+(`WorkerHost.start`, with a function key for make_call as Azure requires), serves it with
+`devhost.server.serve` on a free loopback port (with a larger listen backlog: see
+`raise_listen_backlog`), prints `READY <port>`, and answers `modules` on stdin with the import state
+of the modules the cold-start promise is about (this process's sys.modules is the one that counts)
+and `backlog` with what the workaround did.
 
 Nothing here imports twilio.rest or aiohttp: the factory imports them when make_call first
 builds its client, which is the very moment the benchmark checks for.

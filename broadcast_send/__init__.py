@@ -1,6 +1,6 @@
 """broadcast_send: the `broadcast-sends` queue: a chunk of a broadcast's recipients, or one
 recipient whose send had to wait. Each is sent once, through send_sms's or make_call's own
-code (shared.broadcast_delivery.handle says how, and what is dropped, deferred or retried)."""
+code (shared.broadcasts.sending.handle says how, and what is dropped, deferred or retried)."""
 
 import azure.functions as func
 

@@ -104,7 +104,7 @@ _PHONE_NUMBER = re.compile(r"\+?[0-9]{10,15}")
 
 def _masked_value(value: str) -> str:
     """A query value for the log: a phone number masked as the app logs one, +1415*****00;
-    any other value `***` ("" stays ""). (The app's shared.redact is not used: the local host
+    any other value `***` ("" stays ""). (The app's shared.common.redact is not used: the local host
     serves any app root.)"""
     if not value:
         return value
@@ -118,7 +118,7 @@ _QUERY_IN_TEXT = re.compile(r"\?[^\s'\"()]+")
 
 def _printable(text: str) -> str:
     # http.server passes control characters of the request line through; the app's own
-    # shared.logs is not used here, as the local host serves any app root (fixtures too).
+    # shared.common.logs is not used here, as the local host serves any app root (fixtures too).
     return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 

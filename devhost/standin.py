@@ -40,12 +40,12 @@ served so far: how the benchmark sees whether make_call reuses its connection), 
 one JSON line of what was created (the SIDs per To number, each create's time in seconds since
 the stand-in started) and what was refused, and stops at EOF.
 
-`StandInClientFactory(base_url)` is the other half, for `shared.twilio_client.use_http_client`:
-twilio's own AsyncTwilioHttpClient whose every request goes to `base_url` instead of
-api.twilio.com; the app, the twilio library, aiohttp and its connection pool are otherwise
-exactly what runs in production. `base_url` must be a loopback URL (`loopback_api_url`): the
-client sends the account's credentials with every request, and plain http to another machine
-would hand them to anyone on the way.
+`StandInClientFactory(base_url)` is the other half, for
+`shared.outbound.twilio_client.use_http_client`: twilio's own AsyncTwilioHttpClient whose every
+request goes to `base_url` instead of api.twilio.com; the app, the twilio library, aiohttp and its
+connection pool are otherwise exactly what runs in production. `base_url` must be a loopback URL
+(`loopback_api_url`): the client sends the account's credentials with every request, and plain http
+to another machine would hand them to anyone on the way.
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ def aimed_at(url: str, base_url: str) -> str:
 
 
 class StandInClientFactory:
-    """A factory for `shared.twilio_client.use_http_client`: twilio's own async client, every
-    request of which goes to `base_url` (a loopback URL, see `loopback_api_url`).
+    """A factory for `shared.outbound.twilio_client.use_http_client`: twilio's own async client,
+    every request of which goes to `base_url` (a loopback URL, see `loopback_api_url`).
 
     It remembers each client it built and the event loop it was built on, so a process that is
     done with them can close their aiohttp sessions on that loop (`close_all`) instead of leaving
@@ -158,7 +158,7 @@ class StandInClientFactory:
             async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
                 return await super().request(method, aimed_at(url, base_url), *args, **kwargs)
 
-        # As shared.twilio_client builds its default: no retries, the app's logger name.
+        # As shared.outbound.twilio_client builds its default: no retries, the app's logger name.
         client = StandInHttpClient(logger=logging.getLogger("twilio.http"))
         self.built.append((client, asyncio.get_running_loop()))
         return client

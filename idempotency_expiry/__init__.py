@@ -1,5 +1,6 @@
 """idempotency_expiry: every 15 minutes, delete the Idempotency-Key rows older than their 24
-hours (shared.idempotency.delete_expired): they hold numbers and answers nobody may replay."""
+hours (shared.records.idempotency.delete_expired): they hold numbers and answers nobody may
+replay."""
 
 import azure.functions as func
 

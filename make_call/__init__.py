@@ -1,7 +1,7 @@
 """make_call: POST /api/make_call (function key required) places an outbound call via Twilio.
 
 Body: {"to": "+14155550100", "from": optional caller ID, "message": optional greeting}. With an
-Idempotency-Key header, one key places at most one call (shared/idempotency.py).
+Idempotency-Key header, one key places at most one call (shared/records/idempotency.py).
 Async, so one worker serves many calls while each waits on Twilio's API.
 """
 

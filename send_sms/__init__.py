@@ -2,7 +2,7 @@
 
 Body: {"to": "+14155550100", "body": "text", "from": optional sender, "media_url": optional
 https URL or list of them (MMS)}. With an Idempotency-Key header, one key sends at most one
-message (shared/idempotency.py). Async, like make_call.
+message (shared/records/idempotency.py). Async, like make_call.
 """
 
 import azure.functions as func

@@ -954,7 +954,7 @@ STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 
 
 def test_the_app_identity_may_read_and_write_its_record_tables() -> None:
-    """shared/records.py signs in with the managed identity: without this role every record
+    """shared/records/storage.py signs in with the managed identity: without this role every record
     write is a 403 and every status callback a 503."""
     storage = INFRA / "app" / "storage.bicep"
     source = storage.read_text()

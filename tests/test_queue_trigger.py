@@ -47,7 +47,7 @@ class QueueEnv:
         self.poison_name = f"{name}-poison"
         self.log = log
         self.connection_string = connection_string
-        # As shared/storage.py sends: base64 text, the extension's default messageEncoding.
+        # base64 text, the extension's default messageEncoding (this fixture app keeps it).
         self.client = QueueClient.from_connection_string(
             connection_string, name, message_encode_policy=TextBase64EncodePolicy())
         self.raw = QueueClient.from_connection_string(connection_string, name)

@@ -1,8 +1,8 @@
 """voice_url: the webhook Twilio calls when a call connects; answers with a spoken greeting.
 
 Put your own call logic in `greet` (gather digits, dial, record...) with
-twilio.twiml.voice_response.VoiceResponse, or in a helper of shared/twiml.py. `main` is async
-(no thread-pool hop per request), so `greet` must not block: make it `async def` to await an
+twilio.twiml.voice_response.VoiceResponse, or in a helper of shared/webhooks/twiml.py. `main` is
+async (no thread-pool hop per request), so `greet` must not block: make it `async def` to await an
 async client, or hand a blocking call to `asyncio.to_thread`.
 """
 

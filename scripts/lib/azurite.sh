@@ -74,7 +74,7 @@ except AppConfigError as error:
     sys.exit(f"error: {error}")'
 }
 
-# Whether the connection string $1 is UseDevelopmentStorage=true, compared as shared/settings.py
+# Whether the connection string $1 is UseDevelopmentStorage=true, compared as shared/records/settings.py
 # does (spaces dropped, any case).
 is_development_storage() {
   local value

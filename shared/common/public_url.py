@@ -88,7 +88,7 @@ def _forwarded(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
 
 def _split(req: func.HttpRequest) -> SplitResult:
     # The host builds the URL from the Host header, so a malformed URL means a malformed Host;
-    # it is named in the refusal (shortened; shared.logs escapes what it cannot print).
+    # it is named in the refusal (shortened; shared.common.logs escapes what it cannot print).
     parts = _split_url(req.url)
     if parts is None:
         host = (req.headers.get("host") or "")[:80]

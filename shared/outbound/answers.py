@@ -119,7 +119,7 @@ def twilio_failure(
     if isinstance(error, aiohttp.ClientConnectorError):
         # No connection was made (refused, DNS, TLS handshake): the request was never written,
         # so nothing was created, and trying again cannot call or text twice. 503 releases an
-        # Idempotency-Key at once (shared.idempotency) instead of leaving it to a lookup.
+        # Idempotency-Key at once (shared.records.idempotency) instead of leaving it to a lookup.
         logger.error("%s to=%s outcome=unreachable error=%s", name, target, type(error).__name__)
         return responses.json_error(
             503,

@@ -156,7 +156,7 @@ async def find(
 async def record(
     created: CallInstance, message: str | None = None, owner: str | None = None
 ) -> bool:
-    """Write the call's record (see shared.records), owned by the Idempotency-Key that placed
+    """Write the call's record (see shared.records.store), owned by the Idempotency-Key that placed
     it (`owner`, None without one); False when storage could not take it."""
     from shared.records import store
 

@@ -2,10 +2,10 @@
 
 Both do the same thing to a different resource: load the settings, read and check the body
 against the toll-fraud policy, send one create request to Twilio, record what it created and
-answer 201 with the SID. With an Idempotency-Key header, shared.idempotency makes sure one key
-creates at most one call or message, and looks an unknown outcome up at Twilio instead of
+answer 201 with the SID. With an Idempotency-Key header, shared.records.idempotency makes sure one
+key creates at most one call or message, and looks an unknown outcome up at Twilio instead of
 sending again. What differs between a call and a message is an `Outbound`: its settings, its
-parse and create steps (shared.calls, shared.sms), its record and its answer.
+parse and create steps (shared.outbound.calls, shared.outbound.sms), its record and its answer.
 
 This module is imported on a REST function's first request, not when the worker loads the
 function folders: the worker loads every function of the app at start, and a webhook's cold
@@ -29,7 +29,7 @@ from shared.records import idempotency
 
 
 class Outbound(NamedTuple):
-    """What one REST function creates, and how: each step is shared.calls' or shared.sms'."""
+    """What one REST function creates, and how: each step is calls' or sms'."""
 
     function: str
     subject: answers.Subject

@@ -222,7 +222,7 @@ def _same_request(listed: MessageInstance, wanted: SmsRequest, settings: SmsSett
 async def record(
     created: MessageInstance, message: SmsRequest | None = None, owner: str | None = None
 ) -> bool:
-    """Write the message's record (see shared.records), owned by the Idempotency-Key that sent
+    """Write the message's record (see shared.records.store), owned by the Idempotency-Key that sent
     it (`owner`, None without one); False when storage could not take it."""
     from shared.records import store
 

@@ -137,7 +137,7 @@ class Claim:
 
     @property
     def owner(self) -> str:
-        """Whose call or message a record is (shared.records' Owner): this key's row."""
+        """Whose call or message a record is (shared.records.store's Owner): this key's row."""
         return f"{self.function}:{self.row_key}"
 
     async def sending(self, to: str, from_: str | None) -> func.HttpResponse | None:

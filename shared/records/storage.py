@@ -1,9 +1,9 @@
 """Azure Table Storage (records) and Queue Storage (broadcasts), through the Functions host's own
 connection.
 
-The connection follows the AzureWebJobsStorage convention (see shared.settings): a connection
-string (locally UseDevelopmentStorage=true, which is Azurite), or identity-based on Azure with
-azure-identity's managed identity credential for the app's user-assigned identity. No account
+The connection follows the AzureWebJobsStorage convention (see shared.records.settings): a
+connection string (locally UseDevelopmentStorage=true, which is Azurite), or identity-based on Azure
+with azure-identity's managed identity credential for the app's user-assigned identity. No account
 key is configured anywhere on Azure.
 
 azure.data.tables and azure.identity are imported on first use, never at module import: every

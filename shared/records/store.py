@@ -34,8 +34,8 @@ INDEX_TABLE = "TwilioRecordIndex"
 RECORD_ROW = "record"
 EVENT_PREFIX = "event-"
 # Who created a SID, on its record row (`Owner`): the Idempotency-Key that created or adopted it
-# (shared.idempotency's Claim.owner), or NO_KEY for a request without one. A record made by a
-# status callback alone has no owner yet. An unknown outcome's lookup adopts only a SID that no
+# (shared.records.idempotency's Claim.owner), or NO_KEY for a request without one. A record made by
+# a status callback alone has no owner yet. An unknown outcome's lookup adopts only a SID that no
 # other request of ours owns (see `adopt`).
 OWNER_FIELD = "Owner"
 NO_KEY = "no-key"

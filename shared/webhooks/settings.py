@@ -39,7 +39,7 @@ class WebhookSettings(NamedTuple):
     # PUBLIC_BASE_URL, else https://WEBSITE_HOSTNAME on Azure, else None.
     trusted_origin: str | None
     # WEBSITE_HOSTNAME is a loopback one, as `func start` sets it: a local run, where a request's
-    # own host and forwarding headers may name the origin Twilio signed (shared.public_url).
+    # own host and forwarding headers may name the origin Twilio signed (shared.common.public_url).
     local_run: bool
     voice_greeting: str
     voice_name: str | None

@@ -1,5 +1,6 @@
 """Text that ends up spoken on a call (make_call's `message`, read by voice_url): bounded, and
-free of control characters. (An SMS body is cleaned by shared.sms: its line breaks are kept.)
+free of control characters. (An SMS body is cleaned by shared.outbound.sms: its line breaks are
+kept.)
 """
 
 from __future__ import annotations
