@@ -7,11 +7,10 @@ Put your own message logic in `reply`: `sms.param("Body")` is the text received 
 import azure.functions as func
 
 from shared import webhooks
-from shared.webhooks import twiml
 
 
 def reply(sms: webhooks.Webhook) -> str:
-    return twiml.message(sms.settings.sms_reply)
+    return webhooks.twiml.message(sms.settings.sms_reply)
 
 
 async def main(req: func.HttpRequest) -> func.HttpResponse:

@@ -1,22 +1,21 @@
 """voice_url: the webhook Twilio calls when a call connects; answers with a spoken greeting.
 
 Put your own call logic in `greet` (gather digits, dial, record...) with
-twilio.twiml.voice_response.VoiceResponse, or in a helper of shared/webhooks/twiml.py. `main` is
-async (no thread-pool hop per request), so `greet` must not block: make it `async def` to await an
-async client, or hand a blocking call to `asyncio.to_thread`.
+twilio.twiml.voice_response.VoiceResponse, or in a helper of shared/webhooks/twiml.py
+(`webhooks.twiml`). `main` is async (no thread-pool hop per request), so `greet` must not
+block: make it `async def` to await an async client, or hand a blocking call to
+`asyncio.to_thread`.
 """
 
 import azure.functions as func
 
 from shared import webhooks
-from shared.webhooks import twiml
-from shared.webhooks.speech import clean_text
 
 
 def greet(call: webhooks.Webhook) -> str:
     # make_call passes its `message` in the URL query, which the signature covers.
-    text = clean_text(call.query.get("message") or "") or call.settings.voice_greeting
-    return twiml.say(text, call.settings.voice_name, call.settings.voice_language)
+    text = webhooks.clean_text(call.query.get("message") or "") or call.settings.voice_greeting
+    return webhooks.twiml.say(text, call.settings.voice_name, call.settings.voice_language)
 
 
 async def main(req: func.HttpRequest) -> func.HttpResponse:
