@@ -9,9 +9,7 @@ import azure.functions as func
 
 
 async def main(msg: func.QueueMessage) -> None:
-    # Imported on the first invocation, not when the worker loads the function: the worker
-    # loads every function of the app at start, and a webhook's cold start must not pay for
-    # this function's modules (docs/benchmark.md, cold start).
+    # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.broadcasts import sending
 
     await sending.poisoned(msg.id or "-", msg.get_body(), msg.dequeue_count or 0)

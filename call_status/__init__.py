@@ -7,9 +7,7 @@ from shared import webhooks
 
 
 async def record(callback: webhooks.Webhook) -> str:
-    # Imported on the first invocation, not when the worker loads the function: the worker
-    # loads every function of the app at start, and a webhook's cold start must not pay for
-    # this callback's storage modules (docs/benchmark.md, cold start).
+    # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.records import callbacks
 
     # Your own reaction to a call's progress goes here (after it is stored).

@@ -9,9 +9,7 @@ import azure.functions as func
 
 
 async def main(req: func.HttpRequest) -> func.HttpResponse:
-    # Imported on the first invocation, not when the worker loads the function: the worker
-    # loads every function of the app at start, and a webhook's cold start must not pay for
-    # this function's modules (docs/benchmark.md, cold start).
+    # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.outbound import endpoint
 
     return await endpoint.handle(req, endpoint.CALL)

@@ -2,12 +2,9 @@
 
 Starting one checks every number against the single-send policy up front (sms.parse or
 calls.parse): refused ones are answered, never queued; duplicates are sent once; the rest go to
-shared.broadcasts, which records them and queues them in chunks. Showing one reads its counts
-and, a page at a time, its recipients.
-
-This module is imported on the first broadcasts request, not when the worker loads the function
-folder: the worker loads every function of the app at start, and a webhook's cold start must not
-compile or run it (docs/benchmark.md, cold start).
+shared.broadcasts.starting, which records them and queues them in chunks. Showing one reads its
+counts and, a page at a time, its recipients. With an Idempotency-Key, the key's row carries the
+broadcast's id, so a retry replays the answer or carries on the same broadcast.
 """
 
 from __future__ import annotations

@@ -68,9 +68,7 @@ def caller_id(raw_from: str | None, settings: CallSettings) -> str:
 
 def parse(fields: Fields, settings: CallSettings) -> CallRequest:
     """The call to place; raises Refusal or a numbers error (see rest_answers.REFUSALS)."""
-    # phonenumbers' import is deferred to the first call, like the REST client's: every
-    # function module is imported at a cold start, and the webhooks never need it.
-    from shared.outbound import numbers
+    from shared.outbound import numbers  # phonenumbers: on first use (docs/benchmark.md)
 
     raw_to = text(fields, "to")
     if raw_to is None:

@@ -6,10 +6,6 @@ answer 201 with the SID. With an Idempotency-Key header, shared.records.idempote
 key creates at most one call or message, and looks an unknown outcome up at Twilio instead of
 sending again. What differs between a call and a message is an `Outbound`: its settings, its
 parse and create steps (shared.outbound.calls, shared.outbound.sms), its record and its answer.
-
-This module is imported on a REST function's first request, not when the worker loads the
-function folders: the worker loads every function of the app at start, and a webhook's cold
-start must not compile or run it (docs/benchmark.md, cold start).
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
-"""The errors of the number policy (shared.outbound.numbers), apart from it so that a function
-module can name them at import without importing phonenumbers: every function module is imported at
-a cold start, and the webhooks never need phonenumbers."""
+"""The errors of the number policy (shared.outbound.numbers), apart from it so that they can be
+named without importing phonenumbers (docs/benchmark.md, cold start)."""
 
 from __future__ import annotations
 

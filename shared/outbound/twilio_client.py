@@ -1,9 +1,8 @@
 """The Twilio REST client: built on the first REST request (make_call, send_sms), then reused.
 
-`twilio.rest` and aiohttp take about half a second to import, so they are imported here, inside
-`get_client`, and only the REST functions reach it: the webhooks' cold start never pays for
-them. The client's aiohttp session keeps its connections to api.twilio.com open, so a warm
-process places a call or sends a text without a new TCP and TLS handshake.
+`twilio.rest` and aiohttp are imported inside `get_client`, which only the REST functions reach
+(docs/benchmark.md, cold start). The client's aiohttp session keeps its connections to
+api.twilio.com open, so a warm process places a call or sends a text without a new handshake.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Idempotency-Key on make_call and send_sms: one key places at most one call or sends at most
-one message, across every instance of the app.
+"""Idempotency-Key on make_call, send_sms and POST /api/broadcasts (and the key of each
+broadcast recipient): one key places at most one call, sends at most one message or starts at
+most one broadcast, across every instance of the app.
 
 The key (the IETF HTTP API working group's draft "The Idempotency-Key HTTP Header Field": a
 client-chosen string) is claimed in Table Storage by a conditional insert before anything is
@@ -14,14 +15,16 @@ A retry with the same key and the same request finds the row: `done` replays the
 `Idempotent-Replayed: true`; a fresh `claimed` or `sending` row is still in flight (409 with
 Retry-After). A `sending` row whose request is over (its deadline passed, or it ended in a
 timeout or a 5xx from Twilio) has an unknown outcome: the app looks it up at Twilio (the Calls
-or Messages list, filtered by to and from, created since `SentAt`) and answers with what it
-finds, recording it as `done`. Nothing found:
-the key is released (and this request sent) only once `RELEASE_AFTER` seconds have passed since
-`SentAt`, long past the moment Twilio lists a created call or message; until then, 409.
+or Messages list, filtered by to and from, created since `SentAt`, never a SID another request
+of the app owns: shared.outbound.calls.find, sms.find) and answers with what it finds, recording
+it as `done`. Nothing found: the key is released (and this request sent) only once
+`RELEASE_AFTER` seconds have passed since `SentAt`, long past the moment Twilio lists a created
+call or message; until then, 409.
 
 Answers that prove nothing was created release the key at once, so a retry is sent afresh: the
-app's settings error (500 before anything was sent) and Twilio's rate limit (503). Everything
-else (201, every 4xx: our policy's refusals and Twilio's) is `done` and replayed.
+app's settings error (500 before anything was sent), Twilio's rate limit and a connection to
+Twilio that was never made (503). Everything else (201, 202, every 4xx: our policy's refusals and
+Twilio's) is `done` and replayed.
 
 Keys expire after 24 hours: an expired row is claimed again as if it were new, and the
 `idempotency_expiry` timer deletes expired rows (they hold numbers and answers).

@@ -6,9 +6,8 @@ connection string (locally UseDevelopmentStorage=true, which is Azurite), or ide
 with azure-identity's managed identity credential for the app's user-assigned identity. No account
 key is configured anywhere on Azure.
 
-azure.data.tables and azure.identity are imported on first use, never at module import: every
-function module is loaded at a cold start, and the webhooks never need them. Clients are built
-once per process (and per event loop: the async transport binds to it) and reused.
+The Azure SDKs are imported on first use (docs/benchmark.md, cold start). Clients are built once
+per process (and per event loop: the async transport binds to it) and reused.
 
 Every storage call is bounded (`TIMEOUT`) and retried at most once by the SDK, so a caller such
 as a status callback can answer 503 well inside Twilio's 15-second webhook deadline.

@@ -34,9 +34,7 @@ MAX_WEBHOOK_BODY = 64 * 1024
 
 
 class Webhook(NamedTuple):
-    """A request that passed the signature check. (Immutable; a named tuple because one is built
-    per request and the class is defined at every cold start: both cost a fraction of a frozen
-    dataclass.)"""
+    """A request that passed the signature check, with the webhooks' settings."""
 
     query: Mapping[str, str]
     form: signature.FormParams

@@ -5,12 +5,9 @@ The HMAC and body hash are the twilio library's (`RequestValidator.compute_signa
 (see `public_url`), reading the parameters exactly as Twilio sent them, and trying each auth
 token in turn, so a token can be rotated without refusing a single genuine request.
 
-`RequestValidator.validate` is not called: it always signs both port variants and re-parses the
-query, once per candidate URL. Trying the candidates most likely first and stopping at the first
-match halves the cost of a genuine request, with the same checks. The candidates are built one
-at a time, as they are tried: a genuine request matches the first one (the URL as received, at
-the trusted origin), so the query variants and port forms are only worked out for a refusal or
-an unusual proxy.
+`RequestValidator.validate` is not called: it signs every port and query variant of a URL at
+once. Here the candidate URLs are tried one at a time, the likeliest first (the URL as received,
+at the trusted origin), with the same checks.
 
 A Twilio Webhook Rule may sign with a SharedKey instead of the auth token; the request then says
 so in X-Twilio-Webhooks-Signature-Settings (see `_signing`), and the same check runs with that
@@ -115,8 +112,7 @@ def _unescape(text: str) -> str:
 
 
 class Verdict(NamedTuple):
-    """The outcome of the check; `reason` is safe to log (no token, no signature, no query).
-    (A named tuple: built on every request, it costs half a frozen dataclass.)"""
+    """The outcome of the check; `reason` is safe to log (no token, no signature, no query)."""
 
     genuine: bool
     reason: str

@@ -1,16 +1,14 @@
 """TwiML documents, built with the twilio library so every value is escaped for XML.
 
-The documents depend only on settings and make_call's message, so each distinct one is built
-once and reused: serialising with ElementTree on every request was a tenth of a webhook's cost.
+Each distinct document (they depend only on settings and make_call's message) is built once and
+reused. Add a builder here for your own TwiML: a function that returns the document's XML.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-# twilio.twiml's two response modules are imported where each document is first built: the worker
-# loads voice_url and sms_url together, and each one's cold start needs only its own (the voice
-# verbs are a large module, 3 ms to import).
+# twilio.twiml's response modules are imported where a document is first built (docs/benchmark.md).
 
 
 @lru_cache(maxsize=256)
