@@ -242,12 +242,7 @@ def _signing(
 
     Which secret signed is the request's to say, not the app's: a forger gains nothing by adding
     or dropping the header, since every path needs a secret it does not have."""
-    # `in` first: the header is usually absent, and the worker's headers mapping answers a
-    # missing key's `get` by raising and catching KeyError (a microsecond per webhook).
-    headers = req.headers
-    named = ""
-    if SIGNATURE_SETTINGS_HEADER in headers:
-        named = headers[SIGNATURE_SETTINGS_HEADER].strip()
+    named = (req.headers.get(SIGNATURE_SETTINGS_HEADER) or "").strip()
     if not named:
         if not auth_tokens:
             return (), None, "no auth token configured"
