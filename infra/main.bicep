@@ -64,6 +64,9 @@ param voiceName string = ''
 @description('TwiML <Say> language (optional).')
 param voiceLanguage string = ''
 
+@description('Call-flow file voice_url walks callers through, relative to the app root (optional; docs/call-flows.md).')
+param callFlow string = ''
+
 @description('Reply to incoming SMS.')
 param smsReply string = 'Hey, thanks for the ping! Twilio and Azure rock!'
 
@@ -174,6 +177,7 @@ var twilioPlainSettings = {
   VOICE_NAME: voiceName
   VOICE_LANGUAGE: voiceLanguage
   SMS_REPLY: smsReply
+  CALL_FLOW: callFlow
   CALL_ALLOWED_COUNTRIES: callAllowedCountries
   TWILIO_HTTP_TIMEOUT: twilioHttpTimeout
   TWILIO_MESSAGING_SERVICE_SID: twilioMessagingServiceSid

@@ -34,13 +34,15 @@ EXPECTED_FUNCTIONS = {
     "sms_url",
     "call_status",
     "message_status",
+    "call_flow",
+    "recording_status",
     "calls",
     "messages",
     "broadcasts",
 }
 REST_FUNCTIONS = ("make_call", "send_sms")
 RECORD_READERS = ("calls", "messages")
-WEBHOOKS = ("voice_url", "sms_url")
+WEBHOOKS = ("voice_url", "sms_url", "call_flow")
 HTTP_VERBS = {"get", "post", "put", "patch", "delete", "head", "options", "trace"}
 # Twilio waits 15 s for a webhook answer; the host must stop a function well before that.
 TWILIO_WEBHOOK_TIMEOUT = 15.0

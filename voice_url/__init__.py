@@ -13,6 +13,10 @@ from shared import webhooks
 
 
 def greet(call: webhooks.Webhook) -> str:
+    if call.settings.call_flow:  # CALL_FLOW: walk the caller through the flow file
+        from shared.callflows import walk  # on first use, not at load (docs/benchmark.md)
+
+        return walk.start(call)
     # make_call passes its `message` in the URL query, which the signature covers.
     text = webhooks.clean_text(call.query.get("message") or "") or call.settings.voice_greeting
     return webhooks.twiml.say(text, call.settings.voice_name, call.settings.voice_language)

@@ -85,7 +85,7 @@ def _e164(reader: Reader, name: str, value: str) -> str | None:
         return None
 
 
-def _allowed_countries(
+def allowed_countries(
     reader: Reader, name: str, phone_number: str | None, what: str
 ) -> frozenset[str]:
     """`name`'s country codes; unset, the country of TWILIO_PHONE_NUMBER."""
@@ -110,7 +110,7 @@ def _allowed_countries(
     return frozenset(codes)
 
 
-def _numbers(reader: Reader, name: str) -> frozenset[str]:
+def number_list(reader: Reader, name: str) -> frozenset[str]:
     """A comma-separated list of E.164 numbers (CALLER_IDS, SMS_SENDERS)."""
     found: set[str] = set()
     for raw in (reader.get(name) or "").split(","):
@@ -192,8 +192,8 @@ def _call_settings(reader: Reader) -> CallSettings:
     _require_public_origin(reader, rest, "fetch the call's TwiML")
     return CallSettings(
         rest=rest,
-        caller_ids=_numbers(reader, "CALLER_IDS"),
-        allowed_countries=_allowed_countries(
+        caller_ids=number_list(reader, "CALLER_IDS"),
+        allowed_countries=allowed_countries(
             reader, "CALL_ALLOWED_COUNTRIES", rest.phone_number, "the calls' country"
         ),
     )
@@ -220,8 +220,8 @@ def _sms_settings(reader: Reader) -> SmsSettings:
     return SmsSettings(
         rest=rest,
         messaging_service_sid=service,
-        senders=_numbers(reader, "SMS_SENDERS"),
-        allowed_countries=_allowed_countries(
+        senders=number_list(reader, "SMS_SENDERS"),
+        allowed_countries=allowed_countries(
             reader, "SMS_ALLOWED_COUNTRIES", rest.phone_number, "the messages' country"
         ),
     )

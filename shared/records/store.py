@@ -180,7 +180,7 @@ async def keep_created(
     return False
 
 
-def _cut(value: str | None) -> str | None:
+def cut(value: str | None) -> str | None:
     """A callback's field as stored: at most MAX_FIELD_CHARS (a signed callback with a 40 KB
     field would otherwise be refused by storage on every one of Twilio's retries)."""
     return value[:MAX_FIELD_CHARS] if value else value
@@ -249,6 +249,11 @@ def _event_key(kind: str, params: Mapping[str, str]) -> str:
     return f"{EVENT_PREFIX}r{rank}-{digest}"
 
 
+async def ensure_record(kind: str, sid: str) -> None:
+    """A record row for a SID the app learns of from a callback (an inbound call's recording)."""
+    await _create_record(kind, sid, {"Source": "callback"})
+
+
 async def event(kind: str, sid: str, params: Mapping[str, str]) -> bool:
     """Store one status callback; False when the same event was already stored. A SID the app
     did not create (a call placed from the console) gets a record all the same."""
@@ -257,14 +262,14 @@ async def event(kind: str, sid: str, params: Mapping[str, str]) -> bool:
     await _create_record(
         kind,
         sid,
-        {"To": _cut(params.get("To")), "From": _cut(params.get("From")), "Source": "callback"},
+        {"To": cut(params.get("To")), "From": cut(params.get("From")), "Source": "callback"},
     )
     entity: dict[str, Any] = {
         "PartitionKey": sid,
         "RowKey": _event_key(kind, params),
         "ReceivedAt": _now().isoformat(),
     }
-    entity |= {name: _cut(params[name]) for name in EVENT_FIELDS[kind] if params.get(name)}
+    entity |= {name: cut(params[name]) for name in EVENT_FIELDS[kind] if params.get(name)}
     try:
         await storage.on_table(RECORDS_TABLE, lambda t: t.create_entity(entity))
     except ResourceExistsError:
@@ -311,7 +316,24 @@ def _public(kind: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
             }
             for e in events
         ],
+        **({"recordings": _recordings(rows)} if kind == "call" else {}),
     }
+
+
+def _recordings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A call's recordings (a call flow's voicemail), as their callbacks described them."""
+    return [
+        {
+            "sid": r.get("RecordingSid"),
+            "status": r.get("RecordingStatus"),
+            "duration_seconds": int(d) if (d := r.get("RecordingDuration") or "").isdigit()
+            and len(d) < 7 else None,
+            "transcription": r.get("TranscriptionText"),
+            "transcription_status": r.get("TranscriptionStatus"),
+        }
+        for r in rows
+        if r["RowKey"].startswith("recording-")
+    ]
 
 
 async def read(kind: str, sid: str) -> dict[str, Any] | None:

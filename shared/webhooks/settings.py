@@ -26,6 +26,7 @@ WEBHOOK_SETTINGS = (
     "VOICE_NAME",
     "VOICE_LANGUAGE",
     "SMS_REPLY",
+    "CALL_FLOW",
 )
 
 
@@ -45,6 +46,9 @@ class WebhookSettings(NamedTuple):
     voice_name: str | None
     voice_language: str | None
     sms_reply: str
+    # CALL_FLOW: the call-flow file voice_url walks callers through (shared.callflows); None:
+    # voice_url says VOICE_GREETING.
+    call_flow: str | None
 
 
 def _webhook_settings(reader: Reader) -> WebhookSettings:
@@ -67,6 +71,7 @@ def _webhook_settings(reader: Reader) -> WebhookSettings:
             reader, "VOICE_LANGUAGE", _LANGUAGE, "a language tag, like en-US"
         ),
         sms_reply=reader.get("SMS_REPLY") or DEFAULT_SMS_REPLY,
+        call_flow=reader.get("CALL_FLOW"),
     )
 
 

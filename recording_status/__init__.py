@@ -1,0 +1,17 @@
+"""recording_status: Twilio's recording status and transcription callbacks for a call flow's
+voicemail. Verified like every webhook, then kept on the call's record (RecordingSid, duration,
+status, the transcription's text; never the recording's URL)."""
+
+import azure.functions as func
+
+from shared import webhooks
+
+
+async def record(callback: webhooks.Webhook) -> str:
+    from shared.records import recordings  # on first use, not at load (docs/benchmark.md)
+
+    return await recordings.keep(callback)
+
+
+async def main(req: func.HttpRequest) -> func.HttpResponse:
+    return await webhooks.acknowledge(req, "recording_status", "RecordingSid", record)

@@ -1,0 +1,415 @@
+"""A call flow: what a call-flow file says, read and checked as a whole before any call walks it.
+
+`check(data, policy)` returns the flow, or every problem found (a flow with any problem is
+refused whole: a line that dials the wrong number is worse than one that apologises). The format
+(docs/call-flows.md, flows/calls.schema.json):
+
+- `start`: the first step; `by_number`: a first step per called number (optional);
+- `blocked_callers`: numbers that get `<Reject>` (optional);
+- `hours`: `timezone`, `open` (per day, `HH:MM-HH:MM` ranges) and `closed` (the step callers
+  outside them go to); without it the line is always open;
+- `steps`: each may `say`, `play` (an https URL) and `pause` (seconds), then does one of
+  `menu`, `dial`, `record`, `next`, `hangup` or `reject` (`record` may be followed by `next`).
+
+Every number a flow dials passes make_call's destination policy (shared.outbound.numbers).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ACTIONS = ("menu", "dial", "record", "next", "hangup", "reject")
+STEP_KEYS = frozenset({"say", "play", "pause", *ACTIONS})
+RINGS = ("one_by_one", "all_at_once")
+# Twilio's limits: <Dial timeout> 5 to 600 s, <Record maxLength> up to 4 h, <Gather timeout>,
+# and transcription of recordings up to 120 s.
+DIAL_TIMEOUT = (5, 600)
+GATHER_TIMEOUT = (1, 60)
+MAX_RECORD_SECONDS = 14_400
+MAX_TRANSCRIBED_SECONDS = 120
+MAX_ATTEMPTS = 10
+MAX_DIALED = 10
+MAX_SAY = 4_000
+MAX_PAUSE = 60
+_RANGE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]|24):([0-5][0-9])")
+_DIGITS = re.compile(r"[0-9*#]{1,8}")
+_STEP_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Menu:
+    prompt: str
+    options: Mapping[str, str]  # digits (or a spoken word) -> step
+    timeout_seconds: int
+    attempts: int
+    otherwise: str
+    speech: bool
+
+
+@dataclass(frozen=True)
+class Dial:
+    to: tuple[str, ...]
+    ring: str
+    timeout_seconds: int
+    otherwise: str
+    caller_id: str | None
+
+
+@dataclass(frozen=True)
+class Record:
+    max_seconds: int
+    transcribe: bool
+    notify_sms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    say: str | None = None
+    play: str | None = None
+    pause: int | None = None
+    menu: Menu | None = None
+    dial: Dial | None = None
+    record: Record | None = None
+    next: str | None = None
+    hangup: bool = False
+    reject: bool = False
+
+
+@dataclass(frozen=True)
+class Hours:
+    timezone: str
+    open: Mapping[int, tuple[tuple[datetime.time, datetime.time | None], ...]]  # weekday ->
+    closed: str
+
+    def is_open(self, now: datetime.datetime) -> bool:
+        from zoneinfo import ZoneInfo
+
+        local = now.astimezone(ZoneInfo(self.timezone))
+        moment = local.time().replace(tzinfo=None)
+        return any(
+            begin <= moment and (end is None or moment < end)
+            for begin, end in self.open.get(local.weekday(), ())
+        )
+
+
+@dataclass(frozen=True)
+class Flow:
+    start: str
+    steps: Mapping[str, Step]
+    by_number: Mapping[str, str] = field(default_factory=dict)
+    blocked_callers: frozenset[str] = frozenset()
+    hours: Hours | None = None
+
+    def first_step(self, called: str | None) -> str:
+        return self.by_number.get(called or "", self.start)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a flow's numbers are checked against: make_call's allowed countries and caller IDs."""
+
+    allowed_countries: frozenset[str]
+    caller_ids: frozenset[str]
+
+
+class FlowProblems(ValueError):
+    """Every problem found in a flow, each naming where it is."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class _Check:
+    """Collects problems while a flow is read, so that one pass names all of them."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.problems: list[str] = []
+
+    def problem(self, where: str, what: str) -> None:
+        self.problems.append(f"{where}: {what}")
+
+    def mapping(self, value: object, where: str) -> Mapping[str, Any]:
+        if isinstance(value, dict):
+            return value
+        self.problem(where, "must be an object")
+        return {}
+
+    def only(self, value: Mapping[str, Any], allowed: set[str] | frozenset[str], where: str
+             ) -> None:
+        for key in sorted(set(value) - set(allowed)):
+            self.problem(where, f"unknown key '{key[:40]}'")
+
+    def text(self, value: object, where: str, limit: int = MAX_SAY) -> str | None:
+        if isinstance(value, str) and value.strip() and len(value) <= limit:
+            return value
+        self.problem(where, f"must be text of 1 to {limit:,} characters")
+        return None
+
+    def integer(self, value: object, where: str, low: int, high: int, default: int) -> int:
+        if value is None:
+            return default
+        if type(value) is int and low <= value <= high:
+            return value
+        self.problem(where, f"must be a whole number from {low} to {high}")
+        return default
+
+    def number(self, value: object, where: str, dialed: bool) -> str | None:
+        from shared.outbound import numbers
+
+        if not isinstance(value, str):
+            self.problem(where, "must be a phone number in E.164 format, like +14155550100")
+            return None
+        try:
+            parsed = numbers.parse_e164(value, where)
+            if dialed:
+                numbers.check_destination(parsed, self.policy.allowed_countries)
+        except ValueError as error:  # InvalidNumber, ForbiddenDestination
+            self.problem(where, str(error).replace(f"'{where}' ", ""))
+            return None
+        return parsed.e164
+
+
+def check(data: object, policy: Policy) -> Flow:
+    """The flow `data` (a call-flow file's JSON) describes; raises FlowProblems naming every
+    problem."""
+    c = _Check(policy)
+    root = c.mapping(data, "the flow")
+    c.only(root, {"start", "by_number", "blocked_callers", "hours", "steps", "$schema",
+                  "description"}, "the flow")
+    raw_steps = c.mapping(root.get("steps"), "steps")
+    if not raw_steps and "steps" in root:
+        c.problem("steps", "must name at least one step")
+    steps = {name: _step(c, name, raw) for name, raw in raw_steps.items()}
+    names = set(steps)
+
+    def ref(value: object, where: str) -> str:
+        if isinstance(value, str) and value in names:
+            return value
+        c.problem(where, f"names no step ('{str(value)[:40]}')" if value is not None
+                  else "is required: the name of a step")
+        return ""
+
+    start = ref(root.get("start"), "start")
+    by_number = {}
+    for called, step in c.mapping(root.get("by_number", {}), "by_number").items():
+        number = c.number(called, f"by_number '{called[:20]}'", dialed=False)
+        if number:
+            by_number[number] = ref(step, f"by_number '{called[:20]}'")
+    blocked = root.get("blocked_callers", [])
+    if not isinstance(blocked, list):
+        c.problem("blocked_callers", "must be a list of phone numbers")
+        blocked = []
+    blocked_callers = frozenset(
+        n for i, raw in enumerate(blocked)
+        if (n := c.number(raw, f"blocked_callers[{i}]", dialed=False))
+    )
+    hours = _hours(c, root["hours"], ref) if "hours" in root else None
+    for step in steps.values():
+        where = f"step '{step.name}'"
+        if step.menu:
+            for digits, target in step.menu.options.items():
+                ref(target, f"{where} menu option '{digits}'")
+            ref(step.menu.otherwise, f"{where} menu otherwise")
+        if step.dial:
+            ref(step.dial.otherwise, f"{where} dial otherwise")
+        if step.next is not None:
+            ref(step.next, f"{where} next")
+    _no_next_loop(c, steps)
+    if c.problems:
+        raise FlowProblems(c.problems)
+    return Flow(start=start, steps=steps, by_number=by_number, blocked_callers=blocked_callers,
+                hours=hours)
+
+
+def _step(c: _Check, name: str, raw: object) -> Step:
+    where = f"step '{name[:40]}'"
+    if not _STEP_NAME.fullmatch(name):
+        c.problem(where, "a step name is 1 to 64 letters, digits, _ or -")
+    step = c.mapping(raw, where)
+    c.only(step, STEP_KEYS, where)
+    actions = [a for a in ACTIONS if a in step and not (a == "next" and "record" in step)]
+    if len(actions) != 1:
+        c.problem(where, f"must do exactly one of {', '.join(ACTIONS)} (it does "
+                         f"{', '.join(actions) or 'none'}); only record may be followed by next")
+    say = c.text(step["say"], f"{where} say") if "say" in step else None
+    play = None
+    if "play" in step:
+        url = step["play"]
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme != "https" or not parts.hostname or len(url) > 2000:
+            c.problem(f"{where} play", "must be an https URL Twilio can fetch")
+        else:
+            play = url
+    pause = (c.integer(step["pause"], f"{where} pause", 1, MAX_PAUSE, 1)
+             if "pause" in step else None)
+    for flag in ("hangup", "reject"):
+        if flag in step and step[flag] is not True:
+            c.problem(f"{where} {flag}", "must be true")
+    return Step(
+        name=name, say=say, play=play, pause=pause,
+        menu=_menu(c, step["menu"], where) if "menu" in step else None,
+        dial=_dial(c, step["dial"], where) if "dial" in step else None,
+        record=_record(c, step["record"], where) if "record" in step else None,
+        next=step["next"] if isinstance(step.get("next"), str) else (
+            _bad_next(c, where) if "next" in step else None),
+        hangup=step.get("hangup") is True,
+        reject=step.get("reject") is True,
+    )
+
+
+def _bad_next(c: _Check, where: str) -> str:
+    c.problem(f"{where} next", "must be the name of a step")
+    return ""
+
+
+def _menu(c: _Check, raw: object, where: str) -> Menu:
+    where = f"{where} menu"
+    menu = c.mapping(raw, where)
+    c.only(menu, {"prompt", "options", "timeout_seconds", "attempts", "otherwise", "speech"}, where)
+    options = c.mapping(menu.get("options"), f"{where} options")
+    speech = menu.get("speech", False)
+    if not isinstance(speech, bool):
+        c.problem(f"{where} speech", "must be true or false")
+        speech = False
+    if not options:
+        c.problem(f"{where} options", "must name at least one option")
+    for key in options:
+        if not _DIGITS.fullmatch(key) and not (speech and key.strip() and len(key) <= 40):
+            c.problem(f"{where} option '{key[:20]}'", "must be 1 to 8 keypad digits (0-9 * #)"
+                      " (or, with speech, a word)")
+    return Menu(
+        prompt=c.text(menu.get("prompt"), f"{where} prompt") or "",
+        options={k: v for k, v in options.items()},
+        timeout_seconds=c.integer(menu.get("timeout_seconds"), f"{where} timeout_seconds",
+                                  *GATHER_TIMEOUT, 5),
+        attempts=c.integer(menu.get("attempts"), f"{where} attempts", 1, MAX_ATTEMPTS, 3),
+        otherwise=menu.get("otherwise") if isinstance(menu.get("otherwise"), str) else "",
+        speech=speech,
+    )
+
+
+def _dial(c: _Check, raw: object, where: str) -> Dial:
+    where = f"{where} dial"
+    dial = c.mapping(raw, where)
+    c.only(dial, {"to", "ring", "timeout_seconds", "otherwise", "caller_id"}, where)
+    to = dial.get("to")
+    if isinstance(to, str):
+        to = [to]
+    if not isinstance(to, list) or not 1 <= len(to) <= MAX_DIALED:
+        c.problem(f"{where} to", f"must list 1 to {MAX_DIALED} phone numbers")
+        to = []
+    numbers = tuple(n for i, raw_n in enumerate(to) if (n := c.number(raw_n, f"{where} to[{i}]",
+                                                                       dialed=True)))
+    ring = dial.get("ring", "one_by_one")
+    if ring not in RINGS:
+        c.problem(f"{where} ring", "must be one_by_one or all_at_once")
+    caller_id = dial.get("caller_id")
+    if caller_id is not None:
+        caller_id = c.number(caller_id, f"{where} caller_id", dialed=False)
+        if caller_id and caller_id not in c.policy.caller_ids:
+            c.problem(f"{where} caller_id", "must be one of the numbers in CALLER_IDS or "
+                                            "TWILIO_PHONE_NUMBER")
+    return Dial(
+        to=numbers,
+        ring=ring if ring in RINGS else "one_by_one",
+        timeout_seconds=c.integer(dial.get("timeout_seconds"), f"{where} timeout_seconds",
+                                  *DIAL_TIMEOUT, 20),
+        otherwise=dial.get("otherwise") if isinstance(dial.get("otherwise"), str) else "",
+        caller_id=caller_id,
+    )
+
+
+def _record(c: _Check, raw: object, where: str) -> Record:
+    where = f"{where} record"
+    record = c.mapping(raw, where)
+    c.only(record, {"max_seconds", "transcribe", "notify_sms"}, where)
+    transcribe = record.get("transcribe", False)
+    if not isinstance(transcribe, bool):
+        c.problem(f"{where} transcribe", "must be true or false")
+        transcribe = False
+    max_seconds = c.integer(record.get("max_seconds"), f"{where} max_seconds", 1,
+                            MAX_RECORD_SECONDS, 120)
+    if transcribe and max_seconds > MAX_TRANSCRIBED_SECONDS:
+        c.problem(f"{where} max_seconds", f"must be at most {MAX_TRANSCRIBED_SECONDS} with "
+                  "transcribe: Twilio transcribes recordings of 2 to 120 seconds only")
+    notify = record.get("notify_sms", [])
+    if not isinstance(notify, list):
+        c.problem(f"{where} notify_sms", "must be a list of phone numbers")
+        notify = []
+    return Record(
+        max_seconds=max_seconds,
+        transcribe=transcribe,
+        notify_sms=tuple(n for i, raw_n in enumerate(notify)
+                         if (n := c.number(raw_n, f"{where} notify_sms[{i}]", dialed=True))),
+    )
+
+
+def _hours(c: _Check, raw: object, ref: Any) -> Hours | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    hours = c.mapping(raw, "hours")
+    c.only(hours, {"timezone", "open", "closed"}, "hours")
+    timezone = hours.get("timezone")
+    try:
+        if not isinstance(timezone, str) or not timezone:
+            raise ValueError
+        ZoneInfo(timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        c.problem("hours timezone", f"'{str(timezone)[:40]}' is not an IANA time zone, like "
+                                    "America/New_York")
+        timezone = None
+    opened: dict[int, tuple[tuple[datetime.time, datetime.time | None], ...]] = {}
+    for day, ranges in c.mapping(hours.get("open"), "hours open").items():
+        if day not in DAYS:
+            c.problem(f"hours open '{day[:10]}'", f"must be one of {', '.join(DAYS)}")
+            continue
+        if not isinstance(ranges, list):
+            c.problem(f"hours open {day}", "must be a list of ranges like \"09:00-17:00\"")
+            continue
+        spans = []
+        for text in ranges:
+            match = _RANGE.fullmatch(text) if isinstance(text, str) else None
+            begin = end = None
+            if match:
+                begin = datetime.time(int(match[1]), int(match[2]))
+                end = None if match[3] == "24" else datetime.time(int(match[3]), int(match[4]))
+                if match[3] == "24" and match[4] != "00":
+                    match = None
+            if not match or (end is not None and end <= begin):
+                c.problem(f"hours open {day}", f"'{str(text)[:20]}' is not a range like "
+                                               "\"09:00-17:00\" (start before end)")
+                continue
+            spans.append((begin, end))
+        opened[DAYS.index(day)] = tuple(spans)
+    closed = ref(hours.get("closed"), "hours closed")
+    if timezone is None:
+        return None
+    return Hours(timezone=timezone, open=opened, closed=closed)
+
+
+def _no_next_loop(c: _Check, steps: Mapping[str, Step]) -> None:
+    """A chain of steps that only go on to the next (no menu, dial or record waits for the caller)
+    must end: a cycle of them would redirect forever."""
+    passing = {name: s.next for name, s in steps.items()
+               if s.next and not (s.menu or s.dial or s.record)}
+    reported: set[str] = set()
+    for first in passing:
+        seen = []
+        name: str | None = first
+        while name in passing and name not in seen:
+            seen.append(name)
+            name = passing[name]
+        if name in seen and name not in reported:
+            loop = seen[seen.index(name):]
+            reported |= set(loop)
+            c.problem(f"step '{name}'", "its next steps loop back to it with no way out: "
+                      + " -> ".join([*loop, name]))

@@ -1,0 +1,263 @@
+"""How a call walks its flow: the TwiML for each step, and what Twilio's answer to it means.
+
+`start` answers voice_url (blocked callers, closed hours, the first step); `resume` answers the
+`call_flow` webhook, which every URL in that TwiML names (`<Gather action>`, `<Dial action>`,
+`<Record action>`, `<Redirect>`). The state a step needs (its name, the menu attempt, the next
+number to ring) travels in that URL's query string, which Twilio signs; anything that does not
+name a step of the flow, or a flow that was refused, gets the safe answer: an apology and a
+hang-up, never a dial and never a 500.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from shared.callflows import loading
+from shared.callflows.flow import Flow, FlowProblems, Step
+from shared.callflows.settings import load_call_flow_settings
+from shared.common import logs, redact, routes
+from shared.common.settings import SettingsError
+from shared.webhooks import Webhook
+
+logger = logs.get_logger(__name__)
+
+FUNCTION = "call_flow"
+RECORDING_CALLBACK = "recording_status"
+# DialCallStatus values that mean the caller talked to someone: the call ends there.
+CONNECTED = frozenset({"completed", "answered"})
+APOLOGY = "Sorry, this line cannot take your call right now. Please try again later. Goodbye."
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _flow(hook: Webhook) -> Flow | None:
+    try:
+        policy = load_call_flow_settings().policy
+    except SettingsError as error:
+        logger.error("call flow outcome=refused reason=settings: %s", error.describe())
+        return None
+    found = loading.flow(hook.settings.call_flow or "", policy)
+    return None if isinstance(found, FlowProblems) else found
+
+
+class _Twiml:
+    """One TwiML document being built for a step, with the app's URLs and voice settings."""
+
+    def __init__(self, hook: Webhook) -> None:
+        from twilio.twiml.voice_response import VoiceResponse
+
+        self.response = VoiceResponse()
+        self.settings = hook.settings
+        self.origin = hook.settings.trusted_origin or ""
+
+    def url(self, route: str, **state: object) -> str:
+        """The app's own route, at the trusted origin (a path alone where there is none locally:
+        Twilio resolves it against the URL it requested, the one it signed)."""
+        query = urlencode({k: v for k, v in state.items() if v is not None})
+        return f"{self.origin}{routes.path(route)}" + (f"?{query}" if query else "")
+
+    def say(self, text: str, parent: Any = None) -> None:
+        options = {}
+        if self.settings.voice_name:
+            options["voice"] = self.settings.voice_name
+        if self.settings.voice_language:
+            options["language"] = self.settings.voice_language
+        (parent or self.response).say(text, **options)
+
+    def xml(self) -> str:
+        return str(self.response.to_xml())
+
+
+def apology(hook: Webhook) -> str:
+    doc = _Twiml(hook)
+    doc.say(APOLOGY)
+    doc.response.hangup()
+    return doc.xml()
+
+
+def start(hook: Webhook) -> str:
+    """voice_url with a call flow: refuse a blocked caller, send callers outside the open hours
+    to the closed step, else play the first step."""
+    flow = _flow(hook)
+    if flow is None:
+        return apology(hook)
+    caller = hook.param("From") or ""
+    if caller in flow.blocked_callers:
+        logger.info("voice_url from=%s outcome=rejected reason=blocked caller",
+                    redact.phone_number(caller))
+        doc = _Twiml(hook)
+        doc.response.reject()
+        return doc.xml()
+    name = flow.first_step(hook.param("To"))
+    if flow.hours is not None and not flow.hours.is_open(_now()):
+        name = flow.hours.closed
+    return _render(hook, flow, flow.steps[name])
+
+
+def resume(hook: Webhook) -> str:
+    """The call_flow webhook: what Twilio's answer to a step's TwiML leads to."""
+    flow = _flow(hook)
+    state = hook.query
+    step = flow.steps.get(state.get("step", "")) if flow else None
+    if flow is None or step is None:
+        return _safe(hook, "no such step")
+    after = state.get("after", "")
+    if after == "menu" and step.menu:
+        return _after_menu(hook, flow, step, _count(state.get("attempt"), step.menu.attempts))
+    if after == "dial" and step.dial:
+        return _after_dial(hook, flow, step, _count(state.get("index"), len(step.dial.to) - 1, 0))
+    if after == "record" and step.record:
+        return _go(hook, flow, step.next) if step.next else _hangup(hook)
+    if after == "":
+        return _render(hook, flow, step)
+    return _safe(hook, f"unexpected '{after[:20]}' for this step")
+
+
+def _count(raw: str | None, highest: int, lowest: int = 1) -> int | None:
+    """A small count from the query (signed by Twilio, but still checked): None when it is not
+    one this flow could have written."""
+    if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > 3:
+        return None
+    value = int(raw)
+    return value if lowest <= value <= highest else None
+
+
+def _safe(hook: Webhook, reason: str) -> str:
+    logger.warning("call_flow CallSid=%s outcome=hung-up reason=%s",
+                   redact.sid(hook.param("CallSid")), reason)
+    return apology(hook)
+
+
+def _hangup(hook: Webhook) -> str:
+    doc = _Twiml(hook)
+    doc.response.hangup()
+    return doc.xml()
+
+
+def _go(hook: Webhook, flow: Flow, name: str) -> str:
+    return _render(hook, flow, flow.steps[name])
+
+
+def _after_menu(hook: Webhook, flow: Flow, step: Step, attempt: int | None) -> str:
+    menu = step.menu
+    assert menu is not None
+    if attempt is None:
+        return _safe(hook, "menu attempt out of range")
+    pressed = (hook.param("Digits") or "").strip()
+    spoken = (hook.param("SpeechResult") or "").strip().rstrip(".!?").lower()
+    target = menu.options.get(pressed)
+    if target is None and spoken and menu.speech:
+        target = next((t for k, t in menu.options.items() if k.lower() == spoken), None)
+    if target is not None:
+        return _go(hook, flow, target)
+    if attempt < menu.attempts:
+        return _render(hook, flow, step, attempt=attempt + 1, prelude=False)
+    return _go(hook, flow, menu.otherwise)
+
+
+def _after_dial(hook: Webhook, flow: Flow, step: Step, index: int | None) -> str:
+    dial = step.dial
+    assert dial is not None
+    if index is None:
+        return _safe(hook, "dial index out of range")
+    status = hook.param("DialCallStatus") or ""
+    if status in CONNECTED:
+        return _hangup(hook)  # the caller talked to someone: nothing more rings, no voicemail
+    if dial.ring == "one_by_one" and index + 1 < len(dial.to):
+        return _render(hook, flow, step, index=index + 1, prelude=False)
+    return _go(hook, flow, dial.otherwise)
+
+
+def _render(
+    hook: Webhook, flow: Flow, step: Step, attempt: int = 1, index: int = 0, prelude: bool = True
+) -> str:
+    doc = _Twiml(hook)
+    seen: set[str] = set()
+    while True:
+        seen.add(step.name)
+        if prelude:
+            if step.say:
+                doc.say(step.say)
+            if step.play:
+                doc.response.play(step.play)
+            if step.pause:
+                doc.response.pause(length=step.pause)
+        if step.next and not (step.menu or step.dial or step.record):
+            # Go straight on: the next step's TwiML in the same document (the check refused
+            # loops of next; `seen` guards all the same).
+            if step.next in seen:
+                doc.response.hangup()
+                break
+            step, prelude = flow.steps[step.next], True
+            continue
+        _action(doc, step, attempt, index)
+        break
+    return doc.xml()
+
+
+def _action(doc: _Twiml, step: Step, attempt: int, index: int) -> None:
+    response = doc.response
+    if step.menu:
+        menu = step.menu
+        action = doc.url(FUNCTION, step=step.name, after="menu", attempt=attempt)
+        options: dict[str, Any] = {"action": action, "method": "POST",
+                                   "timeout": menu.timeout_seconds,
+                                   "input": "dtmf speech" if menu.speech else "dtmf"}
+        if all(k.isdigit() for k in menu.options):
+            options["num_digits"] = max(len(k) for k in menu.options)
+        gather = response.gather(**options)
+        doc.say(menu.prompt, gather)
+        response.redirect(action, method="POST")  # silence: Twilio goes on to the next verb
+    elif step.dial:
+        dial = step.dial
+        options = {"action": doc.url(FUNCTION, step=step.name, after="dial", index=index),
+                   "method": "POST", "timeout": dial.timeout_seconds}
+        if dial.caller_id:
+            options["caller_id"] = dial.caller_id
+        verb = response.dial(**options)
+        for number in (dial.to if dial.ring == "all_at_once" else dial.to[index:index + 1]):
+            verb.number(number)
+    elif step.record:
+        record = step.record
+        options = {
+            "action": doc.url(FUNCTION, step=step.name, after="record"),
+            "method": "POST",
+            "max_length": record.max_seconds,
+            "finish_on_key": "#",
+            "play_beep": True,
+            "recording_status_callback": doc.url(RECORDING_CALLBACK, step=step.name),
+            "recording_status_callback_event": "completed",
+            "recording_status_callback_method": "POST",
+        }
+        if record.transcribe:
+            options["transcribe"] = True
+            options["transcribe_callback"] = doc.url(RECORDING_CALLBACK, step=step.name)
+        response.record(**options)
+        # An empty recording skips the action (Twilio's behaviour): go on to `next` here.
+        if step.next:
+            response.redirect(doc.url(FUNCTION, step=step.next), method="POST")
+        else:
+            response.hangup()
+    elif step.reject:
+        response.reject()
+    else:
+        response.hangup()
+
+
+def describe(steps: Mapping[str, Step]) -> list[str]:
+    """One line per step, for the check command's report."""
+    return [f"{name}: {_kind(step)}" for name, step in steps.items()]
+
+
+def _kind(step: Step) -> str:
+    for action in ("menu", "dial", "record"):
+        if getattr(step, action):
+            return action + (f" then {step.next}" if action == "record" and step.next else "")
+    if step.next:
+        return f"next {step.next}"
+    return "reject" if step.reject else "hangup"

@@ -1,0 +1,53 @@
+"""Recordings of calls (a call flow's voicemail) and their transcriptions, kept on the call's
+record: a row `recording-<RecordingSid>` in the call's partition of TwilioRecords, merged, so a
+callback Twilio retries (the same RecordingSid twice) changes nothing. The recording's URL is
+never kept: playing it needs the account's credentials."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from shared import webhooks
+from shared.common import logs, redact
+from shared.common.settings import SettingsError
+from shared.records import storage, store
+
+logger = logs.get_logger(__name__)
+
+RECORDING_PREFIX = "recording-"
+RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
+CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+# What a recording status callback and a transcription callback carry that is worth keeping.
+FIELDS = ("RecordingStatus", "RecordingDuration", "RecordingChannels", "RecordingSource",
+          "ErrorCode", "TranscriptionSid", "TranscriptionStatus", "TranscriptionText")
+
+
+async def keep(callback: webhooks.Webhook) -> str:
+    """The outcome word for the log line: recorded, or ignored (no SIDs to file it under)."""
+    params = callback.params()
+    recording, call = params.get("RecordingSid") or "", params.get("CallSid") or ""
+    if not RECORDING_SID.fullmatch(recording) or not CALL_SID.fullmatch(call):
+        return "ignored"
+    row: dict[str, Any] = {"PartitionKey": call, "RowKey": RECORDING_PREFIX + recording,
+                           "RecordingSid": recording}
+    row |= {name: store.cut(params[name]) for name in FIELDS if params.get(name)}
+    try:
+        await storage.within_deadline(_write(call, row))
+    except storage.StorageRefused as error:
+        logger.error("recording_status RecordingSid=%s outcome=not-recorded reason=%s",
+                     redact.sid(recording), error)
+        return "not-recorded"
+    except SettingsError as error:
+        raise webhooks.Retry(f"settings: {error.describe()}") from None
+    except storage.StorageUnavailable as error:
+        raise webhooks.Retry(str(error)) from None
+    return "recorded"
+
+
+async def _write(call: str, row: dict[str, Any]) -> None:
+    from azure.data.tables import UpdateMode
+
+    await store.ensure_record("call", call)
+    await storage.on_table(store.RECORDS_TABLE,
+                           lambda t: t.upsert_entity(row, mode=UpdateMode.MERGE))
