@@ -148,3 +148,13 @@ def test_secrets_reach_steps_only_through_env() -> None:
         for step in run_steps(load(path)):
             assert "secrets." not in str(step.get("run", "")), f"{path.name}: {step.get('name')}"
 
+
+
+def test_deploy_checks_the_call_flow_before_provisioning() -> None:
+    """A flow with any problem is refused by the app at run time: the workflow refuses to deploy
+    it instead (scripts/check_flow.py exits 1), before anything reaches Azure."""
+    steps = workflow("deploy.yml")["jobs"]["deploy"]["steps"]
+    names = [step.get("name") for step in steps]
+    check = steps[names.index("Check the call flow")]
+    assert "scripts/check_flow.py" in check["run"] and "$CALL_FLOW" in check["run"]
+    assert names.index("Check the call flow") < names.index("Provision") < names.index("Deploy")

@@ -17,8 +17,10 @@ logger = logs.get_logger(__name__)
 APP_ROOT = Path(__file__).resolve().parents[2]
 
 
-def read(path: str | Path, policy: Policy, root: Path = APP_ROOT) -> Flow:
-    """The flow in the file at `path` (relative to `root`); raises FlowProblems."""
+def read(path: str | Path, policy: Policy, root: Path | None = None) -> Flow:
+    """The flow in the file at `path` (relative to `root`, the app root by default); raises
+    FlowProblems."""
+    root = root or APP_ROOT
     file = (root / path).resolve()
     if root.resolve() not in file.parents:
         raise FlowProblems([f"CALL_FLOW: '{str(path)[:80]}' is not a file inside the app"])

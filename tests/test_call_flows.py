@@ -1,0 +1,411 @@
+"""Call flows (issue 21) through the real worker: voice_url starts the example flow, and every
+URL its TwiML names is followed as Twilio follows it (a signed POST with Twilio's parameters),
+branch by branch; the check refuses each bad flow by name; recordings are kept once."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import pytest
+from conftest import ACCOUNT_SID, AUTH_TOKEN, REPO, signature
+
+from devhost.worker_host import HostResponse, WorkerHost
+from shared.callflows import loading, walk
+from shared.callflows.flow import FlowProblems, Policy, check
+
+PUBLIC = "https://myapp.azurewebsites.net"
+EXAMPLE = REPO / "flows" / "calls.example.json"
+CALLER = "+14155550123"
+OUR_NUMBER = "+14155550100"
+CALL_SID = "CA" + "7" * 32
+POLICY = Policy(allowed_countries=frozenset({"US"}), caller_ids=frozenset({OUR_NUMBER}))
+# Monday 10:00 and Sunday 10:00 in New York (the example's hours: weekdays 9 to 5).
+OPEN = datetime.datetime(2026, 12, 7, 15, 0, tzinfo=datetime.UTC)
+CLOSED = datetime.datetime(2026, 12, 6, 15, 0, tzinfo=datetime.UTC)
+
+
+@pytest.fixture(autouse=True)
+def flow_settings(app_settings, monkeypatch):
+    app_settings.setenv("CALL_FLOW", "flows/calls.example.json")
+    monkeypatch.setattr(walk, "_now", lambda: OPEN)
+    loading.flow.cache_clear()
+    yield app_settings
+    loading.flow.cache_clear()
+
+
+def post(host: WorkerHost, url: str, params: dict[str, str], signed: bool = True) -> HostResponse:
+    """What Twilio sends to `url`: a form POST signed over the full URL and its parameters."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if signed:
+        headers["X-Twilio-Signature"] = signature(url, params, AUTH_TOKEN)
+    return host.request("POST", url, headers=headers, body=urlencode(params), base_url=PUBLIC)
+
+
+def call_params(**extra: str) -> dict[str, str]:
+    return {"CallSid": CALL_SID, "AccountSid": ACCOUNT_SID, "From": CALLER, "To": OUR_NUMBER,
+            "CallStatus": "in-progress", "Direction": "inbound", **extra}
+
+
+def twiml(response: HostResponse) -> ET.Element:
+    assert response.status == 200, (response.status, response.body)
+    assert response.headers["Content-Type"].startswith("text/xml")
+    root = ET.fromstring(response.body)
+    assert root.tag == "Response"
+    return root
+
+
+def verbs(root: ET.Element) -> list[str]:
+    return [child.tag for child in root]
+
+
+def state(url: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}" == PUBLIC  # the trusted origin, never a header's
+    assert parts.path == "/api/call_flow"
+    return dict(parse_qsl(parts.query))
+
+
+def start(host: WorkerHost, caller: str = CALLER) -> ET.Element:
+    return twiml(post(host, f"{PUBLIC}/api/voice_url", call_params(From=caller)))
+
+
+def gather_action(root: ET.Element) -> str:
+    [gather] = root.iter("Gather")
+    return gather.get("action") or ""
+
+
+def press(host: WorkerHost, root: ET.Element, digits: str | None) -> ET.Element:
+    """Twilio's answer to a <Gather>: its action with Digits, or (silence) the <Redirect>."""
+    if digits is None:
+        redirect = root.find("Redirect")
+        assert redirect is not None
+        return twiml(post(host, redirect.text or "", call_params()))
+    return twiml(post(host, gather_action(root), call_params(Digits=digits)))
+
+
+def dial_ends(host: WorkerHost, root: ET.Element, status: str) -> ET.Element:
+    [dial] = root.iter("Dial")
+    return twiml(post(host, dial.get("action") or "",
+                      call_params(DialCallStatus=status, DialCallSid="CA" + "8" * 32)))
+
+
+def dialled(root: ET.Element) -> list[str]:
+    return [n.text or "" for n in root.iter("Number")]
+
+
+# --- voice_url: the first step ---------------------------------------------------------------
+
+def test_the_welcome_menu_says_its_text_then_gathers_one_digit(worker_host):
+    root = start(worker_host)
+
+    assert verbs(root) == ["Say", "Gather", "Redirect"]
+    assert root[0].text == "Thanks for calling Contoso."
+    gather = root[1]
+    assert (gather.get("numDigits"), gather.get("timeout"), gather.get("input")) == ("1", "5", "dtmf")
+    assert state(gather.get("action") or "") == {"step": "welcome", "after": "menu", "attempt": "1"}
+    assert [say.text for say in gather] == ["For sales press 1. To leave a message press 2."]
+    assert root[2].text == gather.get("action")  # silence: Twilio goes on to the Redirect
+
+
+def test_a_blocked_caller_is_rejected(worker_host):
+    assert verbs(start(worker_host, caller="+14155550199")) == ["Reject"]
+
+
+def test_outside_the_hours_the_caller_goes_to_voicemail(worker_host, monkeypatch):
+    monkeypatch.setattr(walk, "_now", lambda: CLOSED)
+
+    root = start(worker_host)
+
+    assert verbs(root) == ["Say", "Record", "Redirect"]
+    assert root[0].text == "Please leave a message after the tone."
+
+
+def test_without_call_flow_voice_url_says_the_greeting(worker_host, app_settings):
+    app_settings.delenv("CALL_FLOW")
+
+    assert verbs(start(worker_host)) == ["Say"]
+
+
+# --- the menu -----------------------------------------------------------------------------------
+
+def test_pressing_1_rings_sales_one_by_one(worker_host):
+    root = press(worker_host, start(worker_host), "1")
+
+    assert verbs(root) == ["Dial"]
+    dial = root[0]
+    assert dialled(root) == ["+14155550100"]
+    assert dial.get("timeout") == "20" and dial.get("callerId") is None  # the caller's own number
+    assert state(dial.get("action") or "") == {"step": "sales", "after": "dial", "index": "0"}
+
+
+def test_pressing_2_takes_a_voicemail_that_then_says_goodbye(worker_host):
+    root = press(worker_host, start(worker_host), "2")
+
+    assert verbs(root) == ["Say", "Record", "Redirect"]
+    record = root[1]
+    assert (record.get("maxLength"), record.get("finishOnKey"), record.get("transcribe")) == (
+        "120", "#", "true")
+    assert state(record.get("action") or "") == {"step": "voicemail", "after": "record"}
+    for url in (record.get("recordingStatusCallback"), record.get("transcribeCallback")):
+        assert urlsplit(url).path == "/api/recording_status"
+        assert url.startswith(PUBLIC)
+    assert state(root[2].text or "") == {"step": "goodbye"}  # an empty recording skips the action
+    after = twiml(post(worker_host, record.get("action") or "",
+                       call_params(RecordingSid="RE" + "1" * 32, RecordingDuration="7")))
+    assert verbs(after) == ["Say", "Hangup"] and after[0].text == "Thank you. Goodbye."
+    skipped = twiml(post(worker_host, root[2].text or "", call_params()))
+    assert verbs(skipped) == ["Say", "Hangup"]
+
+
+@pytest.mark.parametrize("wrong", ["9", "12", "*"])
+def test_a_wrong_digit_repeats_the_prompt_without_the_welcome(worker_host, wrong):
+    root = press(worker_host, start(worker_host), wrong)
+
+    assert verbs(root) == ["Gather", "Redirect"]
+    assert state(gather_action(root))["attempt"] == "2"
+
+
+def test_silence_repeats_up_to_the_attempts_then_goes_to_voicemail(worker_host):
+    root = start(worker_host)
+    seen = []
+    for _ in range(3):
+        seen.append(state(gather_action(root))["attempt"] if "Gather" in verbs(root) else None)
+        root = press(worker_host, root, None)
+
+    assert seen == ["1", "2", "3"]
+    assert verbs(root) == ["Say", "Record", "Redirect"]  # otherwise: voicemail, not forever
+
+
+# --- dialling -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("status", ["completed", "answered"])
+def test_a_call_someone_answered_ends_there(worker_host, status):
+    root = dial_ends(worker_host, press(worker_host, start(worker_host), "1"), status)
+
+    assert verbs(root) == ["Hangup"]  # nobody else rings, no voicemail
+
+
+@pytest.mark.parametrize("status", ["busy", "no-answer", "failed", "canceled"])
+def test_one_by_one_rings_the_next_then_voicemail(worker_host, status):
+    first = press(worker_host, start(worker_host), "1")
+    second = dial_ends(worker_host, first, status)
+    last = dial_ends(worker_host, second, status)
+
+    assert dialled(second) == ["+14155550101"]
+    assert state(second[0].get("action") or "")["index"] == "1"
+    assert verbs(last) == ["Say", "Record", "Redirect"]  # each number rung once, then otherwise
+
+
+def flow_file(tmp_path: Path, monkeypatch, flow: dict) -> None:
+    (tmp_path / "flow.json").write_text(json.dumps(flow))
+    monkeypatch.setattr(loading, "APP_ROOT", tmp_path)
+    loading.flow.cache_clear()
+
+
+def small_flow(**dial: object) -> dict:
+    return {"start": "ring", "steps": {
+        "ring": {"dial": {"to": ["+14155550100", "+14155550101"], "otherwise": "bye", **dial}},
+        "bye": {"say": "Nobody is free.", "hangup": True}}}
+
+
+@pytest.mark.parametrize(("status", "then"), [("completed", ["Hangup"]),
+                                               ("answered", ["Hangup"]),
+                                               ("busy", ["Say", "Hangup"]),
+                                               ("no-answer", ["Say", "Hangup"]),
+                                               ("failed", ["Say", "Hangup"]),
+                                               ("canceled", ["Say", "Hangup"])])
+def test_all_at_once_rings_everyone_in_one_dial(
+    worker_host, app_settings, tmp_path, monkeypatch, status, then
+):
+    flow_file(tmp_path, monkeypatch, small_flow(ring="all_at_once", caller_id=OUR_NUMBER))
+    app_settings.setenv("CALL_FLOW", "flow.json")
+
+    root = start(worker_host)
+
+    assert verbs(root) == ["Dial"]
+    assert dialled(root) == ["+14155550100", "+14155550101"]
+    assert root[0].get("callerId") == OUR_NUMBER
+    assert verbs(dial_ends(worker_host, root, status)) == then
+
+
+@pytest.mark.parametrize(("open_", "first"), [
+    ({day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}, "Dial"),
+    ({}, "Say"),
+], ids=["always-open", "never-open"])
+def test_hours_that_always_or_never_include_now(
+    worker_host, app_settings, tmp_path, monkeypatch, open_, first
+):
+    monkeypatch.setattr(walk, "_now", lambda: datetime.datetime.now(datetime.UTC))  # real
+    flow = small_flow() | {"hours": {"timezone": "Pacific/Auckland", "open": open_,
+                                     "closed": "bye"}}
+    flow_file(tmp_path, monkeypatch, flow)
+    app_settings.setenv("CALL_FLOW", "flow.json")
+
+    assert verbs(start(worker_host))[0] == first
+
+
+# --- safe answers -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("query", [
+    "step=nowhere", "step=welcome&after=menu&attempt=7", "step=welcome&after=menu&attempt=x",
+    "step=sales&after=dial&index=5", "step=sales&after=bogus",
+], ids=["unknown-step", "attempt-over", "attempt-text", "index-over", "unknown-after"])
+def test_a_state_the_flow_could_not_have_written_hangs_up(worker_host, query):
+    root = twiml(post(worker_host, f"{PUBLIC}/api/call_flow?{query}", call_params(Digits="1")))
+
+    assert verbs(root) == ["Say", "Hangup"] and root[0].text == walk.APOLOGY
+
+
+def test_an_unsigned_step_is_refused(worker_host):
+    response = post(worker_host, f"{PUBLIC}/api/call_flow?step=sales", call_params(), signed=False)
+
+    assert response.status == 403
+
+
+def test_a_refused_flow_apologises_never_dials_and_logs_every_problem_once(
+    worker_host, app_settings, tmp_path, monkeypatch, caplog
+):
+    caplog.set_level(logging.ERROR)
+    bad = small_flow()
+    bad["steps"]["ring"]["dial"]["to"] = ["+19005550100"]  # premium-rate
+    bad["steps"]["bye"]["next"] = "nowhere"
+    flow_file(tmp_path, monkeypatch, bad)
+    app_settings.setenv("CALL_FLOW", "flow.json")
+
+    first, second = start(worker_host), start(worker_host)
+
+    assert verbs(first) == verbs(second) == ["Say", "Hangup"]
+    refused = [r.getMessage() for r in caplog.records if "outcome=refused" in r.getMessage()]
+    assert len(refused) == 1
+    assert "premium-rate" in refused[0] and "names no step ('nowhere')" in refused[0]
+
+
+def test_a_missing_flow_file_apologises(worker_host, app_settings):
+    app_settings.setenv("CALL_FLOW", "flows/no-such-flow.json")
+
+    assert verbs(start(worker_host)) == ["Say", "Hangup"]
+
+
+# --- the check -----------------------------------------------------------------------------------
+
+def example() -> dict:
+    return json.loads(EXAMPLE.read_text())
+
+
+def problems(flow: object) -> list[str]:
+    with pytest.raises(FlowProblems) as refused:
+        check(flow, POLICY)
+    return refused.value.problems
+
+
+def test_the_example_passes_the_check():
+    flow = check(example(), POLICY)
+    assert set(flow.steps) == {"welcome", "sales", "voicemail", "goodbye"}
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    (lambda f: f["steps"]["welcome"]["menu"]["options"].update({"3": "support"}),
+     "step 'welcome' menu option '3': names no step ('support')"),
+    (lambda f: f["steps"]["goodbye"].update({"reject": True}),
+     "step 'goodbye': must do exactly one of"),
+    (lambda f: f["steps"]["goodbye"].pop("hangup"), "step 'goodbye': must do exactly one of"),
+    (lambda f: f["steps"].update({"a": {"next": "b"}, "b": {"next": "a"}}),
+     "loop back to it with no way out: a -> b -> a"),
+    (lambda f: f["hours"].update({"timezone": "Mars/Olympus"}), "hours timezone"),
+    (lambda f: f["hours"]["open"].update({"sat": ["17:00-09:00"]}), "hours open sat"),
+    (lambda f: f["hours"]["open"].update({"sun": ["9-5"]}), "hours open sun"),
+    (lambda f: f["steps"]["sales"]["dial"]["to"].append("+19005550100"), "premium-rate"),
+    (lambda f: f["steps"]["sales"]["dial"]["to"].append("+442079460000"), "not allowed"),
+    (lambda f: f["steps"]["sales"]["dial"]["to"].append("not a number"), "E.164"),
+    (lambda f: f["steps"]["sales"]["dial"].update({"caller_id": "+14155550188"}), "CALLER_IDS"),
+    (lambda f: f["steps"]["voicemail"]["record"].update({"max_seconds": 300}),
+     "at most 120 with transcribe"),
+    (lambda f: f.update({"start": "nowhere"}), "start: names no step ('nowhere')"),
+    (lambda f: f["steps"]["sales"]["dial"].update({"ring": "round_robin"}), "one_by_one"),
+    (lambda f: f["steps"]["welcome"].update({"play": "http://example.com/a.mp3"}), "https URL"),
+], ids=["unknown-step", "two-actions", "no-action", "next-loop", "time-zone", "range-order",
+        "range-shape", "premium", "country", "malformed-number", "caller-id", "transcribe-length",
+        "start", "ring", "play-http"])
+def test_the_check_refuses_each_bad_flow_by_name(change, named):
+    flow = example()
+    change(flow)
+
+    found = problems(flow)
+
+    assert any(named in p for p in found), found
+
+
+def test_the_check_names_every_problem_at_once():
+    flow = example()
+    flow["start"] = "nowhere"
+    flow["steps"]["sales"]["dial"]["to"] = ["+19005550100"]
+    assert len(problems(flow)) == 2
+
+
+def test_every_shipped_flow_passes_the_check_command():
+    for path in sorted((REPO / "flows").glob("*.json")):
+        if path.name.endswith(".schema.json"):
+            continue
+        result = subprocess.run(
+            [sys.executable, "scripts/check_flow.py", str(path.relative_to(REPO))],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+            env={"PATH": "/usr/bin:/bin", "TWILIO_PHONE_NUMBER": OUR_NUMBER},
+        )
+        assert result.returncode == 0, result.stderr
+        assert "ok (4 steps)" in result.stdout or "ok (" in result.stdout
+
+
+def test_the_check_command_lists_the_problems_and_exits_1(tmp_path):
+    bad = example()
+    bad["steps"]["sales"]["dial"]["to"] = ["+19005550100"]
+    flow = tmp_path / "bad.json"
+    flow.write_text(json.dumps(bad))
+
+    result = subprocess.run(
+        [sys.executable, "scripts/check_flow.py", str(flow)], cwd=REPO, capture_output=True,
+        text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "TWILIO_PHONE_NUMBER": OUR_NUMBER},
+    )
+
+    assert result.returncode == 1
+    assert "refused (1 problems)" in result.stderr and "premium-rate" in result.stderr
+
+
+def test_the_schema_takes_the_example_and_refuses_an_unknown_key():
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((REPO / "flows" / "calls.schema.json").read_text())
+    validator = Draft202012Validator(schema)
+    assert list(validator.iter_errors(example())) == []
+    bad = example()
+    bad["steps"]["goodbye"]["hang_up"] = True
+    assert list(validator.iter_errors(bad)) != []
+
+
+# --- recordings -----------------------------------------------------------------------------------
+
+def test_a_recording_and_its_transcription_are_kept_once(worker_host, azurite_storage):
+    url = f"{PUBLIC}/api/recording_status?step=voicemail"
+    recording = call_params(RecordingSid="RE" + "2" * 32, RecordingStatus="completed",
+                            RecordingDuration="42",
+                            RecordingUrl="https://api.twilio.com/2010-04-01/Accounts/x/Recordings/y")
+    transcription = call_params(RecordingSid="RE" + "2" * 32, TranscriptionSid="TR" + "3" * 32,
+                                TranscriptionStatus="completed",
+                                TranscriptionText="Please call me back.")
+
+    answers = [post(worker_host, url, recording).status for _ in range(2)]
+    answers.append(post(worker_host, url, transcription).status)
+    shown = worker_host.request("GET", f"/api/calls/{CALL_SID}", base_url=PUBLIC).json()
+
+    assert answers == [204, 204, 204]
+    assert shown["recordings"] == [{
+        "sid": "RE" + "2" * 32, "status": "completed", "duration_seconds": 42,
+        "transcription": "Please call me back.", "transcription_status": "completed",
+    }]
+    assert "twilio.com" not in json.dumps(shown)  # never the recording's URL
