@@ -153,6 +153,17 @@ def _dotnet_json_time(value: datetime | None, default: str | None = None) -> str
     return json.dumps(text)
 
 
+def _utf8(text: str) -> str:
+    """A .NET string as the host sends it over gRPC: UTF-8, an unpaired surrogate (which JSON's
+    \\ud800 escape can make) replaced by U+FFFD as .NET's encoder does; Python's protobuf
+    refuses it outright, which would fail every delivery of such a message."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
+
+
 def _binding_data_value(value: Any) -> str | dict[str, Any] | None:
     """Utility.ConvertPropertyValue: an object stays an object, anything else is `(string)` of
     the JSON token (true -> "True", as .NET writes booleans); null is dropped."""
@@ -787,7 +798,7 @@ class WorkerHost:
                 continue
             converted = _binding_data_value(value)
             if converted is not None:
-                result[key] = converted
+                result[_utf8(key)] = _utf8(converted) if isinstance(converted, str) else converted
         return result
 
     async def _invoke_queue(self, function: str, message: QueueMessageData,

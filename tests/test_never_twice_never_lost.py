@@ -433,6 +433,8 @@ def test_a_hand_made_message_is_logged_and_dropped_and_changes_nothing(
         json.dumps({"broadcast": broadcast_id, "to": "+14155550199",
                     "tag": chunk["tags"][0]}).encode(),
         json.dumps({**chunk, "deferrals": "many"}).encode(),
+        b'{"broadcast":"\\ud800","recipients":["\\ud800"],"tags":["x"]}',
+        json.dumps({**chunk, "tags": ["\ud800" * 32, chunk["tags"][1]]}).encode(),
     ]
 
     for body in forged:
@@ -587,3 +589,19 @@ def test_a_lost_conditional_write_reaches_its_caller_not_as_storage_unavailable(
         asyncio.run(storage.bounded(lost_race()))
     with pytest.raises(storage.StorageRefused):
         asyncio.run(storage.bounded(bad_key()))
+
+
+@pytest.mark.parametrize("function", ["broadcast_send", "broadcast_poison"])
+def test_a_surrogate_escape_in_a_queue_message_is_dropped_through_the_host(
+    worker_host, store, twilio_api, function
+):
+    """The host hands a JSON message's top-level strings to the worker as trigger metadata: an
+    unpaired surrogate there (valid JSON, ASCII on the wire) must not fail every delivery."""
+    from devhost.worker_host import QueueMessageData
+
+    body = b'{"broadcast":"\\ud800","recipients":["\\ud800"],"tags":["x"]}'
+
+    result = worker_host.invoke_queue(function, QueueMessageData(id="surrogate", body=body))
+
+    assert result.succeeded, result.error
+    assert twilio_api.requests == []

@@ -57,6 +57,7 @@ MAX_MESSAGE_BYTES = 48 * 1024
 MAX_ENTRY_SHOWN = 100
 
 TAG_LENGTH = 32  # hex digits of a recipient's tag (128 bits)
+TAG = re.compile(rf"[0-9a-f]{{{TAG_LENGTH}}}")
 
 
 class BadMessage(ValueError):
@@ -239,6 +240,8 @@ def read_message(body: bytes) -> Envelope:
         tagged, is_chunk = ((to, tag),), False
     if not all(E164.fullmatch(to) for to, _ in tagged):
         raise BadMessage("a recipient that is not an E.164 number")
+    if not all(TAG.fullmatch(tag) for _, tag in tagged):
+        raise BadMessage("a tag that is not one (32 hex digits)")
     return Envelope(broadcast, tagged, deferrals, is_chunk)
 
 
