@@ -1,6 +1,7 @@
 """recording_status: Twilio's recording status and transcription callbacks for a call flow's
 voicemail. Verified like every webhook, then kept on the call's record (RecordingSid, duration,
-status, the transcription's text; never the recording's URL)."""
+status, the transcription's text; never the recording's URL), and the step's notify_sms numbers
+are texted once each (shared/callflows/voicemail.py)."""
 
 import azure.functions as func
 
@@ -8,9 +9,9 @@ from shared import webhooks
 
 
 async def record(callback: webhooks.Webhook) -> str:
-    from shared.records import recordings  # on first use, not at load (docs/benchmark.md)
+    from shared.callflows import voicemail  # on first use, not at load (docs/benchmark.md)
 
-    return await recordings.keep(callback)
+    return await voicemail.keep(callback)
 
 
 async def main(req: func.HttpRequest) -> func.HttpResponse:

@@ -390,7 +390,7 @@ def test_the_schema_takes_the_example_and_refuses_an_unknown_key():
 
 # --- recordings -----------------------------------------------------------------------------------
 
-def test_a_recording_and_its_transcription_are_kept_once(worker_host, azurite_storage):
+def test_a_recording_and_its_transcription_are_kept_once(worker_host, azurite_storage, twilio_api):
     url = f"{PUBLIC}/api/recording_status?step=voicemail"
     recording = call_params(RecordingSid="RE" + "2" * 32, RecordingStatus="completed",
                             RecordingDuration="42",
@@ -409,3 +409,52 @@ def test_a_recording_and_its_transcription_are_kept_once(worker_host, azurite_st
         "transcription": "Please call me back.", "transcription_status": "completed",
     }]
     assert "twilio.com" not in json.dumps(shown)  # never the recording's URL
+
+
+# --- voicemail notifications ----------------------------------------------------------------------
+
+def recording_callback(root: ET.Element, attribute: str) -> str:
+    """The callback URL as Twilio requests it: the fragment (its connection overrides) is
+    Twilio's, never sent."""
+    [record] = root.iter("Record")
+    url = record.get(attribute) or ""
+    assert url.endswith("#rc=2&rp=ct,5xx")
+    return url.split("#")[0]
+
+
+def test_a_voicemail_texts_each_listed_number_once_per_recording_and_transcription(
+    worker_host, azurite_storage, twilio_api
+):
+    root = press(worker_host, start(worker_host), "2")
+    url = recording_callback(root, "recordingStatusCallback")
+    assert recording_callback(root, "transcribeCallback") == url
+    recording = call_params(RecordingSid="RE" + "4" * 32, RecordingStatus="completed",
+                            RecordingDuration="42")
+    transcription = call_params(RecordingSid="RE" + "4" * 32, TranscriptionSid="TR" + "5" * 32,
+                                TranscriptionStatus="completed", TranscriptionText="Call me.")
+
+    answers = [post(worker_host, url, recording).status for _ in range(2)]
+    answers += [post(worker_host, url, transcription).status for _ in range(2)]
+
+    assert answers == [204, 204, 204, 204]
+    texts = [(c.data["To"], c.data["Body"]) for c in twilio_api.creates]
+    assert texts == [
+        (OUR_NUMBER, "New voicemail from +1 415-555-0123, 42 s."),
+        (OUR_NUMBER, "Voicemail from +1 415-555-0123: Call me."),
+    ]
+
+
+def test_a_notification_twilio_refused_for_now_makes_the_callback_try_again(
+    worker_host, azurite_storage, twilio_api
+):
+    root = press(worker_host, start(worker_host), "2")
+    url = recording_callback(root, "recordingStatusCallback")
+    recording = call_params(RecordingSid="RE" + "6" * 32, RecordingStatus="completed",
+                            RecordingDuration="9")
+    twilio_api.error(429, 20429, "Too Many Requests")
+
+    first = post(worker_host, url, recording)
+    again = post(worker_host, url, recording)
+
+    assert (first.status, again.status) == (503, 204)  # Twilio retries a 5xx callback
+    assert len(twilio_api.created) == 1  # sent once, on the retry

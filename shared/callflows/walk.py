@@ -20,6 +20,10 @@ from shared.callflows.flow import Flow, FlowProblems, Step
 from shared.callflows.settings import load_call_flow_settings
 from shared.common import logs, redact, routes
 from shared.common.settings import SettingsError
+
+# Retry a recording callback that could not be delivered or got a 5xx (a voicemail notification
+# to send again), as for status callbacks.
+from shared.outbound.twilio_client import CALLBACK_RETRIES
 from shared.webhooks import Webhook
 
 logger = logs.get_logger(__name__)
@@ -54,6 +58,8 @@ class _Twiml:
         self.response = VoiceResponse()
         self.settings = hook.settings
         self.origin = hook.settings.trusted_origin or ""
+        # The caller, for the voicemail's notification (a recording callback does not say).
+        self.caller = hook.param("From") or None
 
     def url(self, route: str, **state: object) -> str:
         """The app's own route, at the trusted origin (a path alone where there is none locally:
@@ -230,13 +236,15 @@ def _action(doc: _Twiml, step: Step, attempt: int, index: int) -> None:
             "max_length": record.max_seconds,
             "finish_on_key": "#",
             "play_beep": True,
-            "recording_status_callback": doc.url(RECORDING_CALLBACK, step=step.name),
+            "recording_status_callback": doc.url(RECORDING_CALLBACK, step=step.name,
+                                                 caller=doc.caller) + CALLBACK_RETRIES,
             "recording_status_callback_event": "completed",
             "recording_status_callback_method": "POST",
         }
         if record.transcribe:
             options["transcribe"] = True
-            options["transcribe_callback"] = doc.url(RECORDING_CALLBACK, step=step.name)
+            options["transcribe_callback"] = doc.url(RECORDING_CALLBACK, step=step.name,
+                                                     caller=doc.caller) + CALLBACK_RETRIES
         response.record(**options)
         # An empty recording skips the action (Twilio's behaviour): go on to `next` here.
         if step.next:
