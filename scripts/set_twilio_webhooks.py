@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Point a Twilio phone number's Voice URL and SMS URL at this app's webhooks.
+"""Point a Twilio phone number's Voice URL, SMS URL and call status callback at this app.
 
 Runs as the azd `postdeploy` hook (see azure.yaml), so that after `azd up` the number answers
 through the functions just deployed without a trip to the Twilio console. The same script serves
 local development: `--base-url https://<id>.ngrok-free.app` points the number at a tunnel.
 
-It changes only the four webhook fields (voice_url, voice_method, sms_url, sms_method), prints
-each change as `old -> new`, and with `--dry-run` prints them without changing anything. When
+It changes only the six webhook fields (voice_url, voice_method, sms_url, sms_method, and the
+status_callback and its method: every inbound call's progress is then recorded by call_status),
+prints each change as `old -> new`, and with `--dry-run` prints them without changing anything. When
 no number is configured it does nothing and exits 0, so `azd up` works before Twilio is set up.
 
 Values come from, in this order: the command line, the process environment (azd exports its
@@ -55,6 +56,7 @@ PHONE_NUMBER_SID = re.compile(r"PN[0-9a-fA-F]{32}")
 # Where Twilio should send each kind of event: the function folders' routes (function.json).
 VOICE_ROUTE = "voice_url"
 SMS_ROUTE = "sms_url"
+STATUS_ROUTE = "call_status"
 WEBHOOK_METHOD = "POST"
 # azd outputs (infra/main.bicep) that name the deployed app's base URL, most specific first;
 # PUBLIC_BASE_URL covers a local.settings.json that already names a tunnel.
@@ -118,6 +120,10 @@ def reaching_twilio(action: str) -> Iterator[None]:
         ) from exc
 
 
+FIELDS = ("voice_url", "voice_method", "sms_url", "sms_method", "status_callback",
+          "status_callback_method")
+
+
 @dataclass(frozen=True)
 class Webhooks:
     """The webhook fields of an IncomingPhoneNumber this script manages."""
@@ -126,11 +132,13 @@ class Webhooks:
     voice_method: str | None
     sms_url: str | None
     sms_method: str | None
+    status_callback: str | None
+    status_callback_method: str | None
 
     def changes_to(self, desired: Webhooks) -> dict[str, tuple[str | None, str]]:
         """Fields whose value differs from `desired`, as {field: (old, new)}."""
         changes: dict[str, tuple[str | None, str]] = {}
-        for field in ("voice_url", "voice_method", "sms_url", "sms_method"):
+        for field in FIELDS:
             old, new = getattr(self, field), getattr(desired, field)
             if new is not None and old != new:
                 changes[field] = (old, new)
@@ -217,13 +225,16 @@ def normalise_base_url(url: str) -> str:
 
 
 def desired_webhooks(base_url: str, prefix: str) -> Webhooks:
-    """Voice and SMS webhook URLs under `base_url`, both POST (what the functions expect)."""
+    """Voice and SMS webhook URLs and the call status callback under `base_url`, all POST
+    (what the functions expect)."""
     root = f"{base_url}/{prefix}" if prefix else base_url
     return Webhooks(
         voice_url=f"{root}/{VOICE_ROUTE}",
         voice_method=WEBHOOK_METHOD,
         sms_url=f"{root}/{SMS_ROUTE}",
         sms_method=WEBHOOK_METHOD,
+        status_callback=f"{root}/{STATUS_ROUTE}",
+        status_callback_method=WEBHOOK_METHOD,
     )
 
 
@@ -350,7 +361,7 @@ def run(
     client = build_client(settings, http_client)
     with reaching_twilio(f"looking up {number_sid or number}"):
         record = find_number(client, number, number_sid)
-    current = Webhooks(record.voice_url, record.voice_method, record.sms_url, record.sms_method)
+    current = Webhooks(*(getattr(record, field) for field in FIELDS))
     changes = current.changes_to(desired)
     out(f"Twilio number {record.phone_number} ({record.sid}):")
     if not changes:

@@ -113,6 +113,8 @@ UPDATE_FIELDS = {
     "VoiceMethod": "voice_method",
     "SmsUrl": "sms_url",
     "SmsMethod": "sms_method",
+    "StatusCallback": "status_callback",
+    "StatusCallbackMethod": "status_callback_method",
 }
 
 
@@ -257,7 +259,8 @@ def test_points_the_number_at_the_deployed_functions(
 
     [update] = twilio.updates()
     assert update.path.endswith(f"/IncomingPhoneNumbers/{NUMBER_SID}.json")
-    assert update.data == {"VoiceUrl": f"{APP}/api/voice_url", "SmsUrl": f"{APP}/api/sms_url"}
+    assert update.data == {"VoiceUrl": f"{APP}/api/voice_url", "SmsUrl": f"{APP}/api/sms_url",
+                           "StatusCallback": f"{APP}/api/call_status"}
     assert update.auth == (ACCOUNT_SID, AUTH_TOKEN)
     assert twilio.numbers[NUMBER_SID]["voice_url"] == f"{APP}/api/voice_url"
     assert twilio.numbers[OTHER_NUMBER_SID]["voice_url"] == DEMO_VOICE
@@ -291,7 +294,8 @@ def test_dry_run_prints_the_changes_and_changes_nothing(
 def test_sends_only_the_fields_that_differ(
     env: dict[str, str], repo: Path, twilio: PhoneNumbersDouble, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    twilio.numbers[NUMBER_SID].update(voice_url=f"{APP}/api/voice_url", sms_method="GET")
+    twilio.numbers[NUMBER_SID].update(voice_url=f"{APP}/api/voice_url", sms_method="GET",
+                                      status_callback=f"{APP}/api/call_status")
     run([], env, repo, twilio)
     [update] = twilio.updates()
     assert update.data == {"SmsUrl": f"{APP}/api/sms_url", "SmsMethod": "POST"}
@@ -302,7 +306,8 @@ def test_a_number_already_pointing_here_is_left_alone(
     env: dict[str, str], repo: Path, twilio: PhoneNumbersDouble, capsys: pytest.CaptureFixture[str]
 ) -> None:
     twilio.numbers[NUMBER_SID].update(
-        voice_url=f"{APP}/api/voice_url", sms_url=f"{APP}/api/sms_url"
+        voice_url=f"{APP}/api/voice_url", sms_url=f"{APP}/api/sms_url",
+        status_callback=f"{APP}/api/call_status",
     )
     assert run([], env, repo, twilio) == 0
     assert twilio.updates() == []
@@ -625,3 +630,17 @@ def test_the_openapi_check_rejects_a_request_twilio_would_refuse(twilio_openapi:
     prepared, _response = as_requests_pair(bad)
     with pytest.raises(InvalidRequestBody):
         twilio_openapi.validate_request(RequestsOpenAPIRequest(prepared))
+
+
+def test_the_number_reports_every_inbound_call_to_call_status(
+    env: dict[str, str], repo: Path, twilio: PhoneNumbersDouble
+) -> None:
+    """An inbound call's lifecycle is recorded by call_status, without a storage write on the
+    voice webhook's path: the number's own status callback points there."""
+    twilio.numbers[NUMBER_SID].update(status_callback="https://old.example/status",
+                                      status_callback_method="GET")
+
+    assert run([], env, repo, twilio) == 0
+
+    assert twilio.numbers[NUMBER_SID]["status_callback"] == f"{APP}/api/call_status"
+    assert twilio.numbers[NUMBER_SID]["status_callback_method"] == "POST"
