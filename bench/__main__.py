@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import broadcast, cold, concurrency, package, peer_flask, warm
+from bench import broadcast, cold, common, concurrency, package, peer_flask, warm
 from bench.stats import Report
 
 
@@ -72,6 +72,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--broadcast-rate", type=float, default=broadcast.RATE, metavar="N",
                         help="the stand-in's creates a second in the broadcast phase, and the "
                         f"app's pace (default {broadcast.RATE:g})")
+    parser.add_argument("--call-flow", metavar="FILE",
+                        help="run the app with CALL_FLOW set to this call-flow file (relative to "
+                        "the app root, like flows/calls.example.json): voice_url then answers "
+                        "the flow's first step instead of the greeting")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--only", choices=PHASES, action="append",
                         help="run only this phase (repeatable; default: all)")
@@ -86,6 +90,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    if args.call_flow:
+        common.APP_SETTINGS["CALL_FLOW"] = args.call_flow
     began = time.perf_counter()
     print(header(argv), flush=True)
     report = Report()

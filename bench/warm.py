@@ -16,7 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench import breakdown
-from bench.common import APP_ROOT, FLOOR_ROOT, SignedRequest, apply_app_settings, signed_webhook
+from bench.common import (
+    APP_ROOT,
+    APP_SETTINGS,
+    FLOOR_ROOT,
+    SignedRequest,
+    apply_app_settings,
+    signed_webhook,
+)
 from bench.stats import Report, fmt_seconds, percentile
 
 TARGET_P50 = 1.25
@@ -92,7 +99,9 @@ def run(report: Report, requests: int) -> dict[str, Latencies]:
     voice = [signed_webhook("voice") for _ in range(requests + WARMUP)]
     sms = [signed_webhook("sms") for _ in range(requests + WARMUP)]
     sides: dict[str, tuple[list[Sender], bytes]] = {
-        "voice_url": ([_sender(app, r) for r in voice], b"<Say>Hello Monkey!</Say>"),
+        # With --call-flow, voice_url answers the flow's first step (or, closed, its voicemail).
+        "voice_url": ([_sender(app, r) for r in voice],
+                      b"<Say>" if APP_SETTINGS.get("CALL_FLOW") else b"<Say>Hello Monkey!</Say>"),
         "sms_url": ([_sender(app, r) for r in sms], b"<Message>"),
         # The floor gets the voice webhook's exact headers and body, to its own route.
         "floor": ([_sender(floor, r.to("/api/floor")) for r in voice], b"<Say>"),

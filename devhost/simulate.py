@@ -377,6 +377,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--shared-key", action="store_true",
                         help=f"sign with {SHARED_KEY_NAME} and HMAC-SHA256, as a Twilio Webhook "
                         "Rule with a SharedKey does, instead of the auth token")
+    parser.add_argument("--walk", metavar="CHOICES",
+                        help="voice with a call flow (CALL_FLOW): then follow the TwiML as Twilio "
+                        "would, one comma-separated choice per step: digits or silence at a menu, "
+                        "a DialCallStatus at a dial, record:SECONDS[:TRANSCRIPTION] or empty at a "
+                        "voicemail (devhost/flowwalk.py)")
     parser.add_argument("--timeout", type=float, default=TIMEOUT)
     return parser.parse_args(argv)
 
@@ -445,7 +450,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         # nothing); the reason is in the app's own log, one line per refusal.
         print("The app refused the signature: its log says why (the line with outcome=refused "
               "in the scripts/start.sh or func start output).", file=sys.stderr)
+    if args.walk is not None and args.kind == "voice" and 200 <= reply.status < 300:
+        return _walk(args, webhook, reply, token, shared_key)
     return 0 if 200 <= reply.status < 300 else 1
+
+
+def _walk(args: argparse.Namespace, first: Webhook, reply: Reply, token: str,
+          shared_key: SharedKey | None) -> int:
+    """--walk: follow the call flow's TwiML from the voice webhook's answer."""
+    from devhost import flowwalk
+
+    target = urlsplit(first.url)
+    origin = f"{target.scheme}://{target.netloc}"
+    call = {k: v for k, v in first.params.items() if k != "CallToken"}
+    call["CallStatus"] = "in-progress"
+
+    def send_one(request: flowwalk.Request) -> tuple[int, str]:
+        params = call | request.params
+        hook = Webhook(url=request.url, headers={"Content-Type": FORM_CONTENT_TYPE},
+                       params=params, body=urlencode(params).encode("ascii"),
+                       signed_url=request.sign_url)
+        answer = send(_with_twilio_headers(hook, token, shared_key), timeout=args.timeout)
+        return answer.status, answer.body.decode("utf-8", "replace")
+
+    choices = [c.strip() for c in args.walk.split(",") if c.strip()]
+    try:
+        return flowwalk.walk(reply.body.decode("utf-8", "replace"), choices, origin, send_one,
+                             print)
+    except (urllib.error.URLError, OSError) as error:
+        print(f"error: cannot reach {origin}: {getattr(error, 'reason', error)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

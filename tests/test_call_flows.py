@@ -458,3 +458,50 @@ def test_a_notification_twilio_refused_for_now_makes_the_callback_try_again(
 
     assert (first.status, again.status) == (503, 204)  # Twilio retries a 5xx callback
     assert len(twilio_api.created) == 1  # sent once, on the retry
+
+
+# --- the simulator walks a flow ---------------------------------------------------------------------
+
+def test_the_simulator_walks_the_example_flow_to_a_voicemail(
+    start_served_host, azurite_storage, twilio_api, app_settings, tmp_path, capsys
+):
+    from devhost import simulate
+
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    served = start_served_host()
+    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": {
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_BASE_URL": PUBLIC}}))
+
+    code = simulate.main([
+        "voice", "--url", f"{served.url}/api/voice_url", "--app-root", str(tmp_path),
+        "--from", CALLER, "--to", OUR_NUMBER,
+        "--walk", "1,no-answer,busy,record:42:Please call me back",
+    ])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.count("HTTP 200") == 5 and out.count("HTTP 204") == 2
+    for seen in ("pressed 1", "the dial ended no-answer", "+14155550101", "the dial ended busy",
+                 "recorded 42 s", "Thank you. Goodbye.", "walk: the call ended."):
+        assert seen in out, seen
+    assert [c.data["Body"] for c in twilio_api.creates] == [
+        "New voicemail from +1 415-555-0123, 42 s.",
+        "Voicemail from +1 415-555-0123: Please call me back",
+    ]
+
+
+def test_the_simulator_says_which_choice_the_flow_asked_for(
+    start_served_host, app_settings, tmp_path, capsys
+):
+    from devhost import simulate
+
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    served = start_served_host()
+    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": {
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_BASE_URL": PUBLIC}}))
+
+    code = simulate.main(["voice", "--url", f"{served.url}/api/voice_url", "--app-root",
+                          str(tmp_path), "--from", CALLER, "--to", OUR_NUMBER, "--walk", "1"])
+
+    assert code == 1
+    assert "asks for a DialCallStatus" in capsys.readouterr().out

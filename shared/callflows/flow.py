@@ -106,6 +106,10 @@ class Flow:
     by_number: Mapping[str, str] = field(default_factory=dict)
     blocked_callers: frozenset[str] = frozenset()
     hours: Hours | None = None
+    # The TwiML documents built for this flow's steps (shared.callflows.walk), kept with it.
+    documents: dict[tuple[object, ...], str] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
     def first_step(self, called: str | None) -> str:
         return self.by_number.get(called or "", self.start)

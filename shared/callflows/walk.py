@@ -182,6 +182,39 @@ def _after_dial(hook: Webhook, flow: Flow, step: Step, index: int | None) -> str
 def _render(
     hook: Webhook, flow: Flow, step: Step, attempt: int = 1, index: int = 0, prelude: bool = True
 ) -> str:
+    """The step's TwiML. The same step (with the same attempt, number, origin and voice) gives
+    the same document, so each is built once per process and reused; only a voicemail's
+    carries the caller's number."""
+    caller = hook.param("From") if _reaches_record(flow, step) else None
+    key = (step.name, attempt, index, prelude, caller, hook.settings.trusted_origin,
+           hook.settings.voice_name, hook.settings.voice_language)
+    document = flow.documents.get(key)
+    if document is None:
+        if len(flow.documents) >= MAX_DOCUMENTS:  # callers' numbers: keep it bounded
+            flow.documents.clear()
+        document = flow.documents[key] = _build(hook, flow, step, attempt, index, prelude)
+    return document
+
+
+MAX_DOCUMENTS = 1024
+
+
+def _reaches_record(flow: Flow, step: Step) -> bool:
+    """Whether the document for `step` (which follows `next` within it) holds a <Record>."""
+    seen: set[str] = set()
+    while step.name not in seen:
+        seen.add(step.name)
+        if step.record:
+            return True
+        if not step.next or step.menu or step.dial:
+            return False
+        step = flow.steps[step.next]
+    return False
+
+
+def _build(
+    hook: Webhook, flow: Flow, step: Step, attempt: int, index: int, prelude: bool
+) -> str:
     doc = _Twiml(hook)
     seen: set[str] = set()
     while True:
