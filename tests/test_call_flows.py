@@ -505,3 +505,38 @@ def test_the_simulator_says_which_choice_the_flow_asked_for(
 
     assert code == 1
     assert "asks for a DialCallStatus" in capsys.readouterr().out
+
+
+def test_by_number_play_pause_and_speech(worker_host, app_settings, tmp_path, monkeypatch):
+    """A second number starts elsewhere; a step plays and pauses before its menu; a spoken
+    option is understood with speech on."""
+    flow = {"start": "main", "by_number": {"+14155550111": "spoken"}, "steps": {
+        "main": {"say": "Main line.", "hangup": True},
+        "spoken": {"play": "https://example.com/hello.mp3", "pause": 2,
+                   "menu": {"prompt": "Say sales or press 1.", "speech": True,
+                            "options": {"1": "bye", "sales": "bye"}, "otherwise": "main"}},
+        "bye": {"say": "Bye.", "hangup": True}}}
+    flow_file(tmp_path, monkeypatch, flow)
+    app_settings.setenv("CALL_FLOW", "flow.json")
+
+    main = twiml(post(worker_host, f"{PUBLIC}/api/voice_url", call_params()))
+    other = twiml(post(worker_host, f"{PUBLIC}/api/voice_url", call_params(To="+14155550111")))
+    spoken = twiml(post(worker_host, gather_action(other),
+                        call_params(To="+14155550111", SpeechResult="Sales.")))
+
+    assert verbs(main) == ["Say", "Hangup"]
+    assert verbs(other) == ["Play", "Pause", "Gather", "Redirect"]
+    assert other[0].text == "https://example.com/hello.mp3" and other[1].get("length") == "2"
+    assert other[2].get("input") == "dtmf speech"
+    assert verbs(spoken) == ["Say", "Hangup"] and spoken[0].text == "Bye."
+
+
+def test_the_voice_settings_apply_to_every_say(worker_host, app_settings):
+    app_settings.setenv("VOICE_NAME", "Polly.Joanna")
+    app_settings.setenv("VOICE_LANGUAGE", "en-US")
+
+    root = start(worker_host)
+
+    says = list(root.iter("Say"))
+    assert len(says) == 2
+    assert all((s.get("voice"), s.get("language")) == ("Polly.Joanna", "en-US") for s in says)
