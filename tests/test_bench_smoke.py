@@ -100,7 +100,8 @@ def test_the_package_size_counts_the_files_funcignore_keeps_and_no_others() -> N
 
     kept = {p.relative_to(APP_ROOT).as_posix() for p in package.app_files()}
 
-    assert {"host.json", "requirements.txt", "make_call/function.json", "shared/common/settings.py"} <= kept
+    assert {"host.json", "requirements.txt", "make_call/function.json", "shared/common/settings.py",
+            "flows/calls.example.json"} <= kept  # a call flow is read from the package
     for dropped in ("tests/", "devhost/", "bench/", "scripts/", "infra/", ".venv/", ".git/"):
         assert not any(path.startswith(dropped) for path in kept), dropped
     assert not any(path.endswith(".md") or "__pycache__" in path for path in kept)
