@@ -803,6 +803,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from devhost.standin import install
 
         stand_in = install(args.twilio_api)
+        if local_settings.stand_in_account():
+            print("TWILIO_ACCOUNT_SID is unset or the example's placeholder: the stand-in gets an "
+                  "account SID made up for this run.")
     try:
         served = serve(host, bind=args.bind, port=port, max_connections=args.max_connections,
                        request_time_limit=args.request_time_limit)

@@ -8,6 +8,7 @@ simulator do the same here. Values are never printed: several are secrets.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,13 +98,25 @@ def missing_message(app_root: Path | str) -> str:
     )
 
 
-# The Twilio credentials of local.settings.json.example. The SID has the shape of a real one (AC +
-# 32 hex digits), so that the example works as it is with the local stand-in of Twilio's API
-# (`--twilio-api`), which takes any; real Twilio refuses both (make_call and send_sms answer 502).
+# The Twilio credentials of local.settings.json.example. The SID is not a SID (the app's settings
+# check names it), so the example never passes for an account; with the local stand-in of
+# Twilio's API (`--twilio-api`) the host makes one up for the run (`stand_in_account`).
+ACCOUNT_SID = "TWILIO_ACCOUNT_SID"
 PLACEHOLDERS = {
-    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    ACCOUNT_SID: "ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
     "TWILIO_AUTH_TOKEN": "your_auth_token",
 }
+
+
+def stand_in_account(environ: MutableMapping[str, str] | None = None) -> bool:
+    """With --twilio-api: when TWILIO_ACCOUNT_SID is unset or still the example's placeholder,
+    set one made up for this run (random, no account's), which the stand-in takes like any;
+    True when it did. A SID of your own is left as it is."""
+    env = os.environ if environ is None else environ
+    if env.get(ACCOUNT_SID, "").strip() not in ("", PLACEHOLDERS[ACCOUNT_SID]):
+        return False
+    env[ACCOUNT_SID] = "AC" + uuid.uuid4().hex
+    return True
 
 
 def placeholder_warning(environ: MutableMapping[str, str] | None = None) -> str | None:
@@ -115,10 +128,10 @@ def placeholder_warning(environ: MutableMapping[str, str] | None = None) -> str 
         return None
     return (
         f"warning: {' and '.join(names)} still hold{'s' if len(names) == 1 else ''} the "
-        f"placeholder of {EXAMPLE_NAME}: Twilio will refuse make_call and send_sms (502) "
-        f"until you put your account's credentials in {FILE_NAME} (Twilio Console, Account "
-        "info). Without a Twilio account, serve with --twilio-api and a local stand-in of "
-        "Twilio's API (python -m devhost.standin), which takes them as they are."
+        f"placeholder of {EXAMPLE_NAME}: make_call and send_sms will not work until you put "
+        f"your account's credentials in {FILE_NAME} (Twilio Console, Account info). Without "
+        "a Twilio account, serve with --twilio-api and a local stand-in of Twilio's API "
+        "(python -m devhost.standin): the host then makes up an account SID for the run."
     )
 
 

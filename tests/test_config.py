@@ -224,26 +224,31 @@ def test_local_settings_example_holds_placeholders_not_secrets():
     values = load(APP_ROOT / "local.settings.json.example")["Values"]
     assert all(isinstance(v, str) for v in values.values())
     assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
-    # The account SID is shaped like one (see the next test), but all zeros: no account's.
-    real_looking = re.compile(r"(AC|SK)[0-9a-f]{32}|[0-9a-f]{32}")
-    assert [k for k, v in values.items()
-            if real_looking.fullmatch(v) and v.strip("AC0")] == []
-    assert values["TWILIO_ACCOUNT_SID"] == "AC" + "0" * 32
+    real_looking = re.compile(r"(AC|SK|MG)[0-9a-fA-F]{32}|[0-9a-fA-F]{32}")
+    assert [k for k, v in values.items() if real_looking.fullmatch(v)] == []
 
 
-def test_local_settings_example_passes_the_rest_settings_shape_checks():
-    """Copied as it is, with the PUBLIC_BASE_URL the README asks for, the example's settings
-    load for make_call and send_sms: the local stand-in of Twilio's API (--twilio-api) takes
-    them, where a malformed placeholder SID once made every REST call a 500."""
+def test_the_examples_placeholder_sid_is_named_and_the_stand_in_gets_one_made_up():
+    """Copied as it is, the example's account SID is refused by name (it is no account's); with
+    the local stand-in of Twilio's API (--twilio-api) the host sets one made up for the run, and
+    the REST settings load as the README's stand-in walkthrough needs."""
     from devhost import settings as local_settings
+    from shared.common.settings import SettingsError
     from shared.outbound import settings
 
     values = load(APP_ROOT / "local.settings.json.example")["Values"]
     env = values | {"PUBLIC_BASE_URL": "https://example.ngrok-free.app"}
-    assert settings.load_call_settings(env).rest.account_sid == values["TWILIO_ACCOUNT_SID"]
-    assert settings.load_sms_settings(env).rest.rest_password == values["TWILIO_AUTH_TOKEN"]
-    # devhost's start-up warning knows them as the example's placeholders.
+    with pytest.raises(SettingsError, match="TWILIO_ACCOUNT_SID is malformed"):
+        settings.load_call_settings(env)
     assert {k: values[k] for k in local_settings.PLACEHOLDERS} == local_settings.PLACEHOLDERS
+
+    assert local_settings.stand_in_account(env) is True
+    made_up = env["TWILIO_ACCOUNT_SID"]
+    assert made_up != values["TWILIO_ACCOUNT_SID"]
+    assert settings.load_call_settings(env).rest.account_sid == made_up
+    assert settings.load_sms_settings(env).rest.rest_password == values["TWILIO_AUTH_TOKEN"]
+    own = {"TWILIO_ACCOUNT_SID": "AC" + "1" * 32}
+    assert local_settings.stand_in_account(own) is False and own == {"TWILIO_ACCOUNT_SID": "AC" + "1" * 32}
 
 
 def test_dev_only_code_is_not_deployed():

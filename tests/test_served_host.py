@@ -196,20 +196,21 @@ def app_with_example_settings(tmp_path, monkeypatch):
 
 
 def test_the_examples_placeholder_credentials_are_named_at_start_up(app_with_example_settings):
-    """The example's SID has a real SID's shape (so --twilio-api works with it as it is): the
-    settings checks no longer call it malformed, so the host says to put real ones in."""
+    """The host says at start-up that the example's credentials are still in place (names only),
+    before any make_call fails on them."""
     with server_command("--app-root", str(app_with_example_settings), no_settings=False) as (
             output, _, _process):
         assert ("warning: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN still hold the placeholder "
                 "of local.settings.json.example") in output
-        assert "your_auth_token" not in output and "AC000" not in output
+        assert "your_auth_token" not in output and "ACxxx" not in output
 
 
 def test_no_placeholder_warning_with_the_stand_in_or_real_values(app_with_example_settings,
                                                                  monkeypatch):
     with server_command("--app-root", str(app_with_example_settings), "--twilio-api",
                         "http://127.0.0.1:9", no_settings=False) as (output, _, _process):
-        assert "placeholder" not in output
+        assert "placeholder of" not in output
+        assert "the stand-in gets an account SID made up for this run" in output
     assert local_settings.placeholder_warning({
         "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": TOKEN}) is None
     assert local_settings.placeholder_warning({
