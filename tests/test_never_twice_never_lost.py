@@ -17,8 +17,8 @@ import pytest
 from aiohttp.client_reqrep import ConnectionKey
 from azure.data.tables import TableClient, UpdateMode
 from azure.functions.queue import QueueMessage
-from azure.storage.queue import QueueClient
 from conftest import ACCOUNT_SID, TWILIO_NUMBER, signed_form_request
+from test_broadcasts import drain
 
 import broadcast_poison
 import broadcast_send
@@ -50,20 +50,6 @@ def post(host: WorkerHost, path: str, body: dict | str, key: str | None = None,
 
 def get(host: WorkerHost, path: str) -> HostResponse:
     return host.request("GET", path, base_url=PUBLIC)
-
-
-def drain(azurite, broadcast_id: str) -> list[dict]:
-    queue = QueueClient.from_connection_string(azurite.connection_string, broadcast_queue.QUEUE)
-    found = []
-    for message in queue.receive_messages(messages_per_page=32, visibility_timeout=30):
-        try:
-            body = json.loads(message.content)
-        except ValueError:
-            continue  # another test's message
-        if isinstance(body, dict) and body.get("broadcast") == broadcast_id:
-            found.append(body)
-            queue.delete_message(message)
-    return found
 
 
 def queue_message(body: dict | str | bytes, dequeue_count: int = 1) -> QueueMessage:

@@ -10,7 +10,6 @@ broadcast's id, so a retry replays the answer or carries on the same broadcast.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 import azure.functions as func
 
@@ -21,7 +20,7 @@ from shared.common.settings import SettingsError
 from shared.outbound import answers, calls, request_body, sms
 from shared.outbound.number_errors import ForbiddenDestination, InvalidNumber
 from shared.outbound.settings import load_call_settings, load_sms_settings
-from shared.records import idempotency, storage, store
+from shared.records import idempotency, queries, storage
 
 FUNCTION = "broadcasts"
 BROADCAST_ID = "BroadcastId"  # on the Idempotency-Key's row
@@ -153,16 +152,10 @@ async def show(req: func.HttpRequest, broadcast_id: str) -> func.HttpResponse:
             400, f"'{broadcast_id[:40]}' is not a broadcast id, like the 'id' POST answered "
             "(BC followed by 30 digits and letters)."
         )
-    raw_limit = req.params.get("limit") or "100"
-    if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= 1000):
-        return responses.json_error(400, "'limit' must be a whole number from 1 to 1000.")
-    limit = int(raw_limit)
-    token = None
-    if req.params.get("continuation"):
-        try:
-            token = store.decode_token(req.params["continuation"])
-        except ValueError:
-            return responses.json_error(400, "'continuation' is not a token this app gave out.")
+    query = queries.page_query(req, 100, 1000)
+    if isinstance(query, func.HttpResponse):
+        return query
+    limit, token = query
     try:
         found = await storage.within_deadline(table.status(broadcast_id, limit, token))
     except storage.StorageRefused:
@@ -171,11 +164,9 @@ async def show(req: func.HttpRequest, broadcast_id: str) -> func.HttpResponse:
         return _unavailable(error)
     if found is None:
         return responses.json_error(404, f"No broadcast {broadcast_id} is recorded.")
-    next_url = None
-    if found["next"]:
-        query = urlencode({"limit": limit, "continuation": found["next"]})
-        next_url = f"{routes.path('broadcasts').rstrip('/')}/{broadcast_id}?{query}"
-    return responses.json_body({**found, "next_url": next_url}, 200)
+    path = f"{routes.path('broadcasts')}/{broadcast_id}"
+    return responses.json_body({**found, "next_url": queries.next_url(path, limit, found["next"])},
+                               200)
 
 
 def _unavailable(error: Exception) -> func.HttpResponse:

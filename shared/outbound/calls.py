@@ -56,14 +56,8 @@ def caller_id(raw_from: str | None, settings: CallSettings) -> str:
     not call from."""
     from shared.outbound import numbers
 
-    if raw_from is None:
-        return settings.rest.phone_number
-    from_ = numbers.parse_e164(raw_from, "from").e164
-    if from_ != settings.rest.phone_number and from_ not in settings.caller_ids:
-        raise Refusal(
-            403, "'from' must be TWILIO_PHONE_NUMBER or one of the numbers in CALLER_IDS."
-        )
-    return from_
+    return numbers.own_number(raw_from, settings.rest.phone_number, settings.caller_ids,
+                              "CALLER_IDS")
 
 
 def parse(fields: Fields, settings: CallSettings) -> CallRequest:

@@ -68,6 +68,22 @@ def parse_e164(raw: str, field: str) -> Number:
     )
 
 
+def own_number(raw: str | None, phone_number: str, others: frozenset[str], setting: str) -> str:
+    """The number a call or text goes out from: TWILIO_PHONE_NUMBER, unless `raw` names another
+    of the app's own (`others`, the numbers in `setting`); raises InvalidNumber, or Refusal
+    403 for a number that is not the app's."""
+    from shared.common.responses import Refusal
+
+    if raw is None:
+        return phone_number
+    number = parse_e164(raw, "from").e164
+    if number != phone_number and number not in others:
+        raise Refusal(
+            403, f"'from' must be TWILIO_PHONE_NUMBER or one of the numbers in {setting}."
+        )
+    return number
+
+
 def check_destination(
     number: Number,
     allowed_countries: frozenset[str],

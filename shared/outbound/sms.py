@@ -116,14 +116,8 @@ def sender(raw_from: str | None, settings: SmsSettings) -> str | None:
                 "TWILIO_MESSAGING_SERVICE_SID, which picks the sender.",
             )
         return None
-    if raw_from is None:
-        return settings.rest.phone_number
-    from_ = numbers.parse_e164(raw_from, "from").e164
-    if from_ != settings.rest.phone_number and from_ not in settings.senders:
-        raise Refusal(
-            403, "'from' must be TWILIO_PHONE_NUMBER or one of the numbers in SMS_SENDERS."
-        )
-    return from_
+    return numbers.own_number(raw_from, settings.rest.phone_number, settings.senders,
+                              "SMS_SENDERS")
 
 
 def parse(fields: Fields, settings: SmsSettings) -> SmsRequest:

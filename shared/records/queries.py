@@ -36,11 +36,14 @@ async def one(kind: str, sid: str, pattern: re.Pattern[str], example: str) -> fu
     return responses.json_body(record, 200)
 
 
-async def page(req: func.HttpRequest, kind: str) -> func.HttpResponse:
-    raw_limit = req.params.get("limit") or str(DEFAULT_LIMIT)
-    if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_LIMIT):
-        return responses.json_error(400, f"'limit' must be a whole number from 1 to {MAX_LIMIT}.")
-    limit = int(raw_limit)
+def page_query(
+    req: func.HttpRequest, default: int, maximum: int
+) -> tuple[int, dict[str, str] | None] | func.HttpResponse:
+    """A paged GET's `?limit=` and `?continuation=` (the token of a page this app gave out), or
+    the 400 that says which is wrong."""
+    raw_limit = req.params.get("limit") or str(default)
+    if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= maximum):
+        return responses.json_error(400, f"'limit' must be a whole number from 1 to {maximum}.")
     token = None
     if req.params.get("continuation"):
         try:
@@ -49,16 +52,28 @@ async def page(req: func.HttpRequest, kind: str) -> func.HttpResponse:
             return responses.json_error(
                 400, "'continuation' is not a token this app gave out: use the 'next' of a page."
             )
+    return int(raw_limit), token
+
+
+def next_url(path: str, limit: int, next_token: str | None) -> str | None:
+    """The URL of the next page (the same limit), or None on the last."""
+    if not next_token:
+        return None
+    return f"{path}?{urlencode({'limit': limit, 'continuation': next_token})}"
+
+
+async def page(req: func.HttpRequest, kind: str) -> func.HttpResponse:
+    query = page_query(req, DEFAULT_LIMIT, MAX_LIMIT)
+    if isinstance(query, func.HttpResponse):
+        return query
+    limit, token = query
     try:
         items, next_token = await storage.within_deadline(store.recent(kind, limit, token))
     except (SettingsError, StorageUnavailable) as error:
         return _unavailable(kind, error)
     plural = PLURAL[kind]
-    next_url = None
-    if next_token:
-        query = urlencode({"limit": limit, "continuation": next_token})
-        next_url = f"{routes.path(plural)}?{query}"
-    return responses.json_body({plural: items, "next": next_token, "next_url": next_url}, 200)
+    following = next_url(routes.path(plural), limit, next_token)
+    return responses.json_body({plural: items, "next": next_token, "next_url": following}, 200)
 
 
 def _unavailable(kind: str, error: Exception) -> func.HttpResponse:
