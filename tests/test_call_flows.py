@@ -17,7 +17,7 @@ import pytest
 from conftest import ACCOUNT_SID, AUTH_TOKEN, REPO, signature
 
 from devhost.worker_host import HostResponse, WorkerHost
-from shared.callflows import loading, walk
+from shared.callflows import loading, stamp, walk
 from shared.callflows.flow import FlowProblems, Policy, check
 
 PUBLIC = "https://myapp.azurewebsites.net"
@@ -35,9 +35,12 @@ CLOSED = datetime.datetime(2026, 12, 6, 15, 0, tzinfo=datetime.UTC)
 def flow_settings(app_settings, monkeypatch):
     app_settings.setenv("CALL_FLOW", "flows/calls.example.json")
     monkeypatch.setattr(walk, "_now", lambda: OPEN)
-    loading.flow.cache_clear()
+    # Every flow here is checked in full: a stamp a developer made in flows/ is not looked for
+    # (tests/test_call_flow_stamp.py tests the stamps).
+    monkeypatch.setattr(stamp, "SUFFIX", ".no-stamps-in-these-tests")
+    loading.forget()
     yield app_settings
-    loading.flow.cache_clear()
+    loading.forget()
 
 
 def post(host: WorkerHost, url: str, params: dict[str, str], signed: bool = True) -> HostResponse:
@@ -127,6 +130,18 @@ def test_outside_the_hours_the_caller_goes_to_voicemail(worker_host, monkeypatch
     assert root[0].text == "Please leave a message after the tone."
 
 
+def test_each_callers_voicemail_names_that_caller_though_its_document_is_reused(
+    worker_host, monkeypatch
+):
+    monkeypatch.setattr(walk, "_now", lambda: CLOSED)
+    for caller in ("+14155550123", "+14155550124", "client:alice&x=<1>", ""):
+        record = start(worker_host, caller=caller)[1]
+        for callback in ("recordingStatusCallback", "transcribeCallback"):
+            url = urlsplit(record.get(callback) or "")
+            assert url.path == "/api/recording_status"
+            assert dict(parse_qsl(url.query)).get("caller", "") == caller
+
+
 def test_without_call_flow_voice_url_says_the_greeting(worker_host, app_settings):
     app_settings.delenv("CALL_FLOW")
 
@@ -206,7 +221,7 @@ def test_one_by_one_rings_the_next_then_voicemail(worker_host, status):
 def flow_file(tmp_path: Path, monkeypatch, flow: dict) -> None:
     (tmp_path / "flow.json").write_text(json.dumps(flow))
     monkeypatch.setattr(loading, "APP_ROOT", tmp_path)
-    loading.flow.cache_clear()
+    loading.forget()
 
 
 def small_flow(**dial: object) -> dict:
@@ -324,6 +339,7 @@ def test_the_example_passes_the_check():
     (lambda f: f["steps"]["sales"]["dial"]["to"].append("+19005550100"), "premium-rate"),
     (lambda f: f["steps"]["sales"]["dial"]["to"].append("+442079460000"), "not allowed"),
     (lambda f: f["steps"]["sales"]["dial"]["to"].append("not a number"), "E.164"),
+    (lambda f: f["blocked_callers"].append("+4402079460000"), "must be written as +442079460000"),
     (lambda f: f["steps"]["sales"]["dial"].update({"caller_id": "+14155550188"}), "CALLER_IDS"),
     (lambda f: f["steps"]["voicemail"]["record"].update({"max_seconds": 300}),
      "at most 120 with transcribe"),
@@ -331,8 +347,8 @@ def test_the_example_passes_the_check():
     (lambda f: f["steps"]["sales"]["dial"].update({"ring": "round_robin"}), "one_by_one"),
     (lambda f: f["steps"]["welcome"].update({"play": "http://example.com/a.mp3"}), "https URL"),
 ], ids=["unknown-step", "two-actions", "no-action", "next-loop", "time-zone", "range-order",
-        "range-shape", "premium", "country", "malformed-number", "caller-id", "transcribe-length",
-        "start", "ring", "play-http"])
+        "range-shape", "premium", "country", "malformed-number", "trunk-zero", "caller-id",
+        "transcribe-length", "start", "ring", "play-http"])
 def test_the_check_refuses_each_bad_flow_by_name(change, named):
     flow = example()
     change(flow)

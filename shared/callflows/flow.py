@@ -19,8 +19,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -42,8 +41,7 @@ _DIGITS = re.compile(r"[0-9*#]{1,8}")
 _STEP_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-@dataclass(frozen=True)
-class Menu:
+class Menu(NamedTuple):
     prompt: str
     options: Mapping[str, str]  # digits (or a spoken word) -> step
     timeout_seconds: int
@@ -52,8 +50,7 @@ class Menu:
     speech: bool
 
 
-@dataclass(frozen=True)
-class Dial:
+class Dial(NamedTuple):
     to: tuple[str, ...]
     ring: str
     timeout_seconds: int
@@ -61,15 +58,13 @@ class Dial:
     caller_id: str | None
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     max_seconds: int
     transcribe: bool
     notify_sms: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     name: str
     say: str | None = None
     play: str | None = None
@@ -82,13 +77,24 @@ class Step:
     reject: bool = False
 
 
-@dataclass(frozen=True)
-class Hours:
+class Hours(NamedTuple):
     timezone: str
     open: Mapping[int, tuple[tuple[datetime.time, datetime.time | None], ...]]  # weekday ->
     closed: str
+    # The answer for the minute last asked about (`check` gives each its own dict): the open
+    # times are whole minutes, and so are time zones' offsets, so it holds for that minute.
+    # Converting to the zone on every call cost a webhook about 15 µs (BENCHMARKS.md).
+    memo: dict[int, bool]
 
     def is_open(self, now: datetime.datetime) -> bool:
+        minute = int(now.timestamp()) // 60
+        known = self.memo.get(minute)
+        if known is None:
+            self.memo.clear()
+            known = self.memo[minute] = self._is_open(now)
+        return known
+
+    def _is_open(self, now: datetime.datetime) -> bool:
         from zoneinfo import ZoneInfo
 
         local = now.astimezone(ZoneInfo(self.timezone))
@@ -99,24 +105,20 @@ class Hours:
         )
 
 
-@dataclass(frozen=True)
-class Flow:
+class Flow(NamedTuple):
     start: str
     steps: Mapping[str, Step]
-    by_number: Mapping[str, str] = field(default_factory=dict)
-    blocked_callers: frozenset[str] = frozenset()
-    hours: Hours | None = None
+    by_number: Mapping[str, str]  # called number -> its first step
+    blocked_callers: frozenset[str]
+    hours: Hours | None
     # The TwiML documents built for this flow's steps (shared.callflows.walk), kept with it.
-    documents: dict[tuple[object, ...], str] = field(
-        default_factory=dict, compare=False, hash=False, repr=False
-    )
+    documents: dict[tuple[object, ...], str]
 
     def first_step(self, called: str | None) -> str:
         return self.by_number.get(called or "", self.start)
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     """What a flow's numbers are checked against: make_call's allowed countries and caller IDs."""
 
     allowed_countries: frozenset[str]
@@ -134,7 +136,7 @@ class FlowProblems(ValueError):
 class _Check:
     """Collects problems while a flow is read, so that one pass names all of them."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy | None) -> None:
         self.policy = policy
         self.problems: list[str] = []
 
@@ -167,11 +169,13 @@ class _Check:
         return default
 
     def number(self, value: object, where: str, dialed: bool) -> str | None:
-        from shared.outbound import numbers
-
         if not isinstance(value, str):
             self.problem(where, "must be a phone number in E.164 format, like +14155550100")
             return None
+        if self.policy is None:  # judged already: the flow's check stamp vouches for it
+            return value
+        from shared.outbound import numbers
+
         try:
             parsed = numbers.parse_e164(value, where)
             if dialed:
@@ -179,12 +183,16 @@ class _Check:
         except ValueError as error:  # InvalidNumber, ForbiddenDestination
             self.problem(where, str(error).replace(f"'{where}' ", ""))
             return None
+        if parsed.e164 != value:  # so that a stamped flow, built without parsing, is the same
+            self.problem(where, f"must be written as {parsed.e164}")
+            return None
         return parsed.e164
 
 
-def check(data: object, policy: Policy) -> Flow:
+def check(data: object, policy: Policy | None) -> Flow:
     """The flow `data` (a call-flow file's JSON) describes; raises FlowProblems naming every
-    problem."""
+    problem. With no policy, its numbers are taken as they are written: only for a flow whose
+    check stamp says the full check passed it (shared.callflows.stamp)."""
     c = _Check(policy)
     root = c.mapping(data, "the flow")
     c.only(root, {"start", "by_number", "blocked_callers", "hours", "steps", "$schema",
@@ -231,7 +239,7 @@ def check(data: object, policy: Policy) -> Flow:
     if c.problems:
         raise FlowProblems(c.problems)
     return Flow(start=start, steps=steps, by_number=by_number, blocked_callers=blocked_callers,
-                hours=hours)
+                hours=hours, documents={})
 
 
 def _step(c: _Check, name: str, raw: object) -> Step:
@@ -319,7 +327,7 @@ def _dial(c: _Check, raw: object, where: str) -> Dial:
     caller_id = dial.get("caller_id")
     if caller_id is not None:
         caller_id = c.number(caller_id, f"{where} caller_id", dialed=False)
-        if caller_id and caller_id not in c.policy.caller_ids:
+        if caller_id and c.policy is not None and caller_id not in c.policy.caller_ids:
             c.problem(f"{where} caller_id", "must be one of the numbers in CALLER_IDS or "
                                             "TWILIO_PHONE_NUMBER")
     return Dial(
@@ -397,7 +405,7 @@ def _hours(c: _Check, raw: object, ref: Any) -> Hours | None:
     closed = ref(hours.get("closed"), "hours closed")
     if timezone is None:
         return None
-    return Hours(timezone=timezone, open=opened, closed=closed)
+    return Hours(timezone=timezone, open=opened, closed=closed, memo={})
 
 
 def _no_next_loop(c: _Check, steps: Mapping[str, Step]) -> None:

@@ -1,5 +1,8 @@
 """What a call flow is checked against: make_call's policy (allowed countries, caller IDs), read
-from the same settings make_call reads, without the REST credentials a webhook does not need."""
+from the same settings make_call reads, without the REST credentials a webhook does not need.
+
+`shared.outbound.settings` (imported on first use) judges them with the number library; the check
+stamp compares their raw values only, without it."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from typing import NamedTuple
 
 from shared.callflows.flow import Policy
 from shared.common.settings import Reader, loader
-from shared.outbound.settings import allowed_countries, number_list
 
 CALL_FLOW_SETTINGS = ("TWILIO_PHONE_NUMBER", "CALLER_IDS", "CALL_ALLOWED_COUNTRIES")
 
@@ -17,6 +19,8 @@ class CallFlowSettings(NamedTuple):
 
 
 def _call_flow_settings(reader: Reader) -> CallFlowSettings:
+    from shared.outbound.settings import allowed_countries, number_list
+
     phone_number = reader.get("TWILIO_PHONE_NUMBER")
     caller_ids = number_list(reader, "CALLER_IDS")
     if phone_number:
@@ -28,3 +32,9 @@ def _call_flow_settings(reader: Reader) -> CallFlowSettings:
 
 
 load_call_flow_settings = loader(CALL_FLOW_SETTINGS, _call_flow_settings)
+
+# The policy settings as they are, not yet judged (which needs the number library): what a flow's
+# check stamp is compared with (shared.callflows.stamp).
+PolicyInputs = tuple[tuple[str, str | None], ...]
+load_policy_inputs = loader(CALL_FLOW_SETTINGS,
+                            lambda reader: tuple((n, reader.get(n)) for n in CALL_FLOW_SETTINGS))

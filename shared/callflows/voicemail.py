@@ -10,7 +10,6 @@ from __future__ import annotations
 from shared import webhooks
 from shared.callflows import loading
 from shared.callflows.flow import FlowProblems
-from shared.callflows.settings import load_call_flow_settings
 from shared.common import logs, redact
 from shared.common.settings import SettingsError
 from shared.records import recordings
@@ -51,11 +50,7 @@ async def keep(callback: webhooks.Webhook) -> str:
 def _notify_numbers(callback: webhooks.Webhook) -> tuple[str, ...]:
     if not callback.settings.call_flow:
         return ()
-    try:
-        policy = load_call_flow_settings().policy
-    except SettingsError:
-        return ()
-    flow = loading.flow(callback.settings.call_flow, policy)
+    flow = loading.flow(callback.settings.call_flow)
     step = None if isinstance(flow, FlowProblems) else flow.steps.get(
         callback.query.get("step", ""))
     return step.record.notify_sms if step is not None and step.record else ()

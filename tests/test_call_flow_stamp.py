@@ -1,0 +1,167 @@
+"""The call flow's check stamp (shared/callflows/stamp.py): written by the deploy's check, it lets a
+new instance build a flow without judging its numbers again, and it can never let through a flow
+the full check would refuse. Each read happens in a fresh interpreter, as on a new instance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+EXAMPLE = REPO / "flows" / "calls.example.json"
+POLICY_ENV = {"TWILIO_PHONE_NUMBER": "+14155550100", "CALLER_IDS": "",
+              "CALL_ALLOWED_COUNTRIES": ""}
+
+# A new instance's first read of the flow: what it built, how (the log line), and whether the
+# number library was imported on the way; then the full check's result, to compare with.
+FIRST_READ = """
+import json, logging, sys
+sys.path.insert(0, sys.argv[1])
+lines = []
+handler = logging.Handler()
+handler.emit = lambda record: lines.append(record.getMessage())
+logging.getLogger().addHandler(handler)
+logging.getLogger().setLevel(logging.INFO)
+from shared.callflows import loading
+from shared.callflows.flow import FlowProblems
+found = loading.flow(sys.argv[2])
+library = "phonenumbers" in sys.modules
+same = None
+if not isinstance(found, FlowProblems):
+    full = loading.read(sys.argv[2], loading._policy())
+    same = found._replace(documents={}) == full._replace(documents={})
+print(json.dumps({"refused": isinstance(found, FlowProblems), "log": lines,
+                  "phonenumbers": library, "same_as_full_check": same}))
+"""
+
+
+@pytest.fixture
+def flows() -> Iterator[Path]:
+    """A folder inside the app (a flow file must be: CALL_FLOW is relative to the app root),
+    removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix=".test-flows-", dir=REPO))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def env(**changes: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", **POLICY_ENV, **changes}
+
+
+def check_and_stamp(flow: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "scripts/check_flow.py", "--stamp", str(flow.relative_to(REPO))],
+        cwd=REPO, capture_output=True, text=True, timeout=60, env=env(),
+    )
+
+
+def first_read(flow: Path, **settings: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_READ, str(REPO), str(flow.relative_to(REPO))],
+        cwd=REPO, capture_output=True, text=True, timeout=60, env=env(**settings),
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def stamped_example(flows: Path) -> Path:
+    flow = flows / "calls.json"
+    shutil.copy(EXAMPLE, flow)
+    result = check_and_stamp(flow)
+    assert result.returncode == 0, result.stderr
+    assert "stamped:" in result.stdout
+    return flow
+
+
+def test_a_stamped_flow_is_built_without_the_number_library(flows):
+    flow = stamped_example(flows)
+
+    read = first_read(flow)
+
+    assert not read["refused"]
+    assert any("checked by its stamp" in line for line in read["log"]), read["log"]
+    assert read["phonenumbers"] is False
+    assert read["same_as_full_check"] is True
+
+
+def test_without_a_stamp_the_flow_is_checked_in_full(flows):
+    flow = flows / "calls.json"
+    shutil.copy(EXAMPLE, flow)
+
+    read = first_read(flow)
+
+    assert not read["refused"]
+    assert any("checked in full (no stamp)" in line for line in read["log"]), read["log"]
+    assert read["phonenumbers"] is True
+
+
+def test_a_refused_flow_gets_no_stamp(flows):
+    flow = flows / "bad.json"
+    bad = json.loads(EXAMPLE.read_text())
+    bad["steps"]["sales"]["dial"]["to"] = ["+19005550100"]
+    flow.write_text(json.dumps(bad))
+
+    result = check_and_stamp(flow)
+
+    assert result.returncode == 1
+    assert not (flows / "bad.json.checked").exists()
+
+
+def test_a_flow_edited_after_its_stamp_is_checked_in_full_and_refused(flows):
+    flow = stamped_example(flows)
+    edited = json.loads(flow.read_text())
+    edited["steps"]["sales"]["dial"]["to"] = ["+19005550100"]  # premium rate
+    flow.write_text(json.dumps(edited))
+
+    read = first_read(flow)
+
+    assert read["refused"]
+    assert any("premium-rate" in line for line in read["log"]), read["log"]
+
+
+def test_other_policy_settings_than_the_stamps_check_the_flow_in_full(flows):
+    flow = stamped_example(flows)
+
+    read = first_read(flow, CALL_ALLOWED_COUNTRIES="CA")  # the flow dials US numbers
+
+    assert read["refused"]
+    assert any("not allowed" in line for line in read["log"]), read["log"]
+
+
+@pytest.mark.parametrize(("tamper", "reason"), [
+    (lambda s: s["code"]["files"].update({"shared/callflows/flow.py": "0" * 64}),
+     "shared/callflows/flow.py differs from the code that stamped the flow"),
+    (lambda s: s["code"]["files"].update({"../outside.py": "0" * 64}), "differs from the code"),
+    (lambda s: s["code"]["libraries"].update({"phonenumbers": "0" * 64}),
+     "phonenumbers differs from the version that stamped the flow"),
+    (lambda s: s["code"].update({"files": {}}), "the stamp names no code"),
+    (lambda s: s.update({"format": 0}), "the stamp is of another format"),
+], ids=["app-code", "outside-the-app", "phonenumbers", "no-code", "format"])
+def test_a_stamp_for_other_code_is_ignored(flows, tamper, reason):
+    flow = stamped_example(flows)
+    stamp_file = flows / "calls.json.checked"
+    stamp = json.loads(stamp_file.read_text())
+    tamper(stamp)
+    stamp_file.write_text(json.dumps(stamp))
+
+    read = first_read(flow)
+
+    assert not read["refused"]
+    assert any("checked in full (" in line and reason in line for line in read["log"]), read["log"]
+    assert read["phonenumbers"] is True
+
+
+def test_an_unreadable_stamp_is_ignored(flows):
+    flow = stamped_example(flows)
+    (flows / "calls.json.checked").write_bytes(b"\xff not json")
+
+    read = first_read(flow)
+
+    assert any("checked in full (the stamp is unreadable)" in line for line in read["log"])
