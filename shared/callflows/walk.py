@@ -13,17 +13,11 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from shared.callflows import loading
 from shared.callflows.flow import Flow, FlowProblems, Step
-from shared.callflows.settings import load_call_flow_settings
 from shared.common import logs, redact, routes
-from shared.common.settings import SettingsError
-
-# Retry a recording callback that could not be delivered or got a 5xx (a voicemail notification
-# to send again), as for status callbacks.
-from shared.outbound.twilio_client import CALLBACK_RETRIES
 from shared.webhooks import Webhook
 
 logger = logs.get_logger(__name__)
@@ -40,12 +34,7 @@ def _now() -> datetime.datetime:
 
 
 def _flow(hook: Webhook) -> Flow | None:
-    try:
-        policy = load_call_flow_settings().policy
-    except SettingsError as error:
-        logger.error("call flow outcome=refused reason=settings: %s", error.describe())
-        return None
-    found = loading.flow(hook.settings.call_flow or "", policy)
+    found = loading.flow(hook.settings.call_flow or "")
     return None if isinstance(found, FlowProblems) else found
 
 
@@ -58,8 +47,6 @@ class _Twiml:
         self.response = VoiceResponse()
         self.settings = hook.settings
         self.origin = hook.settings.trusted_origin or ""
-        # The caller, for the voicemail's notification (a recording callback does not say).
-        self.caller = hook.param("From") or None
 
     def url(self, route: str, **state: object) -> str:
         """The app's own route, at the trusted origin (a path alone where there is none locally:
@@ -183,33 +170,26 @@ def _render(
     hook: Webhook, flow: Flow, step: Step, attempt: int = 1, index: int = 0, prelude: bool = True
 ) -> str:
     """The step's TwiML. The same step (with the same attempt, number, origin and voice) gives
-    the same document, so each is built once per process and reused; only a voicemail's
-    carries the caller's number."""
-    caller = hook.param("From") if _reaches_record(flow, step) else None
-    key = (step.name, attempt, index, prelude, caller, hook.settings.trusted_origin,
+    the same document, so each is built once per process and reused; a voicemail's then gets
+    this call's caller in its callback URLs."""
+    key = (step.name, attempt, index, prelude, hook.settings.trusted_origin,
            hook.settings.voice_name, hook.settings.voice_language)
     document = flow.documents.get(key)
     if document is None:
-        if len(flow.documents) >= MAX_DOCUMENTS:  # callers' numbers: keep it bounded
+        if len(flow.documents) >= MAX_DOCUMENTS:
             flow.documents.clear()
         document = flow.documents[key] = _build(hook, flow, step, attempt, index, prelude)
+    if CALLER_SLOT in document:  # a voicemail's
+        # The one value that differs from call to call, in a URL query value: quote_plus gives
+        # what urlencode would have (letters, digits, %XX: nothing XML must escape).
+        return document.replace(CALLER_SLOT, quote_plus(hook.param("From") or ""))
     return document
 
 
+# The recording callbacks' `caller` (a recording callback does not say who called, and the
+# voicemail's text does): in the cached document, this stands for it. urlencode leaves it as is.
+CALLER_SLOT = "_caller_of_this_call_"
 MAX_DOCUMENTS = 1024
-
-
-def _reaches_record(flow: Flow, step: Step) -> bool:
-    """Whether the document for `step` (which follows `next` within it) holds a <Record>."""
-    seen: set[str] = set()
-    while step.name not in seen:
-        seen.add(step.name)
-        if step.record:
-            return True
-        if not step.next or step.menu or step.dial:
-            return False
-        step = flow.steps[step.next]
-    return False
 
 
 def _build(
@@ -270,14 +250,14 @@ def _action(doc: _Twiml, step: Step, attempt: int, index: int) -> None:
             "finish_on_key": "#",
             "play_beep": True,
             "recording_status_callback": doc.url(RECORDING_CALLBACK, step=step.name,
-                                                 caller=doc.caller) + CALLBACK_RETRIES,
+                                                 caller=CALLER_SLOT) + routes.CALLBACK_RETRIES,
             "recording_status_callback_event": "completed",
             "recording_status_callback_method": "POST",
         }
         if record.transcribe:
             options["transcribe"] = True
             options["transcribe_callback"] = doc.url(RECORDING_CALLBACK, step=step.name,
-                                                     caller=doc.caller) + CALLBACK_RETRIES
+                                                     caller=CALLER_SLOT) + routes.CALLBACK_RETRIES
         response.record(**options)
         # An empty recording skips the action (Twilio's behaviour): go on to `next` here.
         if step.next:

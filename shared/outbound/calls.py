@@ -92,7 +92,7 @@ def parse(fields: Fields, settings: CallSettings) -> CallRequest:
 
 def status_callback_url(settings: CallSettings) -> str:
     origin = settings.rest.public_origin or ""
-    return origin + STATUS_CALLBACK_PATH + twilio_client.CALLBACK_RETRIES
+    return origin + STATUS_CALLBACK_PATH + routes.CALLBACK_RETRIES
 
 
 async def place(call: CallRequest, settings: CallSettings) -> CallInstance:

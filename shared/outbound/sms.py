@@ -155,7 +155,7 @@ async def send(message: SmsRequest, settings: SmsSettings) -> MessageInstance:
         "to": message.to,
         "status_callback": (settings.rest.public_origin or "")
         + STATUS_CALLBACK_PATH
-        + twilio_client.CALLBACK_RETRIES,
+        + routes.CALLBACK_RETRIES,
     }
     if message.messaging_service_sid:
         options["messaging_service_sid"] = message.messaging_service_sid

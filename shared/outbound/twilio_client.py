@@ -28,11 +28,6 @@ T = TypeVar("T", bound=Any)
 # The longest URL Twilio takes in a URL parameter (Url, MediaUrl, StatusCallback): its error
 # 21609 names 4,000 characters.
 MAX_URL_LENGTH = 4000
-# Twilio's webhook connection overrides, on status callback URLs: retry twice when the app
-# could not be reached or answered 5xx (a status callback answers 503 while storage is down).
-# The fragment never reaches the app and Twilio leaves it out of the URL it signs, so the
-# signature check is unchanged (docs: "Webhooks connection overrides").
-CALLBACK_RETRIES = "#rc=2&rp=ct,5xx"
 # How much earlier than our clock Twilio may date a resource we created (clocks differ a little).
 CLOCK_SKEW = datetime.timedelta(seconds=5)
 
