@@ -104,7 +104,10 @@ def test_the_package_size_counts_the_files_funcignore_keeps_and_no_others() -> N
             "flows/calls.example.json"} <= kept  # a call flow is read from the package
     for dropped in ("tests/", "devhost/", "bench/", "scripts/", "infra/", ".venv/", ".git/"):
         assert not any(path.startswith(dropped) for path in kept), dropped
-    assert not any(path.endswith(".md") or "__pycache__" in path for path in kept)
+    assert not any(path.endswith(".md") for path in kept)
+    # The app's bytecode ships (scripts/prepackage.py compiles it), no one else's.
+    code = ("shared/", *(f"{p.parent.name}/" for p in APP_ROOT.glob("*/function.json")))
+    assert all(path.startswith(code) for path in kept if "__pycache__" in path)
     assert "requirements-dev.txt" not in kept and "local.settings.json" not in kept
 
 

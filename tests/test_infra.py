@@ -20,6 +20,8 @@ import secrets
 import shutil
 import string
 import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -436,7 +438,8 @@ def test_azd_service_name_tag_matches_azure_yaml() -> None:
     services = yaml.safe_load((REPO / "azure.yaml").read_text())["services"]
     assert tags == list(services), "the app's azd-service-name tag must name the azure.yaml service"
     [service] = services.values()
-    assert service == {"project": ".", "language": "python", "host": "function"}
+    assert {k: service[k] for k in ("project", "language", "host")} == {
+        "project": ".", "language": "python", "host": "function"}
 
 
 # ---- Settings the code reads -----------------------------------------------------------------
@@ -979,3 +982,92 @@ def test_the_app_identity_may_send_and_receive_broadcast_messages() -> None:
         r for r in resources("Microsoft.Authorization/roleAssignments") if r.file == storage
     ]
     assert any("storageQueueDataContributorRoleId" in text(r.body) for r in grants)
+
+
+def test_prepackage_hook_stamps_the_call_flow_and_compiles_the_bytecode_on_every_os() -> None:
+    """The package carries the flow's check stamp (shared/callflows/stamp.py), made with the
+    settings azd gives the app, and the app's hash-checked bytecode; a flow the check refuses
+    stops the deploy; without a flow, the bytecode only."""
+    hook = yaml.safe_load((REPO / "azure.yaml").read_text())["services"]["api"]["hooks"]
+    for os_name, shell in (("posix", "sh"), ("windows", "pwsh")):
+        assert hook["prepackage"][os_name]["shell"] == shell
+        assert "scripts/prepackage.py" in hook["prepackage"][os_name]["run"]
+    script = hook["prepackage"]["posix"]["run"]
+    folder = Path(tempfile.mkdtemp(prefix=".test-hook-", dir=REPO))
+    try:
+        good = folder / "calls.json"
+        good.write_text((REPO / "flows" / "calls.example.json").read_text())
+        bad = folder / "bad.json"
+        bad.write_text(good.read_text().replace("+14155550101", "+19005550100"))
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+               "TWILIO_PHONE_NUMBER": "+14155550100"}
+
+        def run(flow: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["sh", "-c", script], cwd=REPO, env={**env, "CALL_FLOW": flow},
+                                  capture_output=True, text=True, timeout=120, check=False)
+
+        assert run("").returncode == 0
+        pyc = REPO / "shared" / "callflows" / "__pycache__" / "walk.cpython-311.pyc"
+        assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b11  # PEP 552: checked hash
+        assert run(str(good.relative_to(REPO))).returncode == 0
+        assert (folder / "calls.json.checked").is_file()
+        refused = run(str(bad.relative_to(REPO)))
+        assert refused.returncode == 1 and "premium-rate" in refused.stderr
+        assert not (folder / "bad.json.checked").exists()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_prepackage_python_is_the_function_apps() -> None:
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import prepackage
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    bicep = (REPO / "infra" / "app" / "functionapp.bicep").read_text()
+    assert re.search(r"name: 'python'\s+version: '(\d+\.\d+)'", bicep)[1] == ".".join(
+        map(str, prepackage.FUNCTION_APP_PYTHON))
+
+
+# A new instance of the read-only package, whose files' times are not the build's: which of the
+# app's modules does it compile (rather than load from the package's bytecode)?
+COMPILED_AT_IMPORT = """
+import importlib._bootstrap_external as external, json, sys
+compiled = []
+original = external.SourceLoader.source_to_code
+def spy(self, data, path, *args, **kwargs):
+    compiled.append(path)
+    return original(self, data, path, *args, **kwargs)
+external.SourceLoader.source_to_code = spy
+sys.path.insert(0, sys.argv[1])
+import voice_url, make_call, shared.callflows.walk, shared.outbound.numbers
+print(json.dumps([p for p in compiled if p.startswith(sys.argv[1])]))
+"""
+
+
+def test_the_packaged_bytecode_is_used_whatever_the_files_times(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import prepackage
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    app = tmp_path / "app"
+    for folder in prepackage.package_sources(REPO):
+        shutil.copytree(folder, app / folder.name, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def compiled() -> list[str]:
+        for source in app.rglob("*.py"):
+            os.utime(source, (1_000_000_000, 1_000_000_000))  # as a zip extraction might
+        result = subprocess.run(
+            [sys.executable, "-c", COMPILED_AT_IMPORT, str(app)], capture_output=True,
+            text=True, timeout=60, check=True,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": ""},
+        )
+        return json.loads(result.stdout)
+
+    assert compiled()  # no bytecode: every module is compiled at import
+    assert prepackage.compile_bytecode(app)
+    assert compiled() == []
+    (app / "shared" / "callflows" / "walk.py").write_text(
+        (app / "shared" / "callflows" / "walk.py").read_text() + "\n# changed\n")
+    assert compiled() == [str(app / "shared" / "callflows" / "walk.py")]  # stale: compiled anew

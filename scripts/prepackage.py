@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Make the deployment package start fast: run as azd's `prepackage` hook (azure.yaml), before
+the app's folder is zipped.
+
+1. The call flow (CALL_FLOW, when set): checked as the app checks it and stamped
+   (scripts/check_flow.py --stamp), with the settings azd gives the app. A flow with any problem
+   stops the deploy (exit 1): the app would refuse it and only apologise to every caller.
+2. The app's own bytecode: every module of shared/ and of each function folder compiled into its
+   __pycache__, hash-checked (PEP 552). The Function App runs from a read-only package, so without
+   it every new instance compiles each module it imports and throws the result away; with it, a
+   module whose source matches its .pyc (by hash: packaging does not keep file times) is loaded
+   as is, and one that does not is compiled as before, so stale bytecode never runs. The bytecode
+   is for this interpreter's version: deploy with the Function App's (3.11), or it is ignored.
+
+    .venv/bin/python scripts/prepackage.py
+
+Dev-only: scripts/ is not in the package (.funcignore); the __pycache__ folders it writes are.
+"""
+
+from __future__ import annotations
+
+import compileall
+import os
+import py_compile
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# The Function App's Python (infra/app/functionapp.bicep: a test holds the two together).
+FUNCTION_APP_PYTHON = (3, 11)
+
+
+def package_sources(root: Path = ROOT) -> list[Path]:
+    """The folders of the app's own code in the package: shared/ and every function folder."""
+    return [root / "shared", *sorted(path.parent for path in root.glob("*/function.json"))]
+
+
+def compile_bytecode(root: Path = ROOT) -> bool:
+    """Hash-checked bytecode in the package, for every module of its own code; False if any of
+    them does not compile."""
+    sys.pycache_prefix = None  # into each __pycache__ of the package, whatever PYTHONPYCACHEPREFIX
+    return compile_folders(package_sources(root))
+
+
+def compile_folders(folders: list[Path]) -> bool:
+    """Hash-checked bytecode for every module under `folders`, where imports will look for it."""
+    ok = True
+    for folder in folders:
+        ok &= bool(compileall.compile_dir(
+            folder, quiet=1, force=True,
+            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+        ))
+    return ok
+
+
+def main() -> int:
+    flow = os.environ.get("CALL_FLOW", "").strip()
+    if flow:
+        # Only with a flow: the check needs the app's requirements (.venv); the rest, stdlib.
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import check_flow
+
+        # The settings azd hands the Bicep (its environment), never local.settings.json's.
+        status = check_flow.main(["--stamp", "--environment-only", flow])
+        if status != 0:
+            return status
+    if not compile_bytecode():
+        print("error: some of the app's modules do not compile (above)", file=sys.stderr)
+        return 1
+    version = ".".join(map(str, sys.version_info[:2]))
+    print(f"bytecode: shared/ and {len(package_sources()) - 1} function folders, hash-checked, "
+          f"for Python {version}")
+    if sys.version_info[:2] != FUNCTION_APP_PYTHON:
+        wanted = ".".join(map(str, FUNCTION_APP_PYTHON))
+        print(f"note: the Function App runs Python {wanted}, which ignores this bytecode (it "
+              f"compiles the app at each start instead): deploy from a {wanted} .venv to use it")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
