@@ -14,13 +14,15 @@ the targets last. The exit code is 0 whether targets are met or not (it is a mea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bench import broadcast, cold, common, concurrency, package, peer_flask, warm
@@ -75,7 +77,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--call-flow", metavar="FILE",
                         help="run the app with CALL_FLOW set to this call-flow file (relative to "
                         "the app root, like flows/calls.example.json): voice_url then answers "
-                        "the flow's first step instead of the greeting")
+                        "the flow's first step instead of the greeting; the flow is checked "
+                        "and stamped first, as the deploy does (shared/callflows/stamp.py)")
+    parser.add_argument("--unstamped", action="store_true",
+                        help="with --call-flow: no check stamp, so the app checks the flow in "
+                        "full on its first call (a deploy that skipped the package hook)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--only", choices=PHASES, action="append",
                         help="run only this phase (repeatable; default: all)")
@@ -90,10 +96,40 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    if args.call_flow:
-        common.APP_SETTINGS["CALL_FLOW"] = args.call_flow
+    if args.unstamped and not args.call_flow:
+        raise SystemExit("--unstamped goes with --call-flow")
     began = time.perf_counter()
     print(header(argv), flush=True)
+    with flow_for_the_run(args.call_flow, stamped=not args.unstamped):
+        return run_phases(args, began)
+
+
+@contextlib.contextmanager
+def flow_for_the_run(call_flow: str | None, stamped: bool) -> Iterator[None]:
+    """CALL_FLOW for the run, stamped as the deploy stamps it (with the benchmark's settings);
+    a stamp this run made is removed afterwards, and one that was there is put back."""
+    if not call_flow:
+        yield
+        return
+    common.APP_SETTINGS["CALL_FLOW"] = call_flow
+    stamp_file = common.APP_ROOT / (call_flow + ".checked")
+    kept = stamp_file.read_bytes() if stamp_file.exists() else None
+    stamp_file.unlink(missing_ok=True)
+    try:
+        if stamped:
+            subprocess.run(  # noqa: S603 - our own script, run with our interpreter
+                [sys.executable, "scripts/check_flow.py", "--stamp", call_flow],
+                cwd=common.APP_ROOT, env=common.app_environ(), check=True,
+                stdout=subprocess.DEVNULL)
+        print(f"CALL_FLOW: {call_flow} ({'stamped' if stamped else 'no stamp'})", flush=True)
+        yield
+    finally:
+        stamp_file.unlink(missing_ok=True)
+        if kept is not None:
+            stamp_file.write_bytes(kept)
+
+
+def run_phases(args: argparse.Namespace, began: float) -> int:
     report = Report()
     phases = set(args.only or PHASES)
     if "package" in phases:

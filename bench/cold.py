@@ -8,15 +8,18 @@ the issue asks, and the median of the per-round quotients is printed beside it a
 the noise.
 
 Bytecode is controlled, not inherited: PYTHONDONTWRITEBYTECODE may or may not be set in the
-caller's shell, and a clone may or may not have __pycache__ folders. Two cases are measured,
+caller's shell, and a clone may or may not have __pycache__ folders. Three cases are measured,
 each with its own PYTHONPYCACHEPREFIX under a temporary folder (the repo gets no __pycache__):
 
 - "bytecode cached": a discarded pair of runs first writes the caches of everything imported,
   as any Python process that can write its caches has them from the second start on;
-- "app compiled at import": the same caches minus those of the app's own modules (shared/ and
-  the function folders; the floor's function folder likewise), with writing turned off, so the
-  app's sources are compiled at every start while the host, worker and libraries are not. That
-  is a deployment whose files are read-only and carry no .pyc of their own.
+- "package bytecode": the deployment as `azd` makes it (scripts/prepackage.py): read-only, the
+  app's own modules (shared/ and the function folders; the floor's function folder likewise)
+  with the hash-checked bytecode the package step compiles, the rest as cached;
+- "app compiled at import": the same caches minus the app's own bytecode, with writing turned
+  off, so the app's sources are compiled at every start while the host, worker and libraries
+  are not: a package made without that step (reported, not held to the target: it is not how
+  this app deploys).
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class BytecodeCase:
     label: str
     prefix: Path
     write: bool
+    held_to_target: bool = True
 
     def env(self) -> dict[str, str]:
         env = app_environ()
@@ -140,17 +144,22 @@ def run(report: Report, runs: int) -> list[ColdResult]:
     floor_request = voice.to("/api/floor")
     with tempfile.TemporaryDirectory(prefix="bench-pyc-") as tmp:
         cached = BytecodeCase("bytecode cached", Path(tmp) / "cached", write=True)
-        compiled = BytecodeCase("app compiled at import", Path(tmp) / "compiled", write=False)
+        packaged = BytecodeCase("package bytecode", Path(tmp) / "packaged", write=False)
+        compiled = BytecodeCase("app compiled at import", Path(tmp) / "compiled", write=False,
+                                held_to_target=False)
+        cases = (cached, packaged, compiled)
         one_run(APP_ROOT, voice, cached)  # discarded: writes every cache, warms the page cache
         one_run(FLOOR_ROOT, floor_request, cached)
         shutil.copytree(cached.prefix, compiled.prefix)
         for source_dir in APP_SOURCES + FLOOR_SOURCES:
             shutil.rmtree(_cached_tree(compiled.prefix, source_dir), ignore_errors=True)
+        shutil.copytree(compiled.prefix, packaged.prefix)
+        _package_bytecode(packaged.prefix)
 
-        results = [ColdResult(cached.label), ColdResult(compiled.label)]
+        results = [ColdResult(case.label) for case in cases]
         for i in range(runs):
             sides = []
-            for case, result in zip((cached, compiled), results, strict=True):
+            for case, result in zip(cases, results, strict=True):
                 sides += [(APP_ROOT, voice, case, result.app),
                           (FLOOR_ROOT, floor_request, case, result.floor)]
             # Rotate the order each round, so no run always follows the same other run.
@@ -172,6 +181,26 @@ def run(report: Report, runs: int) -> list[ColdResult]:
           f"phonenumbers imported after the first voice_url: {', '.join(first.modules) or 'none'}")
     print("  the same as the median of paired quotients (app run / floor run of the same round): "
           + ", ".join(f"{r.label} {r.paired_ratio:.2f}x" for r in results))
-    for result in results:
-        report.check(f"cold start voice_url / floor, {result.label}", result.ratio, TARGET)
+    for case, result in zip(cases, results, strict=True):
+        if case.held_to_target:
+            report.check(f"cold start voice_url / floor, {result.label}", result.ratio, TARGET)
+        else:
+            print(f"  cold start voice_url / floor, {result.label}: {result.ratio:.2f}x (not "
+                  "held to the target: the package step compiles the app's bytecode)")
     return results
+
+
+def _package_bytecode(prefix: Path) -> None:
+    """What scripts/prepackage.py puts in the package (the app's hash-checked bytecode; the
+    floor's too), written under `prefix`, where the children look for bytecode."""
+    sys.path.insert(0, str(APP_ROOT / "scripts"))
+    try:
+        import prepackage
+    finally:
+        sys.path.remove(str(APP_ROOT / "scripts"))
+    before, sys.pycache_prefix = sys.pycache_prefix, str(prefix)
+    try:
+        if not prepackage.compile_folders(APP_SOURCES + FLOOR_SOURCES):
+            raise RuntimeError("the app's modules do not compile")
+    finally:
+        sys.pycache_prefix = before
