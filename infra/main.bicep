@@ -70,6 +70,9 @@ param callFlow string = ''
 @description('Reply to incoming SMS.')
 param smsReply string = 'Hey, thanks for the ping! Twilio and Azure rock!'
 
+@description('What sms_url answers HELP and INFO with; empty: no reply from the app.')
+param smsHelpReply string = ''
+
 @description('ISO 3166 alpha-2 countries make_call may dial, comma-separated; empty means the country of twilioPhoneNumber.')
 param callAllowedCountries string = ''
 
@@ -177,6 +180,7 @@ var twilioPlainSettings = {
   VOICE_NAME: voiceName
   VOICE_LANGUAGE: voiceLanguage
   SMS_REPLY: smsReply
+  SMS_HELP_REPLY: smsHelpReply
   CALL_FLOW: callFlow
   CALL_ALLOWED_COUNTRIES: callAllowedCountries
   TWILIO_HTTP_TIMEOUT: twilioHttpTimeout

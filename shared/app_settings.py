@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from shared.broadcasts.settings import BROADCAST_SETTINGS
 from shared.common.settings import PLATFORM_SETTINGS, SECRET_SETTINGS
+from shared.messageflows.settings import MESSAGE_FLOW_SETTINGS
 from shared.outbound.settings import CALL_SETTINGS, SMS_SETTINGS
 from shared.records.settings import STORAGE_SETTINGS
 from shared.webhooks.settings import WEBHOOK_SETTINGS
@@ -13,5 +14,6 @@ from shared.webhooks.settings import WEBHOOK_SETTINGS
 __all__ = ["ALL_SETTINGS", "PLATFORM_SETTINGS", "SECRET_SETTINGS", "STORAGE_SETTINGS"]
 
 ALL_SETTINGS = tuple(
-    dict.fromkeys(WEBHOOK_SETTINGS + CALL_SETTINGS + SMS_SETTINGS + BROADCAST_SETTINGS)
+    dict.fromkeys(WEBHOOK_SETTINGS + CALL_SETTINGS + SMS_SETTINGS + BROADCAST_SETTINGS
+                  + MESSAGE_FLOW_SETTINGS)
 )

@@ -1,7 +1,9 @@
 """sms_url: the webhook Twilio calls on an inbound SMS; answers with a reply message.
 
-Put your own message logic in `reply`: `sms.param("Body")` is the text received and
-`sms.param("From")` the sender. As in voice_url, `reply` may be `async def` and must not block.
+Opt-out keywords (STOP...) are honoured first, and HELP answered (shared/messageflows); any other
+text gets SMS_REPLY. Put your own message logic in shared/messageflows/inbound.py's `answer`:
+`sms.param("Body")` is the text received and `sms.param("From")` the sender. It is `async def`
+and must not block.
 """
 
 import azure.functions as func
@@ -9,8 +11,11 @@ import azure.functions as func
 from shared import webhooks
 
 
-def reply(sms: webhooks.Webhook) -> str:
-    return webhooks.twiml.message(sms.settings.sms_reply)
+async def reply(sms: webhooks.Webhook) -> str:
+    # Imported on first use, not at load (docs/benchmark.md, cold start).
+    from shared.messageflows import inbound
+
+    return await inbound.answer(sms)
 
 
 async def main(req: func.HttpRequest) -> func.HttpResponse:

@@ -184,3 +184,20 @@ def server_command(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture
+def texting_storage(app_settings, azurite_storage):
+    """Azurite, with no opt-out left by an earlier test: every text is checked against the
+    opt-outs first (shared.records.optouts), and a test's STOP must not refuse the next test's
+    text."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.data.tables import TableServiceClient
+
+    from shared.records import optouts
+
+    connection = azurite_storage.connection_string
+    with (TableServiceClient.from_connection_string(connection) as service,
+          contextlib.suppress(ResourceNotFoundError)):
+        service.delete_table(optouts.TABLE)
+    return azurite_storage

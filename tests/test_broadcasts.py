@@ -25,9 +25,8 @@ PUBLIC = "https://myapp.azurewebsites.net"
 
 
 @pytest.fixture
-def storage(azurite, app_settings):
-    app_settings.setenv("AzureWebJobsStorage", azurite.connection_string)
-    return azurite
+def storage(texting_storage):
+    return texting_storage
 
 
 def start(host: WorkerHost, body: dict) -> HostResponse:
@@ -176,13 +175,13 @@ def test_deferrals_are_bounded_then_the_queue_retries(worker_host, storage, twil
 def test_a_refusal_by_twilio_is_recorded_as_failed(worker_host, storage, twilio_api):
     answer = start(worker_host, {"kind": "sms", "to": ["+14155550105"], "body": "hi"}).json()
     [chunk] = drain(storage, answer["id"])
-    twilio_api.error(400, 21610, "Attempt to send to unsubscribed recipient")
+    twilio_api.error(400, 21614, "'To' number is not a valid mobile number")
 
     run(broadcast_send.main, queue_message(chunk))
 
     [recipient] = status(worker_host, answer["id"])["recipients"]
     assert recipient["state"] == "failed"
-    assert recipient["error"].startswith("21610: ")
+    assert recipient["error"].startswith("21614: ")
 
 
 def test_an_unknown_outcome_is_looked_up_on_the_next_try(

@@ -13,6 +13,7 @@ import pytest
 from shared import app_settings
 from shared.broadcasts import settings as broadcast_settings
 from shared.common import settings
+from shared.messageflows import settings as message_flow_settings
 from shared.outbound import settings as outbound_settings
 from shared.records import settings as storage_settings
 from shared.webhooks import settings as webhook_settings
@@ -63,6 +64,7 @@ def test_an_undeclared_name_cannot_be_read():
         outbound_settings.load_sms_settings,
         storage_settings.load_storage_settings,
         broadcast_settings.load_broadcast_settings,
+        message_flow_settings.load_message_flow_settings,
     ],
 )
 def test_each_loader_reads_only_what_it_declares_in_every_branch(load):
@@ -86,6 +88,7 @@ def test_each_loader_reads_only_what_it_declares_in_every_branch(load):
         "VOICE_NAME": "alice",
         "VOICE_LANGUAGE": "en-US",
         "SMS_REPLY": "ok",
+        "SMS_HELP_REPLY": "Contoso: reply STOP to stop.",
         "WEBSITE_HOSTNAME": "app.azurewebsites.net",
         "AzureWebJobsStorage": "UseDevelopmentStorage=true",
         "BROADCAST_SENDS_PER_SECOND": "50",

@@ -1,8 +1,9 @@
 """POST /api/broadcasts and GET /api/broadcasts/{id}, behind the broadcasts function folder.
 
 Starting one checks every number against the single-send policy up front (sms.parse or
-calls.parse): refused ones are answered, never queued; duplicates are sent once; the rest go to
-shared.broadcasts.starting, which records them and queues them in chunks. Showing one reads its
+calls.parse; a text's opted-out recipients too): refused ones are answered, never queued;
+duplicates are sent once; the rest go to shared.broadcasts.starting, which records them and
+queues them in chunks. Showing one reads its
 counts and, a page at a time, its recipients. With an Idempotency-Key, the key's row carries the
 broadcast's id, so a retry replays the answer or carries on the same broadcast.
 """
@@ -20,7 +21,7 @@ from shared.common.settings import SettingsError
 from shared.outbound import answers, calls, request_body, sms
 from shared.outbound.number_errors import ForbiddenDestination, InvalidNumber
 from shared.outbound.settings import load_call_settings, load_sms_settings
-from shared.records import idempotency, queries, storage
+from shared.records import idempotency, optouts, queries, storage
 
 FUNCTION = "broadcasts"
 BROADCAST_ID = "BroadcastId"  # on the Idempotency-Key's row
@@ -113,6 +114,15 @@ async def start(req: func.HttpRequest, claim: idempotency.Claim | None) -> func.
             return answers.refused(FUNCTION, refusal)
         accepted.setdefault(checked.to)
 
+    if kind == "sms" and accepted:
+        try:
+            opted_out = await _opted_out(sender, settings)
+        except (storage.StorageUnavailable, SettingsError) as error:
+            return _unavailable(error)  # nothing was queued: trying again is safe
+        for to in [to for to in accepted if to in opted_out]:
+            del accepted[to]
+            refused[to] = optouts.refusal(to)
+
     broadcast_id = claim.entity[BROADCAST_ID] if claim else model.new_id()
     broadcast = model.Broadcast.new(broadcast_id, kind, text, sender, tuple(media_urls))
     refusals = [{"to": model.shown(entry), "error": e} for entry, e in refused.items()]
@@ -144,6 +154,15 @@ async def start(req: func.HttpRequest, claim: idempotency.Claim | None) -> func.
         "sent; they " + recorded + " on this broadcast. Try again shortly."
     )
     return responses.json_body(body, 503, headers={"Retry-After": "5"})
+
+
+async def _opted_out(sender: str | None, settings: Any) -> frozenset[str]:
+    """Who opted out of texts from the broadcast's sender (one partition query): they are
+    refused, never queued. Each is checked again when their turn comes (shared.broadcasts
+    .sending), for an opt-out that arrives in between."""
+    from_ = sender if sender is not None else sms.sender(None, settings)
+    return await storage.within_deadline(
+        optouts.opted_out_of(optouts.sender_of(from_, settings.messaging_service_sid)))
 
 
 async def show(req: func.HttpRequest, broadcast_id: str) -> func.HttpResponse:

@@ -29,9 +29,11 @@ import azure.functions as func
 from shared.broadcasts import model, queue, table
 from shared.broadcasts.settings import load_broadcast_settings
 from shared.common import logs, redact, responses
+from shared.common.responses import Refusal
 from shared.outbound import answers, calls, sms
 from shared.outbound.settings import load_call_settings, load_sms_settings
 from shared.records import idempotency, storage
+from shared.records.optouts import TWILIO_OPTED_OUT
 
 logger = logs.get_logger(__name__)
 
@@ -130,6 +132,14 @@ async def deliver(task: model.Task, max_wait: float = MAX_PACING_WAIT) -> str:
     request, refusal = _parse(task, settings)
     if refusal is not None:  # the policy's answer does not change between tries: not kept
         return await _settle(task, refusal)
+    if task.kind == "sms":
+        try:
+            # Opted out since the broadcast was accepted: skipped, as refused. Storage failing
+            # raises: the message is tried again, never sent unchecked.
+            await sms.screen(request)
+        except Refusal as opted_out:
+            await table.mark(task.broadcast, task.to, "refused", error=opted_out.error)
+            return "refused"
     await _wait_for_slot(max_wait)  # raises Paced: nothing claimed, nothing sent
     # Claimed straight into "sending" (one write, not two: the request is known already).
     held = await idempotency.claim(
@@ -196,10 +206,11 @@ async def _settle(task: model.Task, response: func.HttpResponse) -> str:
         raise TryAgain(f"HTTP {response.status_code}: {body.get('error', '')}", _wait(response))
     code = body.get("twilio_code")
     error = body.get("error") or f"HTTP {response.status_code}"
-    await table.mark(
-        task.broadcast, task.to, "failed", error=f"{code}: {error}" if code else error
-    )
-    return "failed"
+    # Twilio's 21610: the recipient opted out (now kept: shared.outbound.sms): refused, like the
+    # opted-out recipients the app knew of itself.
+    state = "refused" if code == TWILIO_OPTED_OUT else "failed"
+    await table.mark(task.broadcast, task.to, state, error=f"{code}: {error}" if code else error)
+    return state
 
 
 async def deliver_chunk(chunk: model.Chunk) -> dict[str, int]:
@@ -211,7 +222,7 @@ async def deliver_chunk(chunk: model.Chunk) -> dict[str, int]:
     own deferred message, so the rest of the chunk does not wait with it. Storage failing raises
     (the queue delivers the chunk again; the recipients already settled replay, not resend)."""
     began = time.monotonic()
-    tally = dict.fromkeys(("sent", "failed", "deferred", "put back"), 0)
+    tally = dict.fromkeys(("sent", "failed", "refused", "deferred", "put back"), 0)
     tasks = chunk.tasks()
     for index, task in enumerate(tasks):
         left = CHUNK_BUDGET - (time.monotonic() - began)

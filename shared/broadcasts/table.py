@@ -1,11 +1,12 @@
 """Table `TwilioBroadcasts`: each broadcast's rows, and the state of each recipient.
 
 Partition = broadcast id; row `broadcast` (kind, text, media, from, how many were accepted and
-refused, the tag secret, when); rows `r-<E.164>`: written when a recipient settles (State sent |
-failed, Sid, Error); rows `r-~<digest>` for refused entries (State refused, the entry as given,
-at most MAX_REFUSED_ROWS of them: the row counts them all). A queued recipient has no row (its
-chunk message holds it): the counts derive `queued` from the accepted total, so they are whole
-from the first moment, and the page lists recipients as they settle.
+refused, the tag secret, when); rows `r-<E.164>`: written when a recipient settles (State sent,
+failed, or refused: opted out by the time their turn came; Sid, Error); rows `r-~<digest>` for
+refused entries (State refused, the entry as given, at most MAX_REFUSED_ROWS of them: the row
+counts them all). A queued recipient has no row (its chunk message holds it): the counts derive
+`queued` from the accepted total, so they are whole from the first moment, and the page lists
+recipients as they settle.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ async def write_rows(rows: list[dict[str, Any]]) -> None:
 async def mark(
     broadcast: str, to: str, state: str, sid: str | None = None, error: str | None = None
 ) -> None:
-    """Move one recipient on (sent, failed); never back from sent to queued."""
+    """Move one recipient on (sent, failed, refused); never back from sent to queued."""
     from azure.data.tables import UpdateMode
 
     row = {"PartitionKey": broadcast, "RowKey": RECIPIENT_PREFIX + to, "State": state}
@@ -127,12 +128,13 @@ async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> di
         )
         async for row in rows:
             state = row.get("State")
-            if state in ("sent", "failed"):
+            if state in ("sent", "failed", "refused"):  # refused when their turn came: opted out
                 totals[state] += 1
         # Every accepted recipient not yet settled is queued, listed (taken up) or not.
-        settled = totals["sent"] + totals["failed"]
+        settled = totals["sent"] + totals["failed"] + totals["refused"]
         totals["queued"] = max(0, int(found.get("Accepted") or 0) - settled)
-        totals["refused"] = int(found.get("Refused") or 0)  # rows are kept for the first 1,000
+        # And those refused on the way in (rows are kept for the first 1,000).
+        totals["refused"] += int(found.get("Refused") or 0)
         return totals
 
     async def page(t: Any) -> tuple[list[dict[str, Any]], object]:

@@ -61,6 +61,18 @@ def refused(function: str, refusal: Exception) -> func.HttpResponse:
     return responses.json_error(status, sentence)
 
 
+def cannot_screen(function: str, error: Exception) -> func.HttpResponse:
+    """The opt-out list could not be read (storage down or not configured): nothing is sent to
+    someone who may have said STOP, so nothing is sent."""
+    logger.error("%s outcome=failed reason=opt-outs-unreadable: %s", function, error)
+    return responses.json_error(
+        503,
+        "The opt-out list cannot be read now (its storage is unavailable), so nothing was sent: "
+        "try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def twilio_failure(
     error: Exception, subject: Subject, to: str, timeout: float
 ) -> func.HttpResponse:

@@ -21,7 +21,7 @@ from shared.common import responses
 from shared.common.settings import SettingsError
 from shared.outbound import answers, calls, request_body, sms
 from shared.outbound.settings import load_call_settings, load_sms_settings
-from shared.records import idempotency
+from shared.records import idempotency, storage
 
 
 class Outbound(NamedTuple):
@@ -32,6 +32,9 @@ class Outbound(NamedTuple):
     load_settings: Callable[[], Any]
     # The request body, read and checked: an object with `to` and `from_`; raises a refusal.
     parse: Callable[[func.HttpRequest, Any], Any]
+    # What the parsed request must still pass, with storage (a text: the recipient's opt-out);
+    # raises a refusal, or StorageUnavailable / SettingsError when it cannot be known.
+    screen: Callable[[Any], Awaitable[None]]
     create: Callable[[Any, Any], Awaitable[Any]]
     # (created resource, parsed request, owner: the Idempotency-Key's or None) -> recorded?
     record: Callable[[Any, Any, str | None], Awaitable[bool]]
@@ -40,11 +43,16 @@ class Outbound(NamedTuple):
     answer: Callable[[Any, bool], dict[str, object]]
 
 
+async def _nothing_to_screen(_: object) -> None:
+    return None
+
+
 CALL = Outbound(
     function="make_call",
     subject=calls.SUBJECT,
     load_settings=load_call_settings,
     parse=lambda req, settings: calls.parse(request_body.read(req, calls.FIELDS), settings),
+    screen=_nothing_to_screen,  # an opt-out is about texts: calls are not affected
     create=calls.place,
     record=lambda created, call, owner: calls.record(created, call.message, owner),
     find=calls.find,
@@ -56,6 +64,7 @@ MESSAGE = Outbound(
     subject=sms.SUBJECT,
     load_settings=load_sms_settings,
     parse=lambda req, settings: sms.parse(request_body.read(req, sms.FIELDS, sms.LISTS), settings),
+    screen=sms.screen,
     create=sms.send,
     record=sms.record,
     find=sms.find,
@@ -98,8 +107,11 @@ async def create(
     marked as sending, with the to and from a lookup would need)."""
     try:
         wanted = outbound.parse(req, settings)
+        await outbound.screen(wanted)
     except answers.REFUSALS as refusal:
         return answers.refused(outbound.function, refusal)
+    except (storage.StorageUnavailable, SettingsError) as error:
+        return answers.cannot_screen(outbound.function, error)
 
     if claim is not None and (refusal := await claim.sending(wanted.to, wanted.from_)):
         return refusal

@@ -1,8 +1,8 @@
 """One text the app sends on its own account (not asked for over HTTP), sent at most once for a
 key: a voicemail's notification, whatever number of times Twilio delivers the callback that
-causes it. The same code and policy as send_sms (shared.outbound.sms), under the same
-Idempotency-Key rules (shared.records.idempotency): a retry replays, an unknown outcome is looked
-up at Twilio, a failure that proves nothing was sent releases the key.
+causes it. The same code and policy as send_sms (shared.outbound.sms, opt-outs included), under
+the same Idempotency-Key rules (shared.records.idempotency): a retry replays, an unknown outcome
+is looked up at Twilio, a failure that proves nothing was sent releases the key.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import hashlib
 import azure.functions as func
 
 from shared.common import responses
+from shared.common.settings import SettingsError
 from shared.outbound import answers, sms
 from shared.outbound.settings import SmsSettings
-from shared.records import idempotency
+from shared.records import idempotency, storage
 
 
 async def text(function: str, key: str, to: str, body: str, settings: SmsSettings
@@ -25,8 +26,11 @@ async def text(function: str, key: str, to: str, body: str, settings: SmsSetting
     only if no earlier call with the same `function` and `key` did."""
     try:
         wanted = sms.parse({"to": to, "body": body}, settings)
+        await sms.screen(wanted)
     except answers.REFUSALS as refusal:
         return answers.refused(function, refusal)
+    except (storage.StorageUnavailable, SettingsError) as error:
+        return answers.cannot_screen(function, error)
 
     async def lookup(
         to: str, from_: str | None, since: datetime.datetime, owner: str

@@ -148,8 +148,40 @@ def parse(fields: Fields, settings: SmsSettings) -> SmsRequest:
     )
 
 
+async def screen(message: SmsRequest) -> None:
+    """Refusal (422) when the recipient opted out of texts from the message's sender (one point
+    read: shared.optouts). Raises StorageUnavailable or SettingsError when that cannot be read:
+    a text is never sent to someone who may have said STOP."""
+    from shared.records import optouts
+
+    if await optouts.opted_out(optouts.sender_of(message.from_, message.messaging_service_sid),
+                               message.to):
+        logger.warning("send_sms to=%s outcome=refused reason=opted-out",
+                       redact.phone_number(message.to))
+        raise Refusal(422, optouts.refusal(message.to))
+
+
+async def _learn_opt_out(message: SmsRequest, error: Exception) -> None:
+    """Twilio refused the text with 21610: it knows the recipient opted out (a STOP the app did
+    not see, or could not keep). Kept, so that the next text is refused before Twilio; a
+    failure to keep it is logged, and the next 21610 keeps it then."""
+    from shared.common.settings import SettingsError
+    from shared.records import optouts, storage
+
+    if getattr(error, "code", None) != optouts.TWILIO_OPTED_OUT:
+        return
+    sender = optouts.sender_of(message.from_, message.messaging_service_sid)
+    try:
+        await storage.within_deadline(
+            optouts.set_opted_out(sender, message.to, True, "twilio 21610"))
+    except (storage.StorageUnavailable, SettingsError) as failure:  # answered all the same
+        logger.error("send_sms to=%s outcome=opt-out-not-kept reason=%s",
+                     redact.phone_number(message.to), failure)
+
+
 async def send(message: SmsRequest, settings: SmsSettings) -> MessageInstance:
-    """POST Messages.json once, within TWILIO_HTTP_TIMEOUT; raises whatever went wrong."""
+    """POST Messages.json once, within TWILIO_HTTP_TIMEOUT; raises whatever went wrong (a 21610
+    refusal is kept as an opt-out first)."""
     client = twilio_client.get_client(settings.rest)
     options: dict[str, object] = {
         "to": message.to,
@@ -165,10 +197,14 @@ async def send(message: SmsRequest, settings: SmsSettings) -> MessageInstance:
         options["body"] = message.body
     if message.media_urls:
         options["media_url"] = list(message.media_urls)
-    created = await asyncio.wait_for(
-        client.messages.create_async(**options),  # type: ignore[arg-type]
-        timeout=settings.rest.http_timeout,
-    )
+    try:
+        created = await asyncio.wait_for(
+            client.messages.create_async(**options),  # type: ignore[arg-type]
+            timeout=settings.rest.http_timeout,
+        )
+    except Exception as error:
+        await _learn_opt_out(message, error)
+        raise
     logger.info(
         "send_sms to=%s outcome=created MessageSid=%s",
         redact.phone_number(message.to),

@@ -34,3 +34,11 @@ def message(text: str) -> str:
     response = MessagingResponse()
     response.message(text)
     return response.to_xml()
+
+
+@lru_cache(maxsize=1)
+def nothing() -> str:
+    """<Response/>: an answer that says and sends nothing."""
+    from twilio.twiml.messaging_response import MessagingResponse
+
+    return MessagingResponse().to_xml()

@@ -1,0 +1,109 @@
+"""Table `TwilioOptOuts`: whether a person has opted out of texts from one of the app's senders,
+honoured by every way the app texts (send_sms, broadcasts, voicemail notifications: through
+shared.outbound.sms.screen) and kept by sms_url (shared.messageflows) and by Twilio's 21610.
+Calls are not affected: an opt-out is about messages.
+
+Partition = the sender: the Messaging Service SID when the app texts through one (an opt-out
+from a service covers every number in it, as Twilio applies it), else the app's own number;
+row key = the person's number, as Twilio wrote it. So the check before every text is one point
+read, and a broadcast reads its sender's opted-out numbers with one partition query.
+
+A row says the latest word: OptedOut true or false, when it changed, and how (`keyword STOP`,
+`twilio 21610`: Twilio refused a text because it knows of an opt-out; `keyword START`; or who
+cleared it). Rows are kept, never deleted: consent records are worth having when asked.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any, NamedTuple
+
+from shared.common import logs, redact
+from shared.records import storage
+
+logger = logs.get_logger(__name__)
+
+TABLE = "TwilioOptOuts"
+
+# What Table Storage refuses in a key (and what no phone number has).
+_NOT_A_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+MAX_KEY = 200
+
+# Twilio's error when a recipient has opted out of texts from the sender (it blocks them too).
+TWILIO_OPTED_OUT = 21610
+
+
+class OptOut(NamedTuple):
+    sender: str
+    person: str
+    opted_out: bool
+    changed_at: str | None
+    how: str | None
+
+
+def sender_of(from_: str | None, messaging_service_sid: str | None) -> str | None:
+    """Whose opt-outs apply to a text: its Messaging Service's, else its sending number's."""
+    return messaging_service_sid or from_ or None
+
+
+def _usable(*keys: str | None) -> bool:
+    return all(k and len(k) <= MAX_KEY and not _NOT_A_KEY.search(k) for k in keys)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+async def set_opted_out(sender: str | None, person: str | None, opted_out: bool, how: str,
+                        message_sid: str | None = None) -> bool:
+    """Record the person's latest word for this sender; False (nothing written) when either is
+    not something storage can key a row by. Raises StorageUnavailable or SettingsError."""
+    if not _usable(sender, person):
+        return False
+    row: dict[str, Any] = {"PartitionKey": sender, "RowKey": person, "OptedOut": opted_out,
+                           "ChangedAt": _now(), "How": how[:200]}
+    if message_sid:
+        row["MessageSid"] = message_sid[:64]
+    await storage.on_table(TABLE, lambda t: t.upsert_entity(row))
+    logger.info("opt-outs sender=%s to=%s outcome=%s how=%s", redact.phone_number(sender),
+                redact.phone_number(person), "opted-out" if opted_out else "opted-in", how)
+    return True
+
+
+async def read(sender: str | None, person: str | None) -> OptOut | None:
+    """The person's latest word for this sender (one point read), None if they never gave one."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    if not _usable(sender, person):
+        return None
+    try:
+        row = await storage.on_table(TABLE, lambda t: t.get_entity(sender, person))
+    except ResourceNotFoundError:
+        return None
+    return OptOut(str(sender), str(person), bool(row.get("OptedOut")), row.get("ChangedAt"),
+                  row.get("How"))
+
+
+async def opted_out(sender: str | None, person: str | None) -> bool:
+    found = await read(sender, person)
+    return found is not None and found.opted_out
+
+
+async def opted_out_of(sender: str | None) -> frozenset[str]:
+    """Everyone opted out of texts from this sender (one partition query)."""
+    if not _usable(sender):
+        return frozenset()
+
+    async def query(t: Any) -> frozenset[str]:
+        rows = t.query_entities("PartitionKey eq @sender and OptedOut eq true",
+                                parameters={"sender": sender}, select=["RowKey"])
+        return frozenset([row["RowKey"] async for row in rows])
+
+    return await storage.on_table(TABLE, query)
+
+
+def refusal(person: str) -> str:
+    """The sentence a text to an opted-out person is refused with."""
+    return (f"{person} has opted out of texts from this sender (they replied STOP, or Twilio "
+            "reported error 21610): nothing was sent. They opt back in by texting START to it.")

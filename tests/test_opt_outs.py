@@ -1,0 +1,228 @@
+"""Opt-outs (issue 22) through the real worker, Azurite and the Twilio double: a keyword texted to
+sms_url (signed as Twilio signs) is kept, and every way the app texts honours it: send_sms
+refuses before Twilio hears anything, broadcasts refuse and skip, Twilio's 21610 is learnt;
+calls are not affected."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import xml.etree.ElementTree as ET
+from urllib.parse import urlencode
+
+import pytest
+from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, signature
+from test_broadcasts import drain, queue_message, status
+
+import broadcast_send
+from devhost.worker_host import HostResponse, WorkerHost
+
+PUBLIC = "https://myapp.azurewebsites.net"
+SMS_URL = f"{PUBLIC}/api/sms_url"
+PERSON = "+14155550142"
+SERVICE = "MG" + "d" * 32
+
+
+@pytest.fixture(autouse=True)
+def storage(texting_storage):
+    return texting_storage
+
+
+def text_in(host: WorkerHost, body: str, person: str = PERSON, **extra: str) -> HostResponse:
+    """What Twilio sends sms_url for an inbound text, signed."""
+    params = {"MessageSid": "SM" + "1" * 32, "AccountSid": ACCOUNT_SID, "From": person,
+              "To": TWILIO_NUMBER, "Body": body, "NumMedia": "0", **extra}
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "X-Twilio-Signature": signature(SMS_URL, params, AUTH_TOKEN)}
+    return host.request("POST", SMS_URL, headers=headers, body=urlencode(params), base_url=PUBLIC)
+
+
+def replies(response: HostResponse) -> list[str]:
+    assert response.status == 200, response.body
+    root = ET.fromstring(response.body)
+    assert root.tag == "Response"
+    return [m.text or "" for m in root.findall("Message")]
+
+
+def send_sms(host: WorkerHost, to: str = PERSON, key: str | None = None) -> HostResponse:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Idempotency-Key"] = key
+    return host.request("POST", "/api/send_sms", headers=headers,
+                        body=json.dumps({"to": to, "body": "Your order shipped"}),
+                        base_url=PUBLIC)
+
+
+@pytest.mark.parametrize("word", ["STOP", "stop", "  Stop. ", "STOPALL", "unsubscribe!", "Cancel",
+                                  "END", "quit", "OPTOUT", "revoke"])
+def test_an_opt_out_keyword_gets_no_reply_and_stops_send_sms(worker_host, twilio_api, word):
+    assert replies(text_in(worker_host, word)) == []
+
+    refused = send_sms(worker_host)
+
+    assert refused.status == 422
+    assert "opted out" in refused.json()["error"] and "START" in refused.json()["error"]
+    assert twilio_api.creates == []  # Twilio heard nothing
+
+
+@pytest.mark.parametrize("text", ["stop please", "Don't stop", "STOP STOP"])
+def test_a_text_that_only_contains_a_keyword_is_an_ordinary_text(worker_host, twilio_api, text):
+    assert replies(text_in(worker_host, text)) == [
+        "Hey, thanks for the ping! Twilio and Azure rock!"]
+    assert send_sms(worker_host).status == 201
+
+
+@pytest.mark.parametrize("word", ["START", "unstop", "Yes"])
+def test_start_opts_back_in(worker_host, twilio_api, word):
+    text_in(worker_host, "STOP")
+    assert send_sms(worker_host).status == 422
+
+    assert replies(text_in(worker_host, word)) == []  # Twilio's own confirmation is the reply
+
+    assert send_sms(worker_host).status == 201
+    assert len(twilio_api.creates) == 1
+
+
+def test_an_opt_out_is_per_sender(worker_host, twilio_api, app_settings):
+    text_in(worker_host, "STOP", To="+14155550199")  # to another of the app's numbers
+
+    assert send_sms(worker_host).status == 201  # from TWILIO_NUMBER: not opted out of it
+
+
+def test_an_opt_out_through_a_messaging_service_covers_its_texts(
+    worker_host, twilio_api, app_settings
+):
+    app_settings.setenv("TWILIO_MESSAGING_SERVICE_SID", SERVICE)
+    text_in(worker_host, "STOP", MessagingServiceSid=SERVICE)
+
+    assert send_sms(worker_host).status == 422
+    assert twilio_api.creates == []
+
+
+@pytest.mark.parametrize("word", ["HELP", "info", "Help?"])
+def test_help_gets_sms_help_reply_when_it_is_set(worker_host, app_settings, word):
+    assert replies(text_in(worker_host, word)) == []
+    app_settings.setenv("SMS_HELP_REPLY", "Contoso alerts. Reply STOP to stop.")
+    assert replies(text_in(worker_host, word)) == ["Contoso alerts. Reply STOP to stop."]
+
+
+def test_twilio_21610_is_kept_as_an_opt_out(worker_host, twilio_api):
+    twilio_api.error(400, 21610, "Attempt to send to unsubscribed recipient")
+    first = send_sms(worker_host)
+
+    second = send_sms(worker_host)
+
+    assert first.status == 422 and first.json()["twilio_code"] == 21610
+    assert second.status == 422 and "opted out" in second.json()["error"]
+    assert len(twilio_api.requests) == 1  # the second never reached Twilio
+
+
+def test_an_opt_out_refusal_replays_under_its_idempotency_key(worker_host, twilio_api):
+    text_in(worker_host, "STOP")
+    first = send_sms(worker_host, key="order-77-shipped")
+    text_in(worker_host, "START")
+
+    again = send_sms(worker_host, key="order-77-shipped")
+    fresh = send_sms(worker_host, key="order-77-shipped-2")
+
+    assert (first.status, again.status, fresh.status) == (422, 422, 201)
+    assert again.json() == first.json()
+    assert len(twilio_api.creates) == 1
+
+
+def test_calls_are_not_affected(worker_host, twilio_api):
+    text_in(worker_host, "STOP")
+
+    call = worker_host.request("POST", "/api/make_call", headers={"Content-Type":
+                               "application/json"}, body=json.dumps({"to": PERSON}),
+                               base_url=PUBLIC)
+
+    assert call.status == 201, call.body
+
+
+def test_send_sms_sends_nothing_when_the_opt_outs_cannot_be_read(worker_host, twilio_api,
+                                                                  storage):
+    storage.stop()
+    try:
+        response = send_sms(worker_host)
+    finally:
+        storage.start()
+
+    assert response.status == 503
+    assert "opt-out" in response.json()["error"] and response.headers["Retry-After"]
+    assert twilio_api.requests == []
+
+
+def test_a_stop_is_answered_while_storage_is_down_and_learnt_from_21610_later(
+    worker_host, twilio_api, storage, caplog
+):
+    caplog.set_level(logging.ERROR)
+    storage.stop()
+    try:
+        answered = text_in(worker_host, "STOP")
+    finally:
+        storage.start()
+    twilio_api.error(400, 21610, "Attempt to send to unsubscribed recipient")
+    send_sms(worker_host)
+
+    assert replies(answered) == []  # never a 500
+    assert any("outcome=opt-out-not-kept" in r.getMessage() and "MessageSid=SM" in r.getMessage()
+               for r in caplog.records)
+    assert PERSON not in caplog.text
+    assert send_sms(worker_host).status == 422  # learnt from Twilio's 21610
+
+
+# --- broadcasts -----------------------------------------------------------------------------
+
+def start_broadcast(host: WorkerHost, to: list[str]) -> dict:
+    response = host.request("POST", "/api/broadcasts", headers={"Content-Type":
+                            "application/json"}, body=json.dumps({"kind": "sms", "to": to,
+                                                                  "body": "Sale today"}),
+                            base_url=PUBLIC)
+    assert response.status == 202, response.body
+    return response.json()
+
+
+def test_a_broadcast_refuses_opted_out_recipients_and_never_queues_them(
+    worker_host, twilio_api, storage
+):
+    text_in(worker_host, "STOP")
+
+    answer = start_broadcast(worker_host, [PERSON, "+14155550143"])
+    [chunk] = drain(storage, answer["id"])
+
+    assert answer["accepted"] == 1
+    assert [r["to"] for r in answer["refused"]] == [PERSON]
+    assert "opted out" in answer["refused"][0]["error"]
+    assert chunk["recipients"] == ["+14155550143"]
+
+
+def test_a_recipient_who_opts_out_after_the_broadcast_began_is_skipped_as_refused(
+    worker_host, twilio_api, storage
+):
+    answer = start_broadcast(worker_host, [PERSON, "+14155550143"])
+    [chunk] = drain(storage, answer["id"])
+    text_in(worker_host, "STOP")
+
+    asyncio.run(broadcast_send.main(queue_message(chunk)))
+
+    shown = status(worker_host, answer["id"])
+    states = {r["to"]: r["state"] for r in shown["recipients"]}
+    assert states == {PERSON: "refused", "+14155550143": "sent"}
+    assert shown["counts"] == {"queued": 0, "sent": 1, "failed": 0, "refused": 1}
+    assert [c.data["To"] for c in twilio_api.creates] == ["+14155550143"]
+
+
+def test_a_broadcast_recipient_refused_with_21610_is_refused_and_kept(
+    worker_host, twilio_api, storage
+):
+    answer = start_broadcast(worker_host, [PERSON])
+    [chunk] = drain(storage, answer["id"])
+    twilio_api.error(400, 21610, "Attempt to send to unsubscribed recipient")
+
+    asyncio.run(broadcast_send.main(queue_message(chunk)))
+
+    [recipient] = status(worker_host, answer["id"])["recipients"]
+    assert recipient["state"] == "refused" and recipient["error"].startswith("21610: ")
+    assert send_sms(worker_host).status == 422
