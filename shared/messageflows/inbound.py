@@ -12,6 +12,8 @@ error 21610, which the app keeps then (shared.outbound.sms).
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Awaitable
 
 from shared import webhooks
 from shared.common import logs, redact
@@ -27,15 +29,37 @@ STORAGE_BUDGET = 3.0
 
 
 async def answer(sms: webhooks.Webhook) -> str:
-    """The TwiML answer to the text `sms` carries."""
-    meaning = keywords.meaning(sms.param("Body"))
+    """The TwiML answer to the text `sms` carries; the text is recorded on the way."""
+    body = sms.param("Body")
+    meaning = keywords.meaning(body)
+    word = keywords.normalise(body or "") if meaning else None
+    work = []
+    if MESSAGE_SID.fullmatch(sms.param("MessageSid") or ""):  # else nothing to key a record by
+        work.append(_stored(sms, "text", _record(sms, word, forwarded_to=0)))
     if meaning in (keywords.OPTED_OUT, keywords.OPTED_IN):
-        await _keep_word(sms, meaning == keywords.OPTED_OUT)
-        return webhooks.twiml.nothing()
+        opted_out = meaning == keywords.OPTED_OUT
+        work.append(_stored(sms, "opt-out" if opted_out else "opt-in",
+                            _keep_word(sms, opted_out, f"keyword {word}")))
+    await asyncio.gather(*work)
+    if meaning in (keywords.OPTED_OUT, keywords.OPTED_IN):
+        return webhooks.twiml.nothing()  # Twilio's own confirmation is the reply
     if meaning == keywords.ASKED_FOR_HELP:
         help_reply = _help_reply()
         return webhooks.twiml.message(help_reply) if help_reply else webhooks.twiml.nothing()
     return webhooks.twiml.message(sms.settings.sms_reply)
+
+
+def media_urls(sms: webhooks.Webhook) -> list[str]:
+    """The links to a text's media (MediaUrl0, MediaUrl1...: NumMedia of them, at most 10)."""
+    count = sms.param("NumMedia") or "0"
+    wanted = min(int(count), MAX_MEDIA) if count.isascii() and count.isdigit() else 0
+    return [url for i in range(wanted) if (url := sms.param(f"MediaUrl{i}"))]
+
+
+# Twilio's limit on the media of one message.
+MAX_MEDIA = 10
+# What Twilio names an inbound message: SM (SMS) or MM (MMS) and 32 hex digits.
+MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}")
 
 
 def _help_reply() -> str | None:
@@ -46,19 +70,33 @@ def _help_reply() -> str | None:
         return None
 
 
-async def _keep_word(sms: webhooks.Webhook, opted_out: bool) -> None:
-    from shared.records import optouts, storage
+async def _record(sms: webhooks.Webhook, keyword: str | None, forwarded_to: int) -> None:
+    from shared.records import store
+
+    await store.inbound(str(sms.param("MessageSid")), sms.param("To"), sms.param("From"),
+                        sms.param("Body"), media_urls(sms), keyword, forwarded_to)
+
+
+async def _keep_word(sms: webhooks.Webhook, opted_out: bool, how: str) -> None:
+    from shared.records import optouts
 
     sender = optouts.sender_of(sms.param("To"), sms.param("MessagingServiceSid"))
-    person = sms.param("From")
-    word = keywords.normalise(sms.param("Body") or "")
-    message_sid = sms.param("MessageSid")
+    await optouts.set_opted_out(sender, sms.param("From"), opted_out, how, sms.param("MessageSid"))
+
+
+async def _stored(sms: webhooks.Webhook, what: str, work: Awaitable[None]) -> None:
+    """`work` within STORAGE_BUDGET; storage failing or slow is logged at ERROR (with the
+    MessageSid, to find the text at Twilio), and the answer goes out all the same."""
+    from shared.records import storage
+
     try:
-        await asyncio.wait_for(
-            optouts.set_opted_out(sender, person, opted_out, f"keyword {word}", message_sid),
-            STORAGE_BUDGET,
-        )
+        await asyncio.wait_for(work, STORAGE_BUDGET)
     except (TimeoutError, storage.StorageUnavailable, SettingsError) as error:
-        logger.error("sms_url MessageSid=%s from=%s outcome=%s-not-kept reason=%s",
-                     redact.sid(message_sid), redact.phone_number(person),
-                     "opt-out" if opted_out else "opt-in", error or "storage took too long")
+        reason: object = error or "storage took too long"
+    except Exception as error:  # whatever it is, the answer still goes out (never a 500)
+        reason = type(error).__name__
+    else:
+        return
+    logger.error("sms_url MessageSid=%s from=%s outcome=%s-not-kept reason=%s",
+                 redact.sid(sms.param("MessageSid")), redact.phone_number(sms.param("From") or ""),
+                 what, reason)

@@ -180,6 +180,31 @@ async def keep_created(
     return False
 
 
+async def inbound(
+    sid: str,
+    to: str | None,
+    from_: str | None,
+    body: str | None,
+    media_urls: list[str],
+    keyword: str | None,
+    forwarded_to: int,
+) -> bool:
+    """Record a text that came in (sms_url): who sent it to which of our numbers, what it said,
+    its media, the keyword it was, how many numbers it was forwarded to. False when Twilio
+    delivered it before (a retried webhook): the first record stands."""
+    return await _create_record("message", sid, {
+        "Direction": "inbound",
+        "To": cut(to),
+        "From": cut(from_),
+        "Text": cut(body),
+        "NumMedia": len(media_urls),
+        "MediaUrls": cut(json.dumps(media_urls)) if media_urls else None,
+        "Keyword": keyword,
+        "ForwardedTo": forwarded_to,
+        "Source": "sms_url",
+    })
+
+
 def cut(value: str | None) -> str | None:
     """A callback's field as stored: at most MAX_FIELD_CHARS (a signed callback with a 40 KB
     field would otherwise be refused by storage on every one of Twilio's retries)."""
@@ -262,7 +287,8 @@ async def event(kind: str, sid: str, params: Mapping[str, str]) -> bool:
     await _create_record(
         kind,
         sid,
-        {"To": cut(params.get("To")), "From": cut(params.get("From")), "Source": "callback"},
+        {"To": cut(params.get("To")), "From": cut(params.get("From")),
+         "Direction": cut(params.get("Direction")), "Source": "callback"},
     )
     entity: dict[str, Any] = {
         "PartitionKey": sid,
@@ -306,6 +332,10 @@ def _public(kind: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         "created_status": record.get("CreatedStatus"),
         "created_at": record.get("CreatedAt"),
         "text": record.get("Text"),
+        # Twilio's words: inbound, outbound-api (what the app created), outbound-dial...
+        "direction": record.get("Direction")
+        or ("outbound-api" if record.get("Source") == "app" else None),
+        **(_inbound(record) if record.get("Direction") == "inbound" else {}),
         "error_code": error_code,
         "recorded_by": record.get("Source"),
         "events": [
@@ -317,6 +347,20 @@ def _public(kind: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
             for e in events
         ],
         **({"recordings": _recordings(rows)} if kind == "call" else {}),
+    }
+
+
+def _inbound(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What a record of a text that came in adds: its media, keyword and forwarding."""
+    try:
+        media = json.loads(record.get("MediaUrls") or "[]")
+    except ValueError:
+        media = []  # cut short in storage: the count still says how many
+    return {
+        "num_media": record.get("NumMedia") or 0,
+        "media_urls": media if isinstance(media, list) else [],
+        "keyword": record.get("Keyword"),
+        "forwarded_to": record.get("ForwardedTo") or 0,
     }
 
 
