@@ -78,7 +78,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="run the app with CALL_FLOW set to this call-flow file (relative to "
                         "the app root, like flows/calls.example.json): voice_url then answers "
                         "the flow's first step instead of the greeting; the flow is checked "
-                        "and stamped first, as the deploy does (shared/callflows/stamp.py)")
+                        "and stamped first, as the deploy does (shared/common/stamp.py)")
     parser.add_argument("--unstamped", action="store_true",
                         help="with --call-flow: no check stamp, so the app checks the flow in "
                         "full on its first call (a deploy that skipped the package hook)")

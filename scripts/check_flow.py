@@ -9,7 +9,7 @@ TWILIO_PHONE_NUMBER) and CALLER_IDS. The deploy workflow runs it on CALL_FLOW be
 
     .venv/bin/python scripts/check_flow.py --stamp flows/calls.example.json
 
-also writes the flow's check stamp when it passes (`<flow>.checked`, shared/callflows/stamp.py),
+also writes the flow's check stamp when it passes (`<flow>.checked`, shared/common/stamp.py),
 so that the deployed app does not judge its numbers again on a new instance's first call (the
 deploy's package step does this: azure.yaml). Stamped with other settings than the app gets, or
 another version of the code, the stamp is ignored and the app checks the flow in full.
@@ -26,13 +26,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.callflows import loading, stamp, walk  # noqa: E402
+from shared.callflows import loading, walk  # noqa: E402
 from shared.callflows.flow import FlowProblems, check  # noqa: E402
 from shared.callflows.settings import (  # noqa: E402
     CALL_FLOW_SETTINGS,
     load_call_flow_settings,
     load_policy_inputs,
 )
+from shared.common import stamp  # noqa: E402
 from shared.common.settings import SettingsError  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""The call flow's check stamp (shared/callflows/stamp.py): written by the deploy's check, it lets a
+"""The call flow's check stamp (shared/common/stamp.py): written by the deploy's check, it lets a
 new instance build a flow without judging its numbers again, and it can never let through a flow
 the full check would refuse. Each read happens in a fresh interpreter, as on a new instance."""
 

@@ -17,8 +17,9 @@ import pytest
 from conftest import ACCOUNT_SID, AUTH_TOKEN, REPO, signature
 
 from devhost.worker_host import HostResponse, WorkerHost
-from shared.callflows import loading, stamp, walk
+from shared.callflows import loading, walk
 from shared.callflows.flow import FlowProblems, Policy, check
+from shared.common import stamp
 
 PUBLIC = "https://myapp.azurewebsites.net"
 EXAMPLE = REPO / "flows" / "calls.example.json"

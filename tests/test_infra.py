@@ -985,7 +985,7 @@ def test_the_app_identity_may_send_and_receive_broadcast_messages() -> None:
 
 
 def test_prepackage_hook_stamps_the_call_flow_and_compiles_the_bytecode_on_every_os() -> None:
-    """The package carries the flow's check stamp (shared/callflows/stamp.py), made with the
+    """The package carries the flow's check stamp (shared/common/stamp.py), made with the
     settings azd gives the app, and the app's hash-checked bytecode; a flow the check refuses
     stops the deploy; without a flow, the bytecode only."""
     hook = yaml.safe_load((REPO / "azure.yaml").read_text())["services"]["api"]["hooks"]

@@ -192,7 +192,7 @@ class _Check:
 def check(data: object, policy: Policy | None) -> Flow:
     """The flow `data` (a call-flow file's JSON) describes; raises FlowProblems naming every
     problem. With no policy, its numbers are taken as they are written: only for a flow whose
-    check stamp says the full check passed it (shared.callflows.stamp)."""
+    check stamp says the full check passed it (shared.common.stamp)."""
     c = _Check(policy)
     root = c.mapping(data, "the flow")
     c.only(root, {"start", "by_number", "blocked_callers", "hours", "steps", "$schema",

@@ -2,7 +2,7 @@
 never per request. A flow that cannot be read or has any problem is refused whole and logged once
 at ERROR with every problem; the webhooks then answer with an apology and hang up.
 
-A flow whose check stamp matches (shared.callflows.stamp: written by the deploy's check) is built
+A flow whose check stamp matches (shared.common.stamp: written by the deploy's check) is built
 without judging its numbers again, which spares a new instance's first call the number library;
 any other flow is checked in full.
 """
@@ -13,10 +13,9 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from shared.callflows import stamp
 from shared.callflows.flow import Flow, FlowProblems, Policy, check
 from shared.callflows.settings import PolicyInputs, load_call_flow_settings, load_policy_inputs
-from shared.common import logs
+from shared.common import logs, stamp
 from shared.common.settings import SettingsError
 
 logger = logs.get_logger(__name__)

@@ -34,7 +34,7 @@ def _call_flow_settings(reader: Reader) -> CallFlowSettings:
 load_call_flow_settings = loader(CALL_FLOW_SETTINGS, _call_flow_settings)
 
 # The policy settings as they are, not yet judged (which needs the number library): what a flow's
-# check stamp is compared with (shared.callflows.stamp).
+# check stamp is compared with (shared.common.stamp).
 PolicyInputs = tuple[tuple[str, str | None], ...]
 load_policy_inputs = loader(CALL_FLOW_SETTINGS,
                             lambda reader: tuple((n, reader.get(n)) for n in CALL_FLOW_SETTINGS))

@@ -1,12 +1,13 @@
-"""The check stamp: a record, written beside a flow file when the check passed at deploy time,
-that lets the app's first call skip what the check already proved.
+"""The check stamp: a record, written beside a flow file (a call flow, a message flow) when the
+check passed at deploy time, that lets the app's first request skip what the check proved.
 
-Checking a flow's numbers against the call policy needs phonenumbers (about 25 ms to import and
-load its metadata) on the first call a new instance answers: a third of the webhook's cold start
-(docs/benchmark.md). The deploy checks the flow anyway, with the same settings the app gets, so
-`scripts/check_flow.py --stamp` (run by the deploy) writes `<flow>.checked`: digests of the flow
-file, of every module of the app that judged it and of phonenumbers' own `__init__` (a new release
-of its metadata changes its version there), with the raw values of the policy settings.
+Checking a flow's numbers against the call or SMS policy needs phonenumbers (about 25 ms to
+import and load its metadata) on the first request a new instance answers: a third of the
+webhook's cold start (docs/benchmark.md). The deploy checks the flow anyway, with the same
+settings the app gets, so `scripts/check_flow.py --stamp` (run by the deploy) writes
+`<flow>.checked`: digests of the flow file, of every module of the app that judged it and of
+phonenumbers' own `__init__` (a new release of its metadata changes its version there), with the
+raw values of the policy settings.
 
 At run time the app reads the flow and, when the stamp matches all of that exactly, builds it
 without the number policy (the numbers it names were judged already, by the same code, data and
