@@ -73,6 +73,9 @@ param smsReply string = 'Hey, thanks for the ping! Twilio and Azure rock!'
 @description('What sms_url answers HELP and INFO with; empty: no reply from the app.')
 param smsHelpReply string = ''
 
+@description('Message-flow file sms_url answers texts with, relative to the app root (optional; docs/inbound-texts.md).')
+param messageFlow string = ''
+
 @description('ISO 3166 alpha-2 countries make_call may dial, comma-separated; empty means the country of twilioPhoneNumber.')
 param callAllowedCountries string = ''
 
@@ -181,6 +184,7 @@ var twilioPlainSettings = {
   VOICE_LANGUAGE: voiceLanguage
   SMS_REPLY: smsReply
   SMS_HELP_REPLY: smsHelpReply
+  MESSAGE_FLOW: messageFlow
   CALL_FLOW: callFlow
   CALL_ALLOWED_COUNTRIES: callAllowedCountries
   TWILIO_HTTP_TIMEOUT: twilioHttpTimeout

@@ -1,7 +1,9 @@
 """Check a call-flow file as the app will (shared/callflows/flow.py): every problem on its own
-line, exit 1 if there is any, 0 and a line per step if there is none.
+line, exit 1 if there is any, 0 and a line per step if there is none. With --messages, a
+message-flow file (shared/messageflows/flow.py), its numbers against send_sms's policy.
 
     .venv/bin/python scripts/check_flow.py flows/calls.example.json
+    .venv/bin/python scripts/check_flow.py --messages flows/messages.example.json
 
 The numbers a flow dials pass make_call's policy, read from the same settings as the app (the
 environment, else local.settings.json's Values): CALL_ALLOWED_COUNTRIES (default: the country of
@@ -21,23 +23,49 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.callflows import loading, walk  # noqa: E402
-from shared.callflows.flow import FlowProblems, check  # noqa: E402
-from shared.callflows.settings import (  # noqa: E402
-    CALL_FLOW_SETTINGS,
-    load_call_flow_settings,
-    load_policy_inputs,
-)
-from shared.common import stamp  # noqa: E402
+from shared.callflows import flow as call_flow  # noqa: E402
+from shared.callflows import settings as call_settings  # noqa: E402
+from shared.callflows import walk  # noqa: E402
+from shared.common import flowfile, stamp  # noqa: E402
+from shared.common.flowfile import FlowProblems  # noqa: E402
 from shared.common.settings import SettingsError  # noqa: E402
+from shared.messageflows import flow as message_flow  # noqa: E402
+from shared.messageflows import settings as message_settings  # noqa: E402
 
 
-def _settings_env(environment_only: bool = False) -> dict[str, str]:
+class Kind(NamedTuple):
+    """What differs between checking a call flow and a message flow."""
+
+    setting: str  # CALL_FLOW, MESSAGE_FLOW
+    policy_names: tuple[str, ...]
+    policy: Callable[[dict[str, str]], Any]  # the settings -> the policy its numbers pass
+    inputs: Callable[[dict[str, str]], Any]  # the settings -> their raw values, for the stamp
+    check: Callable[[object, Any], Any]
+    describe: Callable[[Any], list[str]]
+
+
+CALLS = Kind(
+    "CALL_FLOW", call_settings.CALL_FLOW_SETTINGS,
+    lambda env: call_settings.load_call_flow_settings(env).policy,
+    call_settings.load_policy_inputs, call_flow.check,
+    lambda flow: [f"ok ({len(flow.steps)} steps)", *walk.describe(flow.steps)],
+)
+MESSAGES = Kind(
+    "MESSAGE_FLOW", message_settings.POLICY_SETTINGS, message_settings.load_sms_policy,
+    message_settings.load_policy_inputs, message_flow.check,
+    lambda flow: [f"ok ({len(flow.keywords)} keywords, reply: {'yes' if flow.reply else 'none'}"
+                  f", forwarded to {len(flow.forward_to)})"],
+)
+
+
+def _settings_env(names: tuple[str, ...], environment_only: bool = False) -> dict[str, str]:
     env = {}
     example = ROOT / "local.settings.json"
     if example.is_file() and not environment_only:
@@ -46,40 +74,46 @@ def _settings_env(environment_only: bool = False) -> dict[str, str]:
             env = {k: v for k, v in values.items() if isinstance(v, str)}
         except (OSError, ValueError):
             pass
-    env.update({name: os.environ[name] for name in CALL_FLOW_SETTINGS if name in os.environ})
+    env.update({name: os.environ[name] for name in names if name in os.environ})
     return env
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Check a call-flow file as the app will.")
+    parser = argparse.ArgumentParser(description="Check a call-flow (or message-flow) file as "
+                                     "the app will.")
     parser.add_argument("file", help="the flow's path (relative to the app root, or absolute)")
+    parser.add_argument("--messages", action="store_true",
+                        help="a message flow (MESSAGE_FLOW) rather than a call flow")
     parser.add_argument("--stamp", action="store_true",
                         help="when it passes, write its check stamp beside it (for the deploy)")
     parser.add_argument("--environment-only", action="store_true",
                         help="read the settings from the environment only, as the deploy hands "
                         "them to the app, never from local.settings.json")
     args = parser.parse_args(argv)
-    env = _settings_env(args.environment_only)
+    kind = MESSAGES if args.messages else CALLS
+    env = _settings_env(kind.policy_names, args.environment_only)
     try:
-        policy = load_call_flow_settings(env).policy
+        policy = kind.policy(env)
     except SettingsError as error:
-        print(f"error: the call policy's settings: {error.describe()}", file=sys.stderr)
+        print(f"error: the policy's settings: {error.describe()}", file=sys.stderr)
         return 2
     path = Path(args.file)
     try:
-        file, content, data = loading.read_file(path.resolve() if path.is_absolute() else path,
-                                                root=Path("/") if path.is_absolute() else ROOT)
-        flow = check(data, policy)
+        file, content, data = flowfile.read(path.resolve() if path.is_absolute() else path,
+                                            kind.setting,
+                                            root=Path("/") if path.is_absolute() else ROOT)
+        flow = kind.check(data, policy)
     except FlowProblems as problems:
         print(f"{args.file}: refused ({len(problems.problems)} problems)", file=sys.stderr)
         for problem in problems.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    print(f"{args.file}: ok ({len(flow.steps)} steps)")
+    first, *rest = kind.describe(flow)
+    print(f"{args.file}: {first}")
     if args.stamp:
-        written = stamp.write(file, content, dict(load_policy_inputs(env)), ROOT)
+        written = stamp.write(file, content, dict(kind.inputs(env)), ROOT)
         print(f"  stamped: {written.relative_to(ROOT) if ROOT in written.parents else written}")
-    for line in walk.describe(flow.steps):
+    for line in rest:
         print(f"  {line}")
     return 0
 

@@ -2,9 +2,9 @@
 """Make the deployment package start fast: run as azd's `prepackage` hook (azure.yaml), before
 the app's folder is zipped.
 
-1. The call flow (CALL_FLOW, when set): checked as the app checks it and stamped
-   (scripts/check_flow.py --stamp), with the settings azd gives the app. A flow with any problem
-   stops the deploy (exit 1): the app would refuse it and only apologise to every caller.
+1. The call flow (CALL_FLOW) and the message flow (MESSAGE_FLOW), when set: checked as the app
+   checks them and stamped (scripts/check_flow.py --stamp), with the settings azd gives the app.
+   A flow with any problem stops the deploy (exit 1): the app would refuse it whole.
 2. The app's own bytecode: every module of shared/ and of each function folder compiled into its
    __pycache__, hash-checked (PEP 552). The Function App runs from a read-only package, so without
    it every new instance compiles each module it imports and throws the result away; with it, a
@@ -54,14 +54,16 @@ def compile_folders(folders: list[Path]) -> bool:
 
 
 def main() -> int:
-    flow = os.environ.get("CALL_FLOW", "").strip()
-    if flow:
+    for setting, kind in (("CALL_FLOW", []), ("MESSAGE_FLOW", ["--messages"])):
+        flow = os.environ.get(setting, "").strip()
+        if not flow:
+            continue
         # Only with a flow: the check needs the app's requirements (.venv); the rest, stdlib.
         sys.path.insert(0, str(ROOT / "scripts"))
         import check_flow
 
         # The settings azd hands the Bicep (its environment), never local.settings.json's.
-        status = check_flow.main(["--stamp", "--environment-only", flow])
+        status = check_flow.main([*kind, "--stamp", "--environment-only", flow])
         if status != 0:
             return status
     if not compile_bytecode():

@@ -370,8 +370,9 @@ def test_every_shipped_flow_passes_the_check_command():
     for path in sorted((REPO / "flows").glob("*.json")):
         if path.name.endswith(".schema.json"):
             continue
+        kind = ["--messages"] if path.name.startswith("messages") else []
         result = subprocess.run(
-            [sys.executable, "scripts/check_flow.py", str(path.relative_to(REPO))],
+            [sys.executable, "scripts/check_flow.py", *kind, str(path.relative_to(REPO))],
             cwd=REPO, capture_output=True, text=True, timeout=60,
             env={"PATH": "/usr/bin:/bin", "TWILIO_PHONE_NUMBER": OUR_NUMBER},
         )

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from shared.common.flowfile import FlowProblems
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ACTIONS = ("menu", "dial", "record", "next", "hangup", "reject")
 STEP_KEYS = frozenset({"say", "play", "pause", *ACTIONS})
@@ -123,14 +125,6 @@ class Policy(NamedTuple):
 
     allowed_countries: frozenset[str]
     caller_ids: frozenset[str]
-
-
-class FlowProblems(ValueError):
-    """Every problem found in a flow, each naming where it is."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 class _Check:

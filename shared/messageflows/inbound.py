@@ -1,4 +1,5 @@
-"""sms_url's answer to one inbound text: opt-out and help keywords first, then the reply.
+"""sms_url's answer to one inbound text: opt-out and help keywords first, then the message flow
+(MESSAGE_FLOW: its keywords, reply and forwarding), or SMS_REPLY without one.
 
 An opt-out keyword marks the sender opted out of texts from the number (or Messaging Service)
 it was sent to, and gets no reply from the app: Twilio's own confirmation is the reply, and a
@@ -6,7 +7,8 @@ second text would be refused anyway. An opt-in keyword clears that; HELP and INF
 SMS_HELP_REPLY when it is set. Storage work is bounded (STORAGE_BUDGET): Twilio waits 15 s for
 the answer, and a reply that waits on slow storage helps nobody. An opt-out that could not be
 kept is logged at ERROR and is not lost: Twilio blocks the next text to that number with its
-error 21610, which the app keeps then (shared.outbound.sms).
+error 21610, which the app keeps then (shared.outbound.sms). A flow that was refused (logged
+once, naming every problem) answers nothing at all, never a 500.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from collections.abc import Awaitable
 
 from shared import webhooks
 from shared.common import logs, redact
+from shared.common.flowfile import FlowProblems
 from shared.common.settings import SettingsError
 from shared.messageflows import keywords
-from shared.messageflows.settings import load_message_flow_settings
+from shared.messageflows.flow import MAX_TEXT, MessageFlow
+from shared.messageflows.settings import MessageFlowSettings, load_message_flow_settings
 
 logger = logs.get_logger(__name__)
 
@@ -27,15 +31,19 @@ logger = logs.get_logger(__name__)
 STORAGE_BUDGET = 3.0
 
 
-
 async def answer(sms: webhooks.Webhook) -> str:
     """The TwiML answer to the text `sms` carries; the text is recorded on the way."""
     body = sms.param("Body")
     meaning = keywords.meaning(body)
-    word = keywords.normalise(body or "") if meaning else None
+    settings = _settings()
+    flow = _flow(settings)
+    word = keywords.normalise(body or "") if meaning or flow else None
+    if meaning is None and flow is not None:
+        word = word if word in flow.keywords else None
+    forward_to = flow.forward_to if flow is not None and meaning is None else ()
     work = []
     if MESSAGE_SID.fullmatch(sms.param("MessageSid") or ""):  # else nothing to key a record by
-        work.append(_stored(sms, "text", _record(sms, word, forwarded_to=0)))
+        work.append(_stored(sms, "text", _record(sms, word, len(forward_to))))
     if meaning in (keywords.OPTED_OUT, keywords.OPTED_IN):
         opted_out = meaning == keywords.OPTED_OUT
         work.append(_stored(sms, "opt-out" if opted_out else "opt-in",
@@ -44,9 +52,59 @@ async def answer(sms: webhooks.Webhook) -> str:
     if meaning in (keywords.OPTED_OUT, keywords.OPTED_IN):
         return webhooks.twiml.nothing()  # Twilio's own confirmation is the reply
     if meaning == keywords.ASKED_FOR_HELP:
-        help_reply = _help_reply()
+        help_reply = settings.help_reply if settings else None
         return webhooks.twiml.message(help_reply) if help_reply else webhooks.twiml.nothing()
-    return webhooks.twiml.message(sms.settings.sms_reply)
+    if settings is None or (settings.message_flow and flow is None):
+        return webhooks.twiml.nothing()  # a refused flow (or its settings): logged, no reply
+    if flow is None:
+        return webhooks.twiml.message(sms.settings.sms_reply)
+    reply = flow.keywords.get(word or "", flow.reply)
+    return _flow_answer(sms, reply, forward_to)
+
+
+def _settings() -> MessageFlowSettings | None:
+    try:
+        return load_message_flow_settings()
+    except SettingsError as error:
+        logger.error("sms_url outcome=no-flow reason=settings: %s", error.describe())
+        return None
+
+
+def _flow(settings: MessageFlowSettings | None) -> MessageFlow | None:
+    if settings is None or not settings.message_flow:
+        return None
+    from shared.messageflows import loading
+
+    found = loading.flow(settings.message_flow)
+    return None if isinstance(found, FlowProblems) else found
+
+
+def _flow_answer(sms: webhooks.Webhook, reply: str | None, forward_to: tuple[str, ...]) -> str:
+    """The reply to the sender, then the text forwarded to each of `forward_to`: built with
+    the twilio library (every value escaped), per text."""
+    from twilio.twiml.messaging_response import MessagingResponse
+
+    response = MessagingResponse()
+    if reply:
+        response.message(reply)
+    if forward_to:
+        forwarded = forward_text(sms.param("From") or "an unknown sender", sms.param("Body") or "",
+                                 media_urls(sms))
+        for number in forward_to:
+            response.message(forwarded, to=number)
+    return str(response.to_xml())
+
+
+def forward_text(sender: str, body: str, media: list[str]) -> str:
+    """What a forwarded text says: who sent it, what, and its media as links, within one
+    message's 1,600 characters (the text is cut first, never the sender or the links)."""
+    head = f"From {sender}: "
+    tail = "".join(f"\n{url}" for url in media)
+    room = MAX_TEXT - len(head) - len(tail)
+    if room < 0:  # links longer than a message: as many as fit
+        tail, room = "", MAX_TEXT - len(head)
+    text = body if len(body) <= room else body[: max(room - 1, 0)] + "…"
+    return head + text + tail
 
 
 def media_urls(sms: webhooks.Webhook) -> list[str]:
@@ -60,14 +118,6 @@ def media_urls(sms: webhooks.Webhook) -> list[str]:
 MAX_MEDIA = 10
 # What Twilio names an inbound message: SM (SMS) or MM (MMS) and 32 hex digits.
 MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}")
-
-
-def _help_reply() -> str | None:
-    try:
-        return load_message_flow_settings().help_reply
-    except SettingsError as error:
-        logger.error("sms_url outcome=no-help-reply reason=settings: %s", error.describe())
-        return None
 
 
 async def _record(sms: webhooks.Webhook, keyword: str | None, forwarded_to: int) -> None:

@@ -1,7 +1,11 @@
 """The settings of what sms_url does with a text, beyond the webhook's own (SMS_REPLY).
 
-SMS_HELP_REPLY: what HELP and INFO get back. Unset, the app says nothing to them: Twilio's own
-help reply (Advanced Opt-Out) is the answer, or none.
+- SMS_HELP_REPLY: what HELP and INFO get back. Unset, the app says nothing to them: Twilio's own
+  help reply (Advanced Opt-Out) is the answer, or none.
+- MESSAGE_FLOW: the message-flow file (keywords, a reply, forwarding), relative to the app root.
+- The policy the numbers a flow forwards to pass: send_sms's (SMS_ALLOWED_COUNTRIES, default
+  the country of TWILIO_PHONE_NUMBER), judged with the number library on first use; the check
+  stamp compares their raw values only, without it (shared.common.stamp).
 """
 
 from __future__ import annotations
@@ -9,15 +13,18 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from shared.common.settings import Reader, loader
+from shared.messageflows.flow import SmsPolicy
 
 # Twilio's limit on a message body.
 MAX_REPLY = 1600
 
-MESSAGE_FLOW_SETTINGS = ("SMS_HELP_REPLY",)
+MESSAGE_FLOW_SETTINGS = ("SMS_HELP_REPLY", "MESSAGE_FLOW")
+POLICY_SETTINGS = ("TWILIO_PHONE_NUMBER", "SMS_ALLOWED_COUNTRIES")
 
 
 class MessageFlowSettings(NamedTuple):
     help_reply: str | None
+    message_flow: str | None
 
 
 def _message_flow_settings(reader: Reader) -> MessageFlowSettings:
@@ -25,7 +32,22 @@ def _message_flow_settings(reader: Reader) -> MessageFlowSettings:
     if help_reply is not None and len(help_reply) > MAX_REPLY:
         reader.malformed("SMS_HELP_REPLY", f"a text of at most {MAX_REPLY:,} characters")
         help_reply = None
-    return MessageFlowSettings(help_reply=help_reply)
+    return MessageFlowSettings(help_reply=help_reply, message_flow=reader.get("MESSAGE_FLOW"))
 
 
 load_message_flow_settings = loader(MESSAGE_FLOW_SETTINGS, _message_flow_settings)
+
+
+def _sms_policy(reader: Reader) -> SmsPolicy:
+    from shared.outbound.settings import allowed_countries
+
+    return SmsPolicy(allowed_countries(reader, "SMS_ALLOWED_COUNTRIES",
+                                       reader.get("TWILIO_PHONE_NUMBER"), "the messages' country"))
+
+
+load_sms_policy = loader(POLICY_SETTINGS, _sms_policy)
+
+# The policy settings as they are, not yet judged: what a flow's check stamp is compared with.
+PolicyInputs = tuple[tuple[str, str | None], ...]
+load_policy_inputs = loader(POLICY_SETTINGS,
+                            lambda reader: tuple((n, reader.get(n)) for n in POLICY_SETTINGS))

@@ -1,0 +1,75 @@
+"""A flow file (CALL_FLOW, MESSAGE_FLOW): a JSON file inside the deployed app, read and checked
+once per process, refused whole when anything in it is wrong.
+
+`checked` reads the file and builds the flow: without judging its numbers again when its check
+stamp vouches for it (shared.common.stamp), else in full; it logs one line either way (INFO, or
+ERROR naming every problem), once per process and settings, since the caller keeps the result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+from shared.common import logs, stamp
+
+logger = logs.get_logger(__name__)
+
+T = TypeVar("T")
+
+# The app root: the deployed package's top, where host.json is (shared/common/ is two below).
+APP_ROOT = Path(__file__).resolve().parents[2]
+
+
+class FlowProblems(ValueError):
+    """Every problem found in a flow, each naming where it is."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def read(path: str | Path, setting: str, root: Path | None = None) -> tuple[Path, bytes, object]:
+    """The flow file at `path` (relative to `root`, the app root by default; `setting` names
+    it in problems): where it is, its bytes and its JSON; raises FlowProblems when it is not a
+    JSON file inside `root`."""
+    root = root or APP_ROOT
+    file = (root / path).resolve()
+    if root.resolve() not in file.parents:
+        raise FlowProblems([f"{setting}: '{str(path)[:80]}' is not a file inside the app"])
+    try:
+        content = file.read_bytes()
+        data = json.loads(content.decode("utf-8"))
+    except FileNotFoundError:
+        raise FlowProblems([f"{setting}: no file '{str(path)[:80]}' in the app"]) from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise FlowProblems([f"{setting}: '{str(path)[:80]}' is not a JSON file "
+                            f"({type(error).__name__})"]) from None
+    return file, content, data
+
+
+def checked(
+    path: str,
+    setting: str,
+    inputs: Mapping[str, str | None],
+    full: Callable[[object], T],
+    vouched: Callable[[object], T],
+    root: Path | None = None,
+) -> T | FlowProblems:
+    """The flow at `path`: built by `vouched` when its stamp matches `inputs` (the raw policy
+    settings) and this code, else by `full`; or its problems. Both raise FlowProblems."""
+    root = root or APP_ROOT
+    what = setting.lower().replace("_", " ")
+    try:
+        file, content, data = read(path, setting, root)
+        unstamped = stamp.mismatch(file, content, dict(inputs), root)
+        found = vouched(data) if unstamped is None else full(data)
+    except FlowProblems as problems:
+        logger.error("%s outcome=refused file=%s problems=%d: %s", what, path[:80],
+                     len(problems.problems), "; ".join(problems.problems))
+        return problems
+    logger.info("%s outcome=checked file=%s checked %s", what, path[:80],
+                "by its stamp" if unstamped is None else f"in full ({unstamped})")
+    return found
