@@ -21,6 +21,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -79,9 +80,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "the app root, like flows/calls.example.json): voice_url then answers "
                         "the flow's first step instead of the greeting; the flow is checked "
                         "and stamped first, as the deploy does (shared/common/stamp.py)")
+    parser.add_argument("--message-flow", metavar="FILE",
+                        help="run the app with MESSAGE_FLOW set to this message-flow file "
+                        "(like flows/messages.example.json), checked and stamped first")
     parser.add_argument("--unstamped", action="store_true",
-                        help="with --call-flow: no check stamp, so the app checks the flow in "
-                        "full on its first call (a deploy that skipped the package hook)")
+                        help="with --call-flow or --message-flow: no check stamp, so the app "
+                        "checks the flow in full on its first request (a deploy that skipped "
+                        "the package hook)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--only", choices=PHASES, action="append",
                         help="run only this phase (repeatable; default: all)")
@@ -96,37 +101,59 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    if args.unstamped and not args.call_flow:
-        raise SystemExit("--unstamped goes with --call-flow")
+    if args.unstamped and not (args.call_flow or args.message_flow):
+        raise SystemExit("--unstamped goes with --call-flow or --message-flow")
     began = time.perf_counter()
     print(header(argv), flush=True)
-    with flow_for_the_run(args.call_flow, stamped=not args.unstamped):
+    phases = set(args.only or PHASES)
+    with contextlib.ExitStack() as stack:
+        for setting, flow, kind in (("CALL_FLOW", args.call_flow, []),
+                                    ("MESSAGE_FLOW", args.message_flow, ["--messages"])):
+            if flow:
+                stack.enter_context(flow_for_the_run(setting, flow, kind, not args.unstamped))
+        if phases & {"cold", "warm"}:
+            stack.enter_context(storage_for_the_run())
         return run_phases(args, began)
 
 
 @contextlib.contextmanager
-def flow_for_the_run(call_flow: str | None, stamped: bool) -> Iterator[None]:
-    """CALL_FLOW for the run, stamped as the deploy stamps it (with the benchmark's settings);
-    a stamp this run made is removed afterwards, and one that was there is put back."""
-    if not call_flow:
-        yield
-        return
-    common.APP_SETTINGS["CALL_FLOW"] = call_flow
-    stamp_file = common.APP_ROOT / (call_flow + ".checked")
+def flow_for_the_run(setting: str, flow: str, kind: list[str], stamped: bool) -> Iterator[None]:
+    """CALL_FLOW or MESSAGE_FLOW for the run, stamped as the deploy stamps it (with the
+    benchmark's settings); a stamp this run made is removed afterwards, and one that was there
+    is put back."""
+    common.APP_SETTINGS[setting] = flow
+    stamp_file = common.APP_ROOT / (flow + ".checked")
     kept = stamp_file.read_bytes() if stamp_file.exists() else None
     stamp_file.unlink(missing_ok=True)
     try:
         if stamped:
             subprocess.run(  # noqa: S603 - our own script, run with our interpreter
-                [sys.executable, "scripts/check_flow.py", "--stamp", call_flow],
+                [sys.executable, "scripts/check_flow.py", *kind, "--stamp", flow],
                 cwd=common.APP_ROOT, env=common.app_environ(), check=True,
                 stdout=subprocess.DEVNULL)
-        print(f"CALL_FLOW: {call_flow} ({'stamped' if stamped else 'no stamp'})", flush=True)
+        print(f"{setting}: {flow} ({'stamped' if stamped else 'no stamp'})", flush=True)
         yield
     finally:
         stamp_file.unlink(missing_ok=True)
         if kept is not None:
             stamp_file.write_bytes(kept)
+
+
+@contextlib.contextmanager
+def storage_for_the_run() -> Iterator[None]:
+    """An in-memory Azurite for the cold and warm phases, as AzureWebJobsStorage: sms_url keeps
+    every text it answers (a storage write on its path), as it does on Azure."""
+    from devhost.pytest_plugin import Azurite, require_azurite
+
+    with tempfile.TemporaryDirectory(prefix="bench-azurite-") as workdir:
+        azurite = Azurite(require_azurite(), Path(workdir)).start()
+        common.APP_SETTINGS["AzureWebJobsStorage"] = azurite.connection_string
+        print("storage: Azurite, in memory (sms_url records each text)", flush=True)
+        try:
+            yield
+        finally:
+            common.APP_SETTINGS.pop("AzureWebJobsStorage", None)
+            azurite.stop()
 
 
 def run_phases(args: argparse.Namespace, began: float) -> int:

@@ -62,6 +62,7 @@ def test_an_undeclared_name_cannot_be_read():
         webhook_settings.load_webhook_settings,
         outbound_settings.load_call_settings,
         outbound_settings.load_sms_settings,
+        outbound_settings.load_rest_settings,
         storage_settings.load_storage_settings,
         broadcast_settings.load_broadcast_settings,
         message_flow_settings.load_message_flow_settings,

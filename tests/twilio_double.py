@@ -8,14 +8,15 @@ request is recorded; each answer is Twilio-shaped JSON, scripted per test.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import formatdate
-from urllib.parse import urlsplit
+from email.utils import formatdate, parsedate_to_datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
@@ -123,24 +124,38 @@ class TwilioApiDouble(AsyncHttpClient):
         return [r for r in self.requests if r.method == "POST"]
 
     def _listed(self, req: RecordedRequest) -> Response:
-        """A page of Twilio's list endpoint, as the 2010 API shapes it."""
+        """A page of Twilio's list endpoint, as the 2010 API shapes it: newest first, filtered
+        by To, From and the date filters (DateSent> for messages, StartTime> for calls), paged
+        by PageSize and Page (a next page's URI carries its query, as Twilio's does)."""
+        query = {**dict(parse_qsl(urlsplit(req.url).query)),
+                 **{k: str(v) for k, v in req.params.items()}}
         kind = "messages" if req.path.endswith("/Messages.json") else "calls"
-        wanted = {k: v for k, v in req.params.items() if k in ("To", "From")}
+        wanted = {k: v for k, v in query.items() if k in ("To", "From")}
+        dated, after = (("date_sent", query.get("DateSent>")) if kind == "messages"
+                        else ("start_time", query.get("StartTime>")))
         items = [
             c
             for c in reversed(self.created)
             if str(c["uri"]).split("/")[-2].lower() == kind
             and all(c.get(k.lower()) == v for k, v in wanted.items())
+            and (after is None or _after(c.get(dated), after))
         ]
+        size = int(query.get("PageSize", 50))
+        number = int(query.get("Page", 0))
+        shown = items[number * size:(number + 1) * size]
+        following = None
+        if (number + 1) * size < len(items):
+            keep = {k: v for k, v in query.items() if k not in ("Page", "PageToken")}
+            following = f"{req.path}?{urlencode({**keep, 'Page': number + 1})}"
         page = {
-            kind: items,
-            "end": max(len(items) - 1, 0),
+            kind: shown,
+            "end": max(number * size + len(shown) - 1, 0),
             "first_page_uri": req.path,
-            "next_page_uri": None,
-            "page": 0,
-            "page_size": len(items),
+            "next_page_uri": following,
+            "page": number,
+            "page_size": size,
             "previous_page_uri": None,
-            "start": 0,
+            "start": number * size,
             "uri": req.path,
         }
         return Response(200, json.dumps(page), {"Content-Type": "application/json"})
@@ -153,6 +168,9 @@ class TwilioApiDouble(AsyncHttpClient):
         payload.setdefault("date_created", None)
         if payload["date_created"] is None:
             payload["date_created"] = formatdate(usegmt=True)
+        # What the list filters go by: a message's date sent, a call's start time.
+        payload.setdefault("date_sent" if req.path.endswith("/Messages.json") else "start_time",
+                           payload["date_created"])
         self.created.append(payload)
         return Response(201, json.dumps(payload), {"Content-Type": "application/json"})
 
@@ -197,3 +215,11 @@ def default_created_message(req: RecordedRequest) -> dict[str, object]:
         "api_version": "2010-04-01",
         "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
     }
+
+
+def _after(value: object, bound: str) -> bool:
+    """Whether an RFC 2822 date (as Twilio writes them) is at or after an ISO 8601 bound."""
+    if not isinstance(value, str) or not value:
+        return False
+    return parsedate_to_datetime(value) >= datetime.datetime.fromisoformat(
+        bound.replace("Z", "+00:00"))

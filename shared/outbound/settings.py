@@ -201,6 +201,9 @@ def _call_settings(reader: Reader) -> CallSettings:
 
 load_call_settings = loader(CALL_SETTINGS, _call_settings)
 
+# The REST client's settings alone, for what only reads from Twilio (the records' reconciliation).
+load_rest_settings = loader(REST_SETTINGS, lambda reader: _rest_settings(reader, None))
+
 
 def _sms_settings(reader: Reader) -> SmsSettings:
     service = optional_pattern(

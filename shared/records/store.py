@@ -188,21 +188,32 @@ async def inbound(
     media_urls: list[str],
     keyword: str | None,
     forwarded_to: int,
+    num_media: int | None = None,
+    source: str = "sms_url",
 ) -> bool:
-    """Record a text that came in (sms_url): who sent it to which of our numbers, what it said,
-    its media, the keyword it was, how many numbers it was forwarded to. False when Twilio
-    delivered it before (a retried webhook): the first record stands."""
+    """Record a text that came in (sms_url, or reconciliation: `source`): who sent it to which
+    of our numbers, what it said, its media, the keyword it was, how many numbers it was
+    forwarded to. False when it was recorded before (a retried webhook): the first stands."""
     return await _create_record("message", sid, {
         "Direction": "inbound",
         "To": cut(to),
         "From": cut(from_),
         "Text": cut(body),
-        "NumMedia": len(media_urls),
+        "NumMedia": len(media_urls) if num_media is None else num_media,
         "MediaUrls": cut(json.dumps(media_urls)) if media_urls else None,
         "Keyword": keyword,
         "ForwardedTo": forwarded_to,
-        "Source": "sms_url",
+        "Source": source,
     })
+
+
+async def found_elsewhere(kind: str, sid: str, to: str | None, from_: str | None,
+                          direction: str, text: str | None) -> bool:
+    """Record a call or text that Twilio lists and the app never saw (made in the console, by
+    another app on the account): False when it is recorded already."""
+    return await _create_record(kind, sid, {"To": cut(to), "From": cut(from_),
+                                            "Direction": cut(direction), "Text": cut(text),
+                                            "Source": "reconcile"})
 
 
 def cut(value: str | None) -> str | None:

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Run the records' reconciliation once, by hand (the `reconcile` timer function runs it every 15
+minutes): read Twilio's lists of messages and calls and fill in what the records miss. It never
+sends anything, and a second run changes nothing (shared/records/reconcile.py).
+
+    .venv/bin/python scripts/reconcile.py
+
+Settings come from the environment, else local.settings.json's Values (the Twilio credentials
+and AzureWebJobsStorage, as the app reads them). Exit 0 when the run finished, 3 when it ran
+out of time (run it again: it carries on), 2 when a setting is missing or storage is down.
+
+Dev-only: it lives in scripts/, which .funcignore keeps out of the deployed package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared.common.settings import SettingsError  # noqa: E402
+from shared.records import reconcile, storage  # noqa: E402
+
+
+def _local_settings() -> None:
+    """local.settings.json's Values, for the names the environment does not set."""
+    path = ROOT / "local.settings.json"
+    try:
+        values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
+    except (OSError, ValueError):
+        return
+    for name, value in values.items():
+        if isinstance(value, str):
+            os.environ.setdefault(name, value)
+
+
+async def _run() -> list[reconcile.Tally]:
+    try:
+        return await reconcile.run()
+    finally:
+        await storage.close()
+
+
+def main() -> int:
+    _local_settings()
+    try:
+        tallies = asyncio.run(_run())
+    except SettingsError as error:
+        print(f"error: {error.describe()}", file=sys.stderr)
+        return 2
+    except storage.StorageUnavailable as error:
+        print(f"error: storage: {error}", file=sys.stderr)
+        return 2
+    for tally in tallies:
+        state = "done" if tally.finished else "out of time: run it again to carry on"
+        print(f"{tally.kind}s: {tally.seen} listed, {tally.filled} filled in ({state})")
+    return 0 if all(t.finished for t in tallies) else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Reconciliation: Twilio's own lists of messages and calls, read back to fill in what the records
+miss. It never sends anything.
+
+What it fills in: a text that came in but was not stored (storage was down when sms_url answered;
+an opt-out keyword among them is kept too, unless the person's later word is already kept), a
+final status whose callback never came (Twilio gives up after its retries), and calls and texts
+made outside the app (the console, another app on the account).
+
+How it walks: per kind, a sweep covers everything Twilio dated (a message's date sent, a call's
+start time) from its watermark minus LOOKBACK (statuses settle after the fact) up to the sweep's
+own upper bound, newest first, a page at a time, within RUN_BUDGET seconds. A sweep that runs out
+of time saves where it stopped and the next run carries on; only a finished sweep moves the
+watermark, so the watermark never passes anything that was not stored. Every write is the same on
+a second pass (records keyed by SID, events by their content), so a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+
+from shared.common import logs, redact
+from shared.records import optouts, storage, store
+
+logger = logs.get_logger(__name__)
+
+TABLE = "TwilioReconciliation"
+PARTITION = "watermark"
+# How far before the watermark a sweep looks again: a status may settle hours after the text or
+# call began (a delivery receipt late from the carrier).
+LOOKBACK = datetime.timedelta(hours=2)
+# Twilio's clock against ours, and the time a just-made resource takes to be listed.
+SKEW = datetime.timedelta(minutes=1)
+# Seconds one run may take: inside host.json's 12 s functionTimeout, with time to save.
+RUN_BUDGET = 8.0
+PAGE_SIZE = 100
+
+FINAL = {"message": frozenset({"delivered", "undelivered", "failed", "received", "read",
+                               "canceled"}),
+         "call": frozenset({"completed", "busy", "no-answer", "canceled", "failed"})}
+
+
+class Sweep(NamedTuple):
+    """Where a kind's reconciliation stands: everything dated before `since` was reconciled; the
+    sweep in progress covers up to `upper` and has done everything dated from `resume` on."""
+
+    since: datetime.datetime
+    upper: datetime.datetime | None
+    resume: datetime.datetime | None
+
+
+class Tally(NamedTuple):
+    kind: str
+    seen: int
+    filled: int
+    finished: bool
+
+
+def _clock() -> float:
+    """Seconds, for the run's budget (tests replace it)."""
+    return time.monotonic()
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _parse(value: object) -> datetime.datetime | None:
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+    if isinstance(value, str) and value:
+        try:
+            return _parse(datetime.datetime.fromisoformat(value))
+        except ValueError:
+            return None
+    return None
+
+
+async def _read_sweep(kind: str) -> Sweep | None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        row = await storage.on_table(TABLE, lambda t: t.get_entity(PARTITION, kind))
+    except ResourceNotFoundError:
+        return None
+    since = _parse(row.get("Since"))
+    if since is None:
+        return None
+    return Sweep(since, _parse(row.get("Upper")), _parse(row.get("Resume")))
+
+
+async def _save_sweep(kind: str, sweep: Sweep) -> None:
+    row = {"PartitionKey": PARTITION, "RowKey": kind, "Since": sweep.since.isoformat(),
+           "Upper": sweep.upper.isoformat() if sweep.upper else "",
+           "Resume": sweep.resume.isoformat() if sweep.resume else ""}
+    await storage.on_table(TABLE, lambda t: t.upsert_entity(row))
+
+
+async def run(budget: float = RUN_BUDGET) -> list[Tally]:
+    """One reconciliation run, messages then calls, within `budget` seconds. Raises
+    SettingsError (no credentials) or StorageUnavailable (nothing to reconcile into)."""
+    from shared.outbound import twilio_client
+    from shared.outbound.settings import load_rest_settings
+
+    rest = load_rest_settings()
+    client = twilio_client.get_client(rest)
+    deadline = _clock() + budget
+    tallies = []
+    for kind, listing in (("message", client.messages), ("call", client.calls)):
+        tallies.append(await _sweep(kind, listing, deadline, rest.http_timeout))
+    for tally in tallies:
+        logger.info("reconcile kind=%s seen=%d filled=%d outcome=%s", tally.kind, tally.seen,
+                    tally.filled, "done" if tally.finished else "to-be-continued")
+    return tallies
+
+
+async def _sweep(kind: str, listing: Any, deadline: float, timeout: float) -> Tally:
+    import asyncio
+
+    now = _now()
+    sweep = await _read_sweep(kind) or Sweep(now - LOOKBACK, None, None)
+    upper = sweep.upper or now - SKEW
+    before = sweep.resume or upper
+    after = sweep.since - LOOKBACK
+    # Only a lower bound is asked of Twilio (its date filters may round to the day); the upper
+    # one is applied here, to the newest-first listing.
+    options = ({"date_sent_after": after} if kind == "message" else {"start_time_after": after})
+    seen = filled = 0
+    page = await asyncio.wait_for(listing.page_async(page_size=PAGE_SIZE, **options), timeout)
+    while page is not None:
+        for item in page:
+            dated = _parse(item.date_sent if kind == "message" else item.start_time)
+            if dated is None or dated > before:
+                continue  # done earlier in this sweep (or not dated yet: the next sweep)
+            if _clock() > deadline:
+                await _save_sweep(kind, Sweep(sweep.since, upper,
+                                              dated + datetime.timedelta(seconds=1)))
+                return Tally(kind, seen, filled, finished=False)
+            seen += 1
+            filled += await FILL[kind](item)
+        if _clock() > deadline:
+            await _save_sweep(kind, Sweep(sweep.since, upper, sweep.resume))
+            return Tally(kind, seen, filled, finished=False)
+        page = await asyncio.wait_for(page.next_page_async(), timeout)
+    await _save_sweep(kind, Sweep(upper, None, None))
+    return Tally(kind, seen, filled, finished=True)
+
+
+async def _fill_message(message: Any) -> int:
+    """Fill in what the records miss about one listed message; how many things (0 to 2)."""
+    sid = message.sid or ""
+    filled = 0
+    record = await store.read("message", sid)
+    if record is None:
+        filled += await _record_message(message)
+        record = await store.read("message", sid)
+    status = message.status
+    if status in FINAL["message"] and (record is None or record["status"] != status):
+        params = {"MessageStatus": status, "To": message.to or "", "From": message.from_ or ""}
+        if message.error_code:
+            params["ErrorCode"] = str(message.error_code)
+        filled += await store.event("message", sid, params)
+    return filled
+
+
+async def _record_message(message: Any) -> int:
+    from shared.messageflows import keywords
+
+    direction = message.direction or ""
+    if direction != "inbound":
+        return int(await store.found_elsewhere("message", message.sid, message.to,
+                                               message.from_, direction, message.body))
+    meaning = keywords.meaning(message.body)
+    word = keywords.normalise(message.body or "") if meaning else None
+    media = int(message.num_media) if str(message.num_media or "").isdigit() else 0
+    stored = await store.inbound(message.sid, message.to, message.from_, message.body,
+                                 [], word, 0, num_media=media, source="reconcile")
+    if stored and meaning in (keywords.OPTED_OUT, keywords.OPTED_IN):
+        await _keep_word(message, meaning == keywords.OPTED_OUT, word or "")
+    return int(stored)
+
+
+async def _keep_word(message: Any, opted_out: bool, word: str) -> None:
+    """An opt-out (or opt-in) the app missed, kept unless the person's later word is kept."""
+    sender = optouts.sender_of(message.to, message.messaging_service_sid)
+    known = await optouts.read(sender, message.from_)
+    sent = _parse(message.date_sent)
+    if known is not None and (sent is None or (_parse(known.changed_at) or sent) >= sent):
+        return
+    await optouts.set_opted_out(sender, message.from_, opted_out, f"keyword {word} (reconciled)",
+                                message.sid)
+    logger.warning("reconcile MessageSid=%s from=%s outcome=%s-kept-late",
+                   redact.sid(message.sid), redact.phone_number(message.from_ or ""),
+                   "opt-out" if opted_out else "opt-in")
+
+
+async def _fill_call(call: Any) -> int:
+    sid = call.sid or ""
+    filled = 0
+    record = await store.read("call", sid)
+    if record is None:
+        filled += int(await store.found_elsewhere("call", sid, call.to, call._from,
+                                                  call.direction or "", None))
+        record = await store.read("call", sid)
+    status = call.status
+    if status in FINAL["call"] and (record is None or record["status"] != status):
+        params = {"CallStatus": status, "To": call.to or "", "From": call._from or ""}
+        if call.duration:
+            params["CallDuration"] = str(call.duration)
+        filled += await store.event("call", sid, params)
+    return filled
+
+
+FILL: dict[str, Callable[[Any], Awaitable[int]]] = {"message": _fill_message, "call": _fill_call}

@@ -1,0 +1,177 @@
+"""Reconciliation (issue 22) against the Twilio double's list endpoints and Azurite: it fills in a
+text that came in but was not stored, a final status whose callback never came and a text made
+outside the app, once; a second run changes nothing; the watermark only moves forward, and not
+past what a run had no time for. It sends nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+from collections.abc import Awaitable
+from email.utils import format_datetime
+from typing import TypeVar
+
+import pytest
+from conftest import ACCOUNT_SID, TWILIO_NUMBER
+from twilio_double import new_sid
+
+import reconcile as reconcile_function
+from shared.records import optouts, reconcile, storage, store
+
+T = TypeVar("T")
+
+PERSON = "+14155550166"
+
+
+@pytest.fixture(autouse=True)
+def fresh_watermark(texting_storage):
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.data.tables import TableServiceClient
+
+    connection = texting_storage.connection_string
+    with (TableServiceClient.from_connection_string(connection) as service,
+          contextlib.suppress(ResourceNotFoundError)):
+        service.delete_table(reconcile.TABLE)  # each test starts without a watermark
+    return texting_storage
+
+
+def listed(kind: str, minutes_ago: float = 5, **fields: object) -> dict:
+    """A message or call as Twilio's list shows it, made `minutes_ago`."""
+    when = format_datetime(datetime.datetime.now(datetime.UTC)
+                           - datetime.timedelta(minutes=minutes_ago), usegmt=True)
+    sid = new_sid("SM" if kind == "Messages" else "CA")
+    return {"sid": sid, "account_sid": ACCOUNT_SID, "date_created": when,
+            "date_sent" if kind == "Messages" else "start_time": when,
+            "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/{kind}/{sid}.json",
+            "api_version": "2010-04-01", **fields}
+
+
+def inbound_text(body: str, **fields: object) -> dict:
+    return listed("Messages", direction="inbound", to=TWILIO_NUMBER, body=body,
+                  status="received", num_media="0", **{"from": PERSON}, **fields)
+
+
+def sync(work: Awaitable[T]) -> T:
+    """`work` on a loop of its own, whose storage clients are closed before it ends."""
+    async def go() -> T:
+        try:
+            return await work
+        finally:
+            await storage.close()
+
+    return asyncio.run(go())
+
+
+def run() -> list[reconcile.Tally]:
+    return sync(reconcile.run())
+
+
+def record(kind: str, sid: str) -> dict | None:
+    return sync(store.read(kind, sid))
+
+
+def test_a_text_that_came_in_unstored_is_filled_in_once(twilio_api):
+    text = inbound_text("Is my order ready?")
+    twilio_api.created.append(text)
+
+    first, second = run(), run()
+
+    kept = record("message", str(text["sid"]))
+    assert kept is not None and kept["direction"] == "inbound"
+    assert (kept["from"], kept["text"], kept["recorded_by"]) == (
+        PERSON, "Is my order ready?", "reconcile")
+    assert first[0].filled >= 1 and second[0].filled == 0  # a second run changes nothing
+    assert twilio_api.creates == []  # it never sends anything
+
+
+def test_a_missed_stop_is_kept_as_an_opt_out(twilio_api):
+    twilio_api.created.append(inbound_text("Stop"))
+
+    run()
+
+    assert sync(optouts.opted_out(TWILIO_NUMBER, PERSON))
+
+
+def test_a_missed_stop_older_than_a_kept_start_changes_nothing(twilio_api):
+    twilio_api.created.append(inbound_text("STOP", minutes_ago=30))
+    sync(optouts.set_opted_out(TWILIO_NUMBER, PERSON, False, "keyword START"))
+
+    run()
+
+    assert not sync(optouts.opted_out(TWILIO_NUMBER, PERSON))
+
+
+def test_a_final_status_whose_callback_never_came_is_filled_in(twilio_api):
+    sent = listed("Messages", direction="outbound-api", to=PERSON, body="hi",
+                  status="undelivered", error_code=30003, **{"from": TWILIO_NUMBER})
+    sync(store.created("message", str(sent["sid"]), PERSON, TWILIO_NUMBER, "queued",
+                              "hi"))
+    twilio_api.created.append(sent)
+
+    run()
+    run()
+
+    kept = record("message", str(sent["sid"]))
+    assert kept is not None and kept["status"] == "undelivered" and kept["error_code"] == "30003"
+    assert [e["status"] for e in kept["events"]] == ["undelivered"]  # once
+
+
+def test_calls_and_texts_made_outside_the_app_are_recorded(twilio_api):
+    call = listed("Calls", direction="outbound-api", to=PERSON, status="completed",
+                  duration="42", **{"from": TWILIO_NUMBER})
+    twilio_api.created.append(call)
+
+    run()
+
+    kept = record("call", str(call["sid"]))
+    assert kept is not None and kept["status"] == "completed"
+    assert kept["recorded_by"] == "reconcile" and kept["direction"] == "outbound-api"
+
+
+def test_out_of_time_it_carries_on_next_run_and_the_watermark_only_moves_forward(
+    twilio_api, monkeypatch
+):
+    texts = [inbound_text(f"text {i}", minutes_ago=10 - i) for i in range(5)]
+    twilio_api.created.extend(texts)
+    monkeypatch.setattr(reconcile, "PAGE_SIZE", 2)
+    clock = iter(range(1000))
+    # Each check of the clock is a second later: the run has time for three texts.
+    monkeypatch.setattr(reconcile, "_clock", lambda: float(next(clock)))
+
+    first = sync(reconcile.run(budget=3.5))
+    after_first = sync(reconcile._read_sweep("message"))
+    monkeypatch.setattr(reconcile, "_clock", lambda: 0.0)
+    second = sync(reconcile.run())
+    after_second = sync(reconcile._read_sweep("message"))
+
+    assert not first[0].finished and after_first is not None and after_first.resume is not None
+    assert second[0].finished
+    assert all(record("message", str(t["sid"])) is not None for t in texts)
+    assert after_second is not None and after_second.resume is None
+    assert after_second.since > after_first.since  # moved forward, once the sweep was whole
+
+
+def test_the_timer_function_runs_it(twilio_api):
+    text = inbound_text("hello")
+    twilio_api.created.append(text)
+
+    sync(reconcile_function.main(None))
+
+    assert record("message", str(text["sid"])) is not None
+
+
+def test_the_script_says_which_settings_are_missing():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    names = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY", "TWILIO_API_SECRET")
+    result = subprocess.run(
+        [sys.executable, "scripts/reconcile.py"], cwd=REPO, capture_output=True, text=True,
+        timeout=60, env={"PATH": "/usr/bin:/bin", **dict.fromkeys(names, "")},
+    )
+
+    assert result.returncode == 2
+    assert "TWILIO_ACCOUNT_SID is not set" in result.stderr
