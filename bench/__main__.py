@@ -143,10 +143,11 @@ def flow_for_the_run(setting: str, flow: str, kind: list[str], stamped: bool) ->
 def storage_for_the_run() -> Iterator[None]:
     """An in-memory Azurite for the cold and warm phases, as AzureWebJobsStorage: sms_url keeps
     every text it answers (a storage write on its path), as it does on Azure."""
-    from devhost.pytest_plugin import Azurite, require_azurite
+    from devhost.pytest_plugin import Azurite
 
+    binary = common.installed_azurite()
     with tempfile.TemporaryDirectory(prefix="bench-azurite-") as workdir:
-        azurite = Azurite(require_azurite(), Path(workdir)).start()
+        azurite = Azurite(binary, Path(workdir)).start()
         common.APP_SETTINGS["AzureWebJobsStorage"] = azurite.connection_string
         print("storage: Azurite, in memory (sms_url records each text)", flush=True)
         try:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import APP_ROOT, FUNCTION_KEY, app_environ
+from bench.common import APP_ROOT, FUNCTION_KEY, app_environ, installed_azurite
 from bench.proc import LineChild
 from bench.stats import Report, fmt_seconds
 
@@ -181,14 +181,14 @@ def _free_port() -> int:
 
 def run(report: Report, sms: int = 10_000, calls: int = 1_000, rate: float = RATE) -> None:
     """The scenario; prints as it goes and adds its checks to `report`."""
-    from devhost.pytest_plugin import Azurite, require_azurite
+    from devhost.pytest_plugin import Azurite
 
     print(f"\n== Broadcasts at scale: {sms:,} texts and {calls:,} calls, stand-in at {rate:g} "
           f"creates/s (429 above, and beyond {MAX_CONCURRENT} at once), {FAIL_RATE:.1%} 503, "
           f"{TIMEOUT_RATE:.1%} made then timed out, host killed once at {KILL_AT:.0%} ==",
           flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-broadcast-"))
-    azurite = Azurite(require_azurite(), workdir / "azurite").start()
+    azurite = Azurite(installed_azurite(), workdir / "azurite").start()
     standin = LineChild("bench.standin", [
         "--delay", f"{STANDIN_DELAY:g}", "--rate", f"{rate:g}",
         "--max-concurrent", str(MAX_CONCURRENT), "--fail-rate", f"{FAIL_RATE:g}",

@@ -92,3 +92,15 @@ def signed_webhook(kind: str) -> SignedRequest:
         sign_url=PUBLIC_BASE_URL + path,
     )
     return SignedRequest("POST", path, dict(hook.headers), hook.body)
+
+
+def installed_azurite() -> Path:
+    """The Azurite binary the storage phases run (cold, warm, broadcast), or a clean exit that
+    says how to get it (rather than pytest's Skipped, raised outside pytest)."""
+    from devhost.pytest_plugin import azurite_binary
+
+    binary = azurite_binary()
+    if not binary.is_file():
+        raise SystemExit(f"Azurite is not installed ({binary} not found): scripts/bench.sh "
+                         "installs it (npm ci), as scripts/test.sh does")
+    return binary

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark (BENCHMARKS.md; issue 6): cold start, warm webhook latency and make_call
 # concurrency, each against a floor app measured in the same run, plus a Flask peer.
-# Builds .venv as scripts/test.sh does (scripts/lib/venv.sh), adds requirements-bench.txt, then
-# runs `python -m bench`. Extra arguments go to it (--help lists them). The output of a run is
+# Builds .venv as scripts/test.sh does (scripts/lib/venv.sh), adds requirements-bench.txt and
+# Azurite (scripts/lib/azurite.sh), then runs `python -m bench`. Extra arguments go to it (--help lists them). The output of a run is
 # also written to bench/results/latest.txt (git-ignored); --help and a run that prints nothing
 # (a usage error) leave the last results there.
 set -euo pipefail
@@ -28,6 +28,15 @@ ensure_venv
 if wants_help "$@"; then
   exec "$VENV/bin/python" -m bench "$@"
 fi
+
+# Azurite (npm, pinned in package-lock.json): the storage of the cold, warm and broadcast phases
+# (sms_url records every text; broadcasts queue and record). Installed as scripts/test.sh does.
+# shellcheck source=scripts/lib/azurite.sh
+source scripts/lib/azurite.sh
+if ! ensure_azurite "the benchmark's cold, warm and broadcast phases need it"; then
+  exit 1
+fi
+export AZURITE_BIN
 
 mkdir -p bench/results
 # Written aside, then moved: a run that prints nothing does not replace the last results.

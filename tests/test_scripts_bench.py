@@ -20,6 +20,8 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 # venv.sh without the venv: ensure_venv is a no-op, VENV the sandbox's .venv.
 STUB_VENV_SH = 'VENV=".venv"\nensure_venv() { :; }\n'
+# azurite.sh without Azurite: ensure_azurite is a no-op.
+STUB_AZURITE_SH = 'AZURITE_BIN="node_modules/.bin/azurite"\nensure_azurite() { :; }\n'
 # `python`: pip does nothing; `-m bench` answers like bench's argparse (which takes an
 # abbreviated --help), or "runs".
 STUB_PYTHON = """#!/usr/bin/env bash
@@ -43,6 +45,7 @@ def sandbox(tmp_path: Path) -> Path:
     (tmp_path / "scripts" / "lib").mkdir(parents=True)
     shutil.copy(BENCH_SH, tmp_path / "scripts" / "bench.sh")
     (tmp_path / "scripts" / "lib" / "venv.sh").write_text(STUB_VENV_SH)
+    (tmp_path / "scripts" / "lib" / "azurite.sh").write_text(STUB_AZURITE_SH)
     python = tmp_path / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.write_text(STUB_PYTHON)
@@ -89,4 +92,19 @@ def test_a_usage_error_keeps_the_last_results_and_its_exit_code(sandbox: Path) -
     result = bench_sh(sandbox, "--bogus")
     assert result.returncode == 2
     assert "unrecognized arguments" in result.stderr
+    assert latest(sandbox) == PREVIOUS
+
+
+def test_without_azurite_it_stops_before_running_and_keeps_the_last_results(
+    sandbox: Path,
+) -> None:
+    """The storage phases need Azurite: bench.sh installs it as test.sh does, and when that
+    cannot be done it says so (ensure_azurite's line) and runs nothing."""
+    (sandbox / "scripts" / "lib" / "azurite.sh").write_text(
+        'ensure_azurite() { echo "Azurite needs Node.js $1" >&2; return 1; }\n')
+
+    result = bench_sh(sandbox)
+
+    assert result.returncode == 1
+    assert "Azurite needs Node.js" in result.stderr and result.stdout == ""
     assert latest(sandbox) == PREVIOUS
