@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, signature
 from test_broadcasts import drain, queue_message, status
+from twilio_double import new_sid
 
 import broadcast_send
 from devhost.worker_host import HostResponse, WorkerHost
@@ -30,8 +31,8 @@ def storage(texting_storage):
 
 
 def text_in(host: WorkerHost, body: str, person: str = PERSON, **extra: str) -> HostResponse:
-    """What Twilio sends sms_url for an inbound text, signed."""
-    params = {"MessageSid": "SM" + "1" * 32, "AccountSid": ACCOUNT_SID, "From": person,
+    """What Twilio sends sms_url for an inbound text, signed; a fresh MessageSid unless given."""
+    params = {"MessageSid": new_sid("SM"), "AccountSid": ACCOUNT_SID, "From": person,
               "To": TWILIO_NUMBER, "Body": body, "NumMedia": "0", **extra}
     headers = {"Content-Type": "application/x-www-form-urlencoded",
                "X-Twilio-Signature": signature(SMS_URL, params, AUTH_TOKEN)}

@@ -132,15 +132,16 @@ async def deliver(task: model.Task, max_wait: float = MAX_PACING_WAIT) -> str:
     request, refusal = _parse(task, settings)
     if refusal is not None:  # the policy's answer does not change between tries: not kept
         return await _settle(task, refusal)
+    await _wait_for_slot(max_wait)  # raises Paced: nothing claimed, nothing sent
     if task.kind == "sms":
         try:
-            # Opted out since the broadcast was accepted: skipped, as refused. Storage failing
-            # raises: the message is tried again, never sent unchecked.
+            # Opted out since the broadcast was accepted (checked after the wait, just before
+            # sending): skipped, as refused. Storage failing raises: the message is tried
+            # again, never sent unchecked.
             await sms.screen(request)
         except Refusal as opted_out:
             await table.mark(task.broadcast, task.to, "refused", error=opted_out.error)
             return "refused"
-    await _wait_for_slot(max_wait)  # raises Paced: nothing claimed, nothing sent
     # Claimed straight into "sending" (one write, not two: the request is known already).
     held = await idempotency.claim(
         function, task.idempotency_key, task.fingerprint, lookup,

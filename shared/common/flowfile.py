@@ -70,6 +70,9 @@ def checked(
         logger.error("%s outcome=refused file=%s problems=%d: %s", what, path[:80],
                      len(problems.problems), "; ".join(problems.problems))
         return problems
+    except Exception as error:  # a bug, or a setting the check trips on: refused, never a 500
+        logger.error("%s outcome=refused file=%s reason=%s", what, path[:80], type(error).__name__)
+        return FlowProblems([f"{setting}: could not be checked ({type(error).__name__})"])
     logger.info("%s outcome=checked file=%s checked %s", what, path[:80],
                 "by its stamp" if unstamped is None else f"in full ({unstamped})")
     return found

@@ -46,7 +46,7 @@ def _file_digest(path: str) -> str | None:
     try:
         with open(path, "rb") as file:
             return _digest(file.read())
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a path no file can have (a NUL in a bad stamp)
         return None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable
+from typing import TypeVar
 
 from shared import webhooks
 from shared.common import logs, redact
@@ -30,35 +31,44 @@ logger = logs.get_logger(__name__)
 # Seconds the storage work of one inbound text may take before the answer goes out without it.
 STORAGE_BUDGET = 3.0
 
+T = TypeVar("T")
+
 
 async def answer(sms: webhooks.Webhook) -> str:
     """The TwiML answer to the text `sms` carries; the text is recorded on the way."""
     body = sms.param("Body")
     meaning = keywords.meaning(body)
-    settings = _settings()
-    flow = _flow(settings)
-    word = keywords.normalise(body or "") if meaning or flow else None
-    if meaning is None and flow is not None:
-        word = word if word in flow.keywords else None
-    forward_to = flow.forward_to if flow is not None and meaning is None else ()
-    work = []
-    if MESSAGE_SID.fullmatch(sms.param("MessageSid") or ""):  # else nothing to key a record by
-        work.append(_stored(sms, "text", _record(sms, word, len(forward_to))))
     if meaning in (keywords.OPTED_OUT, keywords.OPTED_IN):
-        opted_out = meaning == keywords.OPTED_OUT
-        work.append(_stored(sms, "opt-out" if opted_out else "opt-in",
-                            _keep_word(sms, opted_out, f"keyword {word}")))
-    await asyncio.gather(*work)
-    if meaning in (keywords.OPTED_OUT, keywords.OPTED_IN):
+        # Before anything that could go wrong with a flow: the person's word is kept first.
+        await _keep_word(sms, keywords.normalise(body or ""), meaning == keywords.OPTED_OUT)
         return webhooks.twiml.nothing()  # Twilio's own confirmation is the reply
+    settings = _settings()
     if meaning == keywords.ASKED_FOR_HELP:
+        await _stored(sms, "text-not-kept", _record(sms, keywords.normalise(body or ""), 0))
         help_reply = settings.help_reply if settings else None
         return webhooks.twiml.message(help_reply) if help_reply else webhooks.twiml.nothing()
+    flow = _flow(settings)
     if settings is None or (settings.message_flow and flow is None):
+        await _stored(sms, "text-not-kept", _record(sms, None, 0))
         return webhooks.twiml.nothing()  # a refused flow (or its settings): logged, no reply
     if flow is None:
-        return webhooks.twiml.message(sms.settings.sms_reply)
-    reply = flow.keywords.get(word or "", flow.reply)
+        word, reply, forward_to = None, sms.settings.sms_reply, ()
+    else:
+        word = keywords.normalise(body or "")
+        word = word if word in flow.keywords else None
+        reply, forward_to = flow.keywords.get(word or "", flow.reply), flow.forward_to
+    # Nobody who opted out of this number is texted: not the sender, not a forward_to number.
+    # When that cannot be read in time the answer goes out all the same (Twilio, which sends
+    # it, still blocks a number that opted out with it), and the miss is logged.
+    people = [sms.param("From") or "", *forward_to]
+    _, *still = await asyncio.gather(
+        _stored(sms, "text-not-kept", _record(sms, word, len(forward_to))),
+        *(_may_text(sms, person) for person in people))
+    if not still[0]:
+        reply = None
+    forward_to = tuple(n for n, ok in zip(forward_to, still[1:], strict=True) if ok)
+    if flow is None:
+        return webhooks.twiml.message(reply) if reply else webhooks.twiml.nothing()
     return _flow_answer(sms, reply, forward_to)
 
 
@@ -120,33 +130,76 @@ MAX_MEDIA = 10
 MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}")
 
 
-async def _record(sms: webhooks.Webhook, keyword: str | None, forwarded_to: int) -> None:
+async def _record(sms: webhooks.Webhook, keyword: str | None, forwarded_to: int) -> bool | None:
+    """Record the text: True the first time, False for a delivery seen before, None when it has
+    no MessageSid to key a record by."""
     from shared.records import store
 
-    await store.inbound(str(sms.param("MessageSid")), sms.param("To"), sms.param("From"),
-                        sms.param("Body"), media_urls(sms), keyword, forwarded_to)
+    if not MESSAGE_SID.fullmatch(sms.param("MessageSid") or ""):
+        return None
+    return await store.inbound(str(sms.param("MessageSid")), sms.param("To"),
+                               sms.param("From"), sms.param("Body"), media_urls(sms), keyword,
+                               forwarded_to)
 
 
-async def _keep_word(sms: webhooks.Webhook, opted_out: bool, how: str) -> None:
+def _senders(sms: webhooks.Webhook) -> list[str]:
+    """Whose opt-outs a text's keyword is about: the number it was sent to, and its Messaging
+    Service when it belongs to one (the app may send from either)."""
+    return [key for key in dict.fromkeys((sms.param("To"), sms.param("MessagingServiceSid")))
+            if key]
+
+
+async def _keep_word(sms: webhooks.Webhook, word: str, opted_out: bool) -> None:
+    """Record the keyword's text, then keep the person's word under each of `_senders`. Only
+    its first delivery changes anything (a retried START must not undo a later STOP); when the
+    record cannot tell (storage down), an opt-out is kept all the same and an opt-in is not."""
     from shared.records import optouts
 
-    sender = optouts.sender_of(sms.param("To"), sms.param("MessagingServiceSid"))
-    await optouts.set_opted_out(sender, sms.param("From"), opted_out, how, sms.param("MessageSid"))
+    outcome = "opt-out-not-kept" if opted_out else "opt-in-not-kept"
+    first = await _stored(sms, "text-not-kept", _record(sms, word, 0), default=None)
+    if first is False or (first is None and not opted_out):
+        return
+    person = sms.param("From")
+
+    async def keep(sender: str) -> None:
+        if not await optouts.set_opted_out(sender, person, opted_out, f"keyword {word}",
+                                           sms.param("MessageSid")):
+            raise Unkeyable("the sender or the number cannot key a row")
+
+    await asyncio.gather(*(_stored(sms, outcome, keep(sender)) for sender in _senders(sms)))
 
 
-async def _stored(sms: webhooks.Webhook, what: str, work: Awaitable[None]) -> None:
-    """`work` within STORAGE_BUDGET; storage failing or slow is logged at ERROR (with the
-    MessageSid, to find the text at Twilio), and the answer goes out all the same."""
+async def _may_text(sms: webhooks.Webhook, person: str) -> bool:
+    """Whether `person` may be texted from the number the text came to: not opted out of it
+    (nor of its Messaging Service). True when that cannot be read in time (logged)."""
+    from shared.records import optouts
+
+    async def check() -> bool:
+        found = await asyncio.gather(*(optouts.opted_out(s, person) for s in _senders(sms)))
+        return not any(found)
+
+    return bool(await _stored(sms, "opt-outs-unread", check(), default=True))
+
+
+class Unkeyable(ValueError):
+    """A person's word that no row can hold (a sender or number with characters storage
+    refuses in a key): logged as not kept."""
+
+
+async def _stored(sms: webhooks.Webhook, outcome: str, work: Awaitable[T],
+                  default: T | None = None) -> T | None:
+    """`work` within STORAGE_BUDGET, or `default` when storage fails or is slow: logged at
+    ERROR as `outcome` (with the MessageSid, to find the text at Twilio), and the answer goes
+    out all the same."""
     from shared.records import storage
 
     try:
-        await asyncio.wait_for(work, STORAGE_BUDGET)
-    except (TimeoutError, storage.StorageUnavailable, SettingsError) as error:
+        return await asyncio.wait_for(work, STORAGE_BUDGET)
+    except (TimeoutError, storage.StorageUnavailable, SettingsError, Unkeyable) as error:
         reason: object = error or "storage took too long"
     except Exception as error:  # whatever it is, the answer still goes out (never a 500)
         reason = type(error).__name__
-    else:
-        return
-    logger.error("sms_url MessageSid=%s from=%s outcome=%s-not-kept reason=%s",
+    logger.error("sms_url MessageSid=%s from=%s outcome=%s reason=%s",
                  redact.sid(sms.param("MessageSid")), redact.phone_number(sms.param("From") or ""),
-                 what, reason)
+                 outcome, reason)
+    return default

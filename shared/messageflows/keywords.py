@@ -1,8 +1,9 @@
 """The keywords of an inbound text that carriers and Twilio give a meaning to: opting out,
 opting back in, asking for help.
 
-Twilio's defaults (Advanced Opt-Out), matched like Twilio matches them: the whole message,
-whatever its case, with the spaces and punctuation around it ignored ("Stop." is STOP, "stop
+Twilio's defaults (Advanced Opt-Out), matched like Twilio matches them, and then some on the
+opt-out side: the whole message, whatever its case, with the spaces, punctuation and symbols
+around it and any invisible characters ignored ("Stop." and "STOP\u200b" are STOP, "stop
 please" is not). OPTOUT and REVOKE are opt-out words too: carriers' and regulators' lists name
 them, and treating them as opt-outs is the side to err on.
 """
@@ -21,32 +22,41 @@ OPTED_OUT = "opt-out"
 OPTED_IN = "opt-in"
 ASKED_FOR_HELP = "help"
 
-# A text longer than this is not a keyword (the longest is 11 letters): no need to look further.
+# A text longer than a message is not a keyword; nor is what is left longer than this (the
+# longest keyword is 11 letters): no need to look further.
+_LONGEST_TEXT = 1600
 _LONGEST = 40
 
 
 def _is_edge(char: str) -> bool:
-    """A character ignored around a keyword: white space and punctuation of any script."""
-    return char.isspace() or unicodedata.category(char).startswith("P")
+    """A character ignored around a keyword: white space, punctuation and symbols of any script
+    (`~stop~`, `+STOP`, `STOP!`)."""
+    return char.isspace() or unicodedata.category(char)[0] in "PS"
 
 
 def normalise(text: str) -> str:
-    """The text as a keyword is compared: without the spaces and punctuation around it, in
-    upper case (case-folded first: any case form of the letters counts, on the opt-out side)."""
-    start, end = 0, len(text)
-    while start < end and _is_edge(text[start]):
+    """The text as a keyword is compared: compatibility forms folded (full-width letters are
+    ASCII ones), invisible format characters dropped (a zero-width space, a byte-order mark), the
+    spaces, punctuation and symbols around it stripped, in upper case (case-folded first: any
+    case form of the letters counts, on the opt-out side)."""
+    folded = unicodedata.normalize("NFKC", text)
+    visible = "".join(c for c in folded if unicodedata.category(c) != "Cf")
+    start, end = 0, len(visible)
+    while start < end and _is_edge(visible[start]):
         start += 1
-    while end > start and _is_edge(text[end - 1]):
+    while end > start and _is_edge(visible[end - 1]):
         end -= 1
-    return text[start:end].casefold().upper()
+    return visible[start:end].casefold().upper()
 
 
 def meaning(body: str | None) -> str | None:
     """OPTED_OUT, OPTED_IN or ASKED_FOR_HELP for a text that is one of their keywords; None
     for any other text."""
-    if not body or len(body) > _LONGEST:
+    if not body or len(body) > _LONGEST_TEXT:
         return None
     word = normalise(body)
+    if len(word) > _LONGEST:
+        return None
     if word in OPT_OUT:
         return OPTED_OUT
     if word in OPT_IN:

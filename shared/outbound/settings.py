@@ -94,7 +94,11 @@ def allowed_countries(
     value = reader.get(name)
     if value is None:
         if phone_number:
-            number = phonenumbers.parse(phone_number, None)
+            try:
+                number = phonenumbers.parse(phone_number, None)
+            except phonenumbers.NumberParseException:
+                reader.malformed("TWILIO_PHONE_NUMBER", "an E.164 number, like +14155550100")
+                return frozenset()
             return frozenset({phonenumbers.region_code_for_number(number)})
         if not reader.problems_with("TWILIO_PHONE_NUMBER"):
             reader.problems.append(

@@ -156,6 +156,13 @@ async def _fill_message(message: Any) -> int:
     if record is None:
         filled += await _record_message(message)
         record = await store.read("message", sid)
+    if (message.direction or "") == "inbound":
+        from shared.messageflows import keywords
+
+        meaning = keywords.meaning(message.body)
+        if meaning in (keywords.OPTED_OUT, keywords.OPTED_IN):
+            filled += await _keep_word(message, meaning == keywords.OPTED_OUT,
+                                       keywords.normalise(message.body or ""))
     status = message.status
     if status in FINAL["message"] and (record is None or record["status"] != status):
         params = {"MessageStatus": status, "To": message.to or "", "From": message.from_ or ""}
@@ -177,23 +184,32 @@ async def _record_message(message: Any) -> int:
     media = int(message.num_media) if str(message.num_media or "").isdigit() else 0
     stored = await store.inbound(message.sid, message.to, message.from_, message.body,
                                  [], word, 0, num_media=media, source="reconcile")
-    if stored and meaning in (keywords.OPTED_OUT, keywords.OPTED_IN):
-        await _keep_word(message, meaning == keywords.OPTED_OUT, word or "")
     return int(stored)
 
 
-async def _keep_word(message: Any, opted_out: bool, word: str) -> None:
-    """An opt-out (or opt-in) the app missed, kept unless the person's later word is kept."""
-    sender = optouts.sender_of(message.to, message.messaging_service_sid)
-    known = await optouts.read(sender, message.from_)
-    sent = _parse(message.date_sent)
-    if known is not None and (sent is None or (_parse(known.changed_at) or sent) >= sent):
-        return
-    await optouts.set_opted_out(sender, message.from_, opted_out, f"keyword {word} (reconciled)",
-                                message.sid)
-    logger.warning("reconcile MessageSid=%s from=%s outcome=%s-kept-late",
-                   redact.sid(message.sid), redact.phone_number(message.from_ or ""),
-                   "opt-out" if opted_out else "opt-in")
+async def _keep_word(message: Any, opted_out: bool, word: str) -> int:
+    """A keyword's word, kept under each sender it is about (the number, its Messaging
+    Service) unless the person's later word is kept there: whether or not sms_url recorded the
+    text, its opt-out may be what storage lost."""
+    filled = 0
+    for sender in dict.fromkeys((message.to, message.messaging_service_sid)):
+        if not sender:
+            continue
+        known = await optouts.read(sender, message.from_)
+        sent = _parse(message.date_sent)
+        if known is not None and (
+            known.opted_out == opted_out
+            or sent is None
+            or (_parse(known.changed_at) or sent) >= sent
+        ):
+            continue
+        if await optouts.set_opted_out(sender, message.from_, opted_out,
+                                       f"keyword {word} (reconciled)", message.sid):
+            filled += 1
+            logger.warning("reconcile MessageSid=%s from=%s outcome=%s-kept-late",
+                           redact.sid(message.sid), redact.phone_number(message.from_ or ""),
+                           "opt-out" if opted_out else "opt-in")
+    return filled
 
 
 async def _fill_call(call: Any) -> int:

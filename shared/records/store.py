@@ -95,8 +95,11 @@ def _index_key(created: datetime.datetime, sid: str) -> str:
     return f"{inverted:013d}-{sid}"
 
 
-async def _create_record(kind: str, sid: str, fields: Mapping[str, Any]) -> bool:
-    """Insert the record row if it does not exist, with its index row; True when it was new."""
+async def _create_record(kind: str, sid: str, fields: Mapping[str, Any],
+                         repair_index: bool = False) -> bool:
+    """Insert the record row if it does not exist, with its index row; True when it was new.
+    With `repair_index`, a record that exists gets its index row written again (from its own
+    creation time, so the same row): the index write is the one that may have failed."""
     from azure.core.exceptions import ResourceExistsError
 
     created = _now()
@@ -110,7 +113,16 @@ async def _create_record(kind: str, sid: str, fields: Mapping[str, Any]) -> bool
     try:
         await storage.on_table(RECORDS_TABLE, lambda t: t.create_entity(entity))
     except ResourceExistsError:
+        if repair_index:
+            row = await storage.on_table(RECORDS_TABLE, lambda t: t.get_entity(sid, RECORD_ROW))
+            existed = datetime.datetime.fromisoformat(str(row.get("CreatedAt") or ""))
+            await _index(kind, sid, existed)
         return False
+    await _index(kind, sid, created)
+    return True
+
+
+async def _index(kind: str, sid: str, created: datetime.datetime) -> None:
     row = {
         "PartitionKey": kind,
         "RowKey": _index_key(created, sid),
@@ -118,7 +130,6 @@ async def _create_record(kind: str, sid: str, fields: Mapping[str, Any]) -> bool
         "CreatedAt": created.isoformat(),
     }
     await storage.on_table(INDEX_TABLE, lambda t: t.upsert_entity(row))
-    return True
 
 
 async def created(
@@ -193,8 +204,9 @@ async def inbound(
 ) -> bool:
     """Record a text that came in (sms_url, or reconciliation: `source`): who sent it to which
     of our numbers, what it said, its media, the keyword it was, how many numbers it was
-    forwarded to. False when it was recorded before (a retried webhook): the first stands."""
-    return await _create_record("message", sid, {
+    forwarded to. False when it was recorded before (a retried webhook): the first stands,
+    and its index row is written again in case it was the index write that failed."""
+    return await _create_record("message", sid, repair_index=True, fields={
         "Direction": "inbound",
         "To": cut(to),
         "From": cut(from_),
