@@ -88,6 +88,15 @@ def test_a_forwarded_text_keeps_the_sender_and_the_links_within_one_message():
     assert forwarded.startswith(f"From {PERSON}: xxx") and forwarded.endswith("…\n" + media[0])
 
 
+def test_links_longer_than_a_message_are_kept_as_many_as_fit():
+    media = ["https://example.com/" + str(i) * 700 for i in range(3)]
+
+    forwarded = inbound.forward_text(PERSON, "hello", media)
+
+    assert len(forwarded) <= 1600
+    assert forwarded.count("\nhttps://example.com/") == 2 and media[0] in forwarded
+
+
 def test_the_record_says_the_keyword_and_how_many_it_was_forwarded_to(worker_host):
     sid = "SM" + "b1" * 16
 

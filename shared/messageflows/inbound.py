@@ -109,10 +109,12 @@ def forward_text(sender: str, body: str, media: list[str]) -> str:
     """What a forwarded text says: who sent it, what, and its media as links, within one
     message's 1,600 characters (the text is cut first, never the sender or the links)."""
     head = f"From {sender}: "
-    tail = "".join(f"\n{url}" for url in media)
+    tail = ""
+    for url in media:  # as many links as fit beside the sender (ten of Twilio's do)
+        if len(head) + len(tail) + len(url) + 1 > MAX_TEXT:
+            break
+        tail += f"\n{url}"
     room = MAX_TEXT - len(head) - len(tail)
-    if room < 0:  # links longer than a message: as many as fit
-        tail, room = "", MAX_TEXT - len(head)
     text = body if len(body) <= room else body[: max(room - 1, 0)] + "…"
     return head + text + tail
 
