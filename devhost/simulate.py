@@ -52,7 +52,7 @@ DEFAULT_HOST = "127.0.0.1"  # where devhost.server listens (and func start answe
 API_VERSION = "2010-04-01"
 USER_AGENT = "TwilioProxy/1.1"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-DEFAULT_FROM = "+14155550100"
+DEFAULT_FROM = "+14155550123"  # a caller, not the app's own number of the docs (+14155550100)
 DEFAULT_TO = "+15005550006"
 DEFAULT_SMS_BODY = "Ahoy from the devhost simulator!"
 TOKEN_NAME = "TWILIO_AUTH_TOKEN"  # noqa: S105 - the setting's name, not a token
@@ -100,7 +100,6 @@ def sms_form(account_sid: str, from_: str, to: str, body: str) -> dict[str, str]
         "Body": body,
         "From": from_,
         "MessageSid": message_sid,
-        "MessagingServiceSid": _sid("MG"),
         "NumMedia": "0",
         "NumSegments": "1",
         "SmsMessageSid": message_sid,

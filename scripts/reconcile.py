@@ -6,14 +6,17 @@ sends anything, and a second run changes nothing (shared/records/reconcile.py).
     .venv/bin/python scripts/reconcile.py
 
 Settings come from the environment, else local.settings.json's Values (the Twilio credentials
-and AzureWebJobsStorage, as the app reads them). Exit 0 when the run finished, 3 when it ran
-out of time (run it again: it carries on), 2 when a setting is missing or storage is down.
+and AzureWebJobsStorage, as the app reads them). It reads Twilio's real API (the local
+stand-in does not list). Exit 0 when the run finished, 3 when it ran out of time (run it again:
+it carries on), 2 when a setting is missing or storage is down, 1 when Twilio could not be
+reached or refused.
 
 Dev-only: it lives in scripts/, which .funcignore keeps out of the deployed package.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -40,14 +43,22 @@ def _local_settings() -> None:
 
 
 async def _run() -> list[reconcile.Tally]:
+    from shared.outbound import twilio_client
+
     try:
         return await reconcile.run()
     finally:
         await storage.close()
+        await twilio_client.close()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description="Reconcile the records with Twilio's lists, once "
+                            "(never sends anything).").parse_args(argv)
     _local_settings()
+    import aiohttp
+    from twilio.base.exceptions import TwilioRestException
+
     try:
         tallies = asyncio.run(_run())
     except SettingsError as error:
@@ -56,6 +67,14 @@ def main() -> int:
     except storage.StorageUnavailable as error:
         print(f"error: storage: {error}", file=sys.stderr)
         return 2
+    except TwilioRestException as error:
+        print(f"error: Twilio refused the listing (HTTP {error.status}, code {error.code}): "
+              "check TWILIO_ACCOUNT_SID and its credentials", file=sys.stderr)
+        return 1
+    except (aiohttp.ClientError, OSError, TimeoutError) as error:
+        print(f"error: Twilio's API could not be reached ({type(error).__name__}): check the "
+              "network, DNS or proxy", file=sys.stderr)
+        return 1
     for tally in tallies:
         state = "done" if tally.finished else "out of time: run it again to carry on"
         print(f"{tally.kind}s: {tally.seen} listed, {tally.filled} filled in ({state})")

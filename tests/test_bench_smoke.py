@@ -52,8 +52,8 @@ def test_a_cold_start_child_serves_one_signed_voice_webhook(tmp_path) -> None:
     assert run.functions == [
         "broadcast_poison", "broadcast_send", "broadcasts", "call_flow", "call_status", "calls",
         "idempotency_expiry", "make_call",
-        "message_status", "messages", "reconcile", "recording_status", "send_sms", "sms_url",
-        "voice_url",
+        "message_status", "messages", "optouts", "reconcile", "recording_status", "send_sms",
+        "sms_url", "voice_url",
     ]
     assert run.modules == []  # no twilio.rest, aiohttp or phonenumbers for a webhook
     assert 0 < run.interpreter < run.total

@@ -39,6 +39,7 @@ EXPECTED_FUNCTIONS = {
     "calls",
     "messages",
     "broadcasts",
+    "optouts",
 }
 REST_FUNCTIONS = ("make_call", "send_sms")
 RECORD_READERS = ("calls", "messages")

@@ -35,7 +35,7 @@ def test_an_inbound_text_is_kept_and_listed(worker_host):
 
     assert replies(answered) == ["Hey, thanks for the ping! Twilio and Azure rock!"]
     record = message(worker_host, sid)
-    assert record["direction"] == "inbound"
+    assert (record["direction"], record["status"]) == ("inbound", "received")
     assert (record["from"], record["to"], record["text"]) == (
         PERSON, "+14155550100", "Is the shop open on Sunday?")
     assert record["num_media"] == 2

@@ -227,3 +227,71 @@ def test_a_broadcast_recipient_refused_with_21610_is_refused_and_kept(
     [recipient] = status(worker_host, answer["id"])["recipients"]
     assert recipient["state"] == "refused" and recipient["error"].startswith("21610: ")
     assert send_sms(worker_host).status == 422
+
+
+# --- the opt-outs over HTTP (GET /api/optouts, POST /api/optouts/clear) ------------------------
+
+def optouts_get(host: WorkerHost, query: str = "") -> HostResponse:
+    return host.request("GET", f"/api/optouts{query}", base_url=PUBLIC)
+
+
+def clear(host: WorkerHost, body: object, who: str | None = None) -> HostResponse:
+    headers = {"Content-Type": "application/json"}
+    if who:
+        headers["X-MS-CLIENT-PRINCIPAL-NAME"] = who
+    return host.request("POST", "/api/optouts/clear", headers=headers, body=json.dumps(body),
+                        base_url=PUBLIC)
+
+
+def test_the_opt_outs_are_listed_a_page_at_a_time(worker_host, twilio_api):
+    for person in ("+14155550151", "+14155550152", "+14155550153"):
+        text_in(worker_host, "STOP", person=person)
+    text_in(worker_host, "STOP", person="+14155550154", To="+14155550199")
+
+    first = optouts_get(worker_host, f"?sender=%2B{TWILIO_NUMBER[1:]}&limit=2").json()
+    rest = optouts_get(worker_host, f"?sender=%2B{TWILIO_NUMBER[1:]}&limit=2&continuation="
+                                    f"{first['next']}").json()
+    everyone = optouts_get(worker_host).json()
+
+    assert [o["number"] for o in first["optouts"] + rest["optouts"]] == [
+        "+14155550151", "+14155550152", "+14155550153"]
+    assert first["optouts"][0]["how"] == "keyword STOP" and rest["next"] is None
+    assert len(everyone["optouts"]) == 4
+
+
+def test_clearing_an_opt_out_lets_the_app_text_again_and_says_who_and_why(
+    worker_host, twilio_api
+):
+    text_in(worker_host, "STOP")
+
+    cleared = clear(worker_host, {"sender": TWILIO_NUMBER, "number": PERSON,
+                                  "reason": "test number"}, who="ops@contoso.com")
+
+    assert cleared.status == 200, cleared.body
+    assert cleared.json()["opted_out"] is False
+    assert cleared.json()["how"] == "cleared by ops@contoso.com: test number"
+    assert optouts_get(worker_host).json()["optouts"] == []
+    assert send_sms(worker_host).status == 201
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"sender": TWILIO_NUMBER, "number": PERSON}, 404),  # not opted out
+    ({"sender": "14155550100", "number": PERSON}, 400),
+    ({"sender": TWILIO_NUMBER, "number": "nobody"}, 400),
+    ({"sender": TWILIO_NUMBER, "number": PERSON, "reason": "x" * 201}, 400),
+    (["not", "an", "object"], 400),
+], ids=["not-opted-out", "bad-sender", "bad-number", "long-reason", "not-an-object"])
+def test_clearing_says_what_is_wrong(worker_host, body, status):
+    response = clear(worker_host, body)
+
+    assert response.status == status
+    assert response.json()["error"]
+
+
+def test_the_opt_outs_need_the_function_key():
+    from conftest import REPO
+
+    with WorkerHost.start(REPO, function_keys={"optouts": "optouts-key-for-tests"}) as keyed:
+        assert keyed.request("GET", "/api/optouts", base_url=PUBLIC).status == 401
+        assert keyed.request("GET", "/api/optouts", base_url=PUBLIC,
+                             headers={"x-functions-key": "optouts-key-for-tests"}).status == 200

@@ -107,3 +107,38 @@ def refusal(person: str) -> str:
     """The sentence a text to an opted-out person is refused with."""
     return (f"{person} has opted out of texts from this sender (they replied STOP, or Twilio "
             "reported error 21610): nothing was sent. They opt back in by texting START to it.")
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    return {"sender": row["PartitionKey"], "number": row["RowKey"],
+            "opted_out": bool(row.get("OptedOut")), "changed_at": row.get("ChangedAt"),
+            "how": row.get("How")}
+
+
+async def page(sender: str | None, limit: int, token: dict[str, str] | None
+               ) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
+    """One page of the people opted out (of `sender`'s texts, or of any sender's), and the
+    continuation token of the next page."""
+    query = "OptedOut eq true" + (" and PartitionKey eq @sender" if sender else "")
+
+    async def read_page(t: Any) -> tuple[list[dict[str, Any]], Any]:
+        pages = t.query_entities(query, parameters={"sender": sender or ""},
+                                 results_per_page=limit).by_page(continuation_token=token)
+        async for rows in pages:
+            return [_shown(dict(r)) async for r in rows], pages.continuation_token
+        return [], None
+
+    return await storage.on_table(TABLE, read_page)
+
+
+async def clear(sender: str, person: str, who: str, reason: str) -> dict[str, Any] | None:
+    """Clear an opt-out by hand (the person asked some other way, or a mistaken 21610), kept
+    with who cleared it, when and why; None when the person is not opted out of `sender`."""
+    if not await opted_out(sender, person):
+        return None
+    how = f"cleared by {who}: {reason}" if reason else f"cleared by {who}"
+    await set_opted_out(sender, person, False, how)
+    found = await read(sender, person)
+    return None if found is None else {"sender": sender, "number": person,
+                                       "opted_out": found.opted_out,
+                                       "changed_at": found.changed_at, "how": found.how}

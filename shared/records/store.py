@@ -208,6 +208,7 @@ async def inbound(
     and its index row is written again in case it was the index write that failed."""
     return await _create_record("message", sid, repair_index=True, fields={
         "Direction": "inbound",
+        "CreatedStatus": "received",  # Twilio's status of a text that came in
         "To": cut(to),
         "From": cut(from_),
         "Text": cut(body),

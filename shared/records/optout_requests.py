@@ -1,0 +1,97 @@
+"""The opt-outs over HTTP (function key required): GET /api/optouts lists who opted out
+(`?sender=` one of the app's numbers or its Messaging Service; `?limit=`, `?continuation=` as
+for the records), POST /api/optouts/clear clears one by hand, kept with who cleared it and why.
+
+Clearing is for an opt-out the person did not mean for this app (a mistaken 21610, a test): the
+person's own START clears it at Twilio too, this only in the app (docs/inbound-texts.md).
+"""
+
+from __future__ import annotations
+
+import re
+
+import azure.functions as func
+
+from shared.common import logs, redact, responses, routes
+from shared.common.settings import SettingsError
+from shared.records import optouts, queries, storage
+from shared.records.storage import StorageUnavailable
+
+logger = logs.get_logger(__name__)
+
+SENDER = re.compile(r"\+[1-9][0-9]{1,14}|MG[0-9a-fA-F]{32}")
+NUMBER = re.compile(r"\+[1-9][0-9]{1,14}")
+MAX_REASON = 200
+
+
+async def handle(req: func.HttpRequest) -> func.HttpResponse:
+    action = req.route_params.get("action")
+    if req.method == "GET" and action is None:
+        return await listing(req)
+    if req.method == "POST" and action == "clear":
+        return await clear(req)
+    return responses.json_error(404, "Use GET /api/optouts or POST /api/optouts/clear.")
+
+
+async def listing(req: func.HttpRequest) -> func.HttpResponse:
+    query = queries.page_query(req, queries.DEFAULT_LIMIT, queries.MAX_LIMIT)
+    if isinstance(query, func.HttpResponse):
+        return query
+    limit, token = query
+    sender = req.params.get("sender") or None
+    if sender is not None and not SENDER.fullmatch(sender):
+        return responses.json_error(400, "'sender' must be one of the app's numbers in E.164 "
+                                         "(like +14155550100) or a Messaging Service SID.")
+    try:
+        items, next_token = await storage.within_deadline(optouts.page(sender, limit, token))
+    except (SettingsError, StorageUnavailable) as error:
+        return _unavailable(error)
+    encoded = queries.store.encode_token(next_token)
+    following = queries.next_url(routes.path("optouts"), limit, encoded)
+    return responses.json_body({"optouts": items, "next": encoded, "next_url": following}, 200)
+
+
+async def clear(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        body = req.get_json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return responses.json_error(400, "The body must be a JSON object: {\"sender\": "
+                                         "\"+14155550100\", \"number\": \"+14155550123\", "
+                                         "\"reason\": \"...\"}.")
+    sender, number, reason = body.get("sender"), body.get("number"), body.get("reason") or ""
+    if not isinstance(sender, str) or not SENDER.fullmatch(sender):
+        return responses.json_error(400, "'sender' must be one of the app's numbers in E.164 "
+                                         "or a Messaging Service SID.")
+    if not isinstance(number, str) or not NUMBER.fullmatch(number):
+        return responses.json_error(400, "'number' must be the person's number in E.164.")
+    if not isinstance(reason, str) or len(reason) > MAX_REASON or not reason.isprintable():
+        return responses.json_error(400, f"'reason' must be text of at most {MAX_REASON} "
+                                         "characters.")
+    who = _who(req)
+    try:
+        cleared = await storage.within_deadline(optouts.clear(sender, number, who, reason))
+    except (SettingsError, StorageUnavailable) as error:
+        return _unavailable(error)
+    if cleared is None:
+        return responses.json_error(404, f"{number} is not opted out of texts from {sender}.")
+    logger.warning("optouts sender=%s to=%s outcome=cleared by=%s", redact.phone_number(sender),
+                   redact.phone_number(number), who)
+    return responses.json_body(cleared, 200)
+
+
+def _who(req: func.HttpRequest) -> str:
+    """Who clears: the signed-in user App Service authentication names, else a key holder."""
+    name = (req.headers.get("x-ms-client-principal-name") or "").strip()
+    return name[:100] if name and name.isprintable() else "a function key holder"
+
+
+def _unavailable(error: Exception) -> func.HttpResponse:
+    if isinstance(error, SettingsError):
+        logger.error("optouts outcome=failed reason=settings: %s", error.describe())
+        return responses.json_error(500, f"The app is not configured: {error.describe()}.",
+                                    settings=error.names)
+    logger.error("optouts outcome=unavailable reason=%s", error)
+    return responses.json_error(503, "The opt-outs cannot be read now: storage is unavailable. "
+                                     "Try again shortly.", headers={"Retry-After": "5"})
