@@ -86,8 +86,14 @@ def test_start_opts_back_in(worker_host, twilio_api, word):
 
 
 def test_an_opt_out_is_per_sender(worker_host, twilio_api, app_settings):
+    app_settings.setenv("SMS_SENDERS", "+14155550199")
     text_in(worker_host, "STOP", To="+14155550199")  # to another of the app's numbers
 
+    from_other = worker_host.request(
+        "POST", "/api/send_sms", headers={"Content-Type": "application/json"},
+        body=json.dumps({"to": PERSON, "body": "hi", "from": "+14155550199"}), base_url=PUBLIC)
+
+    assert from_other.status == 422  # opted out of that number
     assert send_sms(worker_host).status == 201  # from TWILIO_NUMBER: not opted out of it
 
 
@@ -134,6 +140,7 @@ def test_an_opt_out_refusal_replays_under_its_idempotency_key(worker_host, twili
 
 def test_calls_are_not_affected(worker_host, twilio_api):
     text_in(worker_host, "STOP")
+    assert send_sms(worker_host).status == 422  # the opt-out was kept
 
     call = worker_host.request("POST", "/api/make_call", headers={"Content-Type":
                                "application/json"}, body=json.dumps({"to": PERSON}),
@@ -260,8 +267,9 @@ def test_the_opt_outs_are_listed_a_page_at_a_time(worker_host, twilio_api):
 
 
 def test_clearing_an_opt_out_lets_the_app_text_again_and_says_who_and_why(
-    worker_host, twilio_api
+    worker_host, twilio_api, app_settings
 ):
+    app_settings.setenv("WEBSITE_AUTH_ENABLED", "True")  # the platform vouches for the header
     text_in(worker_host, "STOP")
 
     cleared = clear(worker_host, {"sender": TWILIO_NUMBER, "number": PERSON,
@@ -274,13 +282,25 @@ def test_clearing_an_opt_out_lets_the_app_text_again_and_says_who_and_why(
     assert send_sms(worker_host).status == 201
 
 
+def test_without_app_service_authentication_a_principal_header_names_nobody(worker_host):
+    text_in(worker_host, "STOP")
+
+    cleared = clear(worker_host, {"sender": TWILIO_NUMBER, "number": PERSON},
+                    who="someone-else@contoso.com")
+
+    assert cleared.json()["how"] == "cleared by a function key holder"
+
+
 @pytest.mark.parametrize(("body", "status"), [
     ({"sender": TWILIO_NUMBER, "number": PERSON}, 404),  # not opted out
     ({"sender": "14155550100", "number": PERSON}, 400),
     ({"sender": TWILIO_NUMBER, "number": "nobody"}, 400),
     ({"sender": TWILIO_NUMBER, "number": PERSON, "reason": "x" * 201}, 400),
     (["not", "an", "object"], 400),
-], ids=["not-opted-out", "bad-sender", "bad-number", "long-reason", "not-an-object"])
+    ({"sender": TWILIO_NUMBER, "number": PERSON, "who": "me"}, 400),
+    ({"sender": TWILIO_NUMBER, "number": PERSON, "reason": "x" * 20_000}, 413),
+], ids=["not-opted-out", "bad-sender", "bad-number", "long-reason", "not-an-object",
+        "unknown-field", "too-large"])
 def test_clearing_says_what_is_wrong(worker_host, body, status):
     response = clear(worker_host, body)
 

@@ -21,14 +21,9 @@ from shared.common.settings import SettingsError
 APP_ROOT = flowfile.APP_ROOT
 
 
-def read_file(path: str | Path, root: Path | None = None) -> tuple[Path, bytes, object]:
-    """The call-flow file at `path`: where it is, its bytes and its JSON (FlowProblems)."""
-    return flowfile.read(path, "CALL_FLOW", root or APP_ROOT)
-
-
 def read(path: str | Path, policy: Policy, root: Path | None = None) -> Flow:
     """The flow in the file at `path`, checked in full against `policy`; raises FlowProblems."""
-    return check(read_file(path, root)[2], policy)
+    return check(flowfile.read(path, "CALL_FLOW", root or APP_ROOT)[2], policy)
 
 
 def flow(path: str) -> Flow | FlowProblems:

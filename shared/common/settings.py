@@ -154,9 +154,17 @@ def optional_pattern(
     return value
 
 
+def app_service_auth(reader: Reader) -> bool:
+    """App Service authentication is on (WEBSITE_AUTH_ENABLED=True, set by the platform): only
+    then do the X-MS-CLIENT-PRINCIPAL-* headers name a signed-in user, since the platform strips
+    a client's own; without it they are whatever the caller wrote."""
+    return (reader.get("WEBSITE_AUTH_ENABLED") or "").lower() == "true"
+
+
 # Set by the platform, never by the user (so not in local.settings.json.example): App Service and
-# Functions set WEBSITE_HOSTNAME to the app's default host name; `func start` to localhost:port.
-PLATFORM_SETTINGS = ("WEBSITE_HOSTNAME",)
+# Functions set WEBSITE_HOSTNAME to the app's default host name, `func start` to localhost:port;
+# WEBSITE_AUTH_ENABLED when App Service authentication is on.
+PLATFORM_SETTINGS = ("WEBSITE_HOSTNAME", "WEBSITE_AUTH_ENABLED")
 
 
 def loader(

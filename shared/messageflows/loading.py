@@ -6,7 +6,6 @@ answers with nothing (the opt-out keywords are still honoured)."""
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from shared.common import flowfile
 from shared.common.flowfile import FlowProblems
@@ -17,11 +16,6 @@ from shared.messageflows.settings import PolicyInputs, load_policy_inputs, load_
 SETTING = "MESSAGE_FLOW"
 # Where a flow file is looked for (tests point it elsewhere).
 APP_ROOT = flowfile.APP_ROOT
-
-
-def read(path: str | Path, policy: SmsPolicy, root: Path | None = None) -> MessageFlow:
-    """The flow in the file at `path`, checked in full against `policy`; raises FlowProblems."""
-    return check(flowfile.read(path, SETTING, root or APP_ROOT)[2], policy)
 
 
 def flow(path: str) -> MessageFlow | FlowProblems:

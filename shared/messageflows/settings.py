@@ -13,10 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from shared.common.settings import Reader, loader
-from shared.messageflows.flow import SmsPolicy
-
-# Twilio's limit on a message body.
-MAX_REPLY = 1600
+from shared.messageflows.flow import MAX_TEXT, SmsPolicy
 
 MESSAGE_FLOW_SETTINGS = ("SMS_HELP_REPLY", "MESSAGE_FLOW")
 POLICY_SETTINGS = ("TWILIO_PHONE_NUMBER", "SMS_ALLOWED_COUNTRIES")
@@ -29,8 +26,8 @@ class MessageFlowSettings(NamedTuple):
 
 def _message_flow_settings(reader: Reader) -> MessageFlowSettings:
     help_reply = reader.get("SMS_HELP_REPLY")
-    if help_reply is not None and len(help_reply) > MAX_REPLY:
-        reader.malformed("SMS_HELP_REPLY", f"a text of at most {MAX_REPLY:,} characters")
+    if help_reply is not None and len(help_reply) > MAX_TEXT:
+        reader.malformed("SMS_HELP_REPLY", f"a text of at most {MAX_TEXT:,} characters")
         help_reply = None
     return MessageFlowSettings(help_reply=help_reply, message_flow=reader.get("MESSAGE_FLOW"))
 

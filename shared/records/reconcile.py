@@ -148,43 +148,45 @@ async def _sweep(kind: str, listing: Any, deadline: float, timeout: float) -> Ta
     return Tally(kind, seen, filled, finished=True)
 
 
-async def _fill_message(message: Any) -> int:
-    """Fill in what the records miss about one listed message; how many things (0 to 2)."""
-    sid = message.sid or ""
+async def _fill(kind: str, sid: str, record_it: Callable[[], Awaitable[bool]], status: str | None,
+                params: dict[str, str]) -> int:
+    """A record for a SID the app never saw (`record_it`), and a final status its callbacks
+    never brought; how many of the two were filled in."""
     filled = 0
-    record = await store.read("message", sid)
+    record = await store.read(kind, sid)
     if record is None:
-        filled += await _record_message(message)
-        record = await store.read("message", sid)
-    if (message.direction or "") == "inbound":
-        from shared.messageflows import keywords
-
-        meaning = keywords.meaning(message.body)
-        if meaning in (keywords.OPTED_OUT, keywords.OPTED_IN):
-            filled += await _keep_word(message, meaning == keywords.OPTED_OUT,
-                                       keywords.normalise(message.body or ""))
-    status = message.status
-    if status in FINAL["message"] and (record is None or record["status"] != status):
-        params = {"MessageStatus": status, "To": message.to or "", "From": message.from_ or ""}
-        if message.error_code:
-            params["ErrorCode"] = str(message.error_code)
-        filled += await store.event("message", sid, params)
+        filled += await record_it()
+        record = await store.read(kind, sid)
+    if status in FINAL[kind] and (record is None or record["status"] != status):
+        filled += await store.event(kind, sid, params)
     return filled
 
 
-async def _record_message(message: Any) -> int:
+async def _fill_message(message: Any) -> int:
     from shared.messageflows import keywords
 
-    direction = message.direction or ""
-    if direction != "inbound":
-        return int(await store.found_elsewhere("message", message.sid, message.to,
-                                               message.from_, direction, message.body))
-    meaning = keywords.meaning(message.body)
+    sid = message.sid or ""
+    inbound = (message.direction or "") == "inbound"
+    meaning = keywords.meaning(message.body) if inbound else None
     word = keywords.normalise(message.body or "") if meaning else None
     media = int(message.num_media) if str(message.num_media or "").isdigit() else 0
-    stored = await store.inbound(message.sid, message.to, message.from_, message.body,
-                                 [], word, 0, num_media=media, source="reconcile")
-    return int(stored)
+
+    async def record_it() -> bool:
+        if inbound:
+            return await store.inbound(sid, message.to, message.from_, message.body, [], word,
+                                       0, num_media=media, source="reconcile")
+        return await store.found_elsewhere("message", sid, message.to, message.from_,
+                                           message.direction or "", message.body)
+
+    params = {"MessageStatus": message.status, "To": message.to or "",
+              "From": message.from_ or ""}
+    if message.error_code:
+        params["ErrorCode"] = str(message.error_code)
+    filled = await _fill("message", sid, record_it, message.status, params)
+    if meaning in (keywords.OPTED_OUT, keywords.OPTED_IN):
+        # Whether or not the text was recorded, its word may be what storage lost.
+        filled += await _keep_word(message, meaning == keywords.OPTED_OUT, word or "")
+    return filled
 
 
 async def _keep_word(message: Any, opted_out: bool, word: str) -> int:
@@ -214,19 +216,15 @@ async def _keep_word(message: Any, opted_out: bool, word: str) -> int:
 
 async def _fill_call(call: Any) -> int:
     sid = call.sid or ""
-    filled = 0
-    record = await store.read("call", sid)
-    if record is None:
-        filled += int(await store.found_elsewhere("call", sid, call.to, call._from,
-                                                  call.direction or "", None))
-        record = await store.read("call", sid)
-    status = call.status
-    if status in FINAL["call"] and (record is None or record["status"] != status):
-        params = {"CallStatus": status, "To": call.to or "", "From": call._from or ""}
-        if call.duration:
-            params["CallDuration"] = str(call.duration)
-        filled += await store.event("call", sid, params)
-    return filled
+
+    async def record_it() -> bool:
+        return await store.found_elsewhere("call", sid, call.to, call._from,
+                                           call.direction or "", None)
+
+    params = {"CallStatus": call.status, "To": call.to or "", "From": call._from or ""}
+    if call.duration:
+        params["CallDuration"] = str(call.duration)
+    return await _fill("call", sid, record_it, call.status, params)
 
 
 FILL: dict[str, Callable[[Any], Awaitable[int]]] = {"message": _fill_message, "call": _fill_call}
