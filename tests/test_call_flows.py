@@ -135,7 +135,7 @@ def test_each_callers_voicemail_names_that_caller_though_its_document_is_reused(
     worker_host, monkeypatch
 ):
     monkeypatch.setattr(walk, "_now", lambda: CLOSED)
-    for caller in ("+14155550123", "+14155550124", "client:alice&x=<1>", ""):
+    for caller in ("+14155550123", "+14155550124", "client:alice&x=<1>", "", "+\u0661\u0662", "+1 415", "+"):
         record = start(worker_host, caller=caller)[1]
         for callback in ("recordingStatusCallback", "transcribeCallback"):
             url = urlsplit(record.get(callback) or "")
@@ -301,6 +301,18 @@ def test_a_refused_flow_apologises_never_dials_and_logs_every_problem_once(
     refused = [r.getMessage() for r in caplog.records if "outcome=refused" in r.getMessage()]
     assert len(refused) == 1
     assert "premium-rate" in refused[0] and "names no step ('nowhere')" in refused[0]
+
+
+def test_a_flow_is_judged_again_when_the_call_policy_changes(worker_host, app_settings):
+    """The flow is kept per policy: allowing only Canada refuses the example's US numbers at
+    once, in the same process, and allowing the US again brings the flow back."""
+    assert verbs(start(worker_host)) == ["Say", "Gather", "Redirect"]
+
+    app_settings.setenv("CALL_ALLOWED_COUNTRIES", "CA")
+    assert verbs(start(worker_host)) == ["Say", "Hangup"]
+
+    app_settings.setenv("CALL_ALLOWED_COUNTRIES", "US,CA")
+    assert verbs(start(worker_host)) == ["Say", "Gather", "Redirect"]
 
 
 def test_a_missing_flow_file_apologises(worker_host, app_settings):

@@ -113,8 +113,9 @@ class Flow(NamedTuple):
     by_number: Mapping[str, str]  # called number -> its first step
     blocked_callers: frozenset[str]
     hours: Hours | None
-    # The TwiML documents built for this flow's steps (shared.callflows.walk), kept with it.
-    documents: dict[tuple[object, ...], str]
+    # The TwiML documents built for this flow's steps (shared.callflows.walk), kept with it,
+    # each split where a call's caller goes.
+    documents: dict[tuple[object, ...], tuple[str, ...]]
 
     def first_step(self, called: str | None) -> str:
         return self.by_number.get(called or "", self.start)

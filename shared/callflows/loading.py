@@ -26,10 +26,10 @@ def read(path: str | Path, policy: Policy, root: Path | None = None) -> Flow:
     return check(flowfile.read(path, "CALL_FLOW", root or APP_ROOT)[2], policy)
 
 
-def flow(path: str) -> Flow | FlowProblems:
-    """The checked flow at `path` under the current policy settings, or its problems (logged
-    once per process and settings)."""
-    return _flow(path, load_policy_inputs())
+def flow(path: str, inputs: PolicyInputs | None = None) -> Flow | FlowProblems:
+    """The checked flow at `path` under the policy settings `inputs` (the current ones when
+    None: load_policy_inputs), or its problems (logged once per process and settings)."""
+    return _flow(path, load_policy_inputs() if inputs is None else inputs)
 
 
 @lru_cache(maxsize=4)

@@ -10,8 +10,7 @@ from typing import NamedTuple
 
 from shared.callflows.flow import Policy
 from shared.common.settings import Reader, loader
-
-CALL_FLOW_SETTINGS = ("TWILIO_PHONE_NUMBER", "CALLER_IDS", "CALL_ALLOWED_COUNTRIES")
+from shared.webhooks.settings import CALL_POLICY_SETTINGS as CALL_FLOW_SETTINGS
 
 
 class CallFlowSettings(NamedTuple):
@@ -34,7 +33,8 @@ def _call_flow_settings(reader: Reader) -> CallFlowSettings:
 load_call_flow_settings = loader(CALL_FLOW_SETTINGS, _call_flow_settings)
 
 # The policy settings as they are, not yet judged (which needs the number library): what a flow's
-# check stamp is compared with (shared.common.stamp).
+# check stamp is compared with (shared.common.stamp). voice_url has them in its own settings
+# (WebhookSettings.call_policy); this is for the tools.
 PolicyInputs = tuple[tuple[str, str | None], ...]
 load_policy_inputs = loader(CALL_FLOW_SETTINGS,
                             lambda reader: tuple((n, reader.get(n)) for n in CALL_FLOW_SETTINGS))

@@ -16,6 +16,11 @@ _VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}")
 
 
+# make_call's policy settings that a call flow is judged by (shared.callflows.settings): read
+# raw here, in the same pass as the rest, so that voice_url reads the environment once a request
+# (a second pass for the flow's cost it 2 % of a warm webhook through the host, BENCHMARKS.md).
+CALL_POLICY_SETTINGS = ("TWILIO_PHONE_NUMBER", "CALLER_IDS", "CALL_ALLOWED_COUNTRIES")
+
 WEBHOOK_SETTINGS = (
     "TWILIO_AUTH_TOKEN",
     "TWILIO_AUTH_TOKEN_SECONDARY",
@@ -27,6 +32,7 @@ WEBHOOK_SETTINGS = (
     "VOICE_LANGUAGE",
     "SMS_REPLY",
     "CALL_FLOW",
+    *CALL_POLICY_SETTINGS,
 )
 
 
@@ -49,6 +55,9 @@ class WebhookSettings(NamedTuple):
     # CALL_FLOW: the call-flow file voice_url walks callers through (shared.callflows); None:
     # voice_url says VOICE_GREETING.
     call_flow: str | None
+    # CALL_POLICY_SETTINGS as they are, not judged (the number library would be needed): which
+    # checked flow a call walks (shared.callflows.loading keeps one per distinct value).
+    call_policy: tuple[tuple[str, str | None], ...]
 
 
 def _webhook_settings(reader: Reader) -> WebhookSettings:
@@ -72,6 +81,7 @@ def _webhook_settings(reader: Reader) -> WebhookSettings:
         ),
         sms_reply=reader.get("SMS_REPLY") or DEFAULT_SMS_REPLY,
         call_flow=reader.get("CALL_FLOW"),
+        call_policy=tuple((name, reader.get(name)) for name in CALL_POLICY_SETTINGS),
     )
 
 

@@ -265,6 +265,20 @@ class _Validator(RequestValidator):
 
     get_values = staticmethod(operator.getitem)
 
+    def compute_signature(
+        self, uri: str, params: FormParams | None, algorithm: str | None = None
+    ) -> str:
+        """twilio's compute_signature, with the fields joined in one step when each has one
+        value (every webhook Twilio sends): the string it signs is the URL, then each field's
+        name and value in order of name; twilio's loop builds it with two sorts per field,
+        which was a fifth of a warm webhook's time through the host (BENCHMARKS.md). A field
+        with several values takes twilio's own loop. The HMAC is twilio's; a property test
+        holds the result to the stock RequestValidator's for any form."""
+        if params and set(map(len, params.values())) == {1}:
+            uri += "".join([name + params[name][0] for name in sorted(params)])
+            params = None
+        return str(super().compute_signature(uri, params, algorithm))
+
 
 @lru_cache(maxsize=8)
 def _validator(token: str) -> RequestValidator:
