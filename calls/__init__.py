@@ -12,7 +12,4 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.records import queries
 
-    sid = req.route_params.get("sid")
-    if sid is None:
-        return await queries.page(req, "call")
-    return await queries.one("call", sid, CALL_SID, "CA followed by 32 hex digits")
+    return await queries.handle(req, "call", CALL_SID, "CA followed by 32 hex digits")

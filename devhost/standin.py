@@ -26,6 +26,9 @@ Python 3.11 runs it, before `.venv` exists. It prints where it listens and one l
 - `GET .../Calls.json` and `.../Messages.json`: the calls and messages created so far, newest
   first, filtered by To and From, in one page shaped as Twilio's list endpoints shape it (how an
   Idempotency-Key or a broadcast looks up an unknown outcome).
+- `GET .../Recordings/{RecordingSid}.mp3`: two seconds of silent MP3 for any recording (the
+  console's voicemail player), until `DELETE .../Recordings/{RecordingSid}.json` (204) deletes
+  it: both then answer Twilio's 404.
 
 Twilio's limits and failures, for the benchmark's broadcast scenario (all off by default):
 `--rate N` answers 429 (code 20429) to a create when N were made in the last second, and
@@ -75,6 +78,10 @@ API_VERSION = "2010-04-01"
 BIND = "127.0.0.1"
 DEFAULT_PORT = 7080
 CREATE_PATH = re.compile(r"/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/(Calls|Messages)\.json")
+# A recording: its audio (GET ....mp3) and the resource (DELETE ....json). The stand-in has every
+# recording a simulated callback names, until it is deleted: its audio is two seconds of silence.
+RECORDING_PATH = re.compile(
+    r"/2010-04-01/Accounts/AC[0-9a-fA-F]{32}/Recordings/(RE[0-9a-fA-F]{32})\.(mp3|json)")
 LIST_FIELDS = ("first_page_uri", "next_page_uri", "previous_page_uri", "uri")
 MAX_HEADER_LINES = 100
 MAX_BODY = 1_000_000  # a call or message creation is a few kilobytes
@@ -175,9 +182,11 @@ class StandInClientFactory:
 def install(base_url: str) -> StandInClientFactory:
     """Send the app's REST requests (this process's) to the stand-in at `base_url`."""
     from shared.outbound import twilio_client
+    from shared.records import recording_media
 
     factory = StandInClientFactory(base_url)
     twilio_client.use_http_client(factory)
+    recording_media.use_api_origin(factory.base_url)  # a voicemail's audio, for the console
     return factory
 
 
@@ -319,6 +328,14 @@ def error_body(status: int, code: int, message: str) -> dict[str, object]:
             "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
 
 
+def silent_mp3(seconds: float = 2.0) -> bytes:
+    """MPEG-1 Layer III, 128 kbit/s, 44.1 kHz, mono: frames whose side information and main data
+    are all zero, which every decoder plays as silence (a frame is 1,152 samples, 417 bytes)."""
+    header = bytes([0xFF, 0xFB, 0x90, 0xC4])
+    frame = header + bytes(417 - len(header))
+    return frame * max(1, round(seconds * 44100 / 1152))
+
+
 def _response(status: int, reason: str, payload: dict[str, object]) -> bytes:
     body = json.dumps(payload).encode()
     head = (f"HTTP/1.1 {status} {reason}\r\n"
@@ -369,10 +386,11 @@ class Ledger:
     sids: dict[str, list[str]] = field(default_factory=dict)  # To -> SIDs created
     created_at: list[float] = field(default_factory=list)  # seconds since started
     refused: dict[str, int] = field(default_factory=dict)  # "429", "503", "timeout"
+    media_fetches: int = 0  # recordings' audio served (the console's player)
 
     def as_dict(self) -> dict[str, object]:
         return {"started": self.started, "sids": self.sids, "created_at": self.created_at,
-                "refused": self.refused}
+                "refused": self.refused, "media_fetches": self.media_fetches}
 
 
 class StandIn:
@@ -389,6 +407,7 @@ class StandIn:
         self.resources: list[dict[str, object]] = []  # created, oldest first
         self.in_flight = 0
         self.recent: collections.deque[float] = collections.deque()  # creates in the last second
+        self.deleted_recordings: set[str] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         c = self.counters
@@ -438,6 +457,11 @@ class StandIn:
             raise ValueError("unacceptable Content-Length")
         body = await reader.readexactly(length) if length else b""
         self.counters.requests += 1
+        recording = RECORDING_PATH.fullmatch(target.partition("?")[0])
+        if recording is not None:
+            writer.write(self._recording(method, *recording.groups()))
+            await writer.drain()
+            return headers.get("connection", "").lower() != "close"
         self.in_flight += 1
         try:
             status, reason, payload = await self._serve(method, target, body)
@@ -480,6 +504,24 @@ class StandIn:
                 await asyncio.sleep(faults.hang)
                 raise ConnectionError("made, never answered")
         return status, reason, payload
+
+    def _recording(self, method: str, sid: str, extension: str) -> bytes:
+        """A recording's audio (GET .mp3), or its deletion (DELETE .json: 204, then 404s)."""
+        if sid in self.deleted_recordings:
+            return _response(404, "NOT FOUND", error_body(404, 20404, "The requested resource "
+                                                           f"/Recordings/{sid} was not found"))
+        if method == "DELETE" and extension == "json":
+            self.deleted_recordings.add(sid)
+            return (f"HTTP/1.1 204 NO CONTENT\r\nContent-Length: 0\r\nConnection: keep-alive\r\n"
+                    f"Date: {formatdate(usegmt=True)}\r\n\r\n").encode("latin-1")
+        if method == "GET" and extension == "mp3":
+            self.ledger.media_fetches += 1
+            body = silent_mp3()
+            head = (f"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n"
+                    f"Date: {formatdate(usegmt=True)}\r\n\r\n")
+            return head.encode("latin-1") + body
+        return _response(405, "METHOD NOT ALLOWED", error_body(405, 20004, "Method not allowed"))
 
     def _refused(
         self, kind: str, status: int, reason: str, code: int, message: str

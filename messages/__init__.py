@@ -13,9 +13,4 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.records import queries
 
-    sid = req.route_params.get("sid")
-    if sid is None:
-        return await queries.page(req, "message")
-    return await queries.one(
-        "message", sid, MESSAGE_SID, "SM or MM followed by 32 hex digits"
-    )
+    return await queries.handle(req, "message", MESSAGE_SID, "SM or MM followed by 32 hex digits")

@@ -43,6 +43,17 @@ if ! command -v shellcheck >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v a
     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq shellcheck >/dev/null 2>&1; } \
     || echo "shellcheck could not be installed; workflow run: scripts go unchecked" >&2
 fi
+# The console's browser tests drive Debian's Chromium through Playwright (never a browser
+# Playwright downloads). Installed when missing and we are root (as in CI); otherwise those
+# tests skip, except with CI=true, where they fail.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "Installing chromium (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } \
+    || echo "chromium could not be installed; the console's browser tests skip" >&2
+fi
+
 # actionlint is installed into the venv; put its bin first so the tests find it.
 export PATH="$PWD/$VENV/bin:$PATH"
 

@@ -381,3 +381,21 @@ def test_the_largest_chunk_fits_a_queue_message():
     [chunk] = model.chunks(broadcast, numbers)
 
     assert len(chunk.to_json().encode()) <= model.MAX_MESSAGE_BYTES
+
+
+def test_the_broadcasts_are_listed_newest_first_with_their_counts(worker_host, storage, twilio_api):
+    first = start(worker_host, {"kind": "sms", "to": ["+14155550131"], "body": "one"}).json()
+    second = start(worker_host, {"kind": "call", "to": ["+14155550132", "+19005550100"],
+                                 "message": "two"}).json()
+
+    listed = worker_host.request("GET", "/api/broadcasts?limit=50", base_url=PUBLIC).json()
+    paged = worker_host.request("GET", "/api/broadcasts?limit=1", base_url=PUBLIC).json()
+    ids = [b["id"] for b in listed["broadcasts"]]
+
+    assert ids.index(second["id"]) < ids.index(first["id"])
+    shown = next(b for b in listed["broadcasts"] if b["id"] == second["id"])
+    assert shown["kind"] == "call" and shown["accepted"] == 1
+    assert shown["counts"] == {"queued": 1, "sent": 0, "failed": 0, "refused": 1}
+    assert len(paged["broadcasts"]) == 1 and paged["next_url"].startswith("/api/broadcasts?")
+    drain(storage, first["id"])
+    drain(storage, second["id"])

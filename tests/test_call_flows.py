@@ -437,6 +437,7 @@ def test_a_recording_and_its_transcription_are_kept_once(worker_host, azurite_st
     assert shown["recordings"] == [{
         "sid": "RE" + "2" * 32, "status": "completed", "duration_seconds": 42,
         "transcription": "Please call me back.", "transcription_status": "completed",
+        "deleted": False,
     }]
     assert "twilio.com" not in json.dumps(shown)  # never the recording's URL
 

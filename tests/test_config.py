@@ -40,6 +40,9 @@ EXPECTED_FUNCTIONS = {
     "messages",
     "broadcasts",
     "optouts",
+    "voicemails",
+    "recordings",
+    "console",
 }
 REST_FUNCTIONS = ("make_call", "send_sms")
 RECORD_READERS = ("calls", "messages")

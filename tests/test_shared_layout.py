@@ -19,7 +19,7 @@ MODULES = sorted(
     for path in SHARED.rglob("*.py")
 )
 CAPABILITIES = ("common", "webhooks", "outbound", "records", "broadcasts", "callflows",
-                "messageflows")
+                "messageflows", "console")
 
 
 def _path(module: str) -> Path:

@@ -194,7 +194,8 @@ def test_a_malformed_setting_is_named_in_an_error_log(app_settings, logs):
 
 def test_functions_import_without_settings_and_webhooks_never_load_the_rest_client():
     """Importing every function needs no setting; serving voice_url leaves twilio.rest, aiohttp,
-    phonenumbers and the storage and identity libraries unloaded; sms_url records the text, so
+    phonenumbers, the storage and identity libraries and the console's code unloaded (loading
+    the console's functions loads none of it either); sms_url records the text, so
     it may load the storage libraries on its first request, but never twilio.rest or
     phonenumbers."""
     script = textwrap.dedent(
@@ -203,12 +204,14 @@ def test_functions_import_without_settings_and_webhooks_never_load_the_rest_clie
         for name in [n for n in os.environ if n.startswith(("TWILIO_", "PUBLIC_", "VOICE_", "SMS_"))]:
             del os.environ[name]
         import make_call, send_sms, voice_url, sms_url, call_status, message_status, calls, messages
+        import voicemails, recordings, broadcasts, optouts, console
         sys.path.insert(0, "tests")
         from conftest import signed_form_request, VOICE_PARAMS, SMS_PARAMS, AUTH_TOKEN
         os.environ["TWILIO_AUTH_TOKEN"] = AUTH_TOKEN
         base = "https://myapp.azurewebsites.net/api/"
         heavy = ("twilio.rest", "aiohttp", "phonenumbers", "azure.data.tables", "azure.identity",
-                 "azure.core.pipeline")
+                 "azure.core.pipeline", "shared.console.static", "shared.console.signin",
+                 "shared.records.voicemails")
         for module, params in ((voice_url, VOICE_PARAMS), (sms_url, SMS_PARAMS)):
             req = signed_form_request(base + module.__name__, params)
             assert asyncio.run(module.main(req)).status_code == 200

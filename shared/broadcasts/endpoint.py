@@ -18,6 +18,7 @@ from shared.broadcasts import model, starting, table
 from shared.common import responses, routes
 from shared.common.responses import Refusal
 from shared.common.settings import SettingsError
+from shared.console import signin
 from shared.outbound import answers, calls, request_body, sms
 from shared.outbound.number_errors import ForbiddenDestination, InvalidNumber
 from shared.outbound.settings import load_call_settings, load_sms_settings
@@ -28,11 +29,14 @@ BROADCAST_ID = "BroadcastId"  # on the Idempotency-Key's row
 
 
 async def handle(req: func.HttpRequest) -> func.HttpResponse:
-    """POST starts a broadcast; GET /api/broadcasts/{id} shows one."""
+    """POST starts a broadcast; GET /api/broadcasts/{id} shows one, GET /api/broadcasts lists
+    them."""
+    if refused := signin.refusal(req):
+        return refused
     broadcast_id = req.route_params.get("id")
     if req.method.upper() == "GET":
         if not broadcast_id:
-            return responses.json_error(400, "Name the broadcast: GET /api/broadcasts/{id}.")
+            return await listing(req)
         return await show(req, broadcast_id)
     if broadcast_id:
         return responses.json_error(405, "Start a broadcast with POST /api/broadcasts.")
@@ -186,6 +190,23 @@ async def show(req: func.HttpRequest, broadcast_id: str) -> func.HttpResponse:
     path = f"{routes.path('broadcasts')}/{broadcast_id}"
     return responses.json_body({**found, "next_url": queries.next_url(path, limit, found["next"])},
                                200)
+
+
+async def listing(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/broadcasts: the newest first, each with its counts, a page at a time."""
+    query = queries.page_query(req, 10, 50)
+    if isinstance(query, func.HttpResponse):
+        return query
+    limit, token = query
+    try:
+        items, next_token = await storage.within_deadline(table.recent(limit, token))
+    except storage.StorageRefused:
+        return responses.json_error(400, "'continuation' is not a token this app gave out.")
+    except (storage.StorageUnavailable, SettingsError) as error:
+        return _unavailable(error)
+    following = queries.next_url(routes.path("broadcasts"), limit, next_token)
+    return responses.json_body({"broadcasts": items, "next": next_token,
+                                "next_url": following}, 200)
 
 
 def _unavailable(error: Exception) -> func.HttpResponse:

@@ -61,6 +61,8 @@ async def accept(
         if existing is None:
             raise storage.StorageUnavailable("the broadcast's row vanished") from None
         broadcast = Broadcast.from_row(existing)
+        row = existing
+    await storage.within_deadline(table.index(broadcast.id, str(row.get("CreatedAt") or "")))
     missed = [
         to
         for chunk in await queue.enqueue(chunks(broadcast, accepted), QUEUE_BUDGET)

@@ -111,6 +111,72 @@ async def mark(
     logger.info("broadcast_send id=%s to=%s outcome=%s", broadcast, redact.phone_number(to), state)
 
 
+# The broadcasts, newest first: rows in the records' index table (shared.records.store), keyed
+# as its records are, so GET /api/broadcasts pages through them without a scan.
+INDEX_PARTITION = "broadcast"
+
+
+async def index(broadcast: str, created_at: str) -> None:
+    """File a broadcast under its creation time (the same row on every retry of its start)."""
+    import datetime
+
+    from shared.records import store
+
+    try:
+        created = datetime.datetime.fromisoformat(created_at)
+    except ValueError:
+        created = store._now()
+    row = {"PartitionKey": INDEX_PARTITION, "RowKey": store._index_key(created, broadcast),
+           "Id": broadcast}
+    await storage.on_table(store.INDEX_TABLE, lambda t: t.upsert_entity(row))
+
+
+async def recent(limit: int, token: dict[str, str] | None
+                 ) -> tuple[list[dict[str, Any]], str | None]:
+    """The newest broadcasts, one page of `limit`, each with its counts; and the next token."""
+    from shared.records import store
+
+    async def page(t: Any) -> tuple[list[dict[str, Any]], object]:
+        pages = t.query_entities("PartitionKey eq @p", parameters={"p": INDEX_PARTITION},
+                                 results_per_page=limit).by_page(continuation_token=token)
+        async for rows in pages:
+            return [dict(r) async for r in rows], pages.continuation_token
+        return [], None
+
+    rows, next_token = await storage.on_table(store.INDEX_TABLE, page)
+
+    async def summary(broadcast: str) -> dict[str, Any] | None:
+        found = await read_row(broadcast)
+        if found is None:
+            return None
+        return {"id": broadcast, "kind": found.get("Kind"), "created_at": found.get("CreatedAt"),
+                "accepted": int(found.get("Accepted") or 0),
+                "counts": await storage.on_table(TABLE, lambda t: _counts(t, broadcast, found))}
+
+    found = await asyncio.gather(*(summary(r["Id"]) for r in rows))
+    return [s for s in found if s is not None], store.encode_token(next_token)
+
+
+async def _counts(t: Any, broadcast: str, found: dict[str, Any]) -> dict[str, int]:
+    """Recipients by state over the whole broadcast (one partition query of their states)."""
+    totals = dict.fromkeys(STATES, 0)
+    rows = t.query_entities(
+        "PartitionKey eq @id and RowKey ge 'r-' and RowKey lt 'r-~'",
+        parameters={"id": broadcast},
+        select=["State"],
+    )
+    async for row in rows:
+        state = row.get("State")
+        if state in ("sent", "failed", "refused"):  # refused when their turn came: opted out
+            totals[state] += 1
+    # Every accepted recipient not yet settled is queued, listed (taken up) or not.
+    settled = totals["sent"] + totals["failed"] + totals["refused"]
+    totals["queued"] = max(0, int(found.get("Accepted") or 0) - settled)
+    # And those refused on the way in (rows are kept for the first 1,000).
+    totals["refused"] += int(found.get("Refused") or 0)
+    return totals
+
+
 async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> dict[str, Any] | None:
     """Counts by state over the whole broadcast, and one page of its recipients."""
     from shared.records import store
@@ -120,22 +186,7 @@ async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> di
         return None
 
     async def counts(t: Any) -> dict[str, int]:
-        totals = dict.fromkeys(STATES, 0)
-        rows = t.query_entities(
-            "PartitionKey eq @id and RowKey ge 'r-' and RowKey lt 'r-~'",
-            parameters={"id": broadcast},
-            select=["State"],
-        )
-        async for row in rows:
-            state = row.get("State")
-            if state in ("sent", "failed", "refused"):  # refused when their turn came: opted out
-                totals[state] += 1
-        # Every accepted recipient not yet settled is queued, listed (taken up) or not.
-        settled = totals["sent"] + totals["failed"] + totals["refused"]
-        totals["queued"] = max(0, int(found.get("Accepted") or 0) - settled)
-        # And those refused on the way in (rows are kept for the first 1,000).
-        totals["refused"] += int(found.get("Refused") or 0)
-        return totals
+        return await _counts(t, broadcast, found)
 
     async def page(t: Any) -> tuple[list[dict[str, Any]], object]:
         pages = t.query_entities(

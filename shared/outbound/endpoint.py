@@ -19,6 +19,7 @@ import azure.functions as func
 
 from shared.common import responses
 from shared.common.settings import SettingsError
+from shared.console import signin
 from shared.outbound import answers, calls, request_body, sms
 from shared.outbound.settings import load_call_settings, load_sms_settings
 from shared.records import idempotency, storage
@@ -74,6 +75,8 @@ MESSAGE = Outbound(
 
 async def handle(req: func.HttpRequest, outbound: Outbound) -> func.HttpResponse:
     """Create the call or message the request asks for, at most once per Idempotency-Key."""
+    if refused := signin.refusal(req):
+        return refused
     try:
         settings = outbound.load_settings()
     except SettingsError as error:

@@ -14,6 +14,7 @@ import azure.functions as func
 
 from shared.common import logs, redact, responses, routes
 from shared.common.settings import SettingsError, app_service_auth, loader
+from shared.console import signin
 from shared.records import optouts, queries, storage
 from shared.records.storage import StorageUnavailable
 
@@ -25,6 +26,8 @@ MAX_REASON = 200
 
 
 async def handle(req: func.HttpRequest) -> func.HttpResponse:
+    if refused := signin.refusal(req):
+        return refused
     action = req.route_params.get("action")
     if req.method == "GET" and action is None:
         return await listing(req)

@@ -14,6 +14,7 @@ import azure.functions as func
 
 from shared.common import logs, responses, routes
 from shared.common.settings import SettingsError
+from shared.console import signin
 from shared.records import storage, store
 from shared.records.storage import StorageUnavailable
 
@@ -22,6 +23,18 @@ logger = logs.get_logger(__name__)
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 PLURAL = {"call": "calls", "message": "messages"}
+
+
+async def handle(
+    req: func.HttpRequest, kind: str, pattern: re.Pattern[str], example: str
+) -> func.HttpResponse:
+    """GET /api/{calls|messages}[/{sid}]: one record, or a page of them."""
+    if refused := signin.refusal(req):
+        return refused
+    sid = req.route_params.get("sid")
+    if sid is None:
+        return await page(req, kind)
+    return await one(kind, sid, pattern, example)
 
 
 async def one(kind: str, sid: str, pattern: re.Pattern[str], example: str) -> func.HttpResponse:

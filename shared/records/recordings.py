@@ -15,7 +15,7 @@ from shared.records import storage, store
 
 logger = logs.get_logger(__name__)
 
-RECORDING_PREFIX = "recording-"
+RECORDING_PREFIX = store.RECORDING_PREFIX
 RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 # What a recording status callback and a transcription callback carry that is worth keeping.
@@ -33,7 +33,7 @@ async def keep(callback: webhooks.Webhook) -> str:
                            "RecordingSid": recording}
     row |= {name: store.cut(params[name]) for name in FIELDS if params.get(name)}
     try:
-        await storage.within_deadline(_write(call, row))
+        await storage.within_deadline(_write(call, row, params))
     except storage.StorageRefused as error:
         logger.error("recording_status RecordingSid=%s outcome=not-recorded reason=%s",
                      redact.sid(recording), error)
@@ -45,9 +45,13 @@ async def keep(callback: webhooks.Webhook) -> str:
     return "recorded"
 
 
-async def _write(call: str, row: dict[str, Any]) -> None:
+async def _write(call: str, row: dict[str, Any], params: dict[str, str]) -> None:
     from azure.data.tables import UpdateMode
+
+    from shared.records import voicemails
 
     await store.ensure_record("call", call)
     await storage.on_table(store.RECORDS_TABLE,
                            lambda t: t.upsert_entity(row, mode=UpdateMode.MERGE))
+    if params.get("RecordingStatus"):  # the recording's own callback, not the transcription's
+        await voicemails.file(call, row["RecordingSid"], params)

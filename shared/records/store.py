@@ -33,6 +33,8 @@ RECORDS_TABLE = "TwilioRecords"
 INDEX_TABLE = "TwilioRecordIndex"
 RECORD_ROW = "record"
 EVENT_PREFIX = "event-"
+# A call's recordings (shared.records.recordings): row `recording-<RecordingSid>`.
+RECORDING_PREFIX = "recording-"
 # Who created a SID, on its record row (`Owner`): the Idempotency-Key that created or adopted it
 # (shared.records.idempotency's Claim.owner), or NO_KEY for a request without one. A record made by
 # a status callback alone has no owner yet. An unknown outcome's lookup adopts only a SID that no
@@ -398,9 +400,10 @@ def _recordings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             and len(d) < 7 else None,
             "transcription": r.get("TranscriptionText"),
             "transcription_status": r.get("TranscriptionStatus"),
+            "deleted": bool(r.get("Deleted")),
         }
         for r in rows
-        if r["RowKey"].startswith("recording-")
+        if r["RowKey"].startswith(RECORDING_PREFIX)
     ]
 
 
