@@ -399,3 +399,38 @@ def test_the_broadcasts_are_listed_newest_first_with_their_counts(worker_host, s
     assert len(paged["broadcasts"]) == 1 and paged["next_url"].startswith("/api/broadcasts?")
     drain(storage, first["id"])
     drain(storage, second["id"])
+
+
+def test_the_counts_follow_each_recipients_final_status_callback(worker_host, storage, twilio_api):
+    """Twilio's status callbacks for a broadcast's texts come to the URL each create named; the
+    final ones (delivered, undelivered) are counted, a retried one once, others not at all."""
+    from urllib.parse import urlencode
+
+    from conftest import ACCOUNT_SID, signature
+
+    numbers = ["+14155550141", "+14155550142", "+14155550143"]
+    answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
+    [chunk] = drain(storage, answer["id"])
+    run(broadcast_send.main, queue_message(chunk))
+    creates = {str(r.data["To"]): r.data for r in twilio_api.creates}
+
+    def report(to: str, status: str) -> int:
+        url = str(creates[to]["StatusCallback"]).split("#")[0]  # the fragment is Twilio's
+        params = {"MessageSid": "SM" + "0" * 31 + to[-1], "AccountSid": ACCOUNT_SID,
+                  "MessageStatus": status, "To": to, "From": "+14155550100"}
+        headers = {"Content-Type": "application/x-www-form-urlencoded",
+                   "X-Twilio-Signature": signature(url, params)}
+        return worker_host.request("POST", url, headers=headers, body=urlencode(params),
+                                   base_url=PUBLIC).status
+
+    assert all(f"broadcast={answer['id']}" in str(c["StatusCallback"]) for c in creates.values())
+    statuses = [report(numbers[0], "sent"), report(numbers[0], "delivered"),
+                report(numbers[0], "delivered"), report(numbers[1], "undelivered")]
+    shown = status(worker_host, answer["id"])
+    listed = worker_host.request("GET", "/api/broadcasts?limit=50", base_url=PUBLIC).json()
+
+    assert statuses == [204, 204, 204, 204]
+    assert shown["counts"] == {"queued": 0, "sent": 3, "failed": 0, "refused": 0}
+    assert shown["delivery"] == {"delivered": 1, "undelivered": 1}
+    mine = next(b for b in listed["broadcasts"] if b["id"] == answer["id"])
+    assert mine["delivery"] == {"delivered": 1, "undelivered": 1}

@@ -26,7 +26,7 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.broadcasts import model, queue, table
+from shared.broadcasts import delivery, model, queue, table
 from shared.broadcasts.settings import load_broadcast_settings
 from shared.common import logs, redact, responses
 from shared.common.responses import Refusal
@@ -182,11 +182,14 @@ async def _send(
     task: model.Task, settings: Any, request: Any, owner: str
 ) -> func.HttpResponse:
     subject = sms.SUBJECT if task.kind == "sms" else calls.SUBJECT
+    # The status callbacks say which broadcast they belong to: its delivery counts follow them
+    # (shared.broadcasts.delivery).
+    query = f"?{delivery.QUERY}={task.broadcast}"
     try:
         if task.kind == "sms":
-            created: Any = await sms.send(request, settings)
+            created: Any = await sms.send(request, settings, query)
         else:
-            created = await calls.place(request, settings)
+            created = await calls.place(request, settings, query)
     except Exception as error:  # every failure becomes an answer, as for a single send
         return answers.twilio_failure(error, subject, request.to, settings.rest.http_timeout)
     if task.kind == "sms":

@@ -111,6 +111,14 @@ async def mark(
     logger.info("broadcast_send id=%s to=%s outcome=%s", broadcast, redact.phone_number(to), state)
 
 
+async def deliver(broadcast: str, to: str, outcome: str) -> None:
+    """A sent recipient's final status (shared.broadcasts.delivery): merged into its row."""
+    from azure.data.tables import UpdateMode
+
+    row = {"PartitionKey": broadcast, "RowKey": RECIPIENT_PREFIX + to, "Delivery": outcome}
+    await storage.on_table(TABLE, lambda t: t.upsert_entity(row, mode=UpdateMode.MERGE))
+
+
 # The broadcasts, newest first: rows in the records' index table (shared.records.store), keyed
 # as its records are, so GET /api/broadcasts pages through them without a scan.
 INDEX_PARTITION = "broadcast"
@@ -149,32 +157,39 @@ async def recent(limit: int, token: dict[str, str] | None
         found = await read_row(broadcast)
         if found is None:
             return None
+        totals, fared = await storage.on_table(TABLE, lambda t: _counts(t, broadcast, found))
         return {"id": broadcast, "kind": found.get("Kind"), "created_at": found.get("CreatedAt"),
-                "accepted": int(found.get("Accepted") or 0),
-                "counts": await storage.on_table(TABLE, lambda t: _counts(t, broadcast, found))}
+                "accepted": int(found.get("Accepted") or 0), "counts": totals, "delivery": fared}
 
     found = await asyncio.gather(*(summary(r["Id"]) for r in rows))
     return [s for s in found if s is not None], store.encode_token(next_token)
 
 
-async def _counts(t: Any, broadcast: str, found: dict[str, Any]) -> dict[str, int]:
-    """Recipients by state over the whole broadcast (one partition query of their states)."""
+async def _counts(
+    t: Any, broadcast: str, found: dict[str, Any]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Recipients by state over the whole broadcast (one partition query of their states), and
+    how the sent ones fared (`delivery`: delivered, undelivered; the rest are still on their
+    way)."""
     totals = dict.fromkeys(STATES, 0)
+    fared = {"delivered": 0, "undelivered": 0}
     rows = t.query_entities(
         "PartitionKey eq @id and RowKey ge 'r-' and RowKey lt 'r-~'",
         parameters={"id": broadcast},
-        select=["State"],
+        select=["State", "Delivery"],
     )
     async for row in rows:
         state = row.get("State")
         if state in ("sent", "failed", "refused"):  # refused when their turn came: opted out
             totals[state] += 1
+        if state == "sent" and row.get("Delivery") in fared:
+            fared[row["Delivery"]] += 1
     # Every accepted recipient not yet settled is queued, listed (taken up) or not.
     settled = totals["sent"] + totals["failed"] + totals["refused"]
     totals["queued"] = max(0, int(found.get("Accepted") or 0) - settled)
     # And those refused on the way in (rows are kept for the first 1,000).
     totals["refused"] += int(found.get("Refused") or 0)
-    return totals
+    return totals, fared
 
 
 async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> dict[str, Any] | None:
@@ -185,7 +200,7 @@ async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> di
     if found is None:
         return None
 
-    async def counts(t: Any) -> dict[str, int]:
+    async def counts(t: Any) -> tuple[dict[str, int], dict[str, int]]:
         return await _counts(t, broadcast, found)
 
     async def page(t: Any) -> tuple[list[dict[str, Any]], object]:
@@ -199,7 +214,7 @@ async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> di
         return [], None
 
     # Counting reads the whole partition: once, on the first page, not again on every page.
-    totals = await storage.on_table(TABLE, counts) if token is None else None
+    counted = await storage.on_table(TABLE, counts) if token is None else None
     rows, next_token = await storage.on_table(TABLE, page)
     kind = "call" if found.get("Kind") == "call" else "message"
 
@@ -221,7 +236,9 @@ async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> di
         "id": broadcast,
         "kind": found.get("Kind"),
         "created_at": found.get("CreatedAt"),
-        "counts": totals,
+        # Counted on the first page only (each count reads the whole partition).
+        "counts": counted[0] if counted else None,
+        "delivery": counted[1] if counted else None,
         "recipients": list(items),
         "next": store.encode_token(next_token),
     }

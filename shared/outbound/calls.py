@@ -90,13 +90,16 @@ def parse(fields: Fields, settings: CallSettings) -> CallRequest:
     return CallRequest(to=to.e164, from_=from_, message=message, url=url)
 
 
-def status_callback_url(settings: CallSettings) -> str:
+def status_callback_url(settings: CallSettings, callback_query: str = "") -> str:
     origin = settings.rest.public_origin or ""
-    return origin + STATUS_CALLBACK_PATH + routes.CALLBACK_RETRIES
+    return origin + STATUS_CALLBACK_PATH + callback_query + routes.CALLBACK_RETRIES
 
 
-async def place(call: CallRequest, settings: CallSettings) -> CallInstance:
-    """POST Calls.json once, within TWILIO_HTTP_TIMEOUT; raises whatever went wrong."""
+async def place(
+    call: CallRequest, settings: CallSettings, callback_query: str = ""
+) -> CallInstance:
+    """POST Calls.json once, within TWILIO_HTTP_TIMEOUT; raises whatever went wrong.
+    `callback_query` (`?broadcast=…`) goes on the status callback's URL, which Twilio signs."""
     client = twilio_client.get_client(settings.rest)
     created = await asyncio.wait_for(
         client.calls.create_async(
@@ -104,7 +107,7 @@ async def place(call: CallRequest, settings: CallSettings) -> CallInstance:
             from_=call.from_,
             url=call.url,
             method="POST",
-            status_callback=status_callback_url(settings),
+            status_callback=status_callback_url(settings, callback_query),
             status_callback_event=STATUS_CALLBACK_EVENTS,
             status_callback_method="POST",
         ),

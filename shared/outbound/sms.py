@@ -179,14 +179,18 @@ async def _learn_opt_out(message: SmsRequest, error: Exception) -> None:
                      redact.phone_number(message.to), failure)
 
 
-async def send(message: SmsRequest, settings: SmsSettings) -> MessageInstance:
+async def send(
+    message: SmsRequest, settings: SmsSettings, callback_query: str = ""
+) -> MessageInstance:
     """POST Messages.json once, within TWILIO_HTTP_TIMEOUT; raises whatever went wrong (a 21610
-    refusal is kept as an opt-out first)."""
+    refusal is kept as an opt-out first). `callback_query` (`?broadcast=…`) goes on the status
+    callback's URL, which Twilio signs."""
     client = twilio_client.get_client(settings.rest)
     options: dict[str, object] = {
         "to": message.to,
         "status_callback": (settings.rest.public_origin or "")
         + STATUS_CALLBACK_PATH
+        + callback_query
         + routes.CALLBACK_RETRIES,
     }
     if message.messaging_service_sid:

@@ -30,6 +30,10 @@ async def keep(kind: str, callback: webhooks.Webhook) -> str:
         return "ignored"
     try:
         stored = await storage.within_deadline(store.event(kind, sid, params))
+        if callback.query.get("broadcast"):  # a broadcast's call or text: its counts follow
+            from shared.broadcasts import delivery
+
+            await storage.within_deadline(delivery.follow(kind, callback.query, params))
     except storage.StorageRefused as error:
         # Storage will refuse this callback on every retry: 503 would only have Twilio send it
         # again until it gives up. Logged for the operator; answered 204.
