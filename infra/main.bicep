@@ -94,6 +94,15 @@ param smsAllowedCountries string = ''
 @description('Calls and messages one instance of broadcast_send creates a second at most (optional; empty means no pacing beyond the queue batch).')
 param broadcastSendsPerSecond string = ''
 
+// ---- The console's sign-in (docs/console-sign-in.md) ----
+
+@description('Put App Service Authentication (Microsoft Entra ID) in front of the app, so that the console also requires a signed-in user (optional; off: the Functions key alone). Twilio\'s webhooks stay reachable without signing in.')
+param consoleSignIn bool = false
+
+@description('Application (client) ID of the Entra app registration users sign in to the console with; needed when consoleSignIn is true.')
+@maxLength(36)
+param consoleSignInClientId string = ''
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -194,6 +203,12 @@ var twilioPlainSettings = {
   BROADCAST_SENDS_PER_SECOND: broadcastSendsPerSecond
 }
 
+// The console's functions require a signed-in user too exactly when App Service Authentication is
+// put in front of the app (shared/console/settings.py reads it).
+var consoleSettings = {
+  CONSOLE_REQUIRE_SIGN_IN: consoleSignIn ? 'true' : 'false'
+}
+
 module functionApp 'app/functionapp.bicep' = {
   name: 'functionapp'
   scope: rg
@@ -208,7 +223,9 @@ module functionApp 'app/functionapp.bicep' = {
     storageBlobEndpoint: storage.outputs.blobEndpoint
     deploymentContainerName: storage.outputs.deploymentContainerName
     applicationInsightsConnectionString: monitoring.outputs.connectionString
-    appSettings: union(twilioPlainSettings, authTokenSetting, authTokenSecondarySetting, apiSecretSetting, sharedKeySecretSetting, sharedKeySecretSecondarySetting)
+    appSettings: union(twilioPlainSettings, consoleSettings, authTokenSetting, authTokenSecondarySetting, apiSecretSetting, sharedKeySecretSetting, sharedKeySecretSecondarySetting)
+    consoleSignIn: consoleSignIn
+    consoleSignInClientId: consoleSignInClientId
   }
   // The app must not start before it may read its secrets and telemetry target.
   dependsOn: [
@@ -230,3 +247,7 @@ output FUNCTION_APP_BASE_URL string = functionApp.outputs.baseUrl
 output MAKE_CALL_URL string = '${functionApp.outputs.baseUrl}/api/make_call'
 output VOICE_URL string = '${functionApp.outputs.baseUrl}/api/voice_url'
 output SMS_URL string = '${functionApp.outputs.baseUrl}/api/sms_url'
+// For the console's sign-in (docs/console-sign-in.md): the app registration's redirect URI, and the
+// subject of its federated credential (the app's managed identity, which signs in for it).
+output CONSOLE_SIGN_IN_REDIRECT_URI string = '${functionApp.outputs.baseUrl}/.auth/login/aad/callback'
+output AZURE_FUNCTION_APP_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId

@@ -571,6 +571,182 @@ def test_python_version_agrees_across_bicep_ci_and_readme() -> None:
     assert mentioned == {version}, f"README names Python {mentioned}, the app runs {version}"
 
 
+# ---- The console's sign-in: App Service Authentication, optional, off by default ----------------
+# docs/console-sign-in.md says what the Flex Consumption documentation says about the feature and
+# how this was checked: against the documentation and this file, since Azure cannot be reached
+# from here.
+
+FUNCTION_APP_BICEP = INFRA / "app" / "functionapp.bicep"
+# Twilio calls these without signing in; it signs them instead (X-Twilio-Signature).
+WEBHOOK_FUNCTIONS = (
+    "voice_url",
+    "sms_url",
+    "call_flow",
+    "call_status",
+    "message_status",
+    "recording_status",
+)
+# App Service Authentication's actions that refuse or redirect an unauthenticated request; the
+# Entra configuration here must never use them (they would shut Twilio out of the webhooks).
+REFUSING_ACTIONS = ("RedirectToLoginPage", "Return401", "Return403", "Return404")
+
+
+def auth_settings() -> tuple[tree_sitter.Node, tree_sitter.Node]:
+    """The one authsettingsV2 resource: its declaration and its body (inside any `if`)."""
+    found = [
+        r
+        for r in resources("Microsoft.Web/sites/config")
+        if literal(field(r.body, "name")) == "authsettingsV2"
+    ]
+    assert len(found) == 1, f"expected one authsettingsV2 resource, found {len(found)}"
+    [resource] = found
+    declaration = resource.body
+    while declaration.type != "resource_declaration":
+        assert declaration.parent is not None
+        declaration = declaration.parent
+    return declaration, resource.body
+
+
+def http_functions() -> dict[str, dict[str, Any]]:
+    """Each HTTP-triggered function folder's trigger binding, by folder name."""
+    found = {}
+    for config in sorted(REPO.glob("*/function.json")):
+        bindings = json.loads(config.read_text()).get("bindings", [])
+        for binding in bindings:
+            if binding.get("type") == "httpTrigger":
+                found[config.parent.name] = binding
+    return found
+
+
+def test_console_sign_in_is_an_azd_parameter_off_by_default() -> None:
+    main = declarations(INFRA / "main.bicep", "parameter")
+    module = declarations(FUNCTION_APP_BICEP, "parameter")
+    for params in (main, module):
+        switch = params["consoleSignIn"]
+        assert [text(c) for c in switch.children[2:]] == ["bool", "=", "false"], text(switch)
+        client_id = params["consoleSignInClientId"]
+        assert [text(c) for c in client_id.children[2:]] == ["string", "=", "''"]
+    values = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    # As every other optional setting: an unset azd value leaves the Bicep default (false).
+    assert values["consoleSignIn"] == {"value": "${CONSOLE_SIGN_IN}"}
+    assert values["consoleSignInClientId"] == {"value": "${CONSOLE_SIGN_IN_CLIENT_ID}"}
+    [module_call] = [
+        n
+        for n in bicep_tree(INFRA / "main.bicep").root_node.named_children
+        if n.type == "module_declaration" and "app/functionapp.bicep" in text(n)
+    ]
+    params = field(module_call.named_children[-1], "params")
+    assert text(field(params, "consoleSignIn") or module_call) == "consoleSignIn"
+    assert text(field(params, "consoleSignInClientId") or module_call) == "consoleSignInClientId"
+
+
+def test_authsettings_v2_is_deployed_only_with_console_sign_in() -> None:
+    declaration, body = auth_settings()
+    assert declaration.named_children[-1].type == "if_statement", (
+        "authsettingsV2 must be deployed only when consoleSignIn is true"
+    )
+    condition = declaration.named_children[-1].named_children[0]
+    assert text(condition) == "(consoleSignIn)", text(condition)
+    assert literal(declaration.named_children[1]).startswith("Microsoft.Web/sites/config@")
+    assert text(field(body, "parent") or body) == the_resource("Microsoft.Web/sites").symbol
+    # The settings it relies on are the module's, on the same switch.
+    [(_path, settings)] = properties_named("OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID")
+    holder = settings.parent.parent  # object -> `var signInSettings = consoleSignIn ? {...} : {}`
+    assert holder is not None and holder.type == "ternary_expression"
+    assert text(holder.named_children[0]) == "consoleSignIn"
+    assert text(holder.named_children[-1]) == "{}"
+
+
+def test_authsettings_v2_lets_every_request_through() -> None:
+    """Acceptance: Twilio's webhooks stay reachable without signing in. Authentication only names
+    who signed in; it never redirects or refuses (globally: no action but AllowAnonymous, and
+    authentication not required)."""
+    _declaration, body = auth_settings()
+    props = field(body, "properties")
+    validation = field(props, "globalValidation")
+    assert literal(field(validation, "unauthenticatedClientAction")) == "AllowAnonymous"
+    assert text(field(validation, "requireAuthentication") or body) == "false"
+    assert text(field(props, "platform", "enabled") or body) == "true"
+    # A configuration file would take precedence over what is checked here.
+    assert field(props, "platform", "configFilePath") is None
+    for path in BICEP_FILES:
+        for node in walk(bicep_tree(path).root_node):
+            value = literal(node)
+            assert value not in REFUSING_ACTIONS, (
+                f"{path.name}:{line_of(node)}: {value} would shut Twilio out of the webhooks"
+            )
+            if node.type == "object_property":
+                assert key_of(node) != "requireAuthentication" or text(value_of(node)) == "false"
+
+
+def test_authsettings_v2_signs_in_with_this_tenants_entra_id_and_stores_no_tokens() -> None:
+    _declaration, body = auth_settings()
+    props = field(body, "properties")
+    assert text(field(props, "httpSettings", "requireHttps") or body) == "true"
+    entra = field(props, "identityProviders", "azureActiveDirectory")
+    assert text(field(entra, "enabled") or body) == "true"
+    registration = field(entra, "registration")
+    assert text(field(registration, "clientId") or body) == "consoleSignInClientId"
+    issuer = text(field(registration, "openIdIssuer") or body)
+    assert issuer == "'${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'"
+    # No client secret: the app's managed identity signs in for the registration (preview).
+    assert literal(field(registration, "clientSecretSettingName")) == (
+        "OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID"
+    )
+    [(_path, setting)] = properties_named("OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID")
+    assert text(value_of(setting)) == "identityClientId"
+    audiences = field(entra, "validation", "allowedAudiences")
+    assert audiences is not None and [text(a) for a in audiences.named_children] == [
+        "'api://${consoleSignInClientId}'",
+        "consoleSignInClientId",
+    ]
+    assert text(field(props, "login", "tokenStore", "enabled") or body) == "false"
+
+
+def test_no_webhook_is_left_behind_an_excluded_path_list() -> None:
+    """Every request passes (AllowAnonymous), so no path list is needed; one would only matter
+    with authentication required, which would refuse every webhook not in it. None is used, and
+    the webhooks themselves ask for no function key either (Twilio cannot send one)."""
+    for name in ("excludedPaths", "excludedPath"):
+        found = properties_named(name)
+        assert not found, (
+            f"{name} in {[f'{p.name}:{line_of(n)}' for p, n in found]}: with AllowAnonymous no "
+            f"path needs excluding; a list would have to name every webhook: {WEBHOOK_FUNCTIONS}"
+        )
+    functions = http_functions()
+    for name in WEBHOOK_FUNCTIONS:
+        assert functions[name].get("authLevel") == "anonymous", f"{name} must need no key"
+        assert function_route(name).strip("/") == name, f"{name}'s route moved: check the docs"
+    anonymous = {n for n, b in functions.items() if b.get("authLevel") == "anonymous"}
+    # The console's page (HTML, CSS, script) is the only other anonymous function: it holds no data.
+    assert anonymous - set(WEBHOOK_FUNCTIONS) <= {"console"}, (
+        f"new anonymous functions {sorted(anonymous - set(WEBHOOK_FUNCTIONS) - {'console'})}: "
+        "a webhook belongs in WEBHOOK_FUNCTIONS and docs/console-sign-in.md"
+    )
+
+
+def test_console_require_sign_in_follows_the_parameter() -> None:
+    """CONSOLE_REQUIRE_SIGN_IN is 'true' exactly when authsettingsV2 is deployed, 'false' otherwise
+    (always set, so turning sign-in off also turns the requirement off)."""
+    [(path, prop)] = properties_named("CONSOLE_REQUIRE_SIGN_IN")
+    assert path == INFRA / "main.bicep"
+    value = value_of(prop)
+    assert value.type == "ternary_expression", text(value)
+    assert [text(c) for c in value.named_children] == ["consoleSignIn", "'true'", "'false'"]
+    holder = prop.parent.parent  # object -> `var consoleSettings = {...}`
+    assert holder is not None and holder.type == "variable_declaration"
+    name = text(holder.named_children[0])
+    [module_call] = [
+        n
+        for n in bicep_tree(INFRA / "main.bicep").root_node.named_children
+        if n.type == "module_declaration" and "app/functionapp.bicep" in text(n)
+    ]
+    app_settings = field(module_call.named_children[-1], "params", "appSettings")
+    assert app_settings is not None and re.search(rf"\b{name}\b", text(app_settings)), (
+        f"{name} must reach the app settings"
+    )
+
+
 # ---- .funcignore, azure.yaml -----------------------------------------------------------------
 
 
@@ -671,7 +847,10 @@ WAIVERS = (
         "CKV_AZURE_13",
         "*",
         "Twilio cannot sign in with Entra ID: webhooks are checked by "
-        "X-Twilio-Signature, make_call by its function key.",
+        "X-Twilio-Signature, make_call by its function key. The optional console sign-in "
+        "(authsettingsV2, consoleSignIn) lets unauthenticated requests through on purpose, and "
+        "checkov reads V1 authsettings' `enabled` and drops the properties of conditional "
+        "resources anyway (test_authsettings_v2_lets_every_request_through checks it).",
     ),
     Waiver("CKV_AZURE_17", "*", "Twilio presents no client certificate to webhooks."),
     Waiver("CKV_AZURE_222", "*", "Twilio must reach voice_url and sms_url from the internet."),

@@ -52,6 +52,13 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+@description('Put App Service Authentication (Microsoft Entra ID) in front of the app for the console; it lets every request through and only names the signed-in user (docs/console-sign-in.md).')
+param consoleSignIn bool = false
+
+@description('Application (client) ID of the Entra app registration users sign in to the console with; needed when consoleSignIn is true.')
+@maxLength(36)
+param consoleSignInClientId string = ''
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
   location: location
@@ -129,7 +136,79 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
       // The app's own https URL: the origin whose Twilio signatures it checks (README's settings table).
       PUBLIC_BASE_URL: 'https://${functionApp.properties.defaultHostName}'
-    })
+    }, signInSettings)
+  }
+}
+
+// Platform settings of the console's sign-in, only with consoleSignIn (docs/console-sign-in.md).
+// OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID: sign-in proves the app registration's identity with the
+// app's managed identity (a federated identity credential on the registration) instead of a
+// client secret, so there is no secret to store or rotate (preview);
+// https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-managed-identity-instead-of-a-secret-preview
+// WEBSITE_AUTH_AAD_ALLOWED_TENANTS: tokens from this tenant only (a 403 otherwise);
+// https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-built-in-authorization-policy
+var signInSettings = consoleSignIn ? {
+  OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID: identityClientId
+  WEBSITE_AUTH_AAD_ALLOWED_TENANTS: tenant().tenantId
+} : {}
+
+// App Service Authentication (Easy Auth) with Microsoft Entra ID, deployed only with consoleSignIn.
+// It never refuses a request: Twilio's webhooks (voice_url, sms_url, call_flow, call_status,
+// message_status, recording_status) must reach the app without signing in (Twilio signs them
+// instead), so unauthenticated requests go through (AllowAnonymous, no excludedPaths needed) and
+// the console's own functions require the signed-in user themselves (CONSOLE_REQUIRE_SIGN_IN,
+// X-MS-CLIENT-PRINCIPAL-ID). Each property's documentation and what the Flex Consumption pages
+// say about the feature: docs/console-sign-in.md; the properties, as the ARM reference names them:
+// https://learn.microsoft.com/azure/templates/microsoft.web/sites/config-authsettingsv2
+// Turning consoleSignIn off later does not delete this resource (ARM's incremental mode): the
+// doc says how to switch authentication off.
+resource signIn 'Microsoft.Web/sites/config@2024-04-01' = if (consoleSignIn) {
+  parent: functionApp
+  name: 'authsettingsV2'
+  // The app setting it names (OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID) exists first.
+  dependsOn: [
+    functionApp::settings
+  ]
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      // Signed in or not, every request reaches the app; never RedirectToLoginPage or Return401
+      // here, which would shut Twilio out of the webhooks.
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: consoleSignInClientId
+          // Not a secret's name: the managed identity's federated credential (signInSettings).
+          clientSecretSettingName: 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID'
+          // <authentication endpoint>/<tenant id>/v2.0, the endpoint of this cloud.
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          // Bearer tokens of API callers (make_call, send_sms) requested for the registration's
+          // Application ID URI (v1 tokens) or its client ID (v2 tokens).
+          allowedAudiences: [
+            'api://${consoleSignInClientId}'
+            consoleSignInClientId
+          ]
+        }
+      }
+    }
+    login: {
+      // The app needs no provider tokens, only who signed in (the session cookie says so);
+      // nothing is stored.
+      tokenStore: {
+        enabled: false
+      }
+    }
   }
 }
 

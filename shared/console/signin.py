@@ -45,5 +45,5 @@ def refusal(req: func.HttpRequest) -> func.HttpResponse | None:
     if not (req.headers.get(PRINCIPAL_HEADER) or "").strip():
         return responses.json_error(
             401, "Sign in first: this app requires a signed-in user as well as the key "
-            "(open /.auth/login/aad in this browser).")
+            "(open /.auth/login/aad?post_login_redirect_uri=/api/console/ in this browser).")
     return None
