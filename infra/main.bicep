@@ -94,6 +94,12 @@ param smsAllowedCountries string = ''
 @description('Calls and messages one instance of broadcast_send creates a second at most (optional; empty means no pacing beyond the queue batch).')
 param broadcastSendsPerSecond string = ''
 
+@description('The TwiML App (AP...) the console softphone\'s calls go through; scripts/set_twilio_webhooks.py creates it and prints its SID (optional; empty: no calls from the browser).')
+param twilioTwimlAppSid string = ''
+
+@description('The identity the console softphone signs in to Twilio with when nobody is signed in to the app (optional; default console).')
+param consoleClientIdentity string = ''
+
 // ---- The console's sign-in (docs/console-sign-in.md) ----
 
 @description('Put App Service Authentication (Microsoft Entra ID) in front of the app, so that the console also requires a signed-in user (optional; off: the Functions key alone). Twilio\'s webhooks stay reachable without signing in.')
@@ -201,6 +207,8 @@ var twilioPlainSettings = {
   SMS_SENDERS: smsSenders
   SMS_ALLOWED_COUNTRIES: smsAllowedCountries
   BROADCAST_SENDS_PER_SECOND: broadcastSendsPerSecond
+  TWILIO_TWIML_APP_SID: twilioTwimlAppSid
+  CONSOLE_CLIENT_IDENTITY: consoleClientIdentity
 }
 
 // The console's functions require a signed-in user too exactly when App Service Authentication is

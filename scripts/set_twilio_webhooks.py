@@ -57,6 +57,10 @@ PHONE_NUMBER_SID = re.compile(r"PN[0-9a-fA-F]{32}")
 VOICE_ROUTE = "voice_url"
 SMS_ROUTE = "sms_url"
 STATUS_ROUTE = "call_status"
+# The console softphone's TwiML App (docs/browser-calls.md): its voice URL is client_voice.
+TWIML_APP_ROUTE = "client_voice"
+TWIML_APP_SID = re.compile(r"AP[0-9a-fA-F]{32}")
+TWIML_APP_FIELDS = ("voice_url", "voice_method", "status_callback", "status_callback_method")
 WEBHOOK_METHOD = "POST"
 # azd outputs (infra/main.bicep) that name the deployed app's base URL, most specific first;
 # PUBLIC_BASE_URL covers a local.settings.json that already names a tunnel.
@@ -352,13 +356,28 @@ def run(
     http_client: HttpClient | None,
     out: Callable[[str], None],
 ) -> int:
-    """Compare the number's webhooks with the wanted ones, print the difference, apply it."""
+    """Compare the number's webhooks with the wanted ones, print the difference, apply it; then
+    the same for the softphone's TwiML App."""
     number, number_sid = resolve_target(args, settings)
     if not number and not number_sid:
         out("set_twilio_webhooks: TWILIO_PHONE_NUMBER / TWILIO_PHONE_NUMBER_SID not set; skipped.")
         return EXIT_OK
-    desired = desired_webhooks(resolve_base_url(args, settings), route_prefix(repo_root))
+    base_url = resolve_base_url(args, settings)
+    desired = desired_webhooks(base_url, route_prefix(repo_root))
     client = build_client(settings, http_client)
+    point_number(args, client, number, number_sid, desired, out)
+    point_twiml_app(args, settings, client, base_url, route_prefix(repo_root), out)
+    return EXIT_OK
+
+
+def point_number(
+    args: argparse.Namespace,
+    client: Client,
+    number: str | None,
+    number_sid: str | None,
+    desired: Webhooks,
+    out: Callable[[str], None],
+) -> None:
     with reaching_twilio(f"looking up {number_sid or number}"):
         record = find_number(client, number, number_sid)
     current = Webhooks(*(getattr(record, field) for field in FIELDS))
@@ -366,16 +385,77 @@ def run(
     out(f"Twilio number {record.phone_number} ({record.sid}):")
     if not changes:
         out("  webhooks already point at this app; nothing to change.")
-        return EXIT_OK
+        return
     for field, (old, new) in changes.items():
         out(f"  {field}: {describe(old)} -> {new}")
     if args.dry_run:
         out("  dry run: nothing changed.")
-        return EXIT_OK
+        return
     with reaching_twilio(f"updating {record.sid} (it may or may not have changed)"):
         record.update(**{field: new for field, (_old, new) in changes.items()})
     out("  updated.")
-    return EXIT_OK
+
+
+def twiml_app_name(base_url: str) -> str:
+    """The friendly name the app's TwiML App is found by (one per deployment): at most 64."""
+    return f"Softphone {urlsplit(base_url).netloc}"[:64]
+
+
+def point_twiml_app(
+    args: argparse.Namespace,
+    settings: Settings,
+    client: Client,
+    base_url: str,
+    prefix: str,
+    out: Callable[[str], None],
+) -> None:
+    """The TwiML App the console's softphone calls through: TWILIO_TWIML_APP_SID's, else the
+    one named for this deployment, else a new one; its voice URL (client_voice) and status
+    callback (call_status) pointed at this app. Only with an API key: a Voice access token
+    cannot be signed without one, so without it there are no calls from the browser."""
+    sid = settings.get("TWILIO_TWIML_APP_SID")
+    if not sid and not (settings.get("TWILIO_API_KEY") and settings.get("TWILIO_API_SECRET")):
+        out("TwiML App: TWILIO_API_KEY / TWILIO_API_SECRET not set, so no calls from the "
+            "browser; skipped.")
+        return
+    if sid and not TWIML_APP_SID.fullmatch(sid):
+        raise ConfigError("TWILIO_TWIML_APP_SID must be AP followed by 32 hex digits")
+    root = f"{base_url}/{prefix}" if prefix else base_url
+    wanted = {"voice_url": f"{root}/{TWIML_APP_ROUTE}", "voice_method": WEBHOOK_METHOD,
+              "status_callback": f"{root}/{STATUS_ROUTE}",
+              "status_callback_method": WEBHOOK_METHOD}
+    name = twiml_app_name(base_url)
+    with reaching_twilio(f"looking up the TwiML App {sid or name}"):
+        if sid:
+            app = client.applications(sid).fetch()
+        else:
+            app = next(iter(client.applications.list(friendly_name=name, limit=20)), None)
+    if app is None:
+        out(f"TwiML App {name!r}: none yet; one is created:")
+        for field, value in wanted.items():
+            out(f"  {field}: {value}")
+        if args.dry_run:
+            out("  dry run: nothing created.")
+            return
+        with reaching_twilio("creating the TwiML App (it may or may not exist now)"):
+            app = client.applications.create(friendly_name=name, **wanted)
+        out(f"  created {app.sid}.")
+    else:
+        changes = {f: (getattr(app, f), v) for f, v in wanted.items() if getattr(app, f) != v}
+        out(f"TwiML App {app.friendly_name} ({app.sid}):")
+        for field, (old, new) in changes.items():
+            out(f"  {field}: {describe(old)} -> {new}")
+        if not changes:
+            out("  already points at this app; nothing to change.")
+        elif args.dry_run:
+            out("  dry run: nothing changed.")
+        else:
+            with reaching_twilio(f"updating {app.sid} (it may or may not have changed)"):
+                app.update(**{field: new for field, (_old, new) in changes.items()})
+            out("  updated.")
+    if not sid:
+        out(f"  the softphone needs it: azd env set TWILIO_TWIML_APP_SID {app.sid} && azd "
+            "provision (locally: TWILIO_TWIML_APP_SID in local.settings.json)")
 
 
 def main(

@@ -5,6 +5,7 @@ functions."""
 from __future__ import annotations
 
 from shared.broadcasts.settings import BROADCAST_SETTINGS
+from shared.browsercalls.settings import BROWSER_CALL_SETTINGS
 from shared.common.settings import PLATFORM_SETTINGS, SECRET_SETTINGS
 from shared.console.settings import CONSOLE_SETTINGS
 from shared.messageflows.settings import MESSAGE_FLOW_SETTINGS
@@ -16,5 +17,5 @@ __all__ = ["ALL_SETTINGS", "PLATFORM_SETTINGS", "SECRET_SETTINGS", "STORAGE_SETT
 
 ALL_SETTINGS = tuple(
     dict.fromkeys(WEBHOOK_SETTINGS + CALL_SETTINGS + SMS_SETTINGS + BROADCAST_SETTINGS
-                  + MESSAGE_FLOW_SETTINGS + CONSOLE_SETTINGS)
+                  + MESSAGE_FLOW_SETTINGS + CONSOLE_SETTINGS + BROWSER_CALL_SETTINGS)
 )

@@ -51,9 +51,9 @@ def test_a_cold_start_child_serves_one_signed_voice_webhook(tmp_path) -> None:
     run = cold.one_run(APP_ROOT, signed_webhook("voice"), case)
     assert run.functions == [
         "broadcast_poison", "broadcast_send", "broadcasts", "call_flow", "call_status", "calls",
-        "console", "idempotency_expiry", "make_call",
+        "client_voice", "console", "idempotency_expiry", "make_call",
         "message_status", "messages", "optouts", "reconcile", "recording_status", "recordings",
-        "send_sms", "sms_url", "voice_url", "voicemails",
+        "send_sms", "sms_url", "voice_token", "voice_url", "voicemails",
     ]
     assert run.modules == []  # no twilio.rest, aiohttp or phonenumbers for a webhook
     assert 0 < run.interpreter < run.total

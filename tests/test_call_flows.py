@@ -251,6 +251,25 @@ def test_all_at_once_rings_everyone_in_one_dial(
     assert verbs(dial_ends(worker_host, root, status)) == then
 
 
+@pytest.mark.parametrize("ring", ["one_by_one", "all_at_once"])
+def test_a_dial_rings_browsers_beside_numbers(worker_host, app_settings, tmp_path, monkeypatch,
+                                              ring):
+    """`client:NAME` in a dial rings the console's softphone signed in as NAME (<Client>)."""
+    flow_file(tmp_path, monkeypatch, small_flow(ring=ring, to=["client:front_desk",
+                                                                "+14155550101"]))
+    app_settings.setenv("CALL_FLOW", "flow.json")
+
+    root = start(worker_host)
+    rung = [(e.tag, e.text) for e in root[0]]
+
+    if ring == "all_at_once":
+        assert rung == [("Client", "front_desk"), ("Number", "+14155550101")]
+    else:
+        assert rung == [("Client", "front_desk")]
+        after = dial_ends(worker_host, root, "no-answer")
+        assert [(e.tag, e.text) for e in after[0]] == [("Number", "+14155550101")]
+
+
 @pytest.mark.parametrize(("open_", "first"), [
     ({day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}, "Dial"),
     ({}, "Say"),
@@ -359,9 +378,11 @@ def test_the_example_passes_the_check():
     (lambda f: f.update({"start": "nowhere"}), "start: names no step ('nowhere')"),
     (lambda f: f["steps"]["sales"]["dial"].update({"ring": "round_robin"}), "one_by_one"),
     (lambda f: f["steps"]["welcome"].update({"play": "http://example.com/a.mp3"}), "https URL"),
+    (lambda f: f["steps"]["sales"]["dial"]["to"].append("client:front desk"),
+     "must name a browser as client:"),
 ], ids=["unknown-step", "two-actions", "no-action", "next-loop", "time-zone", "range-order",
         "range-shape", "premium", "country", "malformed-number", "trunk-zero", "caller-id",
-        "transcribe-length", "start", "ring", "play-http"])
+        "transcribe-length", "start", "ring", "play-http", "client-name"])
 def test_the_check_refuses_each_bad_flow_by_name(change, named):
     flow = example()
     change(flow)

@@ -43,6 +43,8 @@ EXPECTED_FUNCTIONS = {
     "voicemails",
     "recordings",
     "console",
+    "voice_token",
+    "client_voice",
 }
 REST_FUNCTIONS = ("make_call", "send_sms")
 RECORD_READERS = ("calls", "messages")

@@ -585,6 +585,7 @@ WEBHOOK_FUNCTIONS = (
     "call_status",
     "message_status",
     "recording_status",
+    "client_voice",
 )
 # App Service Authentication's actions that refuse or redirect an unauthenticated request; the
 # Entra configuration here must never use them (they would shut Twilio out of the webhooks).

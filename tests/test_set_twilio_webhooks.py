@@ -118,6 +118,31 @@ UPDATE_FIELDS = {
 }
 
 
+APP_SID = "AP" + "5" * 32
+APP_FORM_FIELDS = {"FriendlyName": "friendly_name", "VoiceUrl": "voice_url",
+                   "VoiceMethod": "voice_method", "StatusCallback": "status_callback",
+                   "StatusCallbackMethod": "status_callback_method"}
+
+
+def application_record(sid: str, friendly_name: str, **fields: str | None) -> dict[str, Any]:
+    """A TwiML App (Application) as Twilio's API returns it."""
+    record: dict[str, Any] = {
+        "account_sid": ACCOUNT_SID, "api_version": "2010-04-01",
+        "date_created": "Mon, 30 Nov 2026 10:00:00 +0000",
+        "date_updated": "Mon, 30 Nov 2026 10:00:00 +0000",
+        "friendly_name": friendly_name, "message_status_callback": None, "sid": sid,
+        "sms_fallback_method": "POST", "sms_fallback_url": None, "sms_method": "POST",
+        "sms_status_callback": None, "sms_url": None, "status_callback": None,
+        "status_callback_method": "POST",
+        "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Applications/{sid}.json",
+        "voice_caller_id_lookup": False, "voice_fallback_method": "POST",
+        "voice_fallback_url": None, "voice_method": "POST", "voice_url": None,
+        "public_application_connect_enabled": True,
+    }
+    record.update(fields)
+    return record
+
+
 @dataclass
 class Recorded:
     """One request as it left the twilio library, and the answer the double gave."""
@@ -141,6 +166,7 @@ class PhoneNumbersDouble(HttpClient):
     """Twilio's IncomingPhoneNumbers endpoints over an in-memory account."""
 
     numbers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    applications: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     error: tuple[int, int, str] | None = None
     # Raised instead of answering (for requests with method `unreachable_on`, or all): Twilio
@@ -181,6 +207,8 @@ class PhoneNumbersDouble(HttpClient):
         )
         if rec.method == "GET" and rec.path == collection:
             return 200, self._page(rec)
+        if "/Applications" in rec.path:
+            return self._application(rec)
         if one and one.group(1) in self.numbers:
             record = self.numbers[one.group(1)]
             if rec.method == "POST":
@@ -189,6 +217,34 @@ class PhoneNumbersDouble(HttpClient):
                         record[json_field] = rec.data[form_field]
             return 200, record
         return 404, twilio_error(404, 20404, f"The requested resource {rec.path} was not found")
+
+    def _application(self, rec: Recorded) -> tuple[int, dict[str, Any]]:
+        """The Applications endpoints: list by FriendlyName, create, fetch and update."""
+        collection = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Applications.json"
+        one = re.fullmatch(
+            rf"/2010-04-01/Accounts/{ACCOUNT_SID}/Applications/(AP\w+)\.json", rec.path)
+        if rec.path == collection and rec.method == "GET":
+            wanted = rec.params.get("FriendlyName")
+            found = [a for a in self.applications.values()
+                     if wanted in (None, a["friendly_name"])]
+            uri = f"{collection}?PageSize=20&Page=0"
+            return 200, {"applications": found, "end": max(len(found) - 1, 0),
+                         "first_page_uri": uri, "next_page_uri": None, "page": 0,
+                         "page_size": 20, "previous_page_uri": None, "start": 0, "uri": uri}
+        if rec.path == collection and rec.method == "POST":
+            sid = "AP" + f"{len(self.applications) + 6:x}" * 32
+            record = application_record(sid, "")
+            self.applications[sid] = record
+        elif one and one.group(1) in self.applications:
+            record = self.applications[one.group(1)]
+            if rec.method == "GET":
+                return 200, record
+        else:
+            return 404, twilio_error(404, 20404, f"The requested resource {rec.path} was not found")
+        for form_field, json_field in APP_FORM_FIELDS.items():
+            if form_field in rec.data:
+                record[json_field] = rec.data[form_field]
+        return (201 if rec.path == collection else 200), record
 
     def _page(self, rec: Recorded) -> dict[str, Any]:
         wanted = rec.params.get("PhoneNumber")
@@ -644,3 +700,76 @@ def test_the_number_reports_every_inbound_call_to_call_status(
 
     assert twilio.numbers[NUMBER_SID]["status_callback"] == f"{APP}/api/call_status"
     assert twilio.numbers[NUMBER_SID]["status_callback_method"] == "POST"
+
+
+# --- the softphone's TwiML App -------------------------------------------------------------------
+
+def test_with_an_api_key_a_twiml_app_is_created_once_and_its_sid_printed(
+    env: dict[str, str], repo: Path, twilio: PhoneNumbersDouble, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.update(TWILIO_API_KEY=API_KEY, TWILIO_API_SECRET=API_SECRET)
+
+    assert run([], env, repo, twilio) == 0
+    assert run([], env, repo, twilio) == 0  # the second deploy finds it by name
+
+    [app] = twilio.applications.values()
+    assert app["friendly_name"] == "Softphone func-abc123.azurewebsites.net"
+    assert app["voice_url"] == f"{APP}/api/client_voice" and app["voice_method"] == "POST"
+    assert app["status_callback"] == f"{APP}/api/call_status"
+    printed = capsys.readouterr().out
+    assert f"azd env set TWILIO_TWIML_APP_SID {app['sid']}" in printed
+    assert API_SECRET not in printed
+
+
+def test_the_configured_twiml_app_is_pointed_here_and_only_what_differs_is_sent(
+    env: dict[str, str], repo: Path, twilio: PhoneNumbersDouble
+) -> None:
+    twilio.applications[APP_SID] = application_record(
+        APP_SID, "mine", voice_url="https://old.example/voice", status_callback=f"{APP}/api/call_status")
+    env["TWILIO_TWIML_APP_SID"] = APP_SID
+
+    assert run([], env, repo, twilio) == 0
+
+    [update] = [r for r in twilio.updates() if "/Applications/" in r.path]
+    assert update.data == {"VoiceUrl": f"{APP}/api/client_voice"}
+    assert twilio.applications[APP_SID]["friendly_name"] == "mine"
+
+
+def test_without_an_api_key_no_twiml_app_is_made(
+    env: dict[str, str], repo: Path, twilio: PhoneNumbersDouble, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run([], env, repo, twilio) == 0
+
+    assert twilio.applications == {}
+    assert not [r for r in twilio.requests if "/Applications" in r.path]
+    assert "no calls from the browser; skipped" in capsys.readouterr().out
+
+
+def test_dry_run_creates_no_twiml_app(
+    env: dict[str, str], repo: Path, twilio: PhoneNumbersDouble
+) -> None:
+    env.update(TWILIO_API_KEY=API_KEY, TWILIO_API_SECRET=API_SECRET)
+
+    assert run(["--dry-run"], env, repo, twilio) == 0
+
+    assert twilio.applications == {} and twilio.updates() == []
+
+
+def test_the_twiml_app_requests_match_twilio_openapi(
+    twilio_openapi: Any, env: dict[str, str], repo: Path, twilio: PhoneNumbersDouble
+) -> None:
+    from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
+
+    env.update(TWILIO_API_KEY=API_KEY, TWILIO_API_SECRET=API_SECRET)
+    run([], env, repo, twilio)  # list, create
+    env["TWILIO_TWIML_APP_SID"] = next(iter(twilio.applications))
+    twilio.applications[env["TWILIO_TWIML_APP_SID"]]["voice_method"] = "GET"
+    run([], env, repo, twilio)  # fetch, update
+    apps = [r for r in twilio.requests if "/Applications" in r.path]
+    assert {(r.method, r.path.endswith("Applications.json")) for r in apps} == {
+        ("GET", True), ("POST", True), ("GET", False), ("POST", False)}
+    for rec in apps:
+        prepared, response = as_requests_pair(rec)
+        openapi_request = RequestsOpenAPIRequest(prepared)
+        twilio_openapi.validate_request(openapi_request)
+        twilio_openapi.validate_response(openapi_request, RequestsOpenAPIResponse(response))

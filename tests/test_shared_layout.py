@@ -19,7 +19,7 @@ MODULES = sorted(
     for path in SHARED.rglob("*.py")
 )
 CAPABILITIES = ("common", "webhooks", "outbound", "records", "broadcasts", "callflows",
-                "messageflows", "console")
+                "messageflows", "console", "browsercalls")
 
 
 def _path(module: str) -> Path:
@@ -118,5 +118,5 @@ def test_a_function_folder_imports_one_capability_at_load(folder):
     }
     # Webhooks whose work lives in another capability reach it on their first request.
     reaching = ("call_status", "message_status", "recording_status", "voice_url", "call_flow",
-                "sms_url")
+                "sms_url", "client_voice")
     assert len(capabilities) <= (2 if folder.name in reaching else 1)

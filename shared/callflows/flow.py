@@ -36,6 +36,10 @@ MAX_RECORD_SECONDS = 14_400
 MAX_TRANSCRIBED_SECONDS = 120
 MAX_ATTEMPTS = 10
 MAX_DIALED = 10
+# A browser a dial may ring (the console's softphone, shared.browsercalls): client:<identity>,
+# with Twilio's identity characters.
+CLIENT_PREFIX = "client:"
+CLIENT_NAME = re.compile(r"[A-Za-z0-9_]{1,121}")
 MAX_SAY = 4_000
 MAX_PAUSE = 60
 _RANGE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]|24):([0-5][0-9])")
@@ -312,10 +316,10 @@ def _dial(c: _Check, raw: object, where: str) -> Dial:
     if isinstance(to, str):
         to = [to]
     if not isinstance(to, list) or not 1 <= len(to) <= MAX_DIALED:
-        c.problem(f"{where} to", f"must list 1 to {MAX_DIALED} phone numbers")
+        c.problem(f"{where} to", f"must list 1 to {MAX_DIALED} phone numbers or client:NAME "
+                                 "browsers")
         to = []
-    numbers = tuple(n for i, raw_n in enumerate(to) if (n := c.number(raw_n, f"{where} to[{i}]",
-                                                                       dialed=True)))
+    numbers = tuple(n for i, raw_n in enumerate(to) if (n := _dialed(c, raw_n, f"{where} to[{i}]")))
     ring = dial.get("ring", "one_by_one")
     if ring not in RINGS:
         c.problem(f"{where} ring", "must be one_by_one or all_at_once")
@@ -333,6 +337,18 @@ def _dial(c: _Check, raw: object, where: str) -> Dial:
         otherwise=dial.get("otherwise") if isinstance(dial.get("otherwise"), str) else "",
         caller_id=caller_id,
     )
+
+
+def _dialed(c: _Check, value: object, where: str) -> str | None:
+    """A number to ring (make_call's policy), or a browser: `client:NAME`, the identity the
+    console's softphone signed in with (shared.browsercalls)."""
+    if isinstance(value, str) and value.startswith(CLIENT_PREFIX):
+        if CLIENT_NAME.fullmatch(value[len(CLIENT_PREFIX):]):
+            return value
+        c.problem(where, "must name a browser as client: followed by letters, digits and "
+                         "underscore (at most 121)")
+        return None
+    return c.number(value, where, dialed=True)
 
 
 def _record(c: _Check, raw: object, where: str) -> Record:

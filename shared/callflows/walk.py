@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote_plus, urlencode
 
 from shared.callflows import loading
-from shared.callflows.flow import Flow, FlowProblems, Step
+from shared.callflows.flow import CLIENT_PREFIX, Flow, FlowProblems, Step
 from shared.common import logs, redact, routes
 from shared.webhooks import Webhook
 
@@ -249,7 +249,10 @@ def _action(doc: _Twiml, step: Step, attempt: int, index: int) -> None:
             options["caller_id"] = dial.caller_id
         verb = response.dial(**options)
         for number in (dial.to if dial.ring == "all_at_once" else dial.to[index:index + 1]):
-            verb.number(number)
+            if number.startswith(CLIENT_PREFIX):  # a browser: the console's softphone
+                verb.client(number[len(CLIENT_PREFIX):])
+            else:
+                verb.number(number)
     elif step.record:
         record = step.record
         options = {

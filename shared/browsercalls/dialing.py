@@ -1,0 +1,99 @@
+"""The TwiML App's voice URL (client_voice): what a call placed from the browser dials.
+
+Twilio requests it, signed, when the console's Device connects, with the Device's `To`. Only a
+request for this app's TwiML App (`ApplicationSid` = TWILIO_TWIML_APP_SID) is obeyed: another
+app's, or a TwiML App pointed here by someone else, gets a spoken refusal and a hang-up.
+- `To=client:NAME` rings that browser: `<Dial><Client>NAME</Client></Dial>`.
+- A phone number is dialled only if make_call would call it (allowed countries, no premium-rate
+  or unknown type), from TWILIO_PHONE_NUMBER as the caller ID (a `client:` caller ID is refused
+  by Twilio on the phone network): `<Dial callerId=...><Number>...</Number></Dial>`.
+- Anything else: the refusal, never a dial and never a 500.
+"""
+
+from __future__ import annotations
+
+from shared import webhooks
+from shared.browsercalls.settings import IDENTITY, load_twiml_app_sid
+from shared.common import logs, redact
+from shared.common.settings import SettingsError
+
+logger = logs.get_logger(__name__)
+
+FUNCTION = "client_voice"
+CLIENT_PREFIX = "client:"
+REFUSED = "That number cannot be called from here. Goodbye."
+NOT_SET_UP = "Calls from the browser are not set up for this app. Goodbye."
+
+
+def _refusal(hook: webhooks.Webhook, text: str) -> str:
+    from twilio.twiml.voice_response import VoiceResponse
+
+    response = VoiceResponse()
+    response.say(text, **_voice(hook))
+    response.hangup()
+    return str(response.to_xml())
+
+
+def _voice(hook: webhooks.Webhook) -> dict[str, str]:
+    options = {}
+    if hook.settings.voice_name:
+        options["voice"] = hook.settings.voice_name
+    if hook.settings.voice_language:
+        options["language"] = hook.settings.voice_language
+    return options
+
+
+def answer(hook: webhooks.Webhook) -> str:
+    from twilio.twiml.voice_response import Dial, VoiceResponse
+
+    sid = redact.sid(hook.param("CallSid"))
+    try:
+        app_sid = load_twiml_app_sid()
+    except SettingsError as error:
+        logger.error("%s CallSid=%s outcome=refused reason=settings: %s", FUNCTION, sid,
+                     error.describe())
+        return _refusal(hook, NOT_SET_UP)
+    if hook.param("ApplicationSid") != app_sid:
+        logger.warning("%s CallSid=%s outcome=refused reason=not this app's TwiML App", FUNCTION,
+                       sid)
+        return _refusal(hook, NOT_SET_UP)
+    to = (hook.param("To") or "").strip()
+    response = VoiceResponse()
+    if to.startswith(CLIENT_PREFIX):
+        name = to[len(CLIENT_PREFIX):]
+        if not IDENTITY.fullmatch(name):
+            logger.warning("%s CallSid=%s outcome=refused reason=not a client name", FUNCTION, sid)
+            return _refusal(hook, REFUSED)
+        dial = Dial()
+        dial.client(name)
+        response.append(dial)
+        logger.info("%s CallSid=%s outcome=dialled to=client", FUNCTION, sid)
+        return str(response.to_xml())
+    called = _allowed(to, sid)
+    if called is None:
+        return _refusal(hook, REFUSED)
+    number, caller_id = called
+    dial = Dial(caller_id=caller_id)
+    dial.number(number)
+    response.append(dial)
+    logger.info("%s CallSid=%s outcome=dialled to=%s", FUNCTION, sid,
+                redact.phone_number(number))
+    return str(response.to_xml())
+
+
+def _allowed(to: str, sid: str) -> tuple[str, str] | None:
+    """(the number, the caller ID) when make_call would place this call, else None (logged)."""
+    from shared.outbound import answers, calls
+    from shared.outbound.settings import load_call_settings
+
+    try:
+        request = calls.parse({"to": to}, load_call_settings())
+    except SettingsError as error:
+        logger.error("%s CallSid=%s outcome=refused reason=settings: %s", FUNCTION, sid,
+                     error.describe())
+        return None
+    except answers.REFUSALS as refusal:
+        logger.warning("%s CallSid=%s outcome=refused reason=%s", FUNCTION, sid,
+                       str(refusal).replace(to, redact.phone_number(to)))
+        return None
+    return request.to, request.from_
