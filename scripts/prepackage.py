@@ -22,6 +22,8 @@ from __future__ import annotations
 import compileall
 import os
 import py_compile
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -53,6 +55,38 @@ def compile_folders(folders: list[Path]) -> bool:
     return ok
 
 
+def bundle_softphone() -> int:
+    """The console softphone's SDK into console/static/vendor/ (scripts/build_console.py), after
+    `npm ci` when node_modules lacks it. Without npm the deploy goes on (the console works; its
+    Phone view says the SDK is missing) unless TWILIO_TWIML_APP_SID says browser calls are
+    wanted: then it stops here."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import build_console
+
+    for attempt in ("as installed", "after npm ci"):
+        if attempt == "after npm ci":
+            npm = shutil.which("npm")
+            if npm is None:
+                break
+            print("softphone: installing the pinned SDK (npm ci)")
+            # A fixed command: npm from PATH, installing what package-lock.json pins.
+            subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=ROOT, check=False)  # noqa: S603
+        try:
+            build_console.build()
+        except build_console.BuildError as error:
+            problem = str(error)
+            continue
+        print("softphone: the Voice JavaScript SDK is in console/static/vendor/")
+        return 0
+    if os.environ.get("TWILIO_TWIML_APP_SID", "").strip():
+        print(f"error: TWILIO_TWIML_APP_SID is set but the softphone's SDK cannot be packaged: "
+              f"{problem} (Node.js and npm are needed to deploy browser calls)", file=sys.stderr)
+        return 1
+    print(f"note: the console's softphone SDK is not packaged ({problem}); the Phone view will "
+          "say so. Install Node.js and npm to package it.")
+    return 0
+
+
 def main() -> int:
     for setting, kind in (("CALL_FLOW", []), ("MESSAGE_FLOW", ["--messages"])):
         flow = os.environ.get(setting, "").strip()
@@ -66,6 +100,8 @@ def main() -> int:
         status = check_flow.main([*kind, "--stamp", "--environment-only", flow])
         if status != 0:
             return status
+    if bundle_softphone() != 0:
+        return 1
     if not compile_bytecode():
         print("error: some of the app's modules do not compile (above)", file=sys.stderr)
         return 1

@@ -41,6 +41,10 @@ ensure_venv
 source scripts/lib/azurite.sh
 storage="$(effective_storage_connection "$VENV/bin/python")"
 start_local_storage "$storage"
+# The console softphone's SDK, from node_modules (npm ci) into console/static/vendor/. Without it
+# the app starts all the same (a note, on stdout: stderr is for what stops this script).
+"$VENV/bin/python" scripts/build_console.py 2>&1 \
+  || echo "The console's Phone view will say its SDK is missing (run npm ci, then start again)."
 
 # Serves the app with "$@": exec'd as before, unless Azurite was started here and must be
 # stopped after the host (run_with_azurite: Ctrl+C and SIGTERM stop both).

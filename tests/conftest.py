@@ -28,7 +28,7 @@ ACCOUNT_SID = "AC" + "a" * 32
 AUTH_TOKEN = "primary-auth-token-for-tests-0001"
 SECONDARY_TOKEN = "secondary-auth-token-for-tests-02"
 API_KEY = "SK" + "b" * 32
-API_SECRET = "api-secret-for-tests-0000000003"
+API_SECRET = "api-secret-for-tests-00000000003"
 OTHER_TOKEN = "someone-elses-auth-token-0000004"
 TWILIO_NUMBER = "+14155550100"
 # Secrets of Twilio SharedKeys, which a Webhook Rule signs webhooks with instead of the token.

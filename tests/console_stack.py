@@ -119,6 +119,10 @@ class ConsoleStack:
 
     def signed(self, route: str, params: dict[str, str]) -> int:
         """POST `params` to /api/`route` as Twilio does; the answer's status."""
+        return self.signed_answer(route, params)[0]
+
+    def signed_answer(self, route: str, params: dict[str, str]) -> tuple[int, str]:
+        """POST `params` to /api/`route` as Twilio does; the answer's status and body (TwiML)."""
         path = f"/api/{route}"
         request = urllib.request.Request(  # noqa: S310 - our own loopback host
             self.url + path, data=urlencode(params).encode(), method="POST",
@@ -126,10 +130,10 @@ class ConsoleStack:
                      "X-Twilio-Signature": simulate.signature(AUTH_TOKEN, PUBLIC + path, params)})
         try:
             with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310
-                return response.status
+                return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             with error:
-                return error.code
+                return error.code, error.read().decode()
 
     def _hook(self, kind: str, query: str = "", **options: object) -> simulate.Webhook:
         """`kind`'s webhook; `query` ("?broadcast=BC…") is on the URL the app gave Twilio."""

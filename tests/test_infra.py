@@ -1251,3 +1251,48 @@ def test_the_packaged_bytecode_is_used_whatever_the_files_times(tmp_path: Path) 
     (app / "shared" / "callflows" / "walk.py").write_text(
         (app / "shared" / "callflows" / "walk.py").read_text() + "\n# changed\n")
     assert compiled() == [str(app / "shared" / "callflows" / "walk.py")]  # stale: compiled anew
+
+
+@pytest.mark.parametrize(("app_sid", "expected"), [("", 0), ("AP" + "c" * 32, 1)])
+def test_prepackage_without_the_softphone_sdk_stops_only_when_browser_calls_are_wanted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], app_sid: str,
+    expected: int,
+) -> None:
+    """No SDK in node_modules and no npm to install it: a deploy with TWILIO_TWIML_APP_SID set
+    stops (its softphone could not work); one without goes on and says what the console lacks."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import build_console
+    import prepackage
+
+    def missing(*_: object, **__: object) -> list[str]:
+        raise build_console.BuildError("node_modules has no @twilio/voice-sdk: run npm ci")
+
+    monkeypatch.setattr(build_console, "build", missing)
+    monkeypatch.setattr(prepackage.shutil, "which", lambda _name: None)
+    monkeypatch.setenv("TWILIO_TWIML_APP_SID", app_sid)
+
+    assert prepackage.bundle_softphone() == expected
+    said = capsys.readouterr()
+    assert "run npm ci" in (said.err if expected else said.out)
+
+
+def test_prepackage_puts_the_pinned_sdk_in_the_package() -> None:
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import build_console
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    try:
+        build_console.sources(REPO)
+    except build_console.BuildError as error:
+        if os.environ.get("CI", "").lower() == "true":
+            raise
+        pytest.skip(f"the SDK is not installed here: {error}")
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "prepackage.py")],
+                            capture_output=True, text=True, timeout=300, cwd=REPO,
+                            env={**os.environ, "CALL_FLOW": "", "MESSAGE_FLOW": ""})
+
+    assert result.returncode == 0, result.stderr
+    assert "softphone: the Voice JavaScript SDK is in console/static/vendor/" in result.stdout
+    assert build_console.build(REPO, check=True) == []
+    assert "vendor" not in (REPO / ".funcignore").read_text()  # it ships

@@ -29,6 +29,7 @@ STUB_VENV_SH = 'VENV=".venv"\nPYTHON=python3\nensure_venv() { :; }\n'
 def sandbox(tmp_path: Path) -> Path:
     (tmp_path / "scripts" / "lib").mkdir(parents=True)
     shutil.copy(REPO / "scripts" / "start.sh", tmp_path / "scripts" / "start.sh")
+    shutil.copy(REPO / "scripts" / "build_console.py", tmp_path / "scripts" / "build_console.py")
     shutil.copy(REPO / "scripts" / "lib" / "azurite.sh", tmp_path / "scripts" / "lib")
     (tmp_path / "scripts" / "lib" / "venv.sh").write_text(STUB_VENV_SH)
     (tmp_path / ".venv" / "bin").mkdir(parents=True)

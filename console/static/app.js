@@ -7,10 +7,11 @@ import * as api from "./api.js";
 import broadcasts from "./broadcasts.js";
 import { byId, say } from "./dom.js";
 import optouts from "./optouts.js";
+import softphone from "./softphone.js";
 import { closeDetail, setUpDialogs } from "./ui.js";
 import voicemails from "./voicemails.js";
 
-const VIEWS = [activity, voicemails, broadcasts, optouts, act];
+const VIEWS = [activity, voicemails, broadcasts, optouts, act, softphone];
 const DEFAULT_VIEW = "activity";
 
 let current = null;

@@ -23,6 +23,18 @@ const ADVICE = new Map([
   [30008, "An unknown error from the carrier. If it keeps happening, ask Twilio support, giving " +
     "the message's SID."],
   [30034, "The sending number is not registered for A2P 10DLC, so US carriers block it."],
+  // The softphone's (Twilio's Voice JavaScript SDK).
+  [20101, "Twilio refused the phone's access token: TWILIO_API_KEY and TWILIO_API_SECRET must " +
+    "be an API key of the account TWILIO_ACCOUNT_SID names."],
+  [20104, "The phone's access token expired: the page fetches a new one."],
+  [31005, "Twilio's signalling server (voice-js.roaming.twilio.com) could not be reached: check " +
+    "this computer's network, or a firewall or proxy that blocks secure WebSockets to it."],
+  [31009, "Twilio's signalling server (voice-js.roaming.twilio.com) could not be reached: check " +
+    "this computer's network, or a firewall or proxy that blocks secure WebSockets to it."],
+  [31401, "The browser may not use the microphone: allow it for this page (the icon in the " +
+    "address bar), then call again."],
+  [31402, "The microphone could not be opened: check that one is connected and not held by " +
+    "another program, then call again."],
 ]);
 
 /** The code as a whole number, or null when `code` is not one (never trusted as text). */

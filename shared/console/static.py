@@ -26,10 +26,27 @@ TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
+# What the softphone's SDK (@twilio/voice-sdk 2.18.5, console/static/vendor/, read in its dist
+# bundle and README's "Content Security Policy" section) needs beyond 'self':
+# - connect-src wss://voice-js.roaming.twilio.com: its signalling WebSocket. The page leaves
+#   the Device's `edge` at "roaming" (Twilio picks the nearest edge behind that one name); any
+#   other edge would need wss://voice-js.<edge>.twilio.com. During a call the SDK first retries
+#   a dropped signalling connection on the call's own edge's name, then falls back to roaming.
+# - connect-src https://eventgw.twilio.com and https://eventgw.us1.twilio.com: its call-quality
+#   events (Voice Insights), posted to eventgw.twilio.com, then to eventgw.<home>.twilio.com once
+#   signalling names the account's home region; the token names none, so us1, Twilio's default.
+# - Nothing for its sounds: by default it fetches 15 MP3s (ringtone, DTMF, ...) from
+#   sdk.twilio.com when a Device is made; the page gives it tones it synthesises itself as
+#   blob: URLs (`sounds`), played through <audio> (`disableAudioContextSounds`), so media-src
+#   stays 'self' blob:. A call's audio is a MediaStream (srcObject), which CSP does not govern,
+#   and neither does WebRTC's media (ICE/STUN/TURN to Twilio's media servers).
+# - No script from elsewhere: the bundle is the app's own file (script-src 'self'); it needs no
+#   eval, inline script or style.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; style-src 'self'; "
-    "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-    "frame-ancestors 'none'; form-action 'self'"
+    "script-src 'self'; connect-src 'self' wss://voice-js.roaming.twilio.com "
+    "https://eventgw.twilio.com https://eventgw.us1.twilio.com; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
