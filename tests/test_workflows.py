@@ -129,8 +129,8 @@ def test_tests_run_on_pull_requests_with_the_readme_command() -> None:
 
 def test_deploy_runs_on_main_with_oidc_and_azd() -> None:
     document = workflow("deploy.yml")
-    assert document["on"]["push"]["branches"] == ["main"]
-    assert "pull_request" not in document["on"]
+    assert document["on"]["workflow_run"]["branches"] == ["main"]
+    assert "pull_request" not in document["on"] and "push" not in document["on"]
     assert document["permissions"]["id-token"] == "write"
     steps = run_steps(document)
     [login] = [s for s in steps if str(s.get("uses", "")).startswith("azure/login@")]
@@ -158,3 +158,28 @@ def test_deploy_checks_the_call_flow_before_provisioning() -> None:
     check = steps[names.index("Check the call flow")]
     assert "scripts/check_flow.py" in check["run"] and "$CALL_FLOW" in check["run"]
     assert names.index("Check the call flow") < names.index("Provision") < names.index("Deploy")
+
+
+def test_deploy_ships_only_a_commit_whose_tests_passed() -> None:
+    """No push trigger of its own and no manual one: deploy.yml runs when the tests workflow
+    completes, deploys only a success of a push to main, checks out exactly the commit those
+    tests ran on, and says on its summary what it deployed."""
+    document = workflow("deploy.yml")
+    tests = workflow("tests.yml")
+    trigger = document["on"]["workflow_run"]
+
+    assert set(document["on"]) == {"workflow_run"}
+    assert trigger["workflows"] == [tests["name"]] and trigger["types"] == ["completed"]
+    condition = " ".join(document["jobs"]["deploy"]["if"].split())
+    for part in ("github.event.workflow_run.conclusion == 'success'",
+                 "github.event.workflow_run.event == 'push'",
+                 "github.event.workflow_run.head_branch == 'main'"):
+        assert part in condition
+    steps = document["jobs"]["deploy"]["steps"]
+    [checkout] = [s for s in steps if str(s.get("uses", "")).startswith("actions/checkout@")]
+    assert checkout["with"]["ref"] == "${{ github.event.workflow_run.head_sha }}"
+    names = [step.get("name") for step in steps]
+    assert names.index("Check the message flow") < names.index("Provision")
+    summary = steps[names.index("Say what was deployed")]
+    assert names.index("Deploy") < names.index("Say what was deployed")
+    assert "GITHUB_STEP_SUMMARY" in summary["run"] and "TESTED_SHA" in summary["run"]
