@@ -815,6 +815,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"\nFunctions (loaded through the Python worker in {host.load_seconds:.2f} s):\n")
     print("\n".join(describe_functions(host, served.url)))
+    if "console" in host.functions:  # the page, at its route's folder (its files are relative)
+        console = host.url_for("console", served.url).split("{")[0]
+        print(f"\nConsole: {console} (docs/console.md)")
     if args.host_key:
         print("\nauthLevel function requires one of the --host-key keys.")
     warning = unkeyed_warning(host, args.host_key)

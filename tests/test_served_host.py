@@ -237,3 +237,11 @@ def test_missing_local_settings_says_how_to_create_it(tmp_path):
     assert local_settings.read(tmp_path) is None
     message = local_settings.missing_message(tmp_path)
     assert "cp local.settings.json.example local.settings.json" in message
+
+
+def test_the_real_app_names_its_console_at_start_up():
+    """A newcomer running scripts/start.sh learns where the console page is."""
+    with server_command() as (output, base_url, _process):
+        pass
+
+    assert f"Console: {base_url}/api/console/ (docs/console.md)" in output
