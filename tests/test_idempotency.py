@@ -21,9 +21,9 @@ SMS = {"to": TO, "body": "Your table is ready"}
 
 
 @pytest.fixture
-def storage(azurite, app_settings):
-    app_settings.setenv("AzureWebJobsStorage", azurite.connection_string)
-    return azurite
+def storage(texting_storage):
+    """Azurite, with no opt-out an earlier test left (a text to TO must not be refused)."""
+    return texting_storage
 
 
 def send(
@@ -248,3 +248,27 @@ def test_a_key_released_between_the_insert_and_the_read_is_claimed_afresh(
     assert "Idempotent-Replayed" not in again.headers  # a fresh claim, sent as new
     assert len(twilio_api.creates) == 2
     table.close()
+
+
+def test_a_principal_header_names_a_caller_only_with_app_service_authentication(
+    worker_host, storage, twilio_api, app_settings
+):
+    """Without App Service authentication the X-MS-CLIENT-PRINCIPAL-ID header is the caller's
+    own writing: the same key from "two principals" is one caller, replayed. With it on, the
+    platform sets the header, and two signed-in users' keys are their own."""
+    def as_principal(principal: str, key: str) -> HostResponse:
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key,
+                   "X-MS-CLIENT-PRINCIPAL-ID": principal}
+        return worker_host.request("POST", "/api/send_sms", headers=headers,
+                                   body=json.dumps(SMS), base_url=PUBLIC)
+
+    key = new_key()
+    forged = [as_principal(p, key) for p in ("alice", "bob")]
+    app_settings.setenv("WEBSITE_AUTH_ENABLED", "True")
+    other = new_key()
+    signed_in = [as_principal(p, other) for p in ("alice", "bob")]
+
+    assert [r.status for r in forged] == [201, 201]
+    assert forged[1].headers.get("Idempotent-Replayed") == "true"
+    assert [r.headers.get("Idempotent-Replayed") for r in signed_in] == [None, None]
+    assert len(twilio_api.creates) == 3
