@@ -17,12 +17,16 @@ import secrets
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER
 
 from devhost import simulate, standin
+from devhost.pytest_plugin import skip_unless_ci
 from devhost.server import ServedHost
 from shared.outbound import twilio_client
 from shared.records import recording_media
@@ -41,6 +45,34 @@ def fresh_number() -> str:
     """A US number no other test of this run uses: +1 415-555-0100 to -9999, not 0100 itself
     (the app's own number)."""
     return f"+1415555{1000 + next(_numbers) % 9000:04d}"
+
+
+# Debian's Chromium (scripts/test.sh installs it), started as this machine needs: without the
+# background-networking flags it keeps trying to reach Google's hosts, which are not reachable.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync")
+
+
+@contextlib.contextmanager
+def chromium(tests: str, *extra_args: str) -> Iterator[Any]:
+    """Headless Chromium through Playwright (never a browser Playwright downloads); `tests`
+    names who skips without it (or fails, with CI=true)."""
+    if not CHROMIUM.is_file():
+        skip_unless_ci(f"Chromium is not installed ({CHROMIUM}; Debian: apt-get install "
+                       "chromium)", tests)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_unless_ci("Playwright for Python is not installed (requirements-dev.txt)", tests)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                              args=[*CHROMIUM_ARGS, *extra_args])
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 class RunningStandIn:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from conftest import ACCOUNT_SID, AUTH_TOKEN, signature
+from console_stack import RunningStandIn
 
 from devhost import standin
 from devhost.worker_host import HostResponse, WorkerHost
@@ -30,29 +31,6 @@ PUBLIC = "https://myapp.azurewebsites.net"
 CALL_SID = "CA" + "c" * 32
 RECORDING = "RE" + "d" * 32
 CALLER = "+14155550123"
-
-
-class RunningStandIn:
-    """devhost.standin's server on its own thread and loop, with the app aimed at it."""
-
-    def __init__(self) -> None:
-        self.server = standin.StandIn(0.0)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        started = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self.server.handle, "127.0.0.1", 0), self.loop).result(5)
-        self.listener = started
-        self.url = f"http://127.0.0.1:{started.sockets[0].getsockname()[1]}"
-
-    def close(self) -> None:
-        async def stop() -> None:
-            self.listener.close()
-            await self.server.close_connections()
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @pytest.fixture
@@ -360,6 +338,17 @@ def test_a_sign_in_that_cannot_work_refuses_everything_and_names_the_setting(
     assert named in response.json()["error"] and "CONSOLE_REQUIRE_SIGN_IN" in response.body.decode()
 
 
+async def serve(app: Any) -> tuple[Any, int]:
+    """An aiohttp app on a free loopback port: its runner (to clean up) and the port."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]
+
+
 def test_the_audio_follows_twilios_redirect_without_the_credentials():
     """Twilio answers a recording's URL with a redirect to a short-lived address elsewhere: the
     account's credentials go to Twilio's API only, never to the other host."""
@@ -376,11 +365,7 @@ def test_the_audio_follows_twilios_redirect_without_the_credentials():
 
         media = web.Application()
         media.router.add_get("/signed/{name}", media_host)
-        media_runner = web.AppRunner(media)
-        await media_runner.setup()
-        media_site = web.TCPSite(media_runner, "127.0.0.1", 0)
-        await media_site.start()
-        media_port = media_site._server.sockets[0].getsockname()[1]
+        media_runner, media_port = await serve(media)
 
         async def api(request: web.Request) -> web.Response:
             seen["api"] = request.headers.get("Authorization")
@@ -388,11 +373,7 @@ def test_the_audio_follows_twilios_redirect_without_the_credentials():
 
         twilio = web.Application()
         twilio.router.add_get("/2010-04-01/Accounts/{account}/Recordings/{file}", api)
-        api_runner = web.AppRunner(twilio)
-        await api_runner.setup()
-        api_site = web.TCPSite(api_runner, "127.0.0.1", 0)
-        await api_site.start()
-        api_port = api_site._server.sockets[0].getsockname()[1]
+        api_runner, api_port = await serve(twilio)
         recording_media.use_api_origin(f"http://127.0.0.1:{api_port}")
         try:
             rest = RestSettings(ACCOUNT_SID, ACCOUNT_SID, "the-auth-token", "+14155550100", 5.0,
@@ -422,3 +403,26 @@ def test_a_recording_callback_retried_without_its_start_time_is_listed_once(
     listed = get(worker_host, "/api/voicemails?limit=100").json()["voicemails"]
 
     assert [v["sid"] for v in listed].count(recording) == 1
+
+
+@pytest.mark.parametrize(("url", "api_scheme", "followed"), [
+    ("https://media.example/x.mp3", "https", True),
+    ("http://media.example/x.mp3", "https", False),  # the audio in clear, or an internal host
+    ("file:///etc/passwd", "https", False),
+    ("http://127.0.0.1:9/x.mp3", "http", True),  # the local stand-in speaks plain http
+])
+def test_twilios_redirect_is_followed_to_https_only(url, api_scheme, followed):
+    assert recording_media.followable(url, api_scheme) is followed
+
+
+def test_a_recording_that_is_absent_or_failed_is_no_voicemail(
+    worker_host, azurite_storage, twilio_stand_in
+):
+    recording = fresh("RE")
+    params = {"CallSid": fresh("CA"), "AccountSid": ACCOUNT_SID, "RecordingSid": recording,
+              "RecordingStatus": "absent", "RecordingDuration": "0"}
+
+    assert callback(worker_host, "recording_status", params).status == 204
+    listed = get(worker_host, "/api/voicemails?limit=100").json()["voicemails"]
+
+    assert recording not in [v["sid"] for v in listed]

@@ -26,14 +26,10 @@ import console_stack
 import pytest
 from console_stack import KEY, ConsoleStack, fresh_number
 
-from devhost.pytest_plugin import APP_ROOT, skip_unless_ci
+from devhost.pytest_plugin import APP_ROOT
 from shared.console import static
 from shared.records import optouts
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 ARTIFACTS = APP_ROOT / "test-artifacts" / "console"
 README_SCREENSHOT = APP_ROOT / "docs" / "images" / "console.png"
 VIEWS = ("activity", "voicemails", "broadcasts", "optouts", "act")
@@ -45,20 +41,8 @@ WAIT_MS = 15_000  # the longest any step of the page may take here (a broadcast:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.is_file():
-        skip_unless_ci(f"Chromium is not installed ({CHROMIUM}; Debian: apt-get install "
-                       "chromium)", "the console's browser tests")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        skip_unless_ci("Playwright for Python is not installed (requirements-dev.txt)",
-                       "the console's browser tests")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with console_stack.chromium("the console's browser tests") as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -38,12 +38,8 @@ from devhost.pytest_plugin import APP_ROOT, skip_unless_ci
 from shared.browsercalls.dialing import REFUSED
 from shared.console import static
 
-CHROMIUM = Path("/usr/bin/chromium")
 # A fake microphone, granted without asking: a call needs one before it is placed.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--use-fake-ui-for-media-stream",
-                 "--use-fake-device-for-media-stream"]
+FAKE_MICROPHONE = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
 ARTIFACTS = APP_ROOT / "test-artifacts" / "console"
 SDK_PATH = "/api/console/vendor/twilio-voice-sdk.js"
 APP_SID = "AP" + "c" * 32
@@ -108,20 +104,8 @@ def sdk_built() -> None:
 
 @pytest.fixture(scope="module")
 def browser(sdk_built) -> Iterator[Any]:
-    if not CHROMIUM.is_file():
-        skip_unless_ci(f"Chromium is not installed ({CHROMIUM}; Debian: apt-get install "
-                       "chromium)", "the softphone's browser tests")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        skip_unless_ci("Playwright for Python is not installed (requirements-dev.txt)",
-                       "the softphone's browser tests")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with console_stack.chromium("the softphone's browser tests", *FAKE_MICROPHONE) as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -134,7 +134,7 @@ async def index(broadcast: str, created_at: str) -> None:
         created = datetime.datetime.fromisoformat(created_at)
     except ValueError:
         created = store._now()
-    row = {"PartitionKey": INDEX_PARTITION, "RowKey": store._index_key(created, broadcast),
+    row = {"PartitionKey": INDEX_PARTITION, "RowKey": store.index_key(created, broadcast),
            "Id": broadcast}
     await storage.on_table(store.INDEX_TABLE, lambda t: t.upsert_entity(row))
 
@@ -144,14 +144,7 @@ async def recent(limit: int, token: dict[str, str] | None
     """The newest broadcasts, one page of `limit`, each with its counts; and the next token."""
     from shared.records import store
 
-    async def page(t: Any) -> tuple[list[dict[str, Any]], object]:
-        pages = t.query_entities("PartitionKey eq @p", parameters={"p": INDEX_PARTITION},
-                                 results_per_page=limit).by_page(continuation_token=token)
-        async for rows in pages:
-            return [dict(r) async for r in rows], pages.continuation_token
-        return [], None
-
-    rows, next_token = await storage.on_table(store.INDEX_TABLE, page)
+    rows, next_token = await store.index_page(INDEX_PARTITION, limit, token)
 
     async def summary(broadcast: str) -> dict[str, Any] | None:
         found = await read_row(broadcast)
@@ -162,7 +155,7 @@ async def recent(limit: int, token: dict[str, str] | None
                 "accepted": int(found.get("Accepted") or 0), "counts": totals, "delivery": fared}
 
     found = await asyncio.gather(*(summary(r["Id"]) for r in rows))
-    return [s for s in found if s is not None], store.encode_token(next_token)
+    return [s for s in found if s is not None], next_token
 
 
 async def _counts(
@@ -200,9 +193,6 @@ async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> di
     if found is None:
         return None
 
-    async def counts(t: Any) -> tuple[dict[str, int], dict[str, int]]:
-        return await _counts(t, broadcast, found)
-
     async def page(t: Any) -> tuple[list[dict[str, Any]], object]:
         pages = t.query_entities(
             "PartitionKey eq @id and RowKey ge 'r-' and RowKey lt 'r.'",
@@ -214,7 +204,8 @@ async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> di
         return [], None
 
     # Counting reads the whole partition: once, on the first page, not again on every page.
-    counted = await storage.on_table(TABLE, counts) if token is None else None
+    counted = (await storage.on_table(TABLE, lambda t: _counts(t, broadcast, found))
+               if token is None else None)
     rows, next_token = await storage.on_table(TABLE, page)
     kind = "call" if found.get("Kind") == "call" else "message"
 

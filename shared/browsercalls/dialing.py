@@ -13,34 +13,20 @@ app's, or a TwiML App pointed here by someone else, gets a spoken refusal and a 
 from __future__ import annotations
 
 from shared import webhooks
-from shared.browsercalls.settings import IDENTITY, load_twiml_app_sid
+from shared.browsercalls.settings import CLIENT_PREFIX, IDENTITY, load_twiml_app_sid
 from shared.common import logs, redact
 from shared.common.settings import SettingsError
 
 logger = logs.get_logger(__name__)
 
 FUNCTION = "client_voice"
-CLIENT_PREFIX = "client:"
 REFUSED = "That number cannot be called from here. Goodbye."
 NOT_SET_UP = "Calls from the browser are not set up for this app. Goodbye."
 
 
 def _refusal(hook: webhooks.Webhook, text: str) -> str:
-    from twilio.twiml.voice_response import VoiceResponse
-
-    response = VoiceResponse()
-    response.say(text, **_voice(hook))
-    response.hangup()
-    return str(response.to_xml())
-
-
-def _voice(hook: webhooks.Webhook) -> dict[str, str]:
-    options = {}
-    if hook.settings.voice_name:
-        options["voice"] = hook.settings.voice_name
-    if hook.settings.voice_language:
-        options["language"] = hook.settings.voice_language
-    return options
+    settings = hook.settings
+    return webhooks.twiml.say(text, settings.voice_name, settings.voice_language, hang_up=True)
 
 
 def answer(hook: webhooks.Webhook) -> str:

@@ -16,21 +16,20 @@ import azure.functions as func
 
 from shared.browsercalls.settings import IDENTITY, TokenSettings, load_token_settings
 from shared.common import logs, responses
-from shared.common.settings import SettingsError, app_service_auth, loader
+from shared.common.settings import SettingsError, load_app_service_auth
 from shared.console import signin
 
 logger = logs.get_logger(__name__)
 
 TTL_SECONDS = 3600  # Twilio allows up to 24 h; an hour bounds what a stolen token can do
 _NOT_IDENTITY = re.compile(r"[^A-Za-z0-9_]+")
-_load_auth = loader((), app_service_auth)
 
 
 def identity(req: func.HttpRequest, settings: TokenSettings) -> str:
     """The signed-in user (App Service authentication's principal name, made into what Twilio
     takes as an identity), else CONSOLE_CLIENT_IDENTITY."""
     name = (req.headers.get("x-ms-client-principal-name") or "").strip()
-    if _load_auth() and name:
+    if load_app_service_auth() and name:
         made = _NOT_IDENTITY.sub("_", name).strip("_")[:121]
         if IDENTITY.fullmatch(made):
             return made

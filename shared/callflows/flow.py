@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from shared.browsercalls.settings import CLIENT_PREFIX, IDENTITY
 from shared.common.flowfile import FlowProblems
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -36,10 +37,6 @@ MAX_RECORD_SECONDS = 14_400
 MAX_TRANSCRIBED_SECONDS = 120
 MAX_ATTEMPTS = 10
 MAX_DIALED = 10
-# A browser a dial may ring (the console's softphone, shared.browsercalls): client:<identity>,
-# with Twilio's identity characters.
-CLIENT_PREFIX = "client:"
-CLIENT_NAME = re.compile(r"[A-Za-z0-9_]{1,121}")
 MAX_SAY = 4_000
 MAX_PAUSE = 60
 _RANGE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]|24):([0-5][0-9])")
@@ -343,7 +340,7 @@ def _dialed(c: _Check, value: object, where: str) -> str | None:
     """A number to ring (make_call's policy), or a browser: `client:NAME`, the identity the
     console's softphone signed in with (shared.browsercalls)."""
     if isinstance(value, str) and value.startswith(CLIENT_PREFIX):
-        if CLIENT_NAME.fullmatch(value[len(CLIENT_PREFIX):]):
+        if IDENTITY.fullmatch(value[len(CLIENT_PREFIX):]):
             return value
         c.problem(where, "must name a browser as client: followed by letters, digits and "
                          "underscore (at most 121)")

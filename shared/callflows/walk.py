@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
+from shared.browsercalls.settings import CLIENT_PREFIX
 from shared.callflows import loading
-from shared.callflows.flow import CLIENT_PREFIX, Flow, FlowProblems, Step
+from shared.callflows.flow import Flow, FlowProblems, Step
 from shared.common import logs, redact, routes
-from shared.webhooks import Webhook
+from shared.webhooks import Webhook, twiml
 
 logger = logs.get_logger(__name__)
 
@@ -67,10 +68,8 @@ class _Twiml:
 
 
 def apology(hook: Webhook) -> str:
-    doc = _Twiml(hook)
-    doc.say(APOLOGY)
-    doc.response.hangup()
-    return doc.xml()
+    settings = hook.settings
+    return twiml.say(APOLOGY, settings.voice_name, settings.voice_language, hang_up=True)
 
 
 def start(hook: Webhook) -> str:

@@ -205,3 +205,8 @@ def _environ_bytes() -> Mapping[bytes, bytes] | None:
     if os.name == "posix" and isinstance(data, dict):
         return data
     return None
+
+
+# App Service authentication on or off (the platform's setting alone), read per request: whether
+# an X-MS-CLIENT-PRINCIPAL-* header was set by the platform or written by the caller.
+load_app_service_auth = loader((), app_service_auth)

@@ -12,6 +12,7 @@ import hashlib
 import re
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import azure.functions as func
 
@@ -90,6 +91,4 @@ def serve(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def urlpath(req: func.HttpRequest) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(req.url).path

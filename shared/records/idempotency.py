@@ -49,7 +49,7 @@ import azure.functions as func
 
 from shared.common import logs, responses
 from shared.common.responses import Refusal
-from shared.common.settings import SettingsError, app_service_auth, loader
+from shared.common.settings import SettingsError, load_app_service_auth
 from shared.records import storage
 
 logger = logs.get_logger(__name__)
@@ -110,8 +110,6 @@ def read_key(req: func.HttpRequest) -> str | None:
     return value
 
 
-# The platform settings alone (App Service authentication on or off), read per request.
-_load_auth = loader((), app_service_auth)
 
 
 def caller_scope(req: func.HttpRequest) -> str:
@@ -120,7 +118,7 @@ def caller_scope(req: func.HttpRequest) -> str:
     that enforces no key) shares the empty scope. The principal header counts only with App
     Service authentication on: otherwise the caller wrote it, and it names nobody."""
     key = (req.headers.get(KEY_HEADER) or req.params.get(KEY_QUERY) or "").strip()
-    principal = (req.headers.get(PRINCIPAL_HEADER) or "").strip() if _load_auth() else ""
+    principal = (req.headers.get(PRINCIPAL_HEADER) or "").strip() if load_app_service_auth() else ""
     if not key and not principal:
         return ""
     return hashlib.sha256(f"{key}\n{principal}".encode()).hexdigest()

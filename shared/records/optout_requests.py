@@ -13,7 +13,7 @@ import re
 import azure.functions as func
 
 from shared.common import logs, redact, responses, routes
-from shared.common.settings import SettingsError, app_service_auth, loader
+from shared.common.settings import SettingsError, load_app_service_auth
 from shared.console import signin
 from shared.records import optouts, queries, storage
 from shared.records.storage import StorageUnavailable
@@ -85,15 +85,13 @@ async def clear(req: func.HttpRequest) -> func.HttpResponse:
     return responses.json_body(cleared, 200)
 
 
-# The platform settings alone (App Service authentication on or off), read per request.
-_load_auth = loader((), app_service_auth)
 
 
 def _who(req: func.HttpRequest) -> str:
     """Who clears: the signed-in user App Service authentication names, else a key holder. The
     header is believed only with App Service authentication on: otherwise the caller wrote it."""
     name = (req.headers.get("x-ms-client-principal-name") or "").strip()
-    if _load_auth() and name and name.isprintable():
+    if load_app_service_auth() and name and name.isprintable():
         return name[:100]
     return "a function key holder"
 

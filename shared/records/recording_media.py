@@ -5,7 +5,7 @@ behind the account's credentials, usually by redirecting to a short-lived addres
 host. Hand-written with aiohttp (already installed for twilio's async client) because twilio's
 async HTTP client decodes every body as text, which ruins binary audio, and the twilio library
 has no media download of its own. The credentials go to Twilio's API host only: a redirect to
-another origin is followed without them.
+another origin is followed without them, and only to an https one.
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ def media_url(account_sid: str, recording_sid: str) -> str:
     return f"{_origin}/2010-04-01/Accounts/{account_sid}/Recordings/{recording_sid}.mp3"
 
 
+def followable(url: str, api_scheme: str) -> bool:
+    """A redirect is followed to https only (Twilio's media hosts), or, with the API itself on
+    plain http (the local stand-in on loopback), to http as well."""
+    return urlsplit(url).scheme in {"https", api_scheme}
+
+
 async def fetch(rest: RestSettings, recording_sid: str) -> bytes | None:
     """The recording's MP3, or None when Twilio has no such recording (deleted, or never)."""
     import aiohttp
@@ -55,6 +61,8 @@ async def fetch(rest: RestSettings, recording_sid: str) -> bytes | None:
                                        allow_redirects=False) as response:
                     if response.status in (301, 302, 303, 307, 308):
                         url = urljoin(url, response.headers.get("Location", ""))
+                        if not followable(url, origin[0]):
+                            raise MediaUnavailable("Twilio redirected to a non-https address")
                         continue
                     if response.status == 404:
                         return None

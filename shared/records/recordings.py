@@ -53,5 +53,5 @@ async def _write(call: str, row: dict[str, Any], params: dict[str, str]) -> None
     await store.ensure_record("call", call)
     await storage.on_table(store.RECORDS_TABLE,
                            lambda t: t.upsert_entity(row, mode=UpdateMode.MERGE))
-    if params.get("RecordingStatus"):  # the recording's own callback, not the transcription's
+    if params.get("RecordingStatus") == "completed":  # a voicemail to play (not absent, failed)
         await voicemails.file(call, row["RecordingSid"], params)

@@ -92,9 +92,33 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _index_key(created: datetime.datetime, sid: str) -> str:
+def index_key(created: datetime.datetime, sid: str) -> str:
+    """A row key that sorts the newest first (see TwilioRecordIndex above)."""
     inverted = _FAR_FUTURE_MS - int(created.timestamp() * 1000)
     return f"{inverted:013d}-{sid}"
+
+
+def indexed_at(row_key: str) -> datetime.datetime:
+    """The time an `index_key` was made from."""
+    inverted = int(row_key.split("-", 1)[0])
+    return datetime.datetime.fromtimestamp((_FAR_FUTURE_MS - inverted) / 1000, datetime.UTC)
+
+
+async def index_page(
+    partition: str, limit: int, token: dict[str, str] | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of an index partition, newest first (records, voicemails, broadcasts), and the
+    token of the next page as the caller hands it out (None on the last)."""
+    async def page(index: Any) -> tuple[list[dict[str, Any]], object]:
+        pages = index.query_entities(
+            "PartitionKey eq @p", parameters={"p": partition}, results_per_page=limit
+        ).by_page(continuation_token=token)
+        async for rows in pages:
+            return [dict(row) async for row in rows], pages.continuation_token
+        return [], None
+
+    rows, next_token = await storage.on_table(INDEX_TABLE, page)
+    return rows, encode_token(next_token)
 
 
 async def _create_record(kind: str, sid: str, fields: Mapping[str, Any],
@@ -127,7 +151,7 @@ async def _create_record(kind: str, sid: str, fields: Mapping[str, Any],
 async def _index(kind: str, sid: str, created: datetime.datetime) -> None:
     row = {
         "PartitionKey": kind,
-        "RowKey": _index_key(created, sid),
+        "RowKey": index_key(created, sid),
         "Sid": sid,
         "CreatedAt": created.isoformat(),
     }
@@ -442,15 +466,7 @@ async def recent(
     kind: str, limit: int, token: dict[str, str] | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The newest records of a kind, one page of `limit`, and the token of the next page."""
-    async def page(index: Any) -> tuple[list[dict[str, Any]], object]:
-        pages = index.query_entities(
-            "PartitionKey eq @kind", parameters={"kind": kind}, results_per_page=limit
-        ).by_page(continuation_token=token)
-        async for rows in pages:
-            return [dict(row) async for row in rows], pages.continuation_token
-        return [], None
-
-    rows, next_token = await storage.on_table(INDEX_TABLE, page)
+    rows, next_token = await index_page(kind, limit, token)
     found = await asyncio.gather(*(read(kind, row["Sid"]) for row in rows))
     items = [{k: v for k, v in r.items() if k != "events"} for r in found if r is not None]
-    return items, encode_token(next_token)
+    return items, next_token

@@ -58,7 +58,7 @@ async def file(call: str, recording: str, params: Mapping[str, str]) -> None:
     from azure.core.exceptions import ResourceExistsError
     from azure.data.tables import UpdateMode
 
-    key = store._index_key(_started(params), recording)
+    key = store.index_key(_started(params), recording)
     lookup = {"PartitionKey": LOOKUP_PARTITION, "RowKey": recording, "CallSid": call,
               "IndexKey": key}
     try:
@@ -107,26 +107,15 @@ async def _page(
 ) -> tuple[list[dict[str, Any]], str | None]:
     import asyncio
 
-    async def page(index: Any) -> tuple[list[dict[str, Any]], object]:
-        pages = index.query_entities(
-            "PartitionKey eq @p", parameters={"p": VOICEMAIL_PARTITION}, results_per_page=limit
-        ).by_page(continuation_token=token)
-        async for rows in pages:
-            return [dict(row) async for row in rows], pages.continuation_token
-        return [], None
-
-    rows, next_token = await storage.on_table(store.INDEX_TABLE, page)
+    rows, next_token = await store.index_page(VOICEMAIL_PARTITION, limit, token)
     calls = await asyncio.gather(*(store.read("call", row["CallSid"]) for row in rows))
-    items = [_voicemail(row, call) for row, call in zip(rows, calls, strict=True)]
-    return items, store.encode_token(next_token)
+    return [_voicemail(row, call) for row, call in zip(rows, calls, strict=True)], next_token
 
 
 def _voicemail(row: Mapping[str, Any], call: Mapping[str, Any] | None) -> dict[str, Any]:
     recording = next((r for r in (call or {}).get("recordings", []) if r["sid"] == row["Sid"]),
                      {})
-    inverted = int(str(row["RowKey"]).split("-", 1)[0])
-    started = datetime.datetime.fromtimestamp((store._FAR_FUTURE_MS - inverted) / 1000,
-                                              datetime.UTC)
+    started = store.indexed_at(str(row["RowKey"]))
     return {
         "sid": row["Sid"],
         "call_sid": row["CallSid"],

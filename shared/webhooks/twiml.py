@@ -12,8 +12,10 @@ from functools import lru_cache
 
 
 @lru_cache(maxsize=256)
-def say(text: str, voice: str | None = None, language: str | None = None) -> str:
-    """<Response><Say>text</Say></Response>, with voice and language only when set."""
+def say(text: str, voice: str | None = None, language: str | None = None,
+        hang_up: bool = False) -> str:
+    """<Response><Say>text</Say></Response>, with voice and language only when set; with
+    `hang_up`, a <Hangup/> after it (an apology or a refusal that ends the call)."""
     from twilio.twiml.voice_response import VoiceResponse
 
     response = VoiceResponse()
@@ -23,6 +25,8 @@ def say(text: str, voice: str | None = None, language: str | None = None) -> str
     if language:
         attributes["language"] = language
     response.say(text, **attributes)
+    if hang_up:
+        response.hangup()
     return response.to_xml()
 
 
