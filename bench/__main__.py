@@ -75,6 +75,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--broadcast-rate", type=float, default=broadcast.RATE, metavar="N",
                         help="the stand-in's creates a second in the broadcast phase, and the "
                         f"app's pace (default {broadcast.RATE:g})")
+    parser.add_argument("--broadcast-hosts", type=int, default=1, metavar="N",
+                        help="local hosts draining the broadcast queue together, on one Azurite "
+                        "and one stand-in limit (default 1; the first is killed once)")
+    parser.add_argument("--broadcast-callbacks", action="store_true",
+                        help="the stand-in sends every created text's status callbacks (queued, "
+                        "sent, delivered) back to the hosts, as Twilio would")
     parser.add_argument("--call-flow", metavar="FILE",
                         help="run the app with CALL_FLOW set to this call-flow file (relative to "
                         "the app root, like flows/calls.example.json): voice_url then answers "
@@ -95,6 +101,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
               args.broadcast_sms, args.broadcast_calls)
     if min(counts) < 1 or not 1 <= args.broadcast_rate <= 1000:
         parser.error("counts must be at least 1, and --broadcast-rate from 1 to 1000")
+    if not 1 <= args.broadcast_hosts <= 4:
+        parser.error("--broadcast-hosts takes 1 to 4 hosts")
     return args
 
 
@@ -170,7 +178,8 @@ def run_phases(args: argparse.Namespace, began: float) -> int:
     if "concurrency" in phases:
         concurrency.run(report, args.concurrent, args.bursts)
     if "broadcast" in phases:
-        broadcast.run(report, args.broadcast_sms, args.broadcast_calls, args.broadcast_rate)
+        broadcast.run(report, args.broadcast_sms, args.broadcast_calls, args.broadcast_rate,
+                      args.broadcast_hosts, args.broadcast_callbacks)
     print(f"\n{report.summary()}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n(benchmark took {time.perf_counter() - began:.0f} s; load average {load:.2f} "

@@ -193,6 +193,11 @@ def _seconds(value: float) -> int:
     return max(0, int(value))
 
 
+# Options added to every listener's queue clients (devhost.storage_ops counts the listener's
+# operations with a request hook).
+CLIENT_OPTIONS: dict[str, Any] = {}
+
+
 class _Listener:
     """One function's QueueListener + QueueProcessor, on the poller's loop."""
 
@@ -205,9 +210,11 @@ class _Listener:
         self.options: QueuesOptions = poller.options
         # No encode/decode policy: the listener sees the raw text and decodes it itself, so one
         # undecodable message is poisoned instead of failing the whole batch.
-        self.client = QueueClient.from_connection_string(config.connection_string, config.queue)
+        extra = dict(CLIENT_OPTIONS)
+        self.client = QueueClient.from_connection_string(config.connection_string, config.queue,
+                                                         **extra)
         self.poison = (QueueClient.from_connection_string(config.connection_string,
-                                                          config.poison_queue)
+                                                          config.poison_queue, **extra)
                        if config.poison_queue else None)
         self.backoff = _Backoff(MIN_POLLING_INTERVAL,
                                 self.options.polling_interval_limit(poller.development))

@@ -678,6 +678,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="how long a message stays hidden while it runs (default 600, the "
                         "queue extension's); shorter, a killed host's messages come back sooner: "
                         "for crash tests and the benchmark, not for normal runs")
+    parser.add_argument("--count-storage", type=Path, metavar="FILE",
+                        help="count every storage operation (the app's and the queue "
+                        "listener's) and keep the totals in FILE as JSON (devhost.storage_ops; "
+                        "for the broadcast benchmark)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the worker's debug logs")
     return parser.parse_args(argv)
 
@@ -793,6 +797,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: port {port} is not a TCP port (0 to 65535): check {source}",
                   file=sys.stderr)
             return 2
+        counter = None
+        if args.count_storage:
+            from devhost import storage_ops
+
+            counter = storage_ops.install(args.count_storage)
         host = WorkerHost.start(root, host_keys=args.host_key)
     except (AppConfigError, FunctionLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -846,6 +855,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             served.server.shutdown()  # no request in flight, then the REST client's sessions
             stand_in.close_all()
         served.close()
+        if counter is not None:
+            counter.stop()
     return 0
 
 

@@ -37,11 +37,20 @@ made) to that fraction of creates; `--timeout-rate F` makes the resource and the
 answers (the connection is closed after `--hang` seconds), the unknown outcome a client's
 timeout leaves. `--seed` makes the draws repeatable.
 
+`--callbacks URL` plays Twilio's status callbacks for the messages it creates (the broadcast
+benchmark's load): each created message's StatusCallback gets `queued`, `sent` and `delivered`
+(CALLBACK_DELAYS seconds after the create), signed with TWILIO_AUTH_TOKEN as Twilio signs them
+(over the URL the app gave, which names its public origin) and delivered to URL instead (the
+local host; `--callbacks` again for a second host: they take turns, as behind a load balancer).
+A callback that fails is tried again CALLBACK_TRIES times, as Twilio does for one whose URL asks
+for retries. The ledger then also holds each callback's latency and outcome. This mode imports
+twilio's RequestValidator and aiohttp (the project's .venv).
+
 `--control` is the benchmark's mode (`python -m bench.standin`): it prints `READY <port>` first,
 logs nothing, answers `stats` on stdin with one JSON line (TCP connections accepted and requests
 served so far: how the benchmark sees whether make_call reuses its connection), `ledger` with
 one JSON line of what was created (the SIDs per To number, each create's time in seconds since
-the stand-in started) and what was refused, and stops at EOF.
+the stand-in started) and what was refused, `created` with how many were, and stops at EOF.
 
 `StandInClientFactory(base_url)` is the other half, for
 `shared.outbound.twilio_client.use_http_client`: twilio's own AsyncTwilioHttpClient whose every
@@ -87,6 +96,12 @@ MAX_HEADER_LINES = 100
 MAX_BODY = 1_000_000  # a call or message creation is a few kilobytes
 
 Form = dict[str, list[str]]
+
+# Seconds after a message's create when Twilio reports each status (typical of a long code: the
+# carrier's delivery receipt takes a few seconds), and tries of a callback that fails.
+CALLBACK_DELAYS = (("queued", 0.3), ("sent", 1.0), ("delivered", 3.0))
+CALLBACK_TRIES = 3
+CALLBACK_TIMEOUT = 15.0  # Twilio's webhook timeout
 
 logger = logging.getLogger("devhost.standin")
 
@@ -387,16 +402,27 @@ class Ledger:
     created_at: list[float] = field(default_factory=list)  # seconds since started
     refused: dict[str, int] = field(default_factory=dict)  # "429", "503", "timeout"
     media_fetches: int = 0  # recordings' audio served (the console's player)
+    # Status callbacks played (--callbacks): each one's last answer ("200", "503", "error") and
+    # latency in seconds (of its last try), and the tries beyond the first.
+    callbacks: dict[str, int] = field(default_factory=dict)
+    callback_latencies: list[float] = field(default_factory=list)
+    callback_retries: int = 0
+    callbacks_pending: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {"started": self.started, "sids": self.sids, "created_at": self.created_at,
-                "refused": self.refused, "media_fetches": self.media_fetches}
+                "refused": self.refused, "media_fetches": self.media_fetches,
+                "callbacks": self.callbacks, "callback_latencies": self.callback_latencies,
+                "callback_retries": self.callback_retries,
+                "callbacks_pending": self.callbacks_pending}
 
 
 class StandIn:
     """The server: one coroutine per connection, requests answered in order on it."""
 
-    def __init__(self, delay: float, log: bool = False, faults: Faults | None = None) -> None:
+    def __init__(self, delay: float, log: bool = False, faults: Faults | None = None,
+                 callback_targets: Sequence[str] = ()) -> None:
+        self.callbacks = Callbacks(callback_targets, self.ledger_of) if callback_targets else None
         self.delay = delay
         self.log = log
         self.faults = faults or Faults()
@@ -499,11 +525,16 @@ class StandIn:
         status, reason, payload = answer(method, path, body)
         if status == 201:
             self._keep(payload)
+            if self.callbacks is not None:
+                self.callbacks.created(payload, parse_form(body))
             if self.random.random() < faults.timeout_rate:
                 self.ledger.refused["timeout"] = self.ledger.refused.get("timeout", 0) + 1
                 await asyncio.sleep(faults.hang)
                 raise ConnectionError("made, never answered")
         return status, reason, payload
+
+    def ledger_of(self) -> Ledger:
+        return self.ledger
 
     def _recording(self, method: str, sid: str, extension: str) -> bytes:
         """A recording's audio (GET .mp3), or its deletion (DELETE .json: 204, then 404s)."""
@@ -552,6 +583,74 @@ class StandIn:
         return page
 
 
+class Callbacks:
+    """Twilio's status callbacks for the messages the stand-in creates (`--callbacks`)."""
+
+    def __init__(self, targets: Sequence[str], ledger: Any) -> None:
+        import os
+
+        self.targets = list(targets)
+        self.turn = 0
+        self.ledger = ledger
+        self.token = os.environ.get("TWILIO_AUTH_TOKEN", "")
+        if not self.token:
+            raise SystemExit("error: --callbacks signs with TWILIO_AUTH_TOKEN, which is unset")
+        self.session: Any = None
+
+    def created(self, resource: dict[str, object], form: Form) -> None:
+        url = (_first(form, "StatusCallback") or "").split("#", 1)[0]  # #rc=...: Twilio's own
+        if not url or not str(resource.get("sid", "")).startswith("SM"):
+            return
+        for status, after in CALLBACK_DELAYS:
+            self.ledger().callbacks_pending += 1
+            asyncio.get_running_loop().call_later(
+                after, lambda s=status: asyncio.ensure_future(self._send(url, resource, s)))
+
+    async def _send(self, url: str, resource: dict[str, object], status: str) -> None:
+        import aiohttp
+        from twilio.request_validator import RequestValidator
+
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT),
+                connector=aiohttp.TCPConnector(limit=64))
+        params = {
+            "MessageSid": str(resource["sid"]), "SmsSid": str(resource["sid"]),
+            "AccountSid": str(resource["account_sid"]), "From": str(resource.get("from") or ""),
+            "To": str(resource["to"]), "MessageStatus": status, "SmsStatus": status,
+            "ApiVersion": API_VERSION,
+        }
+        signature = RequestValidator(self.token).compute_signature(url, params)
+        parts = urlsplit(url)
+        local = parts.path + (f"?{parts.query}" if parts.query else "")
+        ledger = self.ledger()
+        outcome, latency = "error", 0.0
+        for attempt in range(CALLBACK_TRIES):
+            target = self.targets[self.turn % len(self.targets)]
+            self.turn += 1
+            began = time.monotonic()
+            try:
+                async with self.session.post(target + local, data=params,
+                                             headers={"X-Twilio-Signature": signature}) as got:
+                    await got.read()
+                    outcome = str(got.status)
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                outcome = "error"
+            latency = time.monotonic() - began
+            if outcome.startswith("2"):  # 200 with TwiML, 204 without: taken either way
+                break
+            if attempt + 1 < CALLBACK_TRIES:
+                ledger.callback_retries += 1
+                await asyncio.sleep(1.0)
+        ledger.callbacks[outcome] = ledger.callbacks.get(outcome, 0) + 1
+        ledger.callback_latencies.append(round(latency, 4))
+        ledger.callbacks_pending -= 1
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
 def _control(server: StandIn, loop: asyncio.AbstractEventLoop, done: asyncio.Event) -> None:
     """stdin commands: `stats` prints the counters as JSON; EOF or `quit` stops the server."""
     for line in sys.stdin:
@@ -559,6 +658,8 @@ def _control(server: StandIn, loop: asyncio.AbstractEventLoop, done: asyncio.Eve
             print(json.dumps(server.counters.as_dict()), flush=True)
         elif line.strip() == "ledger":
             print(json.dumps(server.ledger.as_dict()), flush=True)
+        elif line.strip() == "created":  # how many, cheaply: the benchmark's progress
+            print(json.dumps({"created": len(server.ledger.created_at)}), flush=True)
         elif line.strip() == "quit":
             break
     loop.call_soon_threadsafe(done.set)
@@ -576,8 +677,9 @@ def ready_lines(url: str) -> list[str]:
     ]
 
 
-async def _serve(delay: float, port: int, control: bool, faults: Faults) -> None:
-    standin = StandIn(delay, log=not control, faults=faults)
+async def _serve(delay: float, port: int, control: bool, faults: Faults,
+                 callbacks: Sequence[str] = ()) -> None:
+    standin = StandIn(delay, log=not control, faults=faults, callback_targets=callbacks)
     try:
         server = await asyncio.start_server(standin.handle, BIND, port, backlog=1024)
     except OSError as error:
@@ -600,6 +702,8 @@ async def _serve(delay: float, port: int, control: bool, faults: Faults) -> None
         await done.wait()
         server.close()
         await standin.close_connections()
+        if standin.callbacks is not None:
+            await standin.callbacks.close()
     if not control:
         print("\nStopping.", flush=True)
 
@@ -628,11 +732,16 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m devhost.stand
     parser.add_argument("--hang", type=float, default=30.0, metavar="SECONDS",
                         help="how long such a create holds its connection (default 30)")
     parser.add_argument("--seed", type=int, default=None, help="repeatable fault draws")
+    parser.add_argument("--callbacks", action="append", default=[], metavar="URL",
+                        help="send each created message's status callbacks (queued, sent, "
+                        "delivered), signed with TWILIO_AUTH_TOKEN, to the host at this URL "
+                        "(repeatable: the hosts take turns)")
     args = parser.parse_args(argv)
     faults = Faults(args.rate, args.max_concurrent, args.fail_rate, args.timeout_rate,
                     args.hang, args.seed)
+    targets = [url.rstrip("/") for url in args.callbacks]
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.delay, args.port, args.control, faults))
+        asyncio.run(_serve(args.delay, args.port, args.control, faults, targets))
     return 0
 
 

@@ -16,7 +16,7 @@ from azure.storage.queue import QueueClient
 import broadcast_poison
 import broadcast_send
 from devhost.worker_host import HostResponse, WorkerHost
-from shared.broadcasts import model, sending
+from shared.broadcasts import model, pace, sending
 from shared.broadcasts import queue as broadcast_queue
 from shared.broadcasts import starting as broadcast_starting
 from shared.broadcasts import table as broadcast_table
@@ -234,7 +234,7 @@ def test_a_chunk_out_of_time_puts_the_rest_back(
     worker_host, storage, twilio_api, app_settings, monkeypatch
 ):
     app_settings.setenv("BROADCAST_SENDS_PER_SECOND", "0.4")  # one slot every 2.5 s
-    sending._pacers.clear()
+    pace._shares.clear()
     monkeypatch.setattr(sending, "CHUNK_BUDGET", 1.0)
     numbers = ["+14155550131", "+14155550132", "+14155550133"]
     answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
@@ -333,8 +333,8 @@ def test_a_broadcast_runs_end_to_end_through_the_hosts_queue_trigger(
 
 def test_the_pace_spaces_sends_and_defers_beyond_its_window(monkeypatch):
     now = [100.0]
-    monkeypatch.setattr(sending.time, "monotonic", lambda: now[0])
-    pacer = sending.Pacer(rate=10)
+    monkeypatch.setattr(pace.time, "monotonic", lambda: now[0])
+    pacer = pace.Pacer(rate=10)
 
     waits = [pacer.reserve() for _ in range(21)]
 
@@ -349,20 +349,20 @@ def test_a_send_over_the_pace_is_deferred_and_nothing_reaches_twilio(
     worker_host, storage, twilio_api, app_settings
 ):
     app_settings.setenv("BROADCAST_SENDS_PER_SECOND", "0.4")  # one slot every 2.5 s
-    sending._pacers.clear()
+    pace._shares.clear()
     numbers = ["+14155550141", "+14155550142"]
     answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
     [chunk] = drain(storage, answer["id"])
     first, second = tasks_of(chunk)
 
     assert asyncio.run(sending.deliver(first)) == "sent"
-    with pytest.raises(sending.TryAgain) as paced:
+    with pytest.raises(pace.Paced) as paced:
         asyncio.run(sending.deliver(second))
 
     assert paced.value.after >= sending.MAX_PACING_WAIT
     assert [c.data["To"] for c in twilio_api.creates] == [first.to]
-    # The key was released: the deferred copy is a fresh send, not an in-flight 409.
-    sending._pacers.clear()
+    # Nothing was claimed: the deferred copy is a fresh send, not an in-flight 409.
+    pace._shares.clear()
     assert asyncio.run(sending.deliver(second.deferred())) == "sent"
 
 

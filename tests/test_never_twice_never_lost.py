@@ -552,7 +552,7 @@ def test_storage_refusing_a_write_drops_the_send_message_instead_of_retrying(
     async def refused(*args, **kwargs):
         raise storage.StorageRefused("storage refused the request: InvalidInput")
 
-    monkeypatch.setattr(broadcast_table, "mark", refused)
+    monkeypatch.setattr(broadcast_table, "write_rows", refused)
 
     run(broadcast_send.main, queue_message(chunk))  # raises nothing
 

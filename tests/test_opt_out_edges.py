@@ -264,7 +264,7 @@ def test_a_stop_during_the_pacing_wait_is_honoured(
         # BROADCAST_SENDS_PER_SECOND made this send wait (up to 2 s): the person's STOP lands.
         await optouts.set_opted_out(TWILIO_NUMBER, PERSON, True, "keyword STOP")
 
-    monkeypatch.setattr(sending, "_wait_for_slot", stop_arrives_while_waiting)
+    monkeypatch.setattr(sending.pace, "wait_for_slot", stop_arrives_while_waiting)
     asyncio.run(broadcast_send.main(queue_message(chunk)))
 
     assert [c.data["To"] for c in twilio_api.creates] == []

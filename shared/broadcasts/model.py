@@ -186,10 +186,12 @@ class Chunk:
 
 
 def chunks(broadcast: Broadcast, recipients: list[str]) -> list[Chunk]:
-    """The accepted recipients in chunks of CHUNK_SIZE."""
+    """The accepted recipients in chunks of CHUNK_SIZE, in order: each chunk's rows in the
+    broadcast are then one range of row keys, read back with one query (table.settled)."""
+    ordered = sorted(recipients)
     return [
-        broadcast.chunk(recipients[i : i + CHUNK_SIZE])
-        for i in range(0, len(recipients), CHUNK_SIZE)
+        broadcast.chunk(ordered[i : i + CHUNK_SIZE])
+        for i in range(0, len(ordered), CHUNK_SIZE)
     ]
 
 

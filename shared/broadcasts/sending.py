@@ -9,14 +9,17 @@ an unknown outcome (until the key's in-flight time has passed, when a retry look
 at Twilio). broadcast_send then puts the message back on the queue that much later, so waiting
 does not use up the tries maxDequeueCount allows; those are kept for failures.
 
-BROADCAST_SENDS_PER_SECOND paces this instance's creates (a schedule of evenly spaced slots in
-this process), so a broadcast runs at the rate the account allows instead of into 429s. It is
-per instance: with Flex Consumption scaled out to N instances the account sees up to N times it.
+BROADCAST_SENDS_PER_SECOND paces the creates of every instance together (shared.broadcasts.pace),
+so a broadcast runs at the rate the account allows instead of into 429s, however many instances
+Flex Consumption runs. A send's own storage operations are its key's claim and its record; the
+rest of its rows are written with its chunk's (shared.broadcasts.settlement), and its opt-out is
+read with its neighbours' (`Screening`): docs/broadcasts.md counts them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -26,13 +29,12 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.broadcasts import delivery, model, queue, table
-from shared.broadcasts.settings import load_broadcast_settings
+from shared.broadcasts import delivery, model, pace, queue, table
+from shared.broadcasts.settlement import Settlement
 from shared.common import logs, redact, responses
-from shared.common.responses import Refusal
 from shared.outbound import answers, calls, sms
 from shared.outbound.settings import load_call_settings, load_sms_settings
-from shared.records import idempotency, storage
+from shared.records import idempotency, optouts, storage
 from shared.records.optouts import TWILIO_OPTED_OUT
 
 logger = logs.get_logger(__name__)
@@ -48,13 +50,16 @@ IN_FLIGHT_WAIT = 5.0
 UNKNOWN_OUTCOME_WAIT = idempotency.IN_FLIGHT.total_seconds() + 1
 DEFAULT_WAIT = 5.0
 JITTER = 1.0  # up to a second more, so messages deferred together do not come back together
-# A send waits at most this long for its slot in this instance's pace; a longer wait is a
-# deferral instead (the queue holds the message, not a function invocation).
-MAX_PACING_WAIT = 2.0
+MAX_PACING_WAIT = pace.MAX_PACING_WAIT
 # Seconds a chunk's invocation starts new sends for: the last one (Twilio's answer, the records)
 # still ends inside host.json's 12 s functionTimeout unless Twilio itself hangs, and a timed-out
 # invocation is safe too (its chunk comes back; each recipient's key prevents a second send).
 CHUNK_BUDGET = 5.0
+# Up to this share of it less, drawn per invocation: chunks taken up together end apart, so the
+# queue hands over the next ones while the others still send (it fetches a new batch only when
+# its running invocations fall to newBatchThreshold), instead of the instance pausing between
+# rounds of chunks.
+CHUNK_BUDGET_SPREAD = 0.3
 
 
 class TryAgain(Exception):
@@ -65,53 +70,114 @@ class TryAgain(Exception):
         self.after = after
 
 
-class Paced(TryAgain):
-    """No send slot of this instance's pace was free soon enough; nothing was sent."""
+# No slot of the account's pace came soon enough (shared.broadcasts.pace): nothing was sent.
+Paced = pace.Paced
+WAITS = (TryAgain, Paced)
 
 
-class Pacer:
-    """Evenly spaced send slots for this process: `rate` a second, at most MAX_PACING_WAIT ahead.
-    One event loop runs the worker's async functions, and nothing awaits between reading and
-    taking a slot, so no lock is needed."""
+class Screening:
+    """The opt-outs of a chunk's recipients, read just ahead of their sends: one query for the
+    next AMONG_PER_QUERY recipients not read in the last FRESH seconds, instead of a point read
+    each (shared.records.optouts.opted_out_among). So a text goes out at most FRESH seconds
+    after its recipient's opt-out was read (a send_sms reads it just before sending)."""
 
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self._next = 0.0
+    FRESH = 5.0
 
-    def reserve(self, max_wait: float = MAX_PACING_WAIT) -> float | None:
-        """Seconds to wait for a slot (taken), or None when none is free within `max_wait`."""
+    def __init__(self, upcoming: list[str]) -> None:
+        self.upcoming = upcoming
+        self._read: dict[str, tuple[float, bool]] = {}  # person: (monotonic time read, opted out)
+
+    async def opted_out(self, sender: str | None, to: str) -> bool:
         now = time.monotonic()
-        slot = max(now, self._next)
-        if slot - now > max_wait:
+        found = self._read.get(to)
+        if found is None or now - found[0] > self.FRESH:
+            ahead = self.upcoming[self.upcoming.index(to):] if to in self.upcoming else [to]
+            due = [p for p in ahead
+                   if p not in self._read or now - self._read[p][0] > self.FRESH]
+            batch = due[: optouts.AMONG_PER_QUERY]
+            opted = await storage.within_deadline(optouts.opted_out_among(sender, batch))
+            for person in batch:
+                self._read[person] = (now, person in opted)
+            found = self._read[to]
+        if found[1]:
+            logger.warning("broadcast_send to=%s outcome=refused reason=opted-out",
+                           redact.phone_number(to))
+        return found[1]
+
+
+class Claiming:
+    """The keys of a chunk's next recipients, claimed GROUP at a time in one transaction
+    (shared.records.idempotency.claim_many) just before the first of them is sent, instead of
+    one conditional insert each. When a key of the group exists already (the chunk came again:
+    a redelivery, a copy) nothing of the group is claimed: the recipients that settled before
+    are skipped (their rows, one query: table.settled) and each of the others is claimed alone,
+    which decides it (in flight, an unknown outcome looked up, taken over). Claims whose sends
+    did not happen (out of time, opted out meanwhile) are given back (`release`) before the
+    rest of the chunk goes back on the queue."""
+
+    GROUP = 8
+
+    def __init__(self, tasks: list[model.Task], screening: Screening) -> None:
+        self.tasks = tasks
+        self.screening = screening
+        self.ahead: dict[str, idempotency.Claim] = {}
+        self.tried: set[str] = set()  # claimed with a group, or to be claimed alone
+        self.settled: dict[str, str] | None = None  # read once a group finds a key taken
+
+    async def claim(self, task: model.Task, function: str, settings: Any
+                    ) -> idempotency.Claim | str | None:
+        """The recipient's claim, taken now with the next recipients' or before with an earlier
+        one's; the state it settled in before (a string: this chunk came again); None to claim
+        it alone."""
+        if task.to in self.ahead:
+            return self.ahead.pop(task.to)
+        if self.settled is not None and task.to in self.settled:
+            return self.settled[task.to]
+        if task.to in self.tried:
             return None
-        self._next = slot + 1.0 / self.rate
-        return slot - now
+        start = self.tasks.index(task)
+        group: list[tuple[model.Task, idempotency.Wanted]] = []
+        for other in self.tasks[start : start + self.GROUP]:
+            if other.to in self.tried:
+                break
+            request, refusal = _parse(other, settings)
+            if refusal is not None:
+                continue
+            if other is not task and task.kind == "sms" and await self.screening.opted_out(
+                    _sender(request), other.to):
+                continue
+            self.tried.add(other.to)
+            group.append((other, idempotency.Wanted(other.idempotency_key, other.fingerprint,
+                                                    request.to, request.from_)))
+        claims = await idempotency.claim_many(function, [wanted for _, wanted in group])
+        if claims is None:
+            # A key of the group is taken: this chunk (or a copy) ran before. Its settled
+            # recipients are skipped; the others are claimed alone, which decides each.
+            if self.settled is None:
+                broadcast = task.broadcast
+                self.settled = await table.settled(broadcast, [t.to for t in self.tasks[start:]])
+            return self.settled.get(task.to)
+        self.ahead = {t.to: claim for (t, _), claim in zip(group, claims, strict=True)}
+        return self.ahead.pop(task.to)
+
+    async def release_unused(self) -> None:
+        unused, self.ahead = list(self.ahead.values()), {}
+        await idempotency.release(unused)
 
 
-_pacers: dict[float, Pacer] = {}
-
-
-async def _wait_for_slot(max_wait: float) -> None:
-    """Return once this send may go (now or after a wait of at most `max_wait`); raise Paced,
-    before anything is claimed or sent, when no slot is free that soon."""
-    rate = load_broadcast_settings().sends_per_second
-    if rate is None:
-        return
-    pacer = _pacers.setdefault(rate, Pacer(rate))
-    wait = pacer.reserve(max_wait)
-    if wait is None:
-        raise Paced(
-            f"this instance is at BROADCAST_SENDS_PER_SECOND ({rate:g})",
-            MAX_PACING_WAIT + random.uniform(0, JITTER),  # noqa: S311 - spreading, not secret
-        )
-    if wait > 0:
-        await asyncio.sleep(wait)
-
-
-async def deliver(task: model.Task, max_wait: float = MAX_PACING_WAIT) -> str:
-    """Send one recipient's text or call; the state it ended in (sent, failed). Raises TryAgain
-    (Paced when no send slot came within `max_wait`), and anything storage raises, for the
-    message to be tried again."""
+async def deliver(task: model.Task, settlement: Settlement | None = None,
+                  screening: Screening | None = None, max_wait: float = MAX_PACING_WAIT,
+                  claiming: Claiming | None = None) -> str:
+    """Send one recipient's text or call; the state it ended in (sent, failed, refused), with its
+    rows left in `settlement` to be written with the chunk's (without one, written before this
+    returns). `screening`: the chunk's opt-out reads (one made for this recipient alone without
+    it). Raises TryAgain or Paced (no send slot came within `max_wait`), and anything storage
+    raises, for the message to be tried again."""
+    if settlement is None:
+        alone = Settlement(task.broadcast)
+        state = await deliver(task, alone, screening, max_wait, claiming)
+        await alone.write()
+        return state
     if task.kind == "sms":
         settings: Any = load_sms_settings()
         function = "broadcast_sms"
@@ -131,32 +197,47 @@ async def deliver(task: model.Task, max_wait: float = MAX_PACING_WAIT) -> str:
 
     request, refusal = _parse(task, settings)
     if refusal is not None:  # the policy's answer does not change between tries: not kept
-        return await _settle(task, refusal)
-    await _wait_for_slot(max_wait)  # raises Paced: nothing claimed, nothing sent
+        return _settle(task, refusal, settlement)
+    await pace.wait_for_slot(max_wait)  # raises Paced: nothing claimed, nothing sent
     if task.kind == "sms":
-        try:
-            # Opted out since the broadcast was accepted (checked after the wait, just before
-            # sending): skipped, as refused. Storage failing raises: the message is tried
-            # again, never sent unchecked.
-            await sms.screen(request)
-        except Refusal as opted_out:
-            await table.mark(task.broadcast, task.to, "refused", error=opted_out.error)
+        # Opted out since the broadcast was accepted (read at most Screening.FRESH seconds
+        # before this send): skipped, as refused. Storage failing raises: the message is tried
+        # again, never sent unchecked.
+        screening = screening or Screening([task.to])
+        if await screening.opted_out(_sender(request), task.to):
+            settlement.mark(task.to, "refused", error=optouts.refusal(task.to))
             return "refused"
-    # Claimed straight into "sending" (one write, not two: the request is known already).
-    held = await idempotency.claim(
-        function, task.idempotency_key, task.fingerprint, lookup,
-        sending=(request.to, request.from_),
-    )
+    # Claimed straight into "sending" (one write, not two: the request is known already), with
+    # the chunk's next recipients when it can (`Claiming`), else alone.
+    held: idempotency.Claim | func.HttpResponse | str | None = None
+    if claiming is not None:
+        held = await claiming.claim(task, function, settings)
+    else:  # a recipient's own message (deferred): settled by an earlier copy already?
+        held = (await table.settled(task.broadcast, [task.to])).get(task.to)
+    if isinstance(held, str):
+        return held  # settled before (the message came again): nothing more to do
+    if held is None:
+        held = await idempotency.claim(
+            function, task.idempotency_key, task.fingerprint, lookup,
+            sending=(request.to, request.from_),
+        )
     if isinstance(held, idempotency.Claim):
-        response = await _send(task, settings, request, held.owner)
-        await held.finish(response)
+        response = await _send(task, settings, request, held.owner, settlement.index)
+        # No `done` row for the key: the recipient's row (sent, failed) is the answer a later
+        # copy of the message finds (table.settled). The key stays `sending` until it expires,
+        # so a copy that misses the row (written with the chunk's) looks the outcome up.
+        await held.settle(response)
     else:
         response = held
-    return await _settle(task, response)
+    return _settle(task, response, settlement)
 
 
 def _created(body: dict[str, object]) -> func.HttpResponse:
     return responses.json_body(body, 201)
+
+
+def _sender(request: Any) -> str | None:
+    return optouts.sender_of(request.from_, request.messaging_service_sid)
 
 
 def _parse(task: model.Task, settings: Any) -> tuple[Any, func.HttpResponse | None]:
@@ -179,7 +260,7 @@ def _parse(task: model.Task, settings: Any) -> tuple[Any, func.HttpResponse | No
 
 
 async def _send(
-    task: model.Task, settings: Any, request: Any, owner: str
+    task: model.Task, settings: Any, request: Any, owner: str, index_into: list[dict[str, Any]]
 ) -> func.HttpResponse:
     subject = sms.SUBJECT if task.kind == "sms" else calls.SUBJECT
     # The status callbacks say which broadcast they belong to: its delivery counts follow them
@@ -192,19 +273,24 @@ async def _send(
             created = await calls.place(request, settings, query)
     except Exception as error:  # every failure becomes an answer, as for a single send
         return answers.twilio_failure(error, subject, request.to, settings.rest.http_timeout)
+    # The record now (the status callbacks find it); its index row with the chunk's.
     if task.kind == "sms":
-        return _created(sms.answer(created, await sms.record(created, request, owner)))
-    return _created(calls.answer(created, await calls.record(created, request.message, owner)))
+        recorded = await sms.record(created, request, owner, index_into)
+        return _created(sms.answer(created, recorded))
+    recorded = await calls.record(created, request.message, owner, index_into)
+    return _created(calls.answer(created, recorded))
 
 
 def _from(task: model.Task) -> dict[str, str]:
     return {"from": task.from_} if task.from_ else {}
 
 
-async def _settle(task: model.Task, response: func.HttpResponse) -> str:
+def _settle(task: model.Task, response: func.HttpResponse, settlement: Settlement) -> str:
+    """The state an answer puts the recipient in, marked in `settlement`; raises TryAgain for
+    an answer that settles nothing (a 409, a 429, a 5xx)."""
     body = json.loads(response.get_body() or b"{}")
     if response.status_code == 201:
-        await table.mark(task.broadcast, task.to, "sent", sid=str(body.get("sid") or ""))
+        settlement.mark(task.to, "sent", sid=str(body.get("sid") or ""))
         return "sent"
     if response.status_code in RETRY_STATUSES:
         raise TryAgain(f"HTTP {response.status_code}: {body.get('error', '')}", _wait(response))
@@ -213,7 +299,7 @@ async def _settle(task: model.Task, response: func.HttpResponse) -> str:
     # Twilio's 21610: the recipient opted out (now kept: shared.outbound.sms): refused, like the
     # opted-out recipients the app knew of itself.
     state = "refused" if code == TWILIO_OPTED_OUT else "failed"
-    await table.mark(task.broadcast, task.to, state, error=f"{code}: {error}" if code else error)
+    settlement.mark(task.to, state, error=f"{code}: {error}" if code else error)
     return state
 
 
@@ -222,42 +308,67 @@ async def deliver_chunk(chunk: model.Chunk) -> dict[str, int]:
     the rest back as a smaller chunk; how many ended sent, failed, deferred and put back.
 
     One at a time per chunk: the queue runs batchSize chunks at once, which is the instance's
-    concurrency, and BROADCAST_SENDS_PER_SECOND its rate. A recipient that must wait gets its
-    own deferred message, so the rest of the chunk does not wait with it. Storage failing raises
-    (the queue delivers the chunk again; the recipients already settled replay, not resend)."""
+    concurrency, and the account's pace (shared.broadcasts.pace) its rate. A recipient that must
+    wait gets its own deferred message, so the rest of the chunk does not wait with it. The
+    chunk's rows are written together at the end (shared.broadcasts.settlement), before the
+    rest is put back. Storage failing raises (the queue delivers the chunk again; the
+    recipients already settled replay, not resend)."""
     began = time.monotonic()
+    budget = CHUNK_BUDGET * (1 - random.uniform(0, CHUNK_BUDGET_SPREAD))  # noqa: S311
     tally = dict.fromkeys(("sent", "failed", "refused", "deferred", "put back"), 0)
     tasks = chunk.tasks()
-    for index, task in enumerate(tasks):
-        left = CHUNK_BUDGET - (time.monotonic() - began)
-        try:
-            if left <= 0:
-                raise Paced("out of time", 0)
-            tally[await deliver(task, max_wait=min(left, MAX_PACING_WAIT))] += 1
-        except Paced:
-            rest = chunk.rest([t.to for t in tasks[index:]])
-            await queue.put_back(rest)
-            tally["put back"] = len(rest.recipients)
-            break
-        except TryAgain as error:
-            await queue.defer(task, error.after)
-            tally["deferred"] += 1
+    settlement = Settlement(chunk.broadcast.id)
+    screening = Screening([t.to for t in tasks])
+    claiming = Claiming(tasks, screening)
+    try:
+        for index, task in enumerate(tasks):
+            left = budget - (time.monotonic() - began)
+            try:
+                if left <= 0:
+                    raise Paced("out of time", 0)
+                tally[await deliver(task, settlement, screening,
+                                    max_wait=min(left, MAX_PACING_WAIT), claiming=claiming)] += 1
+            except Paced:
+                rest = chunk.rest([t.to for t in tasks[index:]])
+                await settlement.write()  # before the rest goes back: what is done is seen
+                await claiming.release_unused()  # and free to be claimed by the next copy
+                await queue.put_back(rest)
+                tally["put back"] = len(rest.recipients)
+                break
+            except TryAgain as error:
+                await queue.defer(task, error.after)
+                tally["deferred"] += 1
+        await settlement.write()
+        await claiming.release_unused()
+    except BaseException:
+        # Storage failed (or the invocation was cancelled) part way: keep what was settled if
+        # storage takes it; if not, those recipients' keys stay `sending` and the next copy of
+        # the chunk looks them up.
+        with contextlib.suppress(Exception):
+            await settlement.write()
+        with contextlib.suppress(Exception):
+            await claiming.release_unused()
+        raise
     return tally
 
 
 def _wait(response: func.HttpResponse) -> float:
     """Seconds until the next try of an answer that settles nothing."""
     status = response.status_code
-    if status == 409:
-        wait = IN_FLIGHT_WAIT
+    if status == 409:  # in flight; longer when the key waits to be released (its Retry-After)
+        wait = max(IN_FLIGHT_WAIT, _retry_after(response))
     elif status in (500, 502, 504):
         wait = UNKNOWN_OUTCOME_WAIT
     else:
-        try:
-            wait = float(response.headers.get("Retry-After") or DEFAULT_WAIT)
-        except ValueError:
-            wait = DEFAULT_WAIT
+        wait = _retry_after(response) or DEFAULT_WAIT
     return wait + random.uniform(0, JITTER)  # noqa: S311 - spreading retries, not a secret
+
+
+def _retry_after(response: func.HttpResponse) -> float:
+    try:
+        return float(response.headers.get("Retry-After") or 0)
+    except ValueError:
+        return 0.0
 
 
 async def handle(message_id: str, body: bytes, dequeue_count: int) -> None:
@@ -294,9 +405,11 @@ async def _handle(envelope: model.Envelope, message_id: str, dequeue_count: int)
         )
         return
     task = broadcast.task(verified[0], envelope.deferrals)
+    settlement = Settlement(task.broadcast)
     try:
-        outcome = await deliver(task)
-    except TryAgain as error:
+        outcome = await deliver(task, settlement)
+        await settlement.write()
+    except WAITS as error:
         if task.deferrals >= MAX_DEFERRALS:
             logger.warning(
                 "broadcast_send id=%s to=%s outcome=retry try=%s deferrals=%d reason=%s",
@@ -310,10 +423,7 @@ async def _handle(envelope: model.Envelope, message_id: str, dequeue_count: int)
             task.broadcast, redact.phone_number(task.to), error.after, error,
         )
         return
-    logger.info(
-        "broadcast_send id=%s to=%s outcome=%s", task.broadcast, redact.phone_number(task.to),
-        outcome,
-    )
+    logger.debug("broadcast_send id=%s outcome=%s", task.broadcast, outcome)
 
 
 # Tries of the poison queue's message before broadcast_poison stops retrying a storage failure

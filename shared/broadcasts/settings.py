@@ -1,4 +1,5 @@
-"""How fast broadcasts send."""
+"""How fast broadcasts send: BROADCAST_SENDS_PER_SECOND, the creates a second the whole account
+may make for broadcasts, shared by every instance (shared.broadcasts.pace)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ MAX_SENDS_PER_SECOND = 1000.0
 
 
 class BroadcastSettings(NamedTuple):
-    """How fast one instance's broadcast_send may create calls and messages at Twilio."""
+    """How fast broadcast_send may create calls and messages at Twilio, every instance together."""
 
-    sends_per_second: float | None  # None: as fast as the queue hands messages over
+    sends_per_second: float | None  # None: unpaced, as fast as the queue hands messages over
 
 
 def _broadcast_settings(reader: Reader) -> BroadcastSettings:

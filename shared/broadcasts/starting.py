@@ -45,14 +45,8 @@ async def accept(
     sure that none is texted or called twice."""
     from azure.core.exceptions import ResourceExistsError
 
-    await storage.within_deadline(
-        table.write_rows(
-            [
-                table.refused_row(broadcast.id, r["to"], r["error"])
-                for r in refused[: table.MAX_REFUSED_ROWS]
-            ]
-        )
-    )
+    kept = refused[: table.MAX_REFUSED_ROWS]
+    await table.write_rows([table.refused_row(broadcast.id, r["to"], r["error"]) for r in kept])
     row = broadcast.row(len(accepted), len(refused))
     try:
         await storage.within_deadline(storage.on_table(table.TABLE, lambda t: t.create_entity(row)))

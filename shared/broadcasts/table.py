@@ -17,7 +17,7 @@ from typing import Any
 
 from shared.broadcasts.model import BROADCAST_ROW, STATES, Broadcast, Envelope, Task, shown
 from shared.common import logs, redact
-from shared.records import storage
+from shared.records import batches, storage
 
 logger = logs.get_logger(__name__)
 
@@ -28,8 +28,6 @@ RECIPIENT_PREFIX = "r-"
 # Refused entries are whatever the caller sent: their rows are keyed by a digest, never by the
 # text itself (Table Storage refuses / \\ # ? and control characters in keys).
 REFUSED_PREFIX = "r-~"
-
-TRANSACTION_SIZE = 100  # Table Storage's limit on one entity group transaction
 
 # Refused entries kept as rows (ten transactions); the rest are counted and answered only.
 MAX_REFUSED_ROWS = 1_000
@@ -81,34 +79,37 @@ def failed_row(broadcast: str, to: str, error: str) -> dict[str, Any]:
             "Error": error}
 
 
-async def write_rows(rows: list[dict[str, Any]]) -> None:
-    """Upsert rows of one partition, 100 a transaction, a few transactions at a time."""
-    batches = [rows[i : i + TRANSACTION_SIZE] for i in range(0, len(rows), TRANSACTION_SIZE)]
-    limit = asyncio.Semaphore(8)
-
-    async def write(batch: list[dict[str, Any]]) -> None:
-        async with limit:
-            operations = [("upsert", row) for row in batch]
-            await storage.on_table(TABLE, lambda t: t.submit_transaction(operations))
-
-    await asyncio.gather(*(write(batch) for batch in batches))
+async def write_rows(rows: list[dict[str, Any]], merge: bool = False) -> None:
+    """Upsert (`merge`: insert or merge) rows of broadcasts, a transaction for each partition's
+    hundred."""
+    await batches.upsert(TABLE, rows, merge)
 
 
-async def mark(
-    broadcast: str, to: str, state: str, sid: str | None = None, error: str | None = None
-) -> None:
-    """Move one recipient on (sent, failed, refused); never back from sent to queued."""
-    from azure.data.tables import UpdateMode
+SETTLED = ("sent", "failed", "refused")
 
-    row = {"PartitionKey": broadcast, "RowKey": RECIPIENT_PREFIX + to, "State": state}
-    if sid:
-        row["Sid"] = sid
-    if error:
-        row["Error"] = error
-    await storage.within_deadline(
-        storage.on_table(TABLE, lambda t: t.upsert_entity(row, mode=UpdateMode.MERGE))
-    )
-    logger.info("broadcast_send id=%s to=%s outcome=%s", broadcast, redact.phone_number(to), state)
+
+async def settled(broadcast: str, recipients: list[str]) -> dict[str, str]:
+    """Which of these recipients have settled already, and how (sent, failed, refused): one
+    query over the range of their rows (a chunk's recipients are one range: model.chunks),
+    with the rest of the range filtered out here. Raises StorageUnavailable."""
+    if not recipients:
+        return {}
+    wanted = set(recipients)
+
+    async def query(t: Any) -> dict[str, str]:
+        rows = t.query_entities(
+            "PartitionKey eq @id and RowKey ge @first and RowKey le @last",
+            parameters={"id": broadcast, "first": RECIPIENT_PREFIX + min(recipients),
+                        "last": RECIPIENT_PREFIX + max(recipients)},
+            select=["RowKey", "State"])
+        found = {}
+        async for row in rows:
+            to = row["RowKey"][len(RECIPIENT_PREFIX):]
+            if to in wanted and row.get("State") in SETTLED:
+                found[to] = row["State"]
+        return found
+
+    return await storage.within_deadline(storage.on_table(TABLE, query))
 
 
 async def deliver(broadcast: str, to: str, outcome: str) -> None:

@@ -149,15 +149,17 @@ async def find(
 
 
 async def record(
-    created: CallInstance, message: str | None = None, owner: str | None = None
+    created: CallInstance, message: str | None = None, owner: str | None = None,
+    index_into: list[dict[str, object]] | None = None,
 ) -> bool:
     """Write the call's record (see shared.records.store), owned by the Idempotency-Key that placed
-    it (`owner`, None without one); False when storage could not take it."""
+    it (`owner`, None without one); False when storage could not take it. `index_into`: the
+    index row is left to the caller (store.write_index)."""
     from shared.records import store
 
     return await store.keep_created(
         "make_call", "call", created.sid or "", created.to, created._from, created.status,
-        message, owner or store.NO_KEY,
+        message, owner or store.NO_KEY, index_into,
     )
 
 

@@ -254,10 +254,12 @@ def _same_request(listed: MessageInstance, wanted: SmsRequest, settings: SmsSett
 
 
 async def record(
-    created: MessageInstance, message: SmsRequest | None = None, owner: str | None = None
+    created: MessageInstance, message: SmsRequest | None = None, owner: str | None = None,
+    index_into: list[dict[str, object]] | None = None,
 ) -> bool:
     """Write the message's record (see shared.records.store), owned by the Idempotency-Key that sent
-    it (`owner`, None without one); False when storage could not take it."""
+    it (`owner`, None without one); False when storage could not take it. `index_into`: the
+    index row is left to the caller (store.write_index)."""
     from shared.records import store
 
     return await store.keep_created(
@@ -269,6 +271,7 @@ async def record(
         created.status,
         message.body if message else created.body,
         owner or store.NO_KEY,
+        index_into,
     )
 
 

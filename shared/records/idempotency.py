@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import datetime
 import hashlib
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -164,23 +165,41 @@ class Claim:
     async def finish(self, response: func.HttpResponse) -> None:
         """Keep the answer for replays, release the key, or leave an unknown outcome to be
         looked up, by what the answer proves."""
-        status = response.status_code
         try:
-            if status in REPLAYABLE:
-                await _store_done(self.function, self.row_key, self.entity, response)
-            elif status in RELEASABLE or self.entity.get("State") == "claimed":
-                await _release(self.function, self.row_key)
-            # else: sending, with an unknown outcome: the next retry looks it up.
+            done = await self.settle(response)
+            if done is not None:
+                await write_done([done])
         except (storage.StorageUnavailable, SettingsError) as error:
-            logger.error(
-                "%s outcome=idempotency-not-kept status=%d reason=%s", self.function, status, error
-            )
+            logger.error("%s outcome=idempotency-not-kept status=%d reason=%s", self.function,
+                         response.status_code, error)
+
+    async def settle(self, response: func.HttpResponse) -> dict[str, Any] | None:
+        """`finish` for a caller that writes many keys' answers together (a broadcast's
+        chunk: `write_done`, one transaction for up to 100): the `done` row to write, or None
+        when the key was released now or left to be looked up. Until the row is written the
+        key stays `sending`, so a retry in between looks the outcome up (and finds it) rather
+        than sending again. Raises StorageUnavailable when a release fails."""
+        status = response.status_code
+        if status in REPLAYABLE:
+            return _done_row(self.function, self.row_key, self.entity, response)
+        if status in RELEASABLE or self.entity.get("State") == "claimed":
+            await _release(self.function, self.row_key)
+        # else: sending, with an unknown outcome: the next retry looks it up.
+        return None
 
 
-async def _store_done(
+async def write_done(rows: list[dict[str, Any]]) -> None:
+    """Write `done` rows (`Claim.settle`), a transaction for each function's up to 100 (a key's
+    partition is its function). Raises StorageUnavailable."""
+    from shared.records import batches
+
+    await batches.upsert(TABLE, rows)
+
+
+def _done_row(
     function: str, row_key: str, entity: dict[str, Any], response: func.HttpResponse
-) -> None:
-    done = {
+) -> dict[str, Any]:
+    return {
         **entity,
         "PartitionKey": function,
         "RowKey": row_key,
@@ -188,6 +207,12 @@ async def _store_done(
         "Status": response.status_code,
         "Body": (response.get_body() or b"").decode("utf-8"),
     }
+
+
+async def _store_done(
+    function: str, row_key: str, entity: dict[str, Any], response: func.HttpResponse
+) -> None:
+    done = _done_row(function, row_key, entity, response)
     await storage.within_deadline(storage.on_table(TABLE, lambda t: t.upsert_entity(done)))
 
 
@@ -210,13 +235,18 @@ def _replay(entity: dict[str, Any]) -> func.HttpResponse:
     )
 
 
-def _in_flight(function: str) -> func.HttpResponse:
+def _in_flight(function: str, until: datetime.datetime | None = None) -> func.HttpResponse:
+    """409 for a key in flight; Retry-After is RETRY_AFTER, or the seconds to `until` (when
+    nothing can change before then: an unknown outcome waiting to be released)."""
     logger.warning("%s outcome=refused status=409 reason=idempotency-key-in-flight", function)
+    after = RETRY_AFTER
+    if until is not None:
+        after = str(max(int(RETRY_AFTER), math.ceil((until - _now()).total_seconds())))
     return responses.json_error(
         409,
         "A request with this Idempotency-Key is still being processed: retry after the "
         "Retry-After seconds to get its answer.",
-        headers={"Retry-After": RETRY_AFTER},
+        headers={"Retry-After": after},
     )
 
 
@@ -322,7 +352,9 @@ async def claim(
                 found.headers[REPLAYED_HEADER] = "true"
                 return found
             if sent_at + RELEASE_AFTER > now:
-                return _in_flight(function)
+                # Twilio has nothing yet: asking again before the key can be released would
+                # only ask Twilio again, so the retry is told to come back then.
+                return _in_flight(function, until=sent_at + RELEASE_AFTER)
             logger.warning("%s outcome=released reason=nothing-found-at-twilio", function)
         elif not expired and not stale_claim:
             return _in_flight(function)
@@ -344,6 +376,63 @@ async def claim(
         return Claim(function, row, fresh)
     except (storage.StorageUnavailable, SettingsError) as error:
         return _storage_unavailable(function, error)
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One key a caller would claim in a group (`claim_many`): straight into `sending`."""
+
+    key: str
+    fingerprint: str
+    to: str
+    from_: str | None
+
+
+async def claim_many(function: str, wanted: list[Wanted]) -> list[Claim] | None:
+    """Claim every key of `wanted` in one entity group transaction (one storage operation for
+    up to 100: a function's keys share a partition), each straight into `sending` as `claim`
+    does with `sending=`; None when any of them exists already (the transaction then claims
+    none, and the caller claims them one by one, which decides each: a replay, in flight,
+    taken over). `SentAt` is now, at most the time of each send: an unknown outcome's lookup
+    looks from then on. A claim whose send does not happen after all (out of time, refused in
+    between) is `release`d. Raises StorageUnavailable."""
+    from azure.data.tables import TableTransactionError
+
+    now = _now()
+    rows = [{
+        "PartitionKey": function, "RowKey": row_key(w.key), "State": "sending",
+        "Fingerprint": w.fingerprint, "ClaimedAt": now, "ExpiresAt": now + TTL,
+        "To": w.to, "From": w.from_ or "", "SentAt": now,
+    } for w in wanted]
+    if not rows:
+        return []
+    if len({row["RowKey"] for row in rows}) < len(rows):
+        return None  # one key twice: the second is a replay of the first, decided one by one
+
+    async def insert_all(t: Any) -> bool:
+        try:
+            await t.submit_transaction([("create", dict(row)) for row in rows])
+        except TableTransactionError as error:
+            if error.status_code == 409:  # a key exists: a redelivery, or another copy
+                return False
+            raise
+        return True
+
+    if not await storage.within_deadline(storage.on_table(TABLE, insert_all)):
+        return None
+    return [Claim(function, row["RowKey"], row) for row in rows]
+
+
+async def release(claims: list[Claim]) -> None:
+    """Give back claims taken by `claim_many` whose sends never happened (nothing was sent for
+    them): one transaction of deletes. Raises StorageUnavailable; a claim left behind is
+    released by its key's own rules (looked up at Twilio, then released after RELEASE_AFTER)."""
+    from azure.core import MatchConditions
+
+    if claims:
+        await storage.within_deadline(storage.on_table(TABLE, lambda t: t.submit_transaction([
+            ("delete", {"PartitionKey": c.function, "RowKey": c.row_key},
+             {"match_condition": MatchConditions.Unconditionally}) for c in claims])))
 
 
 def _storage_unavailable(function: str, error: Exception) -> func.HttpResponse:

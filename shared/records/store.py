@@ -122,10 +122,13 @@ async def index_page(
 
 
 async def _create_record(kind: str, sid: str, fields: Mapping[str, Any],
-                         repair_index: bool = False) -> bool:
+                         repair_index: bool = False,
+                         index_into: list[dict[str, Any]] | None = None) -> bool:
     """Insert the record row if it does not exist, with its index row; True when it was new.
     With `repair_index`, a record that exists gets its index row written again (from its own
-    creation time, so the same row): the index write is the one that may have failed."""
+    creation time, so the same row): the index write is the one that may have failed. With
+    `index_into`, a new record's index row is added to that list instead, for the caller to
+    write with others (`write_index`: a broadcast's chunk)."""
     from azure.core.exceptions import ResourceExistsError
 
     created = _now()
@@ -144,18 +147,34 @@ async def _create_record(kind: str, sid: str, fields: Mapping[str, Any],
             existed = datetime.datetime.fromisoformat(str(row.get("CreatedAt") or ""))
             await _index(kind, sid, existed)
         return False
-    await _index(kind, sid, created)
+    if index_into is not None:
+        index_into.append(_index_row(kind, sid, created))
+    else:
+        await _index(kind, sid, created)
     return True
 
 
-async def _index(kind: str, sid: str, created: datetime.datetime) -> None:
-    row = {
+def _index_row(kind: str, sid: str, created: datetime.datetime) -> dict[str, Any]:
+    return {
         "PartitionKey": kind,
         "RowKey": index_key(created, sid),
         "Sid": sid,
         "CreatedAt": created.isoformat(),
     }
+
+
+async def _index(kind: str, sid: str, created: datetime.datetime) -> None:
+    row = _index_row(kind, sid, created)
     await storage.on_table(INDEX_TABLE, lambda t: t.upsert_entity(row))
+
+
+async def write_index(rows: list[dict[str, Any]]) -> None:
+    """Write index rows `created` left to the caller (a transaction for each kind's hundred).
+    Raises StorageUnavailable: the records stay unindexed until a lookup adopts them (`adopt`
+    writes the index row again)."""
+    from shared.records import batches
+
+    await batches.upsert(INDEX_TABLE, rows)
 
 
 async def created(
@@ -166,9 +185,11 @@ async def created(
     status: str | None,
     text: str | None,
     owner: str = NO_KEY,
+    index_into: list[dict[str, Any]] | None = None,
 ) -> None:
     """Record what make_call or send_sms created, as soon as Twilio answered. When a status
-    callback got there first, its row is completed with these fields."""
+    callback got there first, its row is completed with these fields. `index_into`: see
+    `_create_record`."""
     from azure.data.tables import UpdateMode
 
     fields = {
@@ -179,7 +200,7 @@ async def created(
         "Source": "app",
         OWNER_FIELD: owner,
     }
-    if not await _create_record(kind, sid, fields):
+    if not await _create_record(kind, sid, fields, index_into=index_into):
         update = {"PartitionKey": sid, "RowKey": RECORD_ROW, "Source": "app"}
         update |= {k: v for k, v in fields.items() if v is not None}
         await storage.on_table(
@@ -196,6 +217,7 @@ async def keep_created(
     status: str | None,
     text: str | None,
     owner: str = NO_KEY,
+    index_into: list[dict[str, Any]] | None = None,
 ) -> bool:
     """`created`, for a function that has just created the thing at Twilio: False (and one
     error line) when the record could not be written; the caller still answers 201, since the
@@ -204,7 +226,8 @@ async def keep_created(
     from shared.common.settings import SettingsError
 
     try:
-        await storage.within_deadline(created(kind, sid, to, from_, status, text, owner))
+        await storage.within_deadline(
+            created(kind, sid, to, from_, status, text, owner, index_into))
     except SettingsError as error:
         reason = f"settings: {error.describe()}"
     except storage.StorageUnavailable as error:
@@ -284,7 +307,9 @@ async def adopt(
     wanted = {k: v for k, v in fields.items() if v is not None}
     wanted |= {"Source": "app", OWNER_FIELD: owner}
     for _ in range(3):
-        if await _create_record(kind, sid, wanted):
+        # An existing record gets its index row again: the record of a broadcast's send whose
+        # chunk died before it wrote its index rows (`index_into`) is adopted here.
+        if await _create_record(kind, sid, wanted, repair_index=True):
             return True
         try:
             row = await storage.on_table(RECORDS_TABLE, lambda t: t.get_entity(sid, RECORD_ROW))
