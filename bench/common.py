@@ -37,6 +37,11 @@ APP_SETTINGS = {
     "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
     "TWILIO_HTTP_TIMEOUT": "10",
 }
+# A run with telemetry on (docs/telemetry.md, BENCHMARKS.md): this variable, when set, becomes
+# the app's APPLICATIONINSIGHTS_CONNECTION_STRING (point it at nothing reachable: no run sends).
+_TELEMETRY = os.environ.get("BENCH_APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip()
+if _TELEMETRY:
+    APP_SETTINGS["APPLICATIONINSIGHTS_CONNECTION_STRING"] = _TELEMETRY
 
 
 def app_environ(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:

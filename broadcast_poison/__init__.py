@@ -7,7 +7,10 @@ forgotten. A message that is not one of ours is logged and dropped (shared.broad
 
 import azure.functions as func
 
+from shared import telemetry
 
+
+@telemetry.traced
 async def main(msg: func.QueueMessage) -> None:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.broadcasts import sending

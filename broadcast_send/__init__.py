@@ -4,9 +4,13 @@ code (shared.broadcasts.sending.handle says how, and what is dropped, deferred o
 
 import azure.functions as func
 
+from shared import telemetry
 
+
+@telemetry.traced
 async def main(msg: func.QueueMessage) -> None:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.broadcasts import sending
 
-    await sending.handle(msg.id or "-", msg.get_body(), msg.dequeue_count or 0)
+    await sending.handle(msg.id or "-", msg.get_body(), msg.dequeue_count or 0,
+                         msg.insertion_time)

@@ -9,7 +9,10 @@ front: refused ones are answered, never queued; duplicates are sent once.
 
 import azure.functions as func
 
+from shared import telemetry
 
+
+@telemetry.traced
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.broadcasts import endpoint

@@ -4,7 +4,7 @@ the TwiML of where the call goes next (shared/callflows/walk.py)."""
 
 import azure.functions as func
 
-from shared import webhooks
+from shared import telemetry, webhooks
 
 
 def resume(call: webhooks.Webhook) -> str:
@@ -13,5 +13,6 @@ def resume(call: webhooks.Webhook) -> str:
     return walk.resume(call)
 
 
+@telemetry.traced
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     return await webhooks.respond(req, "call_flow", "CallSid", resume)

@@ -3,7 +3,7 @@ initiated, ringing, answered and completed. Verified like every webhook, then re
 
 import azure.functions as func
 
-from shared import webhooks
+from shared import telemetry, webhooks
 
 
 async def record(callback: webhooks.Webhook) -> str:
@@ -14,5 +14,6 @@ async def record(callback: webhooks.Webhook) -> str:
     return await callbacks.keep("call", callback)
 
 
+@telemetry.traced
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     return await webhooks.acknowledge(req, "call_status", "CallSid", record)

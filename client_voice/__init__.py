@@ -4,7 +4,7 @@ softphone places a call: a phone number within make_call's policy or another bro
 
 import azure.functions as func
 
-from shared import webhooks
+from shared import telemetry, webhooks
 
 
 def dial(call: webhooks.Webhook) -> str:
@@ -13,5 +13,6 @@ def dial(call: webhooks.Webhook) -> str:
     return dialing.answer(call)
 
 
+@telemetry.traced
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     return await webhooks.respond(req, "client_voice", "CallSid", dial)

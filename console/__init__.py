@@ -4,7 +4,10 @@ acts through needs the Functions key (docs/console.md)."""
 
 import azure.functions as func
 
+from shared import telemetry
 
+
+@telemetry.traced
 def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.console import static

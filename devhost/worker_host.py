@@ -26,6 +26,8 @@ import asyncio
 import hmac
 import json
 import logging
+import re
+import secrets
 import sys
 import threading
 import time
@@ -324,6 +326,19 @@ def _typed_bytes(data: Any) -> bytes:
     return str(getattr(data, kind)).encode("utf-8")
 
 
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})")
+
+
+def host_traceparent(incoming: list[str] | None) -> str:
+    """The W3C trace context the host hands an invocation (InvocationRequest.trace_context):
+    its own span for the invocation, continuing the request's `traceparent` header when one is
+    valid (as the host's Activity does), else the start of a new trace (a queue message's)."""
+    found = _TRACEPARENT.fullmatch((incoming or [""])[0].strip())
+    trace_id = found.group(1) if found and found.group(1) != "0" * 32 else secrets.token_hex(16)
+    flags = found.group(2) if found else "01"
+    return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"
+
+
 def _empty(status: int, reason: str | None = None) -> HostResponse:
     """The host's own answers (404, 401, ...) have no body; the reason is a dev-only header."""
     headers = Headers([("Content-Length", "0")])
@@ -611,7 +626,7 @@ class WorkerHost:
             route_params=route_params,
             body=raw_body,
         )
-        return await self._invoke(spec, rpc_http)
+        return await self._invoke(spec, rpc_http, host_traceparent(grouped.get("traceparent")))
 
     def _rpc_http(
         self,
@@ -657,7 +672,7 @@ class WorkerHost:
         http.rawBody.CopyFrom(p.TypedData(bytes=body) if raw_bytes else p.TypedData(string=text))
         return http
 
-    async def _invoke(self, spec: FunctionSpec, rpc_http: Any) -> HostResponse:
+    async def _invoke(self, spec: FunctionSpec, rpc_http: Any, traceparent: str) -> HostResponse:
         p = self._runtime.protos
         assert spec.trigger is not None
         invocation_id = str(uuid.uuid4())
@@ -668,6 +683,7 @@ class WorkerHost:
                 function_id=spec.function_id,
                 input_data=[p.ParameterBinding(name=spec.trigger.param_name,
                                                data=p.TypedData(http=rpc_http))],
+                trace_context=p.RpcTraceContext(trace_parent=traceparent),
             ),
         )
         envelope = _WorkerRequest("invocation_request", message, self._runtime.properties)
@@ -839,6 +855,7 @@ class WorkerHost:
                 function_id=spec.function_id,
                 input_data=[p.ParameterBinding(name=trigger.param_name, data=data)],
                 trigger_metadata=self.queue_trigger_metadata(spec, message),
+                trace_context=p.RpcTraceContext(trace_parent=host_traceparent(None)),
             ),
         )
         queue = queue_name or trigger.queue_name

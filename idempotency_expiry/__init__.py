@@ -4,7 +4,10 @@ replay."""
 
 import azure.functions as func
 
+from shared import telemetry
 
+
+@telemetry.traced
 async def main(timer: func.TimerRequest) -> None:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.records import idempotency

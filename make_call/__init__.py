@@ -7,7 +7,10 @@ Async, so one worker serves many calls while each waits on Twilio's API.
 
 import azure.functions as func
 
+from shared import telemetry
 
+
+@telemetry.traced
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.outbound import endpoint

@@ -3,7 +3,7 @@ queued, sent, delivered, undelivered or failed. Verified like every webhook, the
 
 import azure.functions as func
 
-from shared import webhooks
+from shared import telemetry, webhooks
 
 
 async def record(callback: webhooks.Webhook) -> str:
@@ -14,5 +14,6 @@ async def record(callback: webhooks.Webhook) -> str:
     return await callbacks.keep("message", callback)
 
 
+@telemetry.traced
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     return await webhooks.acknowledge(req, "message_status", "MessageSid", record)

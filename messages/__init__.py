@@ -5,10 +5,13 @@ import re
 
 import azure.functions as func
 
+from shared import telemetry
+
 # SM for SMS, MM for MMS.
 MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}")
 
 
+@telemetry.traced
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.records import queries

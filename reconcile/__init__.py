@@ -6,7 +6,10 @@ host's admin endpoint, POST /admin/functions/reconcile."""
 
 import azure.functions as func
 
+from shared import telemetry
 
+
+@telemetry.traced
 async def main(timer: func.TimerRequest) -> None:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.records import reconcile

@@ -5,7 +5,7 @@ are texted once each (shared/callflows/voicemail.py)."""
 
 import azure.functions as func
 
-from shared import webhooks
+from shared import telemetry, webhooks
 
 
 async def record(callback: webhooks.Webhook) -> str:
@@ -14,5 +14,6 @@ async def record(callback: webhooks.Webhook) -> str:
     return await voicemail.keep(callback)
 
 
+@telemetry.traced
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     return await webhooks.acknowledge(req, "recording_status", "RecordingSid", record)

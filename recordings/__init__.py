@@ -4,7 +4,10 @@ required). The browser never sees Twilio's URL or the credentials."""
 
 import azure.functions as func
 
+from shared import telemetry
 
+
+@telemetry.traced
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.records import voicemails

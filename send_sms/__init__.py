@@ -7,7 +7,10 @@ message (shared/records/idempotency.py). Async, like make_call.
 
 import azure.functions as func
 
+from shared import telemetry
 
+
+@telemetry.traced
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.outbound import endpoint

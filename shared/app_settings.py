@@ -11,11 +11,13 @@ from shared.console.settings import CONSOLE_SETTINGS
 from shared.messageflows.settings import MESSAGE_FLOW_SETTINGS
 from shared.outbound.settings import CALL_SETTINGS, SMS_SETTINGS
 from shared.records.settings import STORAGE_SETTINGS
+from shared.telemetry.settings import TELEMETRY_SETTINGS
 from shared.webhooks.settings import WEBHOOK_SETTINGS
 
 __all__ = ["ALL_SETTINGS", "PLATFORM_SETTINGS", "SECRET_SETTINGS", "STORAGE_SETTINGS"]
 
 ALL_SETTINGS = tuple(
     dict.fromkeys(WEBHOOK_SETTINGS + CALL_SETTINGS + SMS_SETTINGS + BROADCAST_SETTINGS
-                  + MESSAGE_FLOW_SETTINGS + CONSOLE_SETTINGS + BROWSER_CALL_SETTINGS)
+                  + MESSAGE_FLOW_SETTINGS + CONSOLE_SETTINGS + BROWSER_CALL_SETTINGS
+                  + TELEMETRY_SETTINGS)
 )

@@ -8,7 +8,7 @@ and must not block.
 
 import azure.functions as func
 
-from shared import webhooks
+from shared import telemetry, webhooks
 
 
 async def reply(sms: webhooks.Webhook) -> str:
@@ -18,5 +18,6 @@ async def reply(sms: webhooks.Webhook) -> str:
     return await inbound.answer(sms)
 
 
+@telemetry.traced
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     return await webhooks.respond(req, "sms_url", "MessageSid", reply)

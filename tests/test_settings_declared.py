@@ -16,6 +16,7 @@ from shared.common import settings
 from shared.messageflows import settings as message_flow_settings
 from shared.outbound import settings as outbound_settings
 from shared.records import settings as storage_settings
+from shared.telemetry import settings as telemetry_settings
 from shared.webhooks import settings as webhook_settings
 
 # Each capability reads its settings in its own shared/<capability>/settings.py.
@@ -66,6 +67,7 @@ def test_an_undeclared_name_cannot_be_read():
         storage_settings.load_storage_settings,
         broadcast_settings.load_broadcast_settings,
         message_flow_settings.load_message_flow_settings,
+        telemetry_settings.load_telemetry_settings,
     ],
 )
 def test_each_loader_reads_only_what_it_declares_in_every_branch(load):
@@ -93,6 +95,9 @@ def test_each_loader_reads_only_what_it_declares_in_every_branch(load):
         "WEBSITE_HOSTNAME": "app.azurewebsites.net",
         "AzureWebJobsStorage": "UseDevelopmentStorage=true",
         "BROADCAST_SENDS_PER_SECOND": "50",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-"
+                                                 "000000000000;IngestionEndpoint=https://x/",
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD",
     }
     load(env)
     load({**env, "TWILIO_API_KEY": "", "TWILIO_API_SECRET": "", "TWILIO_MESSAGING_SERVICE_SID": ""})

@@ -9,7 +9,7 @@ block: make it `async def` to await an async client, or hand a blocking call to
 
 import azure.functions as func
 
-from shared import webhooks
+from shared import telemetry, webhooks
 
 
 def greet(call: webhooks.Webhook) -> str:
@@ -22,5 +22,6 @@ def greet(call: webhooks.Webhook) -> str:
     return webhooks.twiml.say(text, call.settings.voice_name, call.settings.voice_language)
 
 
+@telemetry.traced
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     return await webhooks.respond(req, "voice_url", "CallSid", greet)

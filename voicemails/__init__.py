@@ -4,7 +4,10 @@ key required for both). The audio is the recordings function's."""
 
 import azure.functions as func
 
+from shared import telemetry
 
+
+@telemetry.traced
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.records import voicemails

@@ -59,6 +59,9 @@ MAX_ENTRY_SHOWN = 100
 TAG_LENGTH = 32  # hex digits of a recipient's tag (128 bits)
 TAG = re.compile(rf"[0-9a-f]{{{TAG_LENGTH}}}")
 
+# A W3C traceparent, as shared.telemetry writes one into the messages.
+TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
 
 class BadMessage(ValueError):
     """A queue message that is not one this app put there; the reason is safe to log."""
@@ -118,12 +121,13 @@ class Broadcast:
             return []
         return [to for to, tag in tagged if hmac.compare_digest(self.tag(to), tag)]
 
-    def task(self, to: str, deferrals: int = 0) -> Task:
+    def task(self, to: str, deferrals: int = 0, traceparent: str | None = None) -> Task:
         return Task(self.id, self.kind, to, self.from_, self.text, self.media_urls,
-                    self.tag(to), deferrals)
+                    self.tag(to), deferrals, traceparent)
 
-    def chunk(self, recipients: list[str] | tuple[str, ...]) -> Chunk:
-        return Chunk(self, tuple(recipients))
+    def chunk(self, recipients: list[str] | tuple[str, ...], traceparent: str | None = None
+              ) -> Chunk:
+        return Chunk(self, tuple(recipients), traceparent)
 
 
 @dataclass(frozen=True)
@@ -138,11 +142,14 @@ class Task:
     media_urls: tuple[str, ...]
     tag: str
     deferrals: int = 0  # times broadcast_send put it back on the queue to try later
+    traceparent: str | None = None  # the span that queued the broadcast (telemetry on)
 
     def to_json(self) -> str:
         fields: dict[str, Any] = {"broadcast": self.broadcast, "to": self.to, "tag": self.tag}
         if self.deferrals:
             fields["deferrals"] = self.deferrals
+        if self.traceparent:
+            fields["traceparent"] = self.traceparent
         return json.dumps(fields, separators=(",", ":"))
 
     @property
@@ -166,31 +173,34 @@ class Chunk:
 
     broadcast: Broadcast
     recipients: tuple[str, ...]
+    traceparent: str | None = None  # the span that queued the broadcast (telemetry on)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "broadcast": self.broadcast.id,
-                "recipients": list(self.recipients),
-                "tags": [self.broadcast.tag(to) for to in self.recipients],
-            },
-            separators=(",", ":"),
-        )
+        fields: dict[str, Any] = {
+            "broadcast": self.broadcast.id,
+            "recipients": list(self.recipients),
+            "tags": [self.broadcast.tag(to) for to in self.recipients],
+        }
+        if self.traceparent:
+            fields["traceparent"] = self.traceparent
+        return json.dumps(fields, separators=(",", ":"))
 
     def rest(self, recipients: list[str]) -> Chunk:
         """What is left of the chunk: the same broadcast, these recipients."""
         return replace(self, recipients=tuple(recipients))
 
     def tasks(self) -> list[Task]:
-        return [self.broadcast.task(to) for to in self.recipients]
+        return [self.broadcast.task(to, traceparent=self.traceparent) for to in self.recipients]
 
 
-def chunks(broadcast: Broadcast, recipients: list[str]) -> list[Chunk]:
+def chunks(broadcast: Broadcast, recipients: list[str], traceparent: str | None = None
+           ) -> list[Chunk]:
     """The accepted recipients in chunks of CHUNK_SIZE, in order: each chunk's rows in the
-    broadcast are then one range of row keys, read back with one query (table.settled)."""
+    broadcast are then one range of row keys, read back with one query (table.settled).
+    `traceparent`: the span queueing them, which each send's span links to."""
     ordered = sorted(recipients)
     return [
-        broadcast.chunk(ordered[i : i + CHUNK_SIZE])
+        broadcast.chunk(ordered[i : i + CHUNK_SIZE], traceparent)
         for i in range(0, len(ordered), CHUNK_SIZE)
     ]
 
@@ -202,6 +212,7 @@ class Envelope(NamedTuple):
     tagged: tuple[tuple[str, str], ...]  # (recipient, tag)
     deferrals: int
     is_chunk: bool
+    traceparent: str | None = None
 
 
 def read_message(body: bytes) -> Envelope:
@@ -244,7 +255,10 @@ def read_message(body: bytes) -> Envelope:
         raise BadMessage("a recipient that is not an E.164 number")
     if not all(TAG.fullmatch(tag) for _, tag in tagged):
         raise BadMessage("a tag that is not one (32 hex digits)")
-    return Envelope(broadcast, tagged, deferrals, is_chunk)
+    traceparent = data.get("traceparent")
+    if not isinstance(traceparent, str) or not TRACEPARENT.fullmatch(traceparent):
+        traceparent = None  # only ever a link: a bad one is left out, not a reason to drop
+    return Envelope(broadcast, tagged, deferrals, is_chunk, traceparent)
 
 
 def new_id() -> str:

@@ -29,6 +29,7 @@ from typing import Any
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.broadcasts import delivery, model, pace, queue, table
 from shared.broadcasts.settlement import Settlement
 from shared.common import logs, redact, responses
@@ -63,11 +64,14 @@ CHUNK_BUDGET_SPREAD = 0.3
 
 
 class TryAgain(Exception):
-    """The message could not be settled now: try it again `after` seconds from now."""
+    """The message could not be settled now: try it again `after` seconds from now. `why`: a
+    token for the deferral's metric (in-flight, unknown-outcome, rate-limited)."""
 
-    def __init__(self, reason: str, after: float = DEFAULT_WAIT) -> None:
+    def __init__(self, reason: str, after: float = DEFAULT_WAIT, why: str = "rate-limited"
+                 ) -> None:
         super().__init__(reason)
         self.after = after
+        self.why = why
 
 
 # No slot of the account's pace came soon enough (shared.broadcasts.pace): nothing was sent.
@@ -178,6 +182,24 @@ async def deliver(task: model.Task, settlement: Settlement | None = None,
         state = await deliver(task, alone, screening, max_wait, claiming)
         await alone.write()
         return state
+    waiting: Exception | None = None
+    # One span per recipient (telemetry on), linked to the request that queued the broadcast;
+    # the Twilio request is its child, and the status callbacks link back to it.
+    with telemetry.broadcast_message(task.broadcast, task.kind, task.traceparent):
+        settled = len(settlement.recipients)
+        try:
+            state = await _deliver(task, settlement, screening, max_wait, claiming)
+        except WAITS as error:  # a deferral, not a failure of the span
+            waiting = error
+    if waiting is not None:
+        raise waiting
+    if len(settlement.recipients) > settled:  # settled now, not found settled before
+        telemetry.count_broadcast_send(state, task.kind)
+    return state
+
+
+async def _deliver(task: model.Task, settlement: Settlement, screening: Screening | None,
+                   max_wait: float, claiming: Claiming | None) -> str:
     if task.kind == "sms":
         settings: Any = load_sms_settings()
         function = "broadcast_sms"
@@ -293,7 +315,8 @@ def _settle(task: model.Task, response: func.HttpResponse, settlement: Settlemen
         settlement.mark(task.to, "sent", sid=str(body.get("sid") or ""))
         return "sent"
     if response.status_code in RETRY_STATUSES:
-        raise TryAgain(f"HTTP {response.status_code}: {body.get('error', '')}", _wait(response))
+        raise TryAgain(f"HTTP {response.status_code}: {body.get('error', '')}", _wait(response),
+                       _why(response.status_code))
     code = body.get("twilio_code")
     error = body.get("error") or f"HTTP {response.status_code}"
     # Twilio's 21610: the recipient opted out (now kept: shared.outbound.sms): refused, like the
@@ -337,6 +360,7 @@ async def deliver_chunk(chunk: model.Chunk) -> dict[str, int]:
                 break
             except TryAgain as error:
                 await queue.defer(task, error.after)
+                _deferred(error)
                 tally["deferred"] += 1
         await settlement.write()
         await claiming.release_unused()
@@ -364,6 +388,18 @@ def _wait(response: func.HttpResponse) -> float:
     return wait + random.uniform(0, JITTER)  # noqa: S311 - spreading retries, not a secret
 
 
+def _why(status: int) -> str:
+    """The deferral's reason, as the metric names it, for an answer that settles nothing."""
+    if status == 409:
+        return "in-flight"
+    return "rate-limited" if status == 503 else "unknown-outcome"
+
+
+def _deferred(error: Exception) -> None:
+    """Count a deferral (shared.telemetry: names.DEFERRALS) by why."""
+    telemetry.count_deferral(error.why if isinstance(error, TryAgain) else "paced")
+
+
 def _retry_after(response: func.HttpResponse) -> float:
     try:
         return float(response.headers.get("Retry-After") or 0)
@@ -371,14 +407,20 @@ def _retry_after(response: func.HttpResponse) -> float:
         return 0.0
 
 
-async def handle(message_id: str, body: bytes, dequeue_count: int) -> None:
-    """broadcast_send: one `broadcast-sends` message, a chunk or one recipient.
+async def handle(message_id: str, body: bytes, dequeue_count: int,
+                 inserted: datetime.datetime | None = None) -> None:
+    """broadcast_send: one `broadcast-sends` message, a chunk or one recipient; `inserted`:
+    when it was put on the queue (its age goes to names.QUEUE_AGE).
 
     A message that is not one of ours (it does not parse, names no recorded broadcast, or its
     recipients' tags do not verify) is logged with its id and dropped: trying it again could
     not change that. A recipient that must wait is deferred, up to MAX_DEFERRALS times, then
     raises, as storage failing does: the queue tries the message again, and after
     maxDequeueCount tries moves it to the poison queue."""
+    if inserted is not None:
+        age = datetime.datetime.now(datetime.UTC) - (
+            inserted if inserted.tzinfo else inserted.replace(tzinfo=datetime.UTC))
+        telemetry.observe_queue_age(age.total_seconds())
     try:
         envelope = model.read_message(body)
     except model.BadMessage as error:
@@ -397,14 +439,14 @@ async def _handle(envelope: model.Envelope, message_id: str, dequeue_count: int)
     if broadcast is None or not verified:
         return
     if envelope.is_chunk:
-        tally = await deliver_chunk(broadcast.chunk(verified))
+        tally = await deliver_chunk(broadcast.chunk(verified, envelope.traceparent))
         logger.info(
             "broadcast_send id=%s outcome=chunk %s",
             broadcast.id,
             " ".join(f"{state.replace(' ', '-')}={n}" for state, n in tally.items()),
         )
         return
-    task = broadcast.task(verified[0], envelope.deferrals)
+    task = broadcast.task(verified[0], envelope.deferrals, envelope.traceparent)
     settlement = Settlement(task.broadcast)
     try:
         outcome = await deliver(task, settlement)
@@ -418,6 +460,7 @@ async def _handle(envelope: model.Envelope, message_id: str, dequeue_count: int)
             )
             raise
         await queue.defer(task, error.after)  # if this fails, the queue tries it again
+        _deferred(error)
         logger.info(
             "broadcast_send id=%s to=%s outcome=deferred after=%.1fs reason=%s",
             task.broadcast, redact.phone_number(task.to), error.after, error,
@@ -446,6 +489,7 @@ async def poisoned(message_id: str, body: bytes, dequeue_count: int) -> None:
             return
         reason = "its queue message failed every try"
         await asyncio.gather(*(table.give_up(broadcast.task(to), reason) for to in verified))
+        telemetry.count_poisoned(len(verified))
     except storage.StorageUnavailable as error:
         # Refused (it never will be taken), or still failing after POISON_TRIES: this queue has
         # no poison queue of its own, so retrying more would loop until the message expires.

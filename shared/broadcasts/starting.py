@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import NamedTuple
 
+from shared import telemetry
 from shared.broadcasts import queue, table
 from shared.broadcasts.model import Broadcast, chunks
 from shared.common import logs
@@ -59,7 +60,8 @@ async def accept(
     await storage.within_deadline(table.index(broadcast.id, str(row.get("CreatedAt") or "")))
     missed = [
         to
-        for chunk in await queue.enqueue(chunks(broadcast, accepted), QUEUE_BUDGET)
+        for chunk in await queue.enqueue(
+            chunks(broadcast, accepted, telemetry.current_traceparent()), QUEUE_BUDGET)
         for to in chunk.recipients
     ]
     marked = True

@@ -7,7 +7,7 @@ a text that could not be sent yet makes the callback answer 503, so Twilio tries
 
 from __future__ import annotations
 
-from shared import webhooks
+from shared import telemetry, webhooks
 from shared.callflows import loading
 from shared.callflows.flow import FlowProblems
 from shared.common import logs, redact
@@ -27,6 +27,8 @@ async def keep(callback: webhooks.Webhook) -> str:
     outcome = await recordings.keep(callback)
     if outcome != "recorded":
         return outcome
+    if callback.param("RecordingStatus") == "completed" and not callback.param("TranscriptionSid"):
+        telemetry.count_flow_outcome("voicemail-taken")
     numbers = _notify_numbers(callback)
     if not numbers:
         return outcome

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
+from shared import telemetry
 from shared.browsercalls.settings import CLIENT_PREFIX
 from shared.callflows import loading
 from shared.callflows.flow import Flow, FlowProblems, Step
@@ -159,9 +160,11 @@ def _after_dial(hook: Webhook, flow: Flow, step: Step, index: int | None) -> str
         return _safe(hook, "dial index out of range")
     status = hook.param("DialCallStatus") or ""
     if status in CONNECTED:
+        telemetry.count_flow_outcome("dial-answered")
         return _hangup(hook)  # the caller talked to someone: nothing more rings, no voicemail
     if dial.ring == "one_by_one" and index + 1 < len(dial.to):
         return _render(hook, flow, step, index=index + 1, prelude=False)
+    telemetry.count_flow_outcome("dial-unanswered")
     return _go(hook, flow, dial.otherwise)
 
 

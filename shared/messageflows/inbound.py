@@ -18,7 +18,7 @@ import re
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from shared import webhooks
+from shared import telemetry, webhooks
 from shared.common import logs, redact
 from shared.common.flowfile import FlowProblems
 from shared.common.settings import SettingsError
@@ -167,6 +167,7 @@ async def _keep_word(sms: webhooks.Webhook, word: str, opted_out: bool) -> None:
         if not await optouts.set_opted_out(sender, person, opted_out, f"keyword {word}",
                                            sms.param("MessageSid")):
             raise Unkeyable("the sender or the number cannot key a row")
+        telemetry.count_opt_out(opted_out, "sms_url")
 
     await asyncio.gather(*(_stored(sms, outcome, keep(sender)) for sender in _senders(sms)))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.common import logs, redact, responses
 from shared.common.responses import Refusal
 from shared.common.settings import SettingsError
@@ -55,10 +56,19 @@ def refused(function: str, refusal: Exception) -> func.HttpResponse:
     one the policy will not call or text is 403."""
     if isinstance(refusal, Refusal):
         status, sentence = refusal.status, refusal.error
+        reason = _REFUSAL_REASONS.get(status, f"refused-{status}")
     else:
-        status, sentence = (400 if isinstance(refusal, InvalidNumber) else 403), str(refusal)
+        invalid = isinstance(refusal, InvalidNumber)
+        status, sentence = (400 if invalid else 403), str(refusal)
+        reason = "invalid-number" if invalid else "policy-destination"
     logger.warning("%s outcome=refused status=%d", function, status)
+    telemetry.count_refusal(function, reason)
     return responses.json_error(status, sentence)
+
+
+# A Refusal's status, as the reason token of the refusals metric (shared.telemetry.names).
+_REFUSAL_REASONS = {400: "bad-request", 403: "policy", 413: "too-large", 415: "content-type",
+                    422: "opted-out"}
 
 
 def cannot_screen(function: str, error: Exception) -> func.HttpResponse:

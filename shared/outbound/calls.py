@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
+from shared import telemetry
 from shared.common import logs, redact, routes
 from shared.common.responses import Refusal
 from shared.outbound import twilio_client
@@ -91,8 +92,11 @@ def parse(fields: Fields, settings: CallSettings) -> CallRequest:
 
 
 def status_callback_url(settings: CallSettings, callback_query: str = "") -> str:
+    """call_status's URL for a call, with `callback_query` and, when telemetry is on, the
+    running span's traceparent (the callbacks' spans link to it; Twilio signs the query)."""
     origin = settings.rest.public_origin or ""
-    return origin + STATUS_CALLBACK_PATH + callback_query + routes.CALLBACK_RETRIES
+    query = telemetry.callback_query(callback_query)
+    return origin + STATUS_CALLBACK_PATH + query + routes.CALLBACK_RETRIES
 
 
 async def place(

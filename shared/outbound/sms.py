@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from shared import telemetry
 from shared.common import logs, redact, routes
 from shared.common.responses import Refusal
 from shared.outbound import twilio_client
@@ -174,6 +175,7 @@ async def _learn_opt_out(message: SmsRequest, error: Exception) -> None:
     try:
         await storage.within_deadline(
             optouts.set_opted_out(sender, message.to, True, "twilio 21610"))
+        telemetry.count_opt_out(True, "twilio-21610")
     except (storage.StorageUnavailable, SettingsError) as failure:  # answered all the same
         logger.error("send_sms to=%s outcome=opt-out-not-kept reason=%s",
                      redact.phone_number(message.to), failure)
@@ -184,13 +186,14 @@ async def send(
 ) -> MessageInstance:
     """POST Messages.json once, within TWILIO_HTTP_TIMEOUT; raises whatever went wrong (a 21610
     refusal is kept as an opt-out first). `callback_query` (`?broadcast=…`) goes on the status
-    callback's URL, which Twilio signs."""
+    callback's URL, which Twilio signs, and so does the running span's traceparent when
+    telemetry is on."""
     client = twilio_client.get_client(settings.rest)
     options: dict[str, object] = {
         "to": message.to,
         "status_callback": (settings.rest.public_origin or "")
         + STATUS_CALLBACK_PATH
-        + callback_query
+        + telemetry.callback_query(callback_query)  # the callback's span links to this one
         + routes.CALLBACK_RETRIES,
     }
     if message.messaging_service_sid:

@@ -1,7 +1,8 @@
 """The Twilio REST client: built on the first REST request (make_call, send_sms), then reused.
 
 `twilio.rest` and aiohttp are imported inside `get_client`, which only the REST functions reach
-(docs/benchmark.md, cold start). The client's aiohttp session keeps its connections to
+(docs/benchmark.md, cold start). Its HTTP client is wrapped in shared.telemetry's, which traces
+each request when telemetry is on. The client's aiohttp session keeps its connections to
 api.twilio.com open, so a warm process places a call or sends a text without a new handshake.
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.outbound.settings import RestSettings
+from shared.telemetry.twilio_http import TracedHttpClient
 
 if TYPE_CHECKING:
     from twilio.http import AsyncHttpClient
@@ -86,7 +88,8 @@ def get_client(settings: RestSettings) -> Client:
     from twilio.rest import Client
 
     _quiet_library_http_logs()
-    http_client = (_http_client_factory or _default_http_client)()
+    # Every request traced at the HTTP layer when telemetry is on (shared.telemetry).
+    http_client = TracedHttpClient((_http_client_factory or _default_http_client)())
     client = Client(
         username=settings.rest_username,
         password=settings.rest_password,

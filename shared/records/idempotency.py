@@ -239,6 +239,7 @@ def _in_flight(function: str, until: datetime.datetime | None = None) -> func.Ht
     """409 for a key in flight; Retry-After is RETRY_AFTER, or the seconds to `until` (when
     nothing can change before then: an unknown outcome waiting to be released)."""
     logger.warning("%s outcome=refused status=409 reason=idempotency-key-in-flight", function)
+    _outcome("in-flight")
     after = RETRY_AFTER
     if until is not None:
         after = str(max(int(RETRY_AFTER), math.ceil((until - _now()).total_seconds())))
@@ -306,6 +307,7 @@ async def claim(
                 await storage.within_deadline(
                     storage.on_table(TABLE, lambda t: t.create_entity(dict(fresh)))
                 )
+                _outcome("claimed")
                 return Claim(function, row, fresh)
             except ResourceExistsError:
                 pass
@@ -332,6 +334,7 @@ async def claim(
             )
         if not expired and state == "done":
             logger.info("%s outcome=replayed status=%s", function, entity.get("Status"))
+            _outcome("replayed")
             return _replay(entity)
         if not expired and state == "sending":
             sent_at = _aware(entity["SentAt"])
@@ -348,6 +351,7 @@ async def claim(
                 return _lookup_failed(function, error)
             if found is not None:
                 logger.info("%s outcome=found-at-twilio status=%d", function, found.status_code)
+                _outcome("found-at-twilio")
                 await _store_done(function, row, entity, found)
                 found.headers[REPLAYED_HEADER] = "true"
                 return found
@@ -356,6 +360,7 @@ async def claim(
                 # only ask Twilio again, so the retry is told to come back then.
                 return _in_flight(function, until=sent_at + RELEASE_AFTER)
             logger.warning("%s outcome=released reason=nothing-found-at-twilio", function)
+            _outcome("released")
         elif not expired and not stale_claim:
             return _in_flight(function)
         # Expired, a claim that died before sending, or an unknown outcome Twilio never saw:
@@ -373,6 +378,7 @@ async def claim(
             )
         except ResourceModifiedError:
             return _in_flight(function)
+        _outcome("taken-over")
         return Claim(function, row, fresh)
     except (storage.StorageUnavailable, SettingsError) as error:
         return _storage_unavailable(function, error)
@@ -433,6 +439,14 @@ async def release(claims: list[Claim]) -> None:
         await storage.within_deadline(storage.on_table(TABLE, lambda t: t.submit_transaction([
             ("delete", {"PartitionKey": c.function, "RowKey": c.row_key},
              {"match_condition": MatchConditions.Unconditionally}) for c in claims])))
+
+
+def _outcome(outcome: str) -> None:
+    """What became of the key, on the running span (telemetry on): names.IDEMPOTENCY_OUTCOME."""
+    from shared import telemetry
+    from shared.telemetry import names
+
+    telemetry.set_attributes({names.IDEMPOTENCY_OUTCOME: outcome})
 
 
 def _storage_unavailable(function: str, error: Exception) -> func.HttpResponse:

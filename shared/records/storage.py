@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.records.settings import StorageSettings, load_storage_settings
+from shared.telemetry import names
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient, TableServiceClient
@@ -46,7 +47,11 @@ _TRANSPORT = {
 
 class StorageUnavailable(Exception):
     """Storage could not be reached, refused, or did not answer in time; the reason is safe to
-    log (no key, no connection string)."""
+    log (no key, no connection string). `status`: storage's HTTP status, 0 when none came."""
+
+    def __init__(self, reason: str, status: int = 0) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class StorageRefused(StorageUnavailable):
@@ -128,7 +133,7 @@ async def queue(name: str) -> Any:
             settings.queue_endpoint or "", name, credential=_credential(settings), **_TRANSPORT
         )
     with contextlib.suppress(ResourceExistsError):
-        await bounded(client.create_queue())
+        await bounded(client.create_queue(), "queue")
     _queues[(settings, name)] = (weakref.ref(loop), client)
     return client
 
@@ -139,12 +144,12 @@ async def on_queue(name: str, operation: Callable[[Any], Awaitable[T]]) -> T:
     from azure.core.exceptions import ResourceNotFoundError
 
     try:
-        return await bounded(operation(await queue(name)))
+        return await bounded(operation(await queue(name)), "queue")
     except ResourceNotFoundError as error:
         if "QueueNotFound" not in (str(getattr(error, "error_code", "") or "") + str(error)):
             raise
         _queues.pop((load_storage_settings(), name), None)
-        return await bounded(operation(await queue(name)))
+        return await bounded(operation(await queue(name)), "queue")
 
 
 async def table(name: str) -> TableClient:
@@ -186,11 +191,25 @@ async def on_table(name: str, operation: Callable[[TableClient], Awaitable[T]]) 
         return await bounded(operation(await table(name)))
 
 
-async def bounded(operation: Any) -> Any:
+async def bounded(operation: Any, service: str = "table") -> Any:
     """Await a storage operation within TIMEOUT; any failure becomes StorageUnavailable (or
     StorageRefused, for a request storage will never take) except the three a caller decides on:
     ResourceExistsError, ResourceNotFoundError and ResourceModifiedError (a conditional write
-    that lost a race)."""
+    that lost a race). Each unavailable answer is counted (storage.unavailable) under `service`:
+    table or queue."""
+    try:
+        return await _bounded(operation)
+    except StorageRefused:
+        raise
+    except StorageUnavailable as error:
+        from shared import telemetry
+
+        telemetry.count(names.STORAGE_UNAVAILABLE, {names.STORAGE_SERVICE: service,
+                                                   names.HTTP_STATUS: error.status})
+        raise
+
+
+async def _bounded(operation: Any) -> Any:
     from azure.core.exceptions import (
         AzureError,
         HttpResponseError,
@@ -211,8 +230,8 @@ async def bounded(operation: Any) -> Any:
             # The request itself is wrong (a key or value storage does not take): trying again
             # cannot help. Credentials (401, 403), time-outs and throttling (408, 429) can pass.
             code = getattr(error, "error_code", None) or f"HTTP {status}"
-            raise StorageRefused(f"storage refused the request: {code}") from None
-        raise StorageUnavailable(f"storage failed: {type(error).__name__}") from None
+            raise StorageRefused(f"storage refused the request: {code}", status) from None
+        raise StorageUnavailable(f"storage failed: {type(error).__name__}", status) from None
     except AzureError as error:
         raise StorageUnavailable(f"storage failed: {type(error).__name__}") from None
     except OSError as error:

@@ -40,6 +40,8 @@ RECORDING_PREFIX = "recording-"
 # a status callback alone has no owner yet. An unknown outcome's lookup adopts only a SID that no
 # other request of ours owns (see `adopt`).
 OWNER_FIELD = "Owner"
+# The W3C traceparent of the request that created a SID (shared.telemetry), when telemetry is on.
+TRACE_FIELD = "CreatedTraceparent"
 NO_KEY = "no-key"
 # Table Storage takes string properties of at most 64 KiB (32K UTF-16 code units) and a whole
 # entity of at most 1 MiB; a callback field longer than this is stored cut to it.
@@ -192,6 +194,8 @@ async def created(
     `_create_record`."""
     from azure.data.tables import UpdateMode
 
+    from shared import telemetry
+
     fields = {
         "To": to,
         "From": from_,
@@ -199,6 +203,8 @@ async def created(
         "Text": text,
         "Source": "app",
         OWNER_FIELD: owner,
+        # The span that created it (telemetry on): a search for the SID finds its request.
+        TRACE_FIELD: telemetry.current_traceparent(),
     }
     if not await _create_record(kind, sid, fields, index_into=index_into):
         update = {"PartitionKey": sid, "RowKey": RECORD_ROW, "Source": "app"}
@@ -413,6 +419,7 @@ def _public(kind: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         **(_inbound(record) if record.get("Direction") == "inbound" else {}),
         "error_code": error_code,
         "recorded_by": record.get("Source"),
+        "created_traceparent": record.get(TRACE_FIELD),
         "events": [
             {
                 "status": e.get(status_field),

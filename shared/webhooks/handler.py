@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.common import logs, redact, responses, routes
 from shared.common.settings import SettingsError
 from shared.webhooks import signature
@@ -89,8 +90,11 @@ def _verify(
         logger.warning(
             "%s %s=%s outcome=refused reason=%s", function_name, sid_param, sid, verdict.reason
         )
+        telemetry.count_refusal(function_name, "signature")
         return None, responses.refused(), sid
-    return Webhook(query=query, form=verdict.form, settings=settings), None, sid
+    hook = Webhook(query=query, form=verdict.form, settings=settings)
+    telemetry.note_webhook(hook.param, query)  # its SIDs on the span, the link to their create
+    return hook, None, sid
 
 
 async def respond(

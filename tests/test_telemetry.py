@@ -1,0 +1,493 @@
+"""Telemetry (shared.telemetry, issue 25) through the app's public surface: HTTP into the real
+worker in-process (devhost), Azurite for the records and the Twilio double, with OpenTelemetry's
+in-memory span exporter and metric reader installed in place of Azure Monitor's.
+
+What is held: a make_call's spans (the invocation continuing the host's trace context, the
+Twilio request, the storage requests) and their attributes; its status callbacks' spans linked
+to the create's; the metrics; no exported span, metric or log line carrying a full phone
+number, a body or a secret; and telemetry unset costs the webhooks no import.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+from conftest import ACCOUNT_SID, AUTH_TOKEN, SECRETS, TWILIO_NUMBER, signed_form_request
+from twilio.request_validator import RequestValidator
+from twilio_double import default_created_call
+
+from devhost.worker_host import WorkerHost
+from shared import telemetry
+from shared.telemetry import names, settings
+
+PUBLIC = "https://myapp.azurewebsites.net"
+TO = "+14155550123"
+MESSAGE = "Your table is ready by the window"
+HOST_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+HOST_PARENT = f"00-{HOST_TRACE}-00f067aa0ba902b7-01"
+
+
+@dataclass
+class Captured:
+    exporter: Any
+    reader: Any
+
+    def spans(self) -> list[Any]:
+        return list(self.exporter.get_finished_spans())
+
+    def named(self, name: str) -> list[Any]:
+        return [span for span in self.spans() if span.name == name]
+
+    def metrics(self) -> dict[str, list[tuple[dict[str, Any], float]]]:
+        """Each metric's points since the last call: (attributes, value or histogram count)."""
+        found: dict[str, list[tuple[dict[str, Any], float]]] = {}
+        data = self.reader.get_metrics_data()
+        for resource in (data.resource_metrics if data else []):
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        value = getattr(point, "value", None)
+                        value = point.count if value is None else value
+                        if value:
+                            found.setdefault(metric.name, []).append(
+                                (dict(point.attributes), value))
+        return found
+
+
+@pytest.fixture(scope="session")
+def otel() -> tuple[Any, Any, Any, Any]:
+    """In-memory exporter and reader, behind the same scrubbing processor as on Azure. The
+    global tracer provider is this one too: the Azure SDKs trace through the global one."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from shared.telemetry.runtime import Scrubber
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(Scrubber())
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(tracer_provider)
+    delta = AggregationTemporality.DELTA
+    reader = InMemoryMetricReader(preferred_temporality={Counter: delta, Histogram: delta})
+    return exporter, reader, tracer_provider, MeterProvider(metric_readers=[reader])
+
+
+@pytest.fixture
+def captured(otel) -> Iterator[Captured]:
+    exporter, reader, tracer_provider, meter_provider = otel
+    telemetry.use_providers(tracer_provider, meter_provider)
+    reader.get_metrics_data()  # what earlier tests counted is not this test's
+    exporter.clear()
+    yield Captured(exporter, reader)
+    telemetry.use_providers(None, None)
+    from azure.core.settings import settings as azure_settings
+
+    azure_settings.tracing_implementation = None
+
+
+@pytest.fixture
+def calls(twilio_api, texting_storage, app_settings):
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    sids = iter(f"CA{n:032x}" for n in range(0x7E1E0000, 0x7E1F0000))
+    twilio_api.created_call_json = lambda req: {**default_created_call(req), "sid": next(sids)}
+    return twilio_api
+
+
+def place_call(host: WorkerHost, **headers: str) -> Any:
+    response = host.request(
+        "POST", "/api/make_call", headers={"Content-Type": "application/json", **headers},
+        body=json.dumps({"to": TO, "message": MESSAGE}), base_url=PUBLIC,
+    )
+    assert response.status == 201, response.body
+    return json.loads(response.body)
+
+
+def status_callback(host: WorkerHost, url: str, params: dict[str, str]) -> Any:
+    """POST to the status callback URL make_call gave Twilio, signed over it (query included,
+    the #rc= fragment left out, as Twilio does)."""
+    signed = url.split("#", 1)[0]
+    parts = urlsplit(signed)
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(signed, params)
+    return host.request(
+        "POST", parts.path + (f"?{parts.query}" if parts.query else ""),
+        headers={"Content-Type": "application/x-www-form-urlencoded",
+                 "X-Twilio-Signature": signature},
+        body=urlencode(params), base_url=PUBLIC,
+    )
+
+
+def call_event(sid: str, status: str, sequence: int) -> dict[str, str]:
+    return {"CallSid": sid, "AccountSid": ACCOUNT_SID, "From": TWILIO_NUMBER, "To": TO,
+            "CallStatus": status, "SequenceNumber": str(sequence),
+            "CallbackSource": "call-progress-events", "ApiVersion": "2010-04-01"}
+
+
+def traceparent_of(span: Any) -> str:
+    context = span.get_span_context()
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+# --- a call, its spans and its callbacks --------------------------------------------------------
+
+
+def test_make_call_spans_continue_the_host_trace_and_name_the_sid(worker_host, calls, captured):
+    answer = place_call(worker_host, traceparent=HOST_PARENT)
+    sid = answer["sid"]
+
+    [invocation] = captured.named("make_call")
+    assert f"{invocation.context.trace_id:032x}" == HOST_TRACE  # the host's trace, continued
+    assert invocation.parent is not None and invocation.parent.is_remote
+    assert invocation.kind.name == "SERVER"
+    attributes = dict(invocation.attributes)
+    assert attributes[names.FUNCTION] == "make_call"
+    assert attributes[names.HTTP_STATUS] == 201
+    assert attributes[names.HTTP_METHOD] == "POST"
+    assert attributes[names.URL_PATH] == "/api/make_call"
+    assert attributes[names.CALL_SID] == sid
+    assert attributes[names.INVOCATION_ID]
+
+    [rest] = captured.named("Twilio POST Calls")
+    assert rest.kind.name == "CLIENT"
+    assert rest.parent.span_id == invocation.context.span_id
+    assert {k: rest.attributes[k] for k in (names.RESOURCE, names.HTTP_STATUS, names.CALL_SID,
+                                             names.HTTP_METHOD, names.TWILIO_RETRY)} == {
+        names.RESOURCE: "Calls", names.HTTP_STATUS: 201, names.CALL_SID: sid,
+        names.HTTP_METHOD: "POST", names.TWILIO_RETRY: False}
+
+    # The record's writes: the Azure SDK's own spans, in the same trace.
+    storage = [s for s in captured.spans() if s.kind.name == "CLIENT" and s is not rest]
+    assert storage, [s.name for s in captured.spans()]
+    assert all(s.context.trace_id == invocation.context.trace_id for s in storage)
+
+    assert captured.metrics()[names.CREATES] == [
+        ({names.RESOURCE: "Calls", names.FUNCTION: "make_call"}, 1)]
+
+    # The record keeps the trace that created it.
+    record = worker_host.request("GET", f"/api/calls/{sid}", base_url=PUBLIC).json()
+    assert record["created_traceparent"] == traceparent_of(invocation)
+
+    # The status callback URL carries the create's traceparent (signed by Twilio with the rest).
+    callback_url = calls.requests[0].data["StatusCallback"]
+    query = dict(p.split("=", 1) for p in urlsplit(callback_url).query.split("&"))
+    assert query[names.CALLBACK_TRACE_PARAM] == traceparent_of(invocation)
+
+
+def test_status_callbacks_link_to_the_span_that_created_the_call(worker_host, calls, captured):
+    sid = place_call(worker_host)["sid"]
+    [create] = captured.named("make_call")
+    callback_url = calls.requests[0].data["StatusCallback"]
+    captured.exporter.clear()
+
+    for sequence, status in enumerate(("initiated", "ringing", "completed")):
+        assert status_callback(worker_host, callback_url,
+                               call_event(sid, status, sequence)).status == 204
+
+    spans = captured.named("call_status")
+    assert len(spans) == 3
+    for span in spans:
+        assert span.attributes[names.CALL_SID] == sid
+        assert span.attributes[names.CREATED_TRACE] == traceparent_of(create)
+        [link] = span.links
+        assert (link.context.trace_id, link.context.span_id) == (
+            create.context.trace_id, create.context.span_id)
+        assert span.attributes[names.HTTP_STATUS] == 204
+
+
+def test_a_forged_traceparent_is_refused_with_the_signature(worker_host, calls, captured):
+    """The traceparent counts only under a valid signature: a callback URL whose query was
+    changed after Twilio signed it is refused, and its span links to nothing."""
+    sid = place_call(worker_host)["sid"]
+    callback_url = calls.requests[0].data["StatusCallback"].split("#", 1)[0]
+    params = call_event(sid, "ringing", 1)
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(callback_url, params)
+    forged = callback_url.replace("-01", "-00")
+    parts = urlsplit(forged)
+    captured.exporter.clear()
+    response = worker_host.request(
+        "POST", f"{parts.path}?{parts.query}", base_url=PUBLIC, body=urlencode(params),
+        headers={"Content-Type": "application/x-www-form-urlencoded",
+                 "X-Twilio-Signature": signature})
+    assert response.status == 403
+    [span] = captured.named("call_status")
+    assert not span.links and names.CREATED_TRACE not in span.attributes
+    assert captured.metrics()[names.REFUSALS] == [
+        ({names.FUNCTION: "call_status", names.REFUSAL_REASON: "signature"}, 1)]
+
+
+def test_a_refused_call_and_twilio_errors_are_counted(worker_host, calls, captured):
+    response = worker_host.request("POST", "/api/make_call", base_url=PUBLIC,
+                                   headers={"Content-Type": "application/json"},
+                                   body=json.dumps({"to": "+19005550123"}))  # premium rate
+    assert response.status == 403
+    calls.error(429, 20429, "Too Many Requests")
+    assert worker_host.request("POST", "/api/make_call", base_url=PUBLIC,
+                               headers={"Content-Type": "application/json"},
+                               body=json.dumps({"to": TO})).status == 503
+
+    metrics = captured.metrics()
+    assert metrics[names.REFUSALS] == [
+        ({names.FUNCTION: "make_call", names.REFUSAL_REASON: "policy-destination"}, 1)]
+    assert metrics[names.TWILIO_ERRORS] == [
+        ({names.RESOURCE: "Calls", names.HTTP_STATUS: 429, names.TWILIO_ERROR_CODE: "20429"}, 1)]
+    assert metrics[names.RATE_LIMITED] == [({names.RESOURCE: "Calls"}, 1)]
+    [rest] = captured.named("Twilio POST Calls")
+    assert rest.attributes[names.TWILIO_ERROR_CODE] == "20429"
+    assert rest.status.status_code.name == "ERROR"
+
+
+def test_a_stop_is_counted_and_no_export_carries_a_number_a_body_or_a_secret(
+    worker_host, calls, captured, logs, app_settings
+):
+    """A call with a message, its callbacks, an inbound STOP (its opt-out row is keyed by the
+    person's number, which the Azure SDK puts in the span's URL): nothing exported holds a
+    full phone number, the message or the text's body, or a secret."""
+    app_settings.setenv("TWILIO_API_KEY", "SK" + "b" * 32)
+    app_settings.setenv("TWILIO_API_SECRET", SECRETS[2])
+    sid = place_call(worker_host)["sid"]
+    status_callback(worker_host, calls.requests[0].data["StatusCallback"],
+                    call_event(sid, "completed", 3))
+    person = "+14155550177"
+    stop = {"MessageSid": "SM" + "7" * 32, "AccountSid": ACCOUNT_SID, "From": person,
+            "To": TWILIO_NUMBER, "Body": "Stop", "NumMedia": "0"}
+    hook = signed_form_request(f"{PUBLIC}/api/sms_url", stop)
+    assert worker_host.request("POST", "/api/sms_url", headers=dict(hook.headers),
+                               body=hook.get_body(), base_url=PUBLIC).status == 200
+
+    metrics = captured.metrics()
+    assert ({names.OPTOUT_CHANGE: "opted-out", names.OPTOUT_SOURCE: "sms_url"}, 1) in metrics[
+        names.OPT_OUTS]
+    spans = captured.spans()
+    # The opt-out row's URL, as the Azure SDK traced it, with both numbers redacted.
+    assert any("RowKey='%2B1415*****77'" in str(s.attributes.get("url.full")) for s in spans)
+    exported = json.dumps([
+        [s.name, dict(s.attributes), [[e.name, dict(e.attributes)] for e in s.events],
+         [dict(link.attributes) for link in s.links]] for s in spans
+    ] + [[name, points] for name, points in metrics.items()], default=str)
+    forbidden = [TO, person, TWILIO_NUMBER, MESSAGE, AUTH_TOKEN, *SECRETS]
+    encoded = [value.replace("+", "%2B") for value in (TO, person, TWILIO_NUMBER)]
+    assert [v for v in forbidden + encoded if v in exported] == []
+    log_text = "\n".join(r.getMessage() for r in logs.records)
+    assert [v for v in forbidden if v in log_text] == []
+
+
+def test_a_failed_invocation_records_the_type_not_the_message(worker_host, captured):
+    import asyncio
+
+    from shared.telemetry import runtime
+
+    async def failing(req: Any) -> None:
+        raise ValueError("+14155550123 said something private")
+
+    failing.__module__ = "failing_function"
+    wrapped = telemetry.traced(failing)
+    with pytest.raises(ValueError):
+        asyncio.run(wrapped(None))
+    [span] = captured.named("failing_function")
+    assert span.attributes[names.ERROR_TYPE] == "ValueError"
+    assert span.status.status_code.name == "ERROR"
+    assert "+1415" not in str(span.status.description) and not span.events
+    assert runtime.scrub("a=%2B14155550123&b=+14155550124") == "a=%2B1415*****23&b=+1415*****24"
+
+
+# --- broadcasts: the helpers shared.broadcasts calls --------------------------------------------
+
+
+def test_broadcast_helpers_emit_their_spans_and_metrics(captured):
+    import asyncio
+
+    producer = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+
+    @telemetry.traced
+    async def main(msg: Any) -> None:
+        with telemetry.broadcast_message("bc-1", "sms", producer):
+            telemetry.set_attributes({names.MESSAGE_SID: "SM" + "1" * 32})
+        telemetry.count_broadcast_send("sent", "sms")
+        telemetry.count_deferral("paced")
+        telemetry.observe_queue_age(2.5, "sms")
+        telemetry.count_poisoned(2)
+
+    asyncio.run(main(None))
+    [message] = captured.named(names.BROADCAST_MESSAGE_SPAN)
+    assert message.attributes[names.BROADCAST_ID] == "bc-1"
+    assert message.attributes[names.KIND] == "sms"
+    assert message.attributes[names.MESSAGE_SID] == "SM" + "1" * 32
+    assert message.attributes[names.LINKED_TRACE] == producer
+    assert f"{message.links[0].context.trace_id:032x}" == "a" * 32
+    metrics = captured.metrics()
+    assert metrics[names.BROADCAST_SENDS] == [
+        ({names.BROADCAST_OUTCOME: "sent", names.KIND: "sms"}, 1)]
+    assert metrics[names.DEFERRALS] == [({names.DEFER_REASON: "paced"}, 1)]
+    assert metrics[names.QUEUE_AGE] == [({names.KIND: "sms"}, 1)]
+    assert metrics[names.POISONED] == [({}, 2)]
+
+
+def test_a_broadcast_traces_each_send_to_its_request_and_each_callback_to_its_send(
+    worker_host, texting_storage, twilio_api, app_settings, captured
+):
+    """The request that starts a broadcast puts its traceparent in the queue message; each
+    recipient's send is a span with the broadcast's id, linked to that request, with the
+    Twilio create under it; the text's status callbacks link to the send. So one search for the
+    broadcast id, or for the SID, finds the request, every send and every callback."""
+    import asyncio
+
+    from test_broadcasts import drain, queue_message
+
+    import broadcast_send
+
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    numbers = ["+14155550161", "+14155550162"]
+    answer = worker_host.request(
+        "POST", "/api/broadcasts", headers={"Content-Type": "application/json"},
+        body=json.dumps({"kind": "sms", "to": numbers, "body": "Open late"}), base_url=PUBLIC)
+    assert answer.status == 202, answer.body
+    [request] = captured.named("broadcasts")
+    [chunk] = drain(texting_storage, answer.json()["id"])
+    assert chunk["traceparent"] == traceparent_of(request)
+
+    asyncio.run(broadcast_send.main(queue_message(chunk)))
+
+    [invocation] = captured.named("broadcast_send")
+    sends = captured.named(names.BROADCAST_MESSAGE_SPAN)
+    assert len(sends) == 2
+    for send in sends:
+        assert send.parent.span_id == invocation.context.span_id
+        assert send.attributes[names.BROADCAST_ID] == answer.json()["id"]
+        [link] = send.links
+        assert link.context.span_id == request.context.span_id
+    creates = captured.named("Twilio POST Messages")
+    assert sorted(c.parent.span_id for c in creates) == sorted(s.context.span_id for s in sends)
+    metrics = captured.metrics()
+    assert metrics[names.BROADCAST_SENDS] == [
+        ({names.BROADCAST_OUTCOME: "sent", names.KIND: "sms"}, 2)]
+    assert names.QUEUE_AGE in metrics
+
+    # The first text's delivered callback: its URL (the broadcast's id and its send's
+    # traceparent, signed by Twilio) links it to the send that created it.
+    request_made = twilio_api.creates[0].data
+    url = request_made["StatusCallback"]
+    query = dict(part.split("=", 1) for part in urlsplit(url).query.split("&"))
+    assert query["broadcast"] == answer.json()["id"]
+    [send] = [s for s in sends if traceparent_of(s) == query[names.CALLBACK_TRACE_PARAM]]
+    [create] = [c for c in creates if c.parent.span_id == send.context.span_id]
+    sid = create.attributes[names.MESSAGE_SID]
+    captured.exporter.clear()
+    params = {"MessageSid": sid, "AccountSid": ACCOUNT_SID, "From": TWILIO_NUMBER,
+              "To": request_made["To"], "MessageStatus": "delivered", "ApiVersion": "2010-04-01"}
+    assert status_callback(worker_host, url, params).status == 204
+    [callback] = captured.named("message_status")
+    assert callback.attributes[names.MESSAGE_SID] == sid
+    [link] = callback.links
+    assert link.context.span_id == send.context.span_id
+
+
+def test_every_metric_name_is_one_of_names(captured):
+    with pytest.raises(ValueError, match="METRICS"):
+        telemetry.count("app.not_a_metric")
+
+
+# --- off: the settings, and the cost --------------------------------------------------------------
+
+
+def test_off_without_a_connection_string_and_nothing_is_emitted(app_settings):
+    assert telemetry.enabled() is False
+    assert telemetry.current_traceparent() is None
+    assert telemetry.callback_query("?broadcast=b1") == "?broadcast=b1"
+    app_settings.setenv("APPLICATIONINSIGHTS_CONNECTION_STRING", "not a connection string")
+    assert telemetry.enabled() is False  # malformed: logged once, off, never a failed request
+
+
+def test_the_settings_are_validated_in_one_place():
+    load = settings.load_telemetry_settings
+    key = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://x/"
+    assert load({"APPLICATIONINSIGHTS_CONNECTION_STRING": key}) == (key, None)
+    client = "11111111-2222-3333-4444-555555555555"
+    entra = f"ClientId={client};Authorization=AAD"
+    assert load({"APPLICATIONINSIGHTS_CONNECTION_STRING": key,
+                 "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": entra}).entra_client_id == client
+    assert load({"APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD"}) == (None, "")
+    from shared.common.settings import SettingsError
+
+    for bad in ({"APPLICATIONINSIGHTS_CONNECTION_STRING": "IngestionEndpoint=https://x/"},
+                {"APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=Key"},
+                {"APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "ClientId=x;Authorization=AAD"}):
+        with pytest.raises(SettingsError, match="APPLICATIONINSIGHTS_"):
+            load(bad)
+
+
+def test_telemetry_unset_adds_no_import_to_the_webhooks():
+    """Every function folder loads, voice_url and sms_url answer, with telemetry unset: no
+    OpenTelemetry, no Azure Monitor, no shared.telemetry.runtime in the process."""
+    script = textwrap.dedent(
+        """
+        import asyncio, os, sys
+        for name in [n for n in os.environ if n.startswith(("TWILIO_", "PUBLIC_", "VOICE_",
+                                                          "SMS_", "APPLICATIONINSIGHTS_"))]:
+            del os.environ[name]
+        import make_call, send_sms, voice_url, sms_url, call_status, message_status, calls
+        import messages, voicemails, recordings, broadcasts, optouts, console, broadcast_send
+        sys.path.insert(0, "tests")
+        from conftest import signed_form_request, VOICE_PARAMS, AUTH_TOKEN
+        os.environ["TWILIO_AUTH_TOKEN"] = AUTH_TOKEN
+        req = signed_form_request("https://myapp.azurewebsites.net/api/voice_url", VOICE_PARAMS)
+        assert asyncio.run(voice_url.main(req)).status_code == 200
+        heavy = [m for m in sys.modules if m.startswith(("opentelemetry", "azure.monitor",
+                 "azure.core.tracing", "shared.telemetry.runtime"))]
+        print(",".join(sorted(heavy)) or "none")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=telemetry_root(),
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["none"]
+
+
+def telemetry_root() -> str:
+    from devhost.pytest_plugin import APP_ROOT
+
+    return str(APP_ROOT)
+
+
+def test_on_with_an_unreachable_ingestion_endpoint_requests_do_not_wait():
+    """Configured from the settings as on Azure (the Azure Monitor distro), the ingestion
+    endpoint answering nothing: the first request pays the configuration, none waits on the
+    exporter, and the invocation's span goes to Azure Monitor's exporter."""
+    script = textwrap.dedent(
+        """
+        import asyncio, os, sys, time
+        sys.path.insert(0, "tests")
+        os.environ["APPLICATIONINSIGHTS_CONNECTION_STRING"] = (
+            "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+            "IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/")
+        from conftest import signed_form_request, VOICE_PARAMS, AUTH_TOKEN
+        os.environ["TWILIO_AUTH_TOKEN"] = AUTH_TOKEN
+        os.environ["WEBSITE_HOSTNAME"] = "myapp.azurewebsites.net"
+        import voice_url
+        req = signed_form_request("https://myapp.azurewebsites.net/api/voice_url", VOICE_PARAMS)
+        started = time.monotonic()
+        for _ in range(20):
+            assert asyncio.run(voice_url.main(req)).status_code == 200
+        from opentelemetry import trace
+        processors = trace.get_tracer_provider()._active_span_processor._span_processors
+        print(round(time.monotonic() - started, 1), *sorted(type(p).__name__ for p in processors))
+        os._exit(0)  # the exporter's retries at exit are not this test's
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=telemetry_root(),
+                            capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    seconds, *processors = result.stdout.split()
+    assert float(seconds) < 10
+    assert {"BatchSpanProcessor", "Scrubber"} <= set(processors)
