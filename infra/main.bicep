@@ -109,6 +109,16 @@ param consoleSignIn bool = false
 @maxLength(36)
 param consoleSignInClientId string = ''
 
+// ---- Alerts (docs/operations.md) ----
+
+@description('E-mail address the alert rules write to (optional; empty: no action group and no alert rules, which would be billed every month and tell no one). The workbook is deployed either way.')
+param alertEmail string = ''
+
+@minValue(10)
+@maxValue(1440)
+@description('Minutes broadcast_send may keep working (deferring, retrying) without settling a recipient before the stuck-broadcast alert fires.')
+param alertStuckBroadcastMinutes int = 30
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -168,6 +178,31 @@ module keyVault 'app/keyvault.bicep' = {
     twilioApiSecret: twilioApiSecret
     twilioSharedKeySecret: twilioSharedKeySecret
     twilioSharedKeySecretSecondary: twilioSharedKeySecretSecondary
+  }
+}
+
+// The dashboard over the app's telemetry, always; the alerts only when someone is to be told.
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.id
+  }
+}
+
+module alerts 'app/alerts.bicep' = if (!empty(alertEmail)) {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.id
+    actionGroupName: '${abbrs.insightsActionGroups}${resourceToken}'
+    ruleNamePrefix: '${abbrs.insightsScheduledQueryRules}${resourceToken}'
+    alertEmail: alertEmail
+    stuckBroadcastMinutes: alertStuckBroadcastMinutes
   }
 }
 

@@ -54,4 +54,5 @@ resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01'
 }
 
 output name string = applicationInsights.name
+output id string = applicationInsights.id
 output connectionString string = applicationInsights.properties.ConnectionString
