@@ -298,8 +298,11 @@ def _scenario(
     _report_operations(report, operations, broadcasts, callbacks)
     if len(fleet) > 1:
         creates = len(ledger["created_at"])
-        limited = ledger["refused"].get("429", 0)
-        print(f"  429s: {limited} of {creates + limited:,} create requests")
+        over_rate = ledger["refused"].get("429", 0)
+        at_once = ledger["refused"].get("429 concurrent", 0)
+        limited = over_rate + at_once
+        print(f"  429s: {limited} of {creates + limited:,} create requests ({over_rate} over the "
+              f"rate, {at_once} beyond {MAX_CONCURRENT} requests at once)")
         report.check(f"broadcast, {len(fleet)} hosts: 429s / creates", limited / max(creates, 1),
                      RATE_LIMITED_TARGET)
     if callbacks:

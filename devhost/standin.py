@@ -400,7 +400,8 @@ class Ledger:
     started: float = field(default_factory=time.monotonic)  # CLOCK_MONOTONIC: system-wide
     sids: dict[str, list[str]] = field(default_factory=dict)  # To -> SIDs created
     created_at: list[float] = field(default_factory=list)  # seconds since started
-    refused: dict[str, int] = field(default_factory=dict)  # "429", "503", "timeout"
+    # "429" (over the rate), "429 concurrent" (too many at once), "503", "timeout"
+    refused: dict[str, int] = field(default_factory=dict)
     media_fetches: int = 0  # recordings' audio served (the console's player)
     # Status callbacks played (--callbacks): each one's last answer ("200", "503", "error") and
     # latency in seconds (of its last try), and the tries beyond the first.
@@ -508,7 +509,8 @@ class StandIn:
         creating = method == "POST" and CREATE_PATH.fullmatch(path) is not None
         faults = self.faults
         if faults.max_concurrent and self.in_flight > faults.max_concurrent:
-            return self._refused("429", 429, "TOO MANY REQUESTS", 20429, "Too Many Requests")
+            return self._refused("429 concurrent", 429, "TOO MANY REQUESTS", 20429,
+                                 "Too Many Requests")
         if creating and faults.rate:
             now = time.monotonic()
             while self.recent and self.recent[0] <= now - 1.0:

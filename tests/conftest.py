@@ -187,6 +187,30 @@ def server_command(
 
 
 @pytest.fixture
+def leases(azurite_storage):
+    """Azurite with no broadcast pace lease (shared.broadcasts.pace) left by an earlier test:
+    an instance that still counted would take this test's share of the pace. This process's
+    own shares start afresh too."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.data.tables import TableServiceClient
+
+    from shared.broadcasts import pace
+    from shared.records import storage
+
+    with (TableServiceClient.from_connection_string(azurite_storage.connection_string) as service,
+          contextlib.suppress(ResourceNotFoundError)):
+        service.delete_table(pace.TABLE)
+    storage._created_tables.discard(pace.TABLE)
+    pace._shares.clear()
+    yield azurite_storage
+    with (TableServiceClient.from_connection_string(azurite_storage.connection_string) as service,
+          contextlib.suppress(ResourceNotFoundError)):
+        service.delete_table(pace.TABLE)
+    storage._created_tables.discard(pace.TABLE)
+    pace._shares.clear()
+
+
+@pytest.fixture
 def texting_storage(app_settings, azurite_storage):
     """Azurite, with no opt-out left by an earlier test: every text is checked against the
     opt-outs first (shared.records.optouts), and a test's STOP must not refuse the next test's

@@ -231,10 +231,9 @@ def test_a_poisoned_chunk_is_recorded_as_failed_unless_it_was_sent(
 
 
 def test_a_chunk_out_of_time_puts_the_rest_back(
-    worker_host, storage, twilio_api, app_settings, monkeypatch
+    worker_host, storage, twilio_api, app_settings, monkeypatch, leases
 ):
     app_settings.setenv("BROADCAST_SENDS_PER_SECOND", "0.4")  # one slot every 2.5 s
-    pace._shares.clear()
     monkeypatch.setattr(sending, "CHUNK_BUDGET", 1.0)
     numbers = ["+14155550131", "+14155550132", "+14155550133"]
     answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
@@ -346,10 +345,9 @@ def test_the_pace_spaces_sends_and_defers_beyond_its_window(monkeypatch):
 
 
 def test_a_send_over_the_pace_is_deferred_and_nothing_reaches_twilio(
-    worker_host, storage, twilio_api, app_settings
+    worker_host, storage, twilio_api, app_settings, leases
 ):
     app_settings.setenv("BROADCAST_SENDS_PER_SECOND", "0.4")  # one slot every 2.5 s
-    pace._shares.clear()
     numbers = ["+14155550141", "+14155550142"]
     answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
     [chunk] = drain(storage, answer["id"])
