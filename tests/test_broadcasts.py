@@ -344,6 +344,17 @@ def test_the_pace_spaces_sends_and_defers_beyond_its_window(monkeypatch):
     assert pacer.reserve() == pytest.approx(1.1)
 
 
+def test_creates_leave_evenly_spaced_however_late_their_slots_come(monkeypatch):
+    """Creates whose claims were slow reach the spacing together: they leave 1/rate apart."""
+    now = [100.0]
+    monkeypatch.setattr(pace.time, "monotonic", lambda: now[0])
+    spacing = pace.Spacing()
+
+    assert [spacing.delay(rate=10) for _ in range(4)] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    now[0] += 5.0  # a pause: the next leaves at once, and the one after it a tenth later
+    assert [spacing.delay(rate=10) for _ in range(2)] == pytest.approx([0.0, 0.1])
+
+
 def test_a_send_over_the_pace_is_deferred_and_nothing_reaches_twilio(
     worker_host, storage, twilio_api, app_settings, leases
 ):

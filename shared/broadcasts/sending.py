@@ -288,6 +288,7 @@ async def _send(
     # The status callbacks say which broadcast they belong to: its delivery counts follow them
     # (shared.broadcasts.delivery).
     query = f"?{delivery.QUERY}={task.broadcast}"
+    await pace.space_create()  # the creates leave evenly spaced, however long the claims took
     try:
         if task.kind == "sms":
             created: Any = await sms.send(request, settings, query)
