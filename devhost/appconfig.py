@@ -11,6 +11,7 @@ reading, kept free of the worker so the config tests can use it too.
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -235,6 +236,11 @@ def _timespan_int(text: str, name: str, value: str) -> int:
     return int(text)
 
 
+# An app setting of this prefix overrides a host.json value, as on Azure: its path's parts are
+# joined with `__` (AzureFunctionsJobHost__extensions__queues__batchSize=4).
+HOST_JSON_OVERRIDE = "azurefunctionsjobhost__"
+
+
 def _host_json(root: Path) -> dict[str, Any]:
     path = root / "host.json"
     if not path.is_file():
@@ -242,6 +248,24 @@ def _host_json(root: Path) -> dict[str, Any]:
     data = read_json(path)
     if not isinstance(data, dict):
         raise AppConfigError(f"{path}: expected a JSON object")
+    return with_overrides(data, os.environ)
+
+
+def with_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """host.json with the `AzureFunctionsJobHost__...` settings of `environ` applied over it (the
+    names matched case-insensitively, the values kept as the strings they are, which the
+    host's configuration binding then converts, as it does)."""
+    for name, value in sorted(environ.items()):
+        if not name.lower().startswith(HOST_JSON_OVERRIDE):
+            continue
+        *parents, leaf = name[len(HOST_JSON_OVERRIDE):].split("__")
+        node = data
+        for part in parents:
+            key = next((k for k in node if k.lower() == part.lower()), part)
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[next((k for k in node if k.lower() == leaf.lower()), leaf)] = value
     return data
 
 

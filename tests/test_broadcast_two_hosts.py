@@ -59,8 +59,12 @@ def test_two_hosts_share_one_queue_and_one_pace_and_send_each_recipient_once(lea
     clear_broadcast_queue(azurite.connection_string)
     standin = LineChild("bench.standin", ["--delay", "0.02", "--rate", str(LIMIT)],
                         app_environ())
+    # Each host takes up at most two chunks at a time (host.json's batch, overridden by app
+    # settings as on Azure), so the first cannot take all three and the second takes part.
     env = app_environ(AzureWebJobsStorage=azurite.connection_string,
-                      BROADCAST_SENDS_PER_SECOND=str(PACE), TWILIO_HTTP_TIMEOUT="2")
+                      BROADCAST_SENDS_PER_SECOND=str(PACE), TWILIO_HTTP_TIMEOUT="2",
+                      AzureFunctionsJobHost__extensions__queues__batchSize="2",
+                      AzureFunctionsJobHost__extensions__queues__newBatchThreshold="0")
     api = f"http://127.0.0.1:{standin.port}"
     hosts = [Host(port, env, api, tmp_path / f"host{i + 1}.log")
              for i, port in enumerate(free_ports(2))]
@@ -85,6 +89,7 @@ def test_two_hosts_share_one_queue_and_one_pace_and_send_each_recipient_once(lea
     made = ledger["sids"]
     assert sorted(made) == numbers and all(len(sids) == 1 for sids in made.values())
     logs = [Path(host.log).read_text() for host in hosts]
+    assert all("outcome=chunk" in log for log in logs), "each host took up a chunk"
     assert any("pace instances=2" in log for log in logs), "the hosts saw each other's lease"
     # Each host at PACE (the pace per instance) would be twice the stand-in's LIMIT while both
     # send: hundreds of 429s. One pace for both leaves a few, at most (a newcomer's first

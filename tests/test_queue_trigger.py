@@ -134,6 +134,22 @@ def test_the_fixture_apps_host_json_is_read_with_its_queue_options(host):
     assert [f.name for f in host.queue_functions] == ["record", "record_poison"]
 
 
+def test_app_settings_override_host_json_as_on_azure():
+    """AzureFunctionsJobHost__<path> overrides host.json's value at that path, names matched
+    without regard to case; other settings are left alone."""
+    from devhost.appconfig import read_queues_options, with_overrides
+
+    host_json = {"extensions": {"queues": {"batchSize": 12, "newBatchThreshold": 4}}}
+    merged = with_overrides(host_json, {
+        "AzureFunctionsJobHost__extensions__queues__batchSize": "2",
+        "azurefunctionsjobhost__Extensions__Queues__maxDequeueCount": "3",
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    })
+    options = read_queues_options(merged)
+    assert (options.batch_size, options.new_batch_threshold, options.max_dequeue_count) == (
+        2, 4, 3)
+
+
 @pytest.mark.parametrize(("queues_section", "message"), [
     ({"batchSize": 33}, "batchSize is 33; it must be 1 to 32"),
     ({"batchSize": 0}, "batchSize is 0; it must be 1 to 32"),
