@@ -423,7 +423,6 @@ class StandIn:
 
     def __init__(self, delay: float, log: bool = False, faults: Faults | None = None,
                  callback_targets: Sequence[str] = ()) -> None:
-        self.callbacks = Callbacks(callback_targets, self.ledger_of) if callback_targets else None
         self.delay = delay
         self.log = log
         self.faults = faults or Faults()
@@ -431,6 +430,7 @@ class StandIn:
         self.counters = Counters()
         self.connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.ledger = Ledger()
+        self.callbacks = Callbacks(callback_targets, self.ledger) if callback_targets else None
         self.resources: list[dict[str, object]] = []  # created, oldest first
         self.in_flight = 0
         self.recent: collections.deque[float] = collections.deque()  # creates in the last second
@@ -535,9 +535,6 @@ class StandIn:
                 raise ConnectionError("made, never answered")
         return status, reason, payload
 
-    def ledger_of(self) -> Ledger:
-        return self.ledger
-
     def _recording(self, method: str, sid: str, extension: str) -> bytes:
         """A recording's audio (GET .mp3), or its deletion (DELETE .json: 204, then 404s)."""
         if sid in self.deleted_recordings:
@@ -588,7 +585,7 @@ class StandIn:
 class Callbacks:
     """Twilio's status callbacks for the messages the stand-in creates (`--callbacks`)."""
 
-    def __init__(self, targets: Sequence[str], ledger: Any) -> None:
+    def __init__(self, targets: Sequence[str], ledger: Ledger) -> None:
         import os
 
         self.targets = list(targets)
@@ -604,7 +601,7 @@ class Callbacks:
         if not url or not str(resource.get("sid", "")).startswith("SM"):
             return
         for status, after in CALLBACK_DELAYS:
-            self.ledger().callbacks_pending += 1
+            self.ledger.callbacks_pending += 1
             asyncio.get_running_loop().call_later(
                 after, lambda s=status: asyncio.ensure_future(self._send(url, resource, s)))
 
@@ -625,7 +622,7 @@ class Callbacks:
         signature = RequestValidator(self.token).compute_signature(url, params)
         parts = urlsplit(url)
         local = parts.path + (f"?{parts.query}" if parts.query else "")
-        ledger = self.ledger()
+        ledger = self.ledger
         outcome, latency = "error", 0.0
         for attempt in range(CALLBACK_TRIES):
             target = self.targets[self.turn % len(self.targets)]

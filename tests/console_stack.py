@@ -132,20 +132,7 @@ class ConsoleStack:
 
     def api(self, method: str, path: str, body: dict | None = None,
             headers: dict[str, str] | None = None) -> tuple[int, dict]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.served.port,
-                                                timeout=HTTP_TIMEOUT)
-        sent = {"x-functions-key": KEY, **(headers or {})}
-        data = None
-        if body is not None:
-            sent["Content-Type"] = "application/json"
-            data = json.dumps(body)
-        try:
-            connection.request(method, path, body=data, headers=sent)
-            response = connection.getresponse()
-            raw = response.read()
-        finally:
-            connection.close()
-        return response.status, json.loads(raw) if raw else {}
+        return keyed_request(self.served.port, KEY, method, path, body, headers)
 
     # -- Twilio's webhooks, signed for the public URL Twilio would have called ------------------
 
@@ -212,6 +199,25 @@ class ConsoleStack:
             **common, "RecordingSid": recording, "TranscriptionSid": "TR" + secrets.token_hex(16),
             "TranscriptionStatus": "completed", "TranscriptionText": words}) == 204
         return call, recording
+
+
+def keyed_request(port: int, key: str, method: str, path: str, body: dict | None = None,
+                  headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    """A request to a local host on `port` with the function key, as curl would send it (JSON
+    body when there is one); (status, the JSON answer or {})."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
+    sent = {"x-functions-key": key, **(headers or {})}
+    data = None
+    if body is not None:
+        sent["Content-Type"] = "application/json"
+        data = json.dumps(body)
+    try:
+        connection.request(method, path, body=data, headers=sent)
+        response = connection.getresponse()
+        raw = response.read()
+    finally:
+        connection.close()
+    return response.status, json.loads(raw) if raw else {}
 
 
 def clear_broadcast_queue(connection_string: str) -> None:

@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+from console_stack import clear_broadcast_queue
 
 from bench.broadcast import Broadcast, Host
 from bench.common import app_environ
 from bench.proc import LineChild
 from devhost.pytest_plugin import free_ports
 from shared.broadcasts import pace
-from tests.console_stack import clear_broadcast_queue
 
 PACE = 20  # the account's creates a second (BROADCAST_SENDS_PER_SECOND)
 LIMIT = 24  # the stand-in's: 429 above it, as Twilio would

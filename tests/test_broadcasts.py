@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 import json
 import time
 
@@ -344,6 +345,31 @@ def test_the_pace_spaces_sends_and_defers_beyond_its_window(monkeypatch):
     assert pacer.reserve() == pytest.approx(1.1)
 
 
+def test_a_chunk_costs_under_two_storage_operations_a_recipient(
+    worker_host, storage, twilio_api, monkeypatch, tmp_path
+):
+    """Issue 26's budget: a chunk claims its keys a group at a time and writes its rows and
+    index rows a transaction each, so its own operations stay well under the three a recipient
+    allowed (one of them each recipient's record); one at a time they were five."""
+    from devhost.storage_ops import OperationCounter
+    from shared.records import storage as app_storage
+
+    numbers = [f"+1415555{i:04d}" for i in range(300, 340)]
+    answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "Open late"}).json()
+    [chunk] = drain(storage, answer["id"])
+    counter = OperationCounter(tmp_path / "ops.json")
+    monkeypatch.setitem(app_storage._TRANSPORT, "raw_request_hook", counter.hook("app"))
+
+    run(broadcast_send.main, queue_message(chunk))  # a new loop: clients built with the hook
+
+    assert len(twilio_api.creates) == len(numbers)
+    counts = dict(counter.counts)
+    assert counts["app table write TwilioRecords"] == len(numbers)  # the records, one each
+    assert counts["app table batch"] >= 2 + len(numbers) // sending.Claiming.GROUP
+    assert "app table write TwilioIdempotencyKeys" not in counts  # no key claimed alone
+    assert sum(counts.values()) < 2 * len(numbers), counts
+
+
 def test_creates_leave_evenly_spaced_however_late_their_slots_come(monkeypatch):
     """Creates whose claims were slow reach the spacing together: they leave 1/rate apart."""
     now = [100.0]
@@ -353,6 +379,34 @@ def test_creates_leave_evenly_spaced_however_late_their_slots_come(monkeypatch):
     assert [spacing.delay(rate=10) for _ in range(4)] == pytest.approx([0.0, 0.1, 0.2, 0.3])
     now[0] += 5.0  # a pause: the next leaves at once, and the one after it a tenth later
     assert [spacing.delay(rate=10) for _ in range(2)] == pytest.approx([0.0, 0.1])
+
+
+def test_creates_whose_slots_came_together_still_leave_spaced(
+    worker_host, storage, twilio_api, app_settings, monkeypatch, leases
+):
+    """Slots handed out all at once (as when claims are slow and their sends bunch): the
+    creates themselves still reach Twilio 1/rate apart."""
+    from shared.outbound import sms
+
+    app_settings.setenv("BROADCAST_SENDS_PER_SECOND", "10")
+    monkeypatch.setattr(pace.Pacer, "reserve", lambda self, max_wait=0: 0.0)
+    left: list[float] = []
+    real_send = sms.send
+
+    async def timed(*args, **kwargs):
+        left.append(time.monotonic())
+        return await real_send(*args, **kwargs)
+
+    monkeypatch.setattr(sms, "send", timed)
+    numbers = [f"+1415555{i:04d}" for i in range(350, 354)]
+    answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
+    [chunk] = drain(storage, answer["id"])
+
+    run(broadcast_send.main, queue_message(chunk))
+
+    assert len(left) == len(numbers)
+    gaps = [b - a for a, b in itertools.pairwise(left)]
+    assert min(gaps) >= 0.9 / (10 * pace.HEADROOM), gaps
 
 
 def test_a_send_over_the_pace_is_deferred_and_nothing_reaches_twilio(

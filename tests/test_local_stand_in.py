@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
-import json
 import os
 import queue
 import re
@@ -25,6 +24,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER
+from console_stack import keyed_request
 
 from devhost import server, simulate
 from devhost.pytest_plugin import APP_ROOT
@@ -130,20 +130,7 @@ def app_env(storage: str) -> dict[str, str]:
 
 def call(base: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
     """A request to the local host with the function key; (status, JSON body or {})."""
-    port = int(base.rsplit(":", 1)[1])
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
-    headers = {"x-functions-key": KEY}
-    data = None
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-        data = json.dumps(body)
-    try:
-        connection.request(method, path, body=data, headers=headers)
-        response = connection.getresponse()
-        raw = response.read()
-    finally:
-        connection.close()
-    return response.status, json.loads(raw) if raw else {}
+    return keyed_request(int(base.rsplit(":", 1)[1]), KEY, method, path, body)
 
 
 def status_callback(base: str, kind: str, sid: str, status: str) -> int:

@@ -48,10 +48,12 @@ from typing import Any
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.common import logs, responses
 from shared.common.responses import Refusal
 from shared.common.settings import SettingsError, load_app_service_auth
 from shared.records import storage
+from shared.telemetry import names
 
 logger = logs.get_logger(__name__)
 
@@ -168,17 +170,18 @@ class Claim:
         try:
             done = await self.settle(response)
             if done is not None:
-                await write_done([done])
+                await storage.within_deadline(
+                    storage.on_table(TABLE, lambda t: t.upsert_entity(done)))
         except (storage.StorageUnavailable, SettingsError) as error:
             logger.error("%s outcome=idempotency-not-kept status=%d reason=%s", self.function,
                          response.status_code, error)
 
     async def settle(self, response: func.HttpResponse) -> dict[str, Any] | None:
-        """`finish` for a caller that writes many keys' answers together (a broadcast's
-        chunk: `write_done`, one transaction for up to 100): the `done` row to write, or None
-        when the key was released now or left to be looked up. Until the row is written the
-        key stays `sending`, so a retry in between looks the outcome up (and finds it) rather
-        than sending again. Raises StorageUnavailable when a release fails."""
+        """`finish` without the write: the `done` row to keep for replays (the caller writes it,
+        or keeps the answer elsewhere: a broadcast recipient's row), or None when the key was
+        released now or left to be looked up. Until a `done` row is written the key stays
+        `sending`, so a retry looks the outcome up (and finds it) rather than sending again.
+        Raises StorageUnavailable when a release fails."""
         status = response.status_code
         if status in REPLAYABLE:
             return _done_row(self.function, self.row_key, self.entity, response)
@@ -186,14 +189,6 @@ class Claim:
             await _release(self.function, self.row_key)
         # else: sending, with an unknown outcome: the next retry looks it up.
         return None
-
-
-async def write_done(rows: list[dict[str, Any]]) -> None:
-    """Write `done` rows (`Claim.settle`), a transaction for each function's up to 100 (a key's
-    partition is its function). Raises StorageUnavailable."""
-    from shared.records import batches
-
-    await batches.upsert(TABLE, rows)
 
 
 def _done_row(
@@ -443,9 +438,6 @@ async def release(claims: list[Claim]) -> None:
 
 def _outcome(outcome: str) -> None:
     """What became of the key, on the running span (telemetry on): names.IDEMPOTENCY_OUTCOME."""
-    from shared import telemetry
-    from shared.telemetry import names
-
     telemetry.set_attributes({names.IDEMPOTENCY_OUTCOME: outcome})
 
 
