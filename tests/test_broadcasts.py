@@ -370,6 +370,23 @@ def test_a_chunk_costs_under_two_storage_operations_a_recipient(
     assert sum(counts.values()) < 2 * len(numbers), counts
 
 
+def test_a_broadcast_is_accepted_after_storage_lost_its_tables(worker_host, storage, twilio_api):
+    """Azurite restarted (its data in memory) or a table deleted on Azure: the app's clients
+    still take the tables for created. A transaction's TableNotFound (TableTransactionError,
+    not the SDK's ResourceNotFoundError) once became a 503 until the process restarted; it
+    now creates the table again, as a single operation's does."""
+    # A refused number: its row is the first write, a transaction.
+    body = {"kind": "sms", "to": ["+14155550171", "+14155550172", "+19005550100"], "body": "hi"}
+    assert start(worker_host, body).status == 202
+    storage.stop()
+    storage.start()
+
+    again = start(worker_host, body)
+
+    assert again.status == 202, again.body
+    assert status(worker_host, again.json()["id"])["counts"]["queued"] == 2
+
+
 def test_creates_leave_evenly_spaced_however_late_their_slots_come(monkeypatch):
     """Creates whose claims were slow reach the spacing together: they leave 1/rate apart."""
     now = [100.0]

@@ -226,6 +226,11 @@ async def _bounded(operation: Any) -> Any:
         raise StorageUnavailable(f"storage did not answer within {TIMEOUT:g} s") from None
     except HttpResponseError as error:
         status = error.status_code or 0
+        if getattr(error, "error_code", None) == "TableNotFound":
+            # A transaction on a table that is gone: the SDK raises TableTransactionError, not
+            # ResourceNotFoundError as for one operation, so on_table would not create it again
+            # and every broadcast was refused until the process restarted.
+            raise ResourceNotFoundError(message="TableNotFound") from None
         if 400 <= status < 500 and status not in (401, 403, 408, 429):
             # The request itself is wrong (a key or value storage does not take): trying again
             # cannot help. Credentials (401, 403), time-outs and throttling (408, 429) can pass.
