@@ -387,42 +387,56 @@ def test_a_broadcast_is_accepted_after_storage_lost_its_tables(worker_host, stor
     assert status(worker_host, again.json()["id"])["counts"]["queued"] == 2
 
 
-def test_creates_leave_evenly_spaced_however_late_their_slots_come(monkeypatch):
-    """Creates whose claims were slow reach the spacing together: they leave 1/rate apart."""
+def test_admitting_a_send_takes_no_slot(monkeypatch):
+    """`admit` only asks whether a slot is free within the wait: the slot is taken after the
+    claim (`take_slot`), so sends admitted together do not use up the pace twice."""
     now = [100.0]
     monkeypatch.setattr(pace.time, "monotonic", lambda: now[0])
-    spacing = pace.Spacing()
+    pacer = pace.Pacer(rate=10)
 
-    assert [spacing.delay(rate=10) for _ in range(4)] == pytest.approx([0.0, 0.1, 0.2, 0.3])
-    now[0] += 5.0  # a pause: the next leaves at once, and the one after it a tenth later
-    assert [spacing.delay(rate=10) for _ in range(2)] == pytest.approx([0.0, 0.1])
+    assert [pacer.free_in() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert pacer.reserve() == 0.0
+    assert pacer.free_in() == pytest.approx(0.1)
+    assert pace.Pacer(rate=0).free_in() is None
 
 
-def test_creates_whose_slots_came_together_still_leave_spaced(
+def test_creates_leave_at_their_slots_however_long_the_claims_took(
     worker_host, storage, twilio_api, app_settings, monkeypatch, leases
 ):
-    """Slots handed out all at once (as when claims are slow and their sends bunch): the
-    creates themselves still reach Twilio 1/rate apart."""
+    """Two chunks at once, one whose claim is slow: the creates still reach Twilio 1/rate
+    apart. (With the slot taken before the claim, the slow chunk's create left on the heels
+    of the other's, and a one-second limit refused it.)"""
     from shared.outbound import sms
+    from shared.records import idempotency
 
     app_settings.setenv("BROADCAST_SENDS_PER_SECOND", "10")
-    monkeypatch.setattr(pace.Pacer, "reserve", lambda self, max_wait=0: 0.0)
     left: list[float] = []
-    real_send = sms.send
+    real_send, real_claim_many = sms.send, idempotency.claim_many
 
     async def timed(*args, **kwargs):
         left.append(time.monotonic())
         return await real_send(*args, **kwargs)
 
+    async def slow_for_the_first(function, wanted):
+        if wanted and wanted[0].to == slow[0]:
+            await asyncio.sleep(0.35)
+        return await real_claim_many(function, wanted)
+
     monkeypatch.setattr(sms, "send", timed)
-    numbers = [f"+1415555{i:04d}" for i in range(350, 354)]
-    answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
-    [chunk] = drain(storage, answer["id"])
+    monkeypatch.setattr(idempotency, "claim_many", slow_for_the_first)
+    slow = [f"+1415555{i:04d}" for i in range(350, 353)]
+    fast = [f"+1415555{i:04d}" for i in range(360, 364)]
+    first = start(worker_host, {"kind": "sms", "to": slow, "body": "hi"}).json()
+    second = start(worker_host, {"kind": "sms", "to": fast, "body": "hi"}).json()
+    chunks = drain(storage, first["id"], second["id"])
 
-    run(broadcast_send.main, queue_message(chunk))
+    async def both() -> None:
+        await asyncio.gather(*(broadcast_send.main(queue_message(c)) for c in chunks))
 
-    assert len(left) == len(numbers)
-    gaps = [b - a for a, b in itertools.pairwise(left)]
+    asyncio.run(both())
+
+    assert len(left) == len(slow) + len(fast)
+    gaps = [b - a for a, b in itertools.pairwise(sorted(left))]
     assert min(gaps) >= 0.9 / (10 * pace.HEADROOM), gaps
 
 

@@ -19,7 +19,7 @@ from email.utils import format_datetime
 
 import pytest
 from conftest import ACCOUNT_SID, TWILIO_NUMBER
-from test_broadcasts import drain, queue_message
+from test_broadcasts import drain, queue_message, status
 from test_opt_outs import PERSON, SERVICE, replies, send_sms, start_broadcast, text_in
 
 import broadcast_send
@@ -252,22 +252,35 @@ def test_a_text_whose_index_write_failed_is_listed_after_a_retry_or_reconcile(
     assert failed and text_sid in [m["sid"] for m in listed["messages"]]  # ...never listed
 
 
-# --- a broadcast screens before its pacing wait, not before it sends --------------------------
+# --- a broadcast's opt-out read is at most Screening.FRESH old when the text leaves -----------
 
-def test_a_stop_during_the_pacing_wait_is_honoured(
+def test_a_stop_during_the_wait_for_the_slot_is_honoured_once_the_read_is_stale(
     worker_host, twilio_api, clean, monkeypatch
 ):
+    """The slot of the pace is taken after the opt-out read and the claim: when the wait for it
+    makes the read older than Screening.FRESH (0 here: any wait), the opt-out is read again
+    before the create, and a STOP that landed meanwhile is honoured; the key is given back."""
     answer = start_broadcast(worker_host, [PERSON])
     [chunk] = drain(clean, answer["id"])
+    monkeypatch.setattr(sending.Screening, "FRESH", 0.0)
+    released: list[object] = []
+    real_release = sending.idempotency.release
 
-    async def stop_arrives_while_waiting(max_wait):
-        # BROADCAST_SENDS_PER_SECOND made this send wait (up to 2 s): the person's STOP lands.
+    async def stop_arrives_while_waiting():
+        # BROADCAST_SENDS_PER_SECOND made this send wait for its slot: the person's STOP lands.
         await optouts.set_opted_out(TWILIO_NUMBER, PERSON, True, "keyword STOP")
 
-    monkeypatch.setattr(sending.pace, "wait_for_slot", stop_arrives_while_waiting)
+    async def release(claims):
+        released.extend(claims)
+        await real_release(claims)
+
+    monkeypatch.setattr(sending.pace, "take_slot", stop_arrives_while_waiting)
+    monkeypatch.setattr(sending.idempotency, "release", release)
     asyncio.run(broadcast_send.main(queue_message(chunk)))
 
     assert [c.data["To"] for c in twilio_api.creates] == []
+    assert len(released) == 1  # the claim taken for the text that never left
+    assert [r["state"] for r in status(worker_host, answer["id"])["recipients"]] == ["refused"]
 
 
 # --- an opt-out silently not kept: no ERROR line ----------------------------------------------

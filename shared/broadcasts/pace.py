@@ -41,10 +41,10 @@ LEASE = 3 * REFRESH  # seconds a lease lasts without renewal
 # holds the message, not a function invocation).
 MAX_PACING_WAIT = 2.0
 JITTER = 1.0
-# The share of its rate an instance spaces its slots at. A slot is when a send starts; its
-# create reaches Twilio a little later or sooner (a claim, an opt-out read on the way), and a
-# limit counted over any one-second window refuses the one create that lands early. Two percent
-# under the line absorbs that jitter.
+# The share of its rate an instance spaces its slots at. A slot is taken just before its create
+# leaves (`take_slot`), but the create reaches Twilio a little later or sooner (the event loop's
+# wake-up, the connection), and a limit counted over any one-second window refuses the one
+# create that lands early. Two percent under the line absorbs that jitter.
 HEADROOM = 0.98
 # This process's name on its lease: it is the instance (a worker process) that paces itself.
 INSTANCE = uuid.uuid4().hex
@@ -68,6 +68,12 @@ class Pacer:
         self.rate = rate
         self._next = 0.0
 
+    def free_in(self) -> float | None:
+        """Seconds until the next slot is free (not taken), or None at no rate."""
+        if self.rate <= 0:
+            return None
+        return max(0.0, self._next - time.monotonic())
+
     def reserve(self, max_wait: float = MAX_PACING_WAIT) -> float | None:
         """Seconds to wait for a slot (taken), or None when none is free within `max_wait`."""
         if self.rate <= 0:
@@ -80,30 +86,12 @@ class Pacer:
         return slot - now
 
 
-class Spacing:
-    """The moments this process's creates actually leave, kept at least 1/rate apart. A send
-    takes its slot (`Pacer`) before its opt-out read and its claim, whose time varies with
-    storage's load; without this, creates whose claims were slow go out bunched, and a limit
-    counted over any one-second window refuses some of them although the average is under it."""
-
-    def __init__(self) -> None:
-        self._last = 0.0
-
-    def delay(self, rate: float) -> float:
-        """Seconds to wait before this create leaves (its moment taken)."""
-        now = time.monotonic()
-        moment = max(now, self._last + 1.0 / rate)
-        self._last = moment
-        return moment - now
-
-
 class Share:
     """This instance's part of the account's rate, renewed from the leases every REFRESH s."""
 
     def __init__(self, account_rate: float) -> None:
         self.account_rate = account_rate
         self.pacer = Pacer(0.0)
-        self.spacing = Spacing()
         self.rate = 0.0  # this instance's part of the account's rate (the pacer's is under it)
         self.renew_at = 0.0  # monotonic time of the next renewal
         self._renewal: asyncio.Future[None] | None = None
@@ -175,15 +163,14 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-async def wait_for_slot(max_wait: float = MAX_PACING_WAIT) -> None:
-    """Return once this send may go (now or after a wait of at most `max_wait`); raise Paced,
-    before anything is claimed or sent, when no slot of this instance's share is free that
-    soon. Without BROADCAST_SENDS_PER_SECOND, at once."""
-    rate = load_broadcast_settings().sends_per_second
-    if rate is None:
+async def admit(max_wait: float = MAX_PACING_WAIT) -> None:
+    """Return when this send may go ahead to its opt-out read and its claim: a slot of this
+    instance's share is free within `max_wait` (not taken yet: `take_slot`, after the claim,
+    takes it). Raises Paced, before anything is claimed or sent, when none is. Without
+    BROADCAST_SENDS_PER_SECOND, at once."""
+    share = await _fresh_share()
+    if share is None:
         return
-    share = _shares.setdefault(rate, Share(rate))
-    await share.keep_fresh()
     if share.pacer.rate <= 0 < share.renew_at - time.monotonic() <= max_wait:
         # Joined while the others use the whole rate: they leave this instance its part at
         # their next renewal, which this one sees at its own.
@@ -191,25 +178,49 @@ async def wait_for_slot(max_wait: float = MAX_PACING_WAIT) -> None:
         await asyncio.sleep(share.renew_at - began)
         await share.keep_fresh()
         max_wait = max(0.0, max_wait - (time.monotonic() - began))
-    wait = share.pacer.reserve(max_wait)
-    if wait is None:
+    free_in = share.pacer.free_in()
+    if free_in is None or free_in > max_wait:
         raise Paced(
-            f"this instance's share of BROADCAST_SENDS_PER_SECOND ({rate:g} for the account, "
-            f"{share.pacer.rate:.2f} here) has no slot free within {max_wait:.1f} s",
+            f"this instance's share of BROADCAST_SENDS_PER_SECOND ({share.account_rate:g} for "
+            f"the account, {share.pacer.rate:.2f} here) has no slot free within "
+            f"{max_wait:.1f} s",
             MAX_PACING_WAIT + random.uniform(0, JITTER),  # noqa: S311 - spreading, not secret
         )
-    if wait > 0:
-        await asyncio.sleep(wait)
 
 
-async def space_create() -> None:
-    """Called just before a create goes to Twilio, after its slot, opt-out read and claim: waits
-    (a few milliseconds, when creates bunch) so that this instance's creates leave evenly
-    spaced at its rate. Without BROADCAST_SENDS_PER_SECOND, at once."""
-    rate = load_broadcast_settings().sends_per_second
-    share = _shares.get(rate) if rate is not None else None
-    if share is None or share.pacer.rate <= 0:
+async def take_slot() -> None:
+    """Called just before a create goes to Twilio, after its opt-out read and its claim: takes
+    the next slot of this instance's share and waits for it, so the creates themselves leave
+    evenly spaced at the instance's rate whatever time the claims and reads before them took.
+
+    The slot is taken here, not before the claim: with one slot taken there and the creates
+    spaced again here, two queues in a row at the same rate, a send delayed in the second
+    left the first without a taker, and its slots were lost (one host sent 38 a second of 49;
+    BENCHMARKS.md). `admit` made sure a slot was free within its wait, so this wait is that
+    long, plus the slots other sends admitted meanwhile took. Raises Paced only if the share
+    fell to nothing meanwhile and stayed there for LEASE seconds (nothing was sent). Without
+    BROADCAST_SENDS_PER_SECOND, at once."""
+    share = await _fresh_share()
+    if share is None:
         return
-    wait = share.spacing.delay(share.pacer.rate)
-    if wait > 0:
+    given_up = time.monotonic() + LEASE
+    while share.pacer.rate <= 0:
+        if time.monotonic() >= given_up:
+            raise Paced("this instance's share of BROADCAST_SENDS_PER_SECOND fell to nothing",
+                        MAX_PACING_WAIT + random.uniform(0, JITTER))  # noqa: S311
+        await asyncio.sleep(max(0.05, share.renew_at - time.monotonic()))
+        await share.keep_fresh()
+    wait = share.pacer.reserve(max_wait=float("inf"))
+    if wait:
         await asyncio.sleep(wait)
+
+
+async def _fresh_share() -> Share | None:
+    """This process's share of the account's pace, renewed when due; None without
+    BROADCAST_SENDS_PER_SECOND."""
+    rate = load_broadcast_settings().sends_per_second
+    if rate is None:
+        return None
+    share = _shares.setdefault(rate, Share(rate))
+    await share.keep_fresh()
+    return share

@@ -220,15 +220,15 @@ async def _deliver(task: model.Task, settlement: Settlement, screening: Screenin
     request, refusal = _parse(task, settings)
     if refusal is not None:  # the policy's answer does not change between tries: not kept
         return _settle(task, refusal, settlement)
-    await pace.wait_for_slot(max_wait)  # raises Paced: nothing claimed, nothing sent
+    await pace.admit(max_wait)  # raises Paced: nothing claimed, nothing sent
     if task.kind == "sms":
-        # Opted out since the broadcast was accepted (read at most Screening.FRESH seconds
-        # before this send): skipped, as refused. Storage failing raises: the message is tried
-        # again, never sent unchecked.
+        # Opted out since the broadcast was accepted: skipped, as refused. Storage failing
+        # raises: the message is tried again, never sent unchecked.
         screening = screening or Screening([task.to])
-        if await screening.opted_out(_sender(request), task.to):
-            settlement.mark(task.to, "refused", error=optouts.refusal(task.to))
+        if await _opted_out(screening, request, task, settlement):
             return "refused"
+    else:
+        screening = None  # calls: no opt-outs
     # Claimed straight into "sending" (one write, not two: the request is known already), with
     # the chunk's next recipients when it can (`Claiming`), else alone.
     held: idempotency.Claim | func.HttpResponse | str | None = None
@@ -244,6 +244,15 @@ async def _deliver(task: model.Task, settlement: Settlement, screening: Screenin
             sending=(request.to, request.from_),
         )
     if isinstance(held, idempotency.Claim):
+        try:
+            await pace.take_slot()  # the create leaves at its slot of the pace
+            # The wait may have aged the opt-out's read past Screening.FRESH: then read again.
+            if screening is not None and await _opted_out(screening, request, task, settlement):
+                await idempotency.release([held])
+                return "refused"
+        except Paced:
+            await idempotency.release([held])  # nothing was sent: free for the next try
+            raise
         response = await _send(task, settings, request, held.owner, settlement.index)
         # No `done` row for the key: the recipient's row (sent, failed) is the answer a later
         # copy of the message finds (table.settled). The key stays `sending` until it expires,
@@ -252,6 +261,15 @@ async def _deliver(task: model.Task, settlement: Settlement, screening: Screenin
     else:
         response = held
     return _settle(task, response, settlement)
+
+
+async def _opted_out(screening: Screening, request: Any, task: model.Task,
+                     settlement: Settlement) -> bool:
+    """The recipient opted out (read at most Screening.FRESH seconds ago): marked refused."""
+    if not await screening.opted_out(_sender(request), task.to):
+        return False
+    settlement.mark(task.to, "refused", error=optouts.refusal(task.to))
+    return True
 
 
 def _created(body: dict[str, object]) -> func.HttpResponse:
@@ -288,7 +306,6 @@ async def _send(
     # The status callbacks say which broadcast they belong to: its delivery counts follow them
     # (shared.broadcasts.delivery).
     query = f"?{delivery.QUERY}={task.broadcast}"
-    await pace.space_create()  # the creates leave evenly spaced, however long the claims took
     try:
         if task.kind == "sms":
             created: Any = await sms.send(request, settings, query)
@@ -331,8 +348,12 @@ async def deliver_chunk(chunk: model.Chunk) -> dict[str, int]:
     """Send a chunk's recipients one after the other for at most CHUNK_BUDGET seconds, then put
     the rest back as a smaller chunk; how many ended sent, failed, deferred and put back.
 
-    One at a time per chunk: the queue runs batchSize chunks at once, which is the instance's
-    concurrency, and the account's pace (shared.broadcasts.pace) its rate. A recipient that must
+    One at a time per chunk: the queue runs newBatchThreshold to batchSize + newBatchThreshold
+    chunks at once (host.json: 8 to 16), the instance's concurrency, and the account's pace
+    (shared.broadcasts.pace) sets its rate. Each chunk waits for its slots in turn, so the
+    pace is kept busy only while enough chunks run to cover a send's own time (its create at
+    Twilio, its record): with at most 4, one host left a 50/s pace idle 12 % of the time, with
+    at least 8 some 3 % (BENCHMARKS.md). A recipient that must
     wait gets its own deferred message, so the rest of the chunk does not wait with it. The
     chunk's rows are written together at the end (shared.broadcasts.settlement), before the
     rest is put back. Storage failing raises (the queue delivers the chunk again; the
