@@ -387,16 +387,23 @@ def test_a_broadcast_is_accepted_after_storage_lost_its_tables(worker_host, stor
     assert status(worker_host, again.json()["id"])["counts"]["queued"] == 2
 
 
-def test_admitting_a_send_takes_no_slot(monkeypatch):
+def test_admitting_a_send_takes_no_slot(app_settings, leases):
     """`admit` only asks whether a slot is free within the wait: the slot is taken after the
     claim (`take_slot`), so sends admitted together do not use up the pace twice."""
-    now = [100.0]
-    monkeypatch.setattr(pace.time, "monotonic", lambda: now[0])
-    pacer = pace.Pacer(rate=10)
+    app_settings.setenv("BROADCAST_SENDS_PER_SECOND", "10")
 
-    assert [pacer.free_in() for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert pacer.reserve() == 0.0
-    assert pacer.free_in() == pytest.approx(0.1)
+    async def admitted_three_then_sent_one() -> tuple[float | None, float | None]:
+        for _ in range(3):
+            await pace.admit()
+        share = pace._shares[10.0]
+        before = share.pacer.free_in()
+        await pace.take_slot()
+        return before, share.pacer.free_in()
+
+    before, after = asyncio.run(admitted_three_then_sent_one())
+
+    assert before == 0.0
+    assert after == pytest.approx(1 / (10 * pace.HEADROOM), abs=0.02)
     assert pace.Pacer(rate=0).free_in() is None
 
 
@@ -458,6 +465,32 @@ def test_a_send_over_the_pace_is_deferred_and_nothing_reaches_twilio(
     # Nothing was claimed: the deferred copy is a fresh send, not an in-flight 409.
     pace._shares.clear()
     assert asyncio.run(sending.deliver(second.deferred())) == "sent"
+
+
+def test_a_share_that_fell_to_nothing_after_the_claim_sends_nothing_and_gives_the_key_back(
+    worker_host, storage, twilio_api, app_settings, leases, monkeypatch
+):
+    """Admitted, claimed, then a renewal left this instance no share (the others use the whole
+    rate): nothing goes to Twilio, and the key is given back, so the deferred copy sends at
+    once instead of waiting as an unknown outcome."""
+    app_settings.setenv("BROADCAST_SENDS_PER_SECOND", "10")
+    [task] = tasks_of(drain(storage, start(worker_host, {
+        "kind": "sms", "to": ["+14155550145"], "body": "hi"}).json()["id"])[0])
+    real_admit = pace.admit
+
+    async def admitted_then_share_lost(max_wait: float = pace.MAX_PACING_WAIT) -> None:
+        await real_admit(max_wait)
+        share = pace._shares[10.0]
+        share.pacer.rate, share.renew_at = 0.0, time.monotonic() + 60
+
+    monkeypatch.setattr(pace, "admit", admitted_then_share_lost)
+    with pytest.raises(pace.Paced):
+        asyncio.run(sending.deliver(task))
+
+    assert twilio_api.creates == []
+    monkeypatch.setattr(pace, "admit", real_admit)
+    pace._shares.clear()
+    assert asyncio.run(sending.deliver(task.deferred())) == "sent"  # not a 409: key free
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "fast", "nan", "inf", "1001"])

@@ -197,20 +197,16 @@ async def take_slot() -> None:
     spaced again here, two queues in a row at the same rate, a send delayed in the second
     left the first without a taker, and its slots were lost (one host sent 38 a second of 49;
     BENCHMARKS.md). `admit` made sure a slot was free within its wait, so this wait is that
-    long, plus the slots other sends admitted meanwhile took. Raises Paced only if the share
-    fell to nothing meanwhile and stayed there for LEASE seconds (nothing was sent). Without
-    BROADCAST_SENDS_PER_SECOND, at once."""
+    long, plus the slots other sends admitted meanwhile took. Raises Paced if the share fell
+    to nothing since (a renewal that found the account's rate in use by others): the caller
+    gives its claim back, and nothing was sent. Without BROADCAST_SENDS_PER_SECOND, at once."""
     share = await _fresh_share()
     if share is None:
         return
-    given_up = time.monotonic() + LEASE
-    while share.pacer.rate <= 0:
-        if time.monotonic() >= given_up:
-            raise Paced("this instance's share of BROADCAST_SENDS_PER_SECOND fell to nothing",
-                        MAX_PACING_WAIT + random.uniform(0, JITTER))  # noqa: S311
-        await asyncio.sleep(max(0.05, share.renew_at - time.monotonic()))
-        await share.keep_fresh()
     wait = share.pacer.reserve(max_wait=float("inf"))
+    if wait is None:
+        raise Paced("this instance's share of BROADCAST_SENDS_PER_SECOND fell to nothing",
+                    MAX_PACING_WAIT + random.uniform(0, JITTER))  # noqa: S311 - not a secret
     if wait:
         await asyncio.sleep(wait)
 

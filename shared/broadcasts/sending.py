@@ -353,11 +353,11 @@ async def deliver_chunk(chunk: model.Chunk) -> dict[str, int]:
     (shared.broadcasts.pace) sets its rate. Each chunk waits for its slots in turn, so the
     pace is kept busy only while enough chunks run to cover a send's own time (its create at
     Twilio, its record): with at most 4, one host left a 50/s pace idle 12 % of the time, with
-    at least 8 some 3 % (BENCHMARKS.md). A recipient that must
-    wait gets its own deferred message, so the rest of the chunk does not wait with it. The
-    chunk's rows are written together at the end (shared.broadcasts.settlement), before the
-    rest is put back. Storage failing raises (the queue delivers the chunk again; the
-    recipients already settled replay, not resend)."""
+    at least 8 some 3 % (BENCHMARKS.md). A recipient that must wait gets its own deferred
+    message, so the rest of the chunk does not wait with it. The chunk's rows are written
+    together at the end (shared.broadcasts.settlement), before the rest is put back. Storage
+    failing raises (the queue delivers the chunk again; the recipients already settled
+    replay, not resend)."""
     began = time.monotonic()
     budget = CHUNK_BUDGET * (1 - random.uniform(0, CHUNK_BUDGET_SPREAD))  # noqa: S311
     tally = dict.fromkeys(("sent", "failed", "refused", "deferred", "put back"), 0)

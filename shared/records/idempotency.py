@@ -425,9 +425,10 @@ async def claim_many(function: str, wanted: list[Wanted]) -> list[Claim] | None:
 
 
 async def release(claims: list[Claim]) -> None:
-    """Give back claims taken by `claim_many` whose sends never happened (nothing was sent for
-    them): one transaction of deletes. Raises StorageUnavailable; a claim left behind is
-    released by its key's own rules (looked up at Twilio, then released after RELEASE_AFTER)."""
+    """Give back claims whose sends never happened (nothing was sent for them: out of time,
+    refused in between), taken together by `claim_many` or alone: one transaction of deletes.
+    Raises StorageUnavailable; a claim left behind is released by its key's own rules (looked
+    up at Twilio, then released after RELEASE_AFTER)."""
     from azure.core import MatchConditions
 
     if claims:
