@@ -10,10 +10,12 @@ number, a body or a secret; and telemetry unset costs the webhooks no import.
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -183,6 +185,44 @@ def test_make_call_spans_continue_the_host_trace_and_name_the_sid(worker_host, c
     callback_url = calls.requests[0].data["StatusCallback"]
     query = dict(p.split("=", 1) for p in urlsplit(callback_url).query.split("&"))
     assert query[names.CALLBACK_TRACE_PARAM] == traceparent_of(invocation)
+
+
+@pytest.mark.parametrize("path", ["/api/calls/+14155550123", "/api/calls/%2B14155550123"])
+def test_a_number_in_the_requested_path_is_not_exported_in_full(worker_host, captured, path):
+    """The invocation span keeps the path the caller asked for, and a route may hold a phone
+    number (/api/optouts/{person}): it is redacted like every other number."""
+    worker_host.request("GET", path, base_url=PUBLIC)
+
+    [span] = captured.named("calls")
+    exported = span.attributes[names.URL_PATH]
+    assert "14155550123" not in exported and exported.startswith("/api/calls/"), exported
+
+
+def test_the_lookup_after_an_unknown_outcome_is_marked_a_retry(
+    worker_host, calls, captured, app_settings, monkeypatch
+):
+    """A create whose answer came too late is looked up when the key is tried again: that
+    request repeats the earlier attempt, and its span says so (`twilio.retry`); the first
+    create's does not."""
+    from shared.records import idempotency
+
+    app_settings.setenv("TWILIO_HTTP_TIMEOUT", "0.2")
+    headers = {"Content-Type": "application/json", "Idempotency-Key": f"retry-{time.time_ns()}"}
+
+    def make_call() -> int:
+        return worker_host.request("POST", "/api/make_call", headers=headers,
+                                   body=json.dumps({"to": TO}), base_url=PUBLIC).status
+
+    calls.delay_after_create = 0.5  # Twilio made it, but its answer came too late
+    assert make_call() == 504
+    calls.delay_after_create = 0
+    monkeypatch.setattr(idempotency, "IN_FLIGHT", datetime.timedelta(0))
+    assert make_call() == 201  # found at Twilio: its answer, not a second call
+
+    [create] = captured.named("Twilio POST Calls")
+    [lookup] = captured.named("Twilio GET Calls")
+    assert create.attributes[names.TWILIO_RETRY] is False
+    assert lookup.attributes[names.TWILIO_RETRY] is True
 
 
 def test_status_callbacks_link_to_the_span_that_created_the_call(worker_host, calls, captured):

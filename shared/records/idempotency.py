@@ -336,6 +336,8 @@ async def claim(
             if sent_at + IN_FLIGHT > now:
                 return _in_flight(function)
             owner = Claim(function, row, entity).owner
+            # The lookup, and a create if Twilio has nothing, repeat an earlier attempt.
+            telemetry.mark_retry()
             try:
                 found = await lookup(
                     entity.get("To") or "", entity.get("From") or None, sent_at, owner

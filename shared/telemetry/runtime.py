@@ -156,13 +156,14 @@ class Scrubber(SpanProcessor):
 
     An ended span is read-only through the API: the processor replaces its attribute and event
     collections in place, on the one ReadableSpan every processor is handed in turn. The app's
-    own spans (this module's scope) are passed over: they hold SIDs and tokens only, and
-    scrubbing each would cost every request."""
+    own spans (this module's scope) are passed over: they hold SIDs and tokens only (the one
+    value a caller chooses, the request's path, is scrubbed when it is set), and scrubbing
+    each would cost every request."""
 
     def on_end(self, span: ReadableSpan) -> None:
         scope = span.instrumentation_scope
         if scope is not None and scope.name == SCOPE:
-            return  # the app's own spans: built from SIDs and tokens, never a number
+            return  # the app's own spans: SIDs, tokens and a scrubbed path, never a number
         attributes = _scrubbed(span.attributes)
         if attributes is not None:
             span._attributes = attributes  # type: ignore[assignment]
@@ -227,7 +228,8 @@ def invocation(function: str, trigger: str, given: Any, context: Any) -> Iterato
     retry = False
     if isinstance(given, func.HttpRequest):
         attributes[names.HTTP_METHOD] = given.method
-        attributes[names.URL_PATH] = urlsplit(given.url).path
+        # The caller's path: the app's routes may hold a number (/api/optouts/{person}).
+        attributes[names.URL_PATH] = scrub(urlsplit(given.url).path)
     elif isinstance(given, func.QueueMessage):
         retry = (given.dequeue_count or 0) > 1
     kind = SpanKind.CONSUMER if trigger == "pubsub" else SpanKind.SERVER
