@@ -209,9 +209,15 @@ def test_the_lookup_after_an_unknown_outcome_is_marked_a_retry(
     app_settings.setenv("TWILIO_HTTP_TIMEOUT", "0.2")
     headers = {"Content-Type": "application/json", "Idempotency-Key": f"retry-{time.time_ns()}"}
 
+    # A number and a SID no other test uses: the lookup must find this call, and one owned by
+    # no other key (the fixture's SIDs start afresh in each test, and records are kept).
+    body = json.dumps({"to": "+14155550188"})
+    sid = f"CA{time.time_ns():032x}"
+    calls.created_call_json = lambda req: {**default_created_call(req), "sid": sid}
+
     def make_call() -> int:
-        return worker_host.request("POST", "/api/make_call", headers=headers,
-                                   body=json.dumps({"to": TO}), base_url=PUBLIC).status
+        return worker_host.request("POST", "/api/make_call", headers=headers, body=body,
+                                   base_url=PUBLIC).status
 
     calls.delay_after_create = 0.5  # Twilio made it, but its answer came too late
     assert make_call() == 504
