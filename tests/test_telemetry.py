@@ -4,19 +4,29 @@ in-memory span exporter and metric reader installed in place of Azure Monitor's.
 
 What is held: a make_call's spans (the invocation continuing the host's trace context, the
 Twilio request, the storage requests) and their attributes; its status callbacks' spans linked
-to the create's; the metrics; no exported span, metric or log line carrying a full phone
-number, a body or a secret; and telemetry unset costs the webhooks no import.
+to the create's; the metrics, and the attributes the alert rules and the workbook read, each
+through the function that emits it; no exported span, metric or log line carrying a full phone
+number, a body or a secret; telemetry unset costs the webhooks no import; and an ingestion
+endpoint that refuses or never answers holds no request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
+import http.server
 import json
+import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -26,7 +36,8 @@ from conftest import ACCOUNT_SID, AUTH_TOKEN, SECRETS, TWILIO_NUMBER, signed_for
 from twilio.request_validator import RequestValidator
 from twilio_double import default_created_call
 
-from devhost.worker_host import WorkerHost
+from devhost.pytest_plugin import AZURITE_ACCOUNT
+from devhost.worker_host import HostResponse, QueueMessageData, WorkerHost
 from shared import telemetry
 from shared.telemetry import names, settings
 
@@ -439,6 +450,321 @@ def test_a_broadcast_traces_each_send_to_its_request_and_each_callback_to_its_se
     assert link.context.span_id == send.context.span_id
 
 
+# --- what the alert rules and the workbook read, through the functions that emit it ---------------
+
+
+@pytest.fixture
+def outbound(twilio_api, texting_storage, app_settings):
+    """send_sms, make_call and broadcasts as on Azure: Azurite with no opt-out left by an earlier
+    test, the Twilio double (a SID of its own for every create)."""
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    return twilio_api
+
+
+def post_json(host: WorkerHost, path: str, body: dict[str, Any],
+              **headers: str) -> HostResponse:
+    return host.request("POST", path, headers={"Content-Type": "application/json", **headers},
+                        body=json.dumps(body), base_url=PUBLIC)
+
+
+def start_broadcast(host: WorkerHost, azurite: Any, numbers: list[str]) -> tuple[str, dict]:
+    """A text broadcast accepted by POST /api/broadcasts: its id and its one chunk, taken off
+    the queue as the host takes it before handing it to broadcast_send."""
+    from test_broadcasts import drain
+
+    answer = post_json(host, "/api/broadcasts", {"kind": "sms", "to": numbers, "body": "Open late"})
+    assert answer.status == 202, answer.body
+    broadcast_id = answer.json()["id"]
+    [chunk] = drain(azurite, broadcast_id)
+    return broadcast_id, chunk
+
+
+def queue_message(body: dict[str, Any], dequeue_count: int = 1) -> QueueMessageData:
+    """A broadcast-sends message as the queue listener hands it to the worker."""
+    return QueueMessageData(id=f"msg-{uuid.uuid4().hex[:12]}", body=json.dumps(body).encode(),
+                            dequeue_count=dequeue_count,
+                            insertion_time=datetime.datetime.now(datetime.UTC))
+
+
+@contextlib.contextmanager
+def refusing_storage() -> Iterator[str]:
+    """A storage endpoint that refuses every connection (a port bound, never listened on, held
+    until the block ends so nothing else takes it): storage unreachable."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{held.getsockname()[1]}/{AZURITE_ACCOUNT}"
+
+
+@contextlib.contextmanager
+def busy_storage(status: int) -> Iterator[str]:
+    """A storage endpoint that answers every request `status` with storage's ServerBusy error,
+    as Azure Storage answers a throttled account."""
+    error = json.dumps({"odata.error": {"code": "ServerBusy", "message": {
+        "lang": "en-US", "value": "The server is busy."}}}).encode()
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json;odata=minimalmetadata")
+            self.send_header("Content-Length", str(len(error)))
+            self.end_headers()
+            self.wfile.write(error)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_MERGE = answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/{AZURITE_ACCOUNT}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        serving.join()
+
+
+@pytest.mark.parametrize(
+    ("service", "status"), [("table", 0), ("table", 503), ("queue", 0), ("queue", 503)],
+    ids=["table-unreachable", "table-503", "queue-unreachable", "queue-503"])
+def test_storage_failing_a_request_is_counted_by_service_and_status(
+    worker_host, outbound, texting_storage, app_settings, captured, monkeypatch, service, status
+):
+    """storage.unavailable, which the storage alert sums by service and status: the table
+    endpoint unreachable (status 0: no answer came) or answering 503 while GET /api/calls reads
+    the records (503 to the caller); the queue endpoint unreachable while POST /api/broadcasts
+    queues its chunk (its rows are in Azurite's tables: 503, nothing queued)."""
+    azurite = texting_storage
+    with refusing_storage() if status == 0 else busy_storage(status) as broken:
+        app_settings.setenv("AzureWebJobsStorage",
+                            azurite.connection_string.replace(azurite.endpoint(service), broken))
+        if service == "table":
+            response = worker_host.request("GET", "/api/calls", base_url=PUBLIC)
+        else:
+            response = post_json(worker_host, "/api/broadcasts",
+                                 {"kind": "sms", "to": ["+14155550184"], "body": "Open late"})
+
+    assert response.status == 503, response.body
+    assert captured.metrics()[names.STORAGE_UNAVAILABLE] == [
+        ({names.STORAGE_SERVICE: service, names.HTTP_STATUS: status}, 1)]
+
+
+def test_a_poisoned_broadcast_message_counts_its_recipients(
+    worker_host, outbound, texting_storage, captured
+):
+    """broadcast.poisoned, which the poison-queue alert fires on: a chunk that exhausted its
+    tries lands on broadcast-sends-poison, and broadcast_poison, invoked by the host for it,
+    records its recipients failed and counts them."""
+    numbers = ["+14155550181", "+14155550182"]
+    broadcast_id, chunk = start_broadcast(worker_host, texting_storage, numbers)
+
+    result = worker_host.invoke_queue("broadcast_poison", queue_message(chunk, dequeue_count=5),
+                                      queue_name="broadcast-sends-poison")
+
+    assert result.succeeded, result.error
+    assert captured.metrics()[names.POISONED] == [({}, 2)]
+    [invocation] = captured.named("broadcast_poison")
+    assert invocation.attributes[names.TRIGGER] == "pubsub"
+    shown = worker_host.request("GET", f"/api/broadcasts/{broadcast_id}", base_url=PUBLIC).json()
+    assert shown["counts"]["failed"] == 2
+    assert outbound.requests == []
+
+
+def test_a_poisoned_message_counts_only_the_recipients_it_gave_up_on(
+    worker_host, outbound, texting_storage, captured, monkeypatch
+):
+    """A chunk whose first recipient was sent before its message failed for good (the second
+    got Twilio's 429): broadcast_poison leaves the sent one as it is and counts only the one it
+    marked failed."""
+    from test_broadcasts import drain
+
+    from shared.broadcasts import sending
+
+    monkeypatch.setattr(sending, "_wait", lambda response: 0.0)  # the deferred copy at once
+    numbers = ["+14155550188", "+14155550189"]
+    broadcast_id, chunk = start_broadcast(worker_host, texting_storage, numbers)
+    outbound.behaviours.append(outbound._created)  # the first: created as Twilio does
+    outbound.error(429, 20429, "Too Many Requests")  # the second: put off
+    assert worker_host.invoke_queue("broadcast_send", queue_message(chunk)).succeeded
+    drain(texting_storage, broadcast_id)  # the second's own message: not this test's
+    captured.metrics()  # the send's metrics are not this test's
+
+    result = worker_host.invoke_queue("broadcast_poison", queue_message(chunk, dequeue_count=5),
+                                      queue_name="broadcast-sends-poison")
+
+    assert result.succeeded, result.error
+    assert captured.metrics()[names.POISONED] == [({}, 1)]
+    shown = worker_host.request("GET", f"/api/broadcasts/{broadcast_id}", base_url=PUBLIC).json()
+    assert (shown["counts"]["sent"], shown["counts"]["failed"]) == (1, 1)
+    assert len(outbound.creates) == 2
+
+
+@pytest.mark.parametrize(
+    ("twilio_status", "code", "reasons", "creates"),
+    [(429, 20429, ["rate-limited", "rate-limited"], 2),
+     (500, 20500, ["unknown-outcome", "in-flight"], 1),
+     (None, None, ["unavailable", "unavailable"], 2)],
+    ids=["twilio-429", "twilio-500", "twilio-unreachable"])
+def test_a_broadcast_send_put_off_is_counted_with_its_reason(
+    worker_host, outbound, texting_storage, captured, monkeypatch, twilio_status, code, reasons,
+    creates
+):
+    """broadcast.deferrals by broadcast.defer_reason, which the workbook charts beside Twilio's
+    429s and the stuck-broadcast alert counts as work. broadcast_send, invoked by the host for a
+    chunk, gets Twilio's 429 (or a 500: the outcome unknown; or no connection to Twilio at all,
+    which is not Twilio's rate limit) for its recipient, puts the recipient back on the queue on
+    its own and counts why; then for that recipient's message, again (after a 429 or no
+    connection Twilio is asked again; after a 500 the key is still in flight until its outcome
+    can be looked up). Nothing is settled."""
+    from test_broadcasts import drain
+    from test_never_twice_never_lost import refused_to_connect
+
+    from shared.broadcasts import sending
+
+    # The recipient's copy visible at once instead of after its wait, so the test takes it back
+    # off the queue (and no later test finds it there).
+    monkeypatch.setattr(sending, "_wait", lambda response: 0.0)
+    to = "+14155550185"
+    broadcast_id, message = start_broadcast(worker_host, texting_storage, [to])
+
+    for deferrals, reason in enumerate(reasons, start=1):
+        if twilio_status is None:
+            outbound.fail(refused_to_connect())
+        else:
+            outbound.error(twilio_status, code, "Too Many Requests" if code == 20429 else "Error")
+        result = worker_host.invoke_queue("broadcast_send", queue_message(message))
+        assert result.succeeded, result.error
+        metrics = captured.metrics()
+        assert metrics[names.DEFERRALS] == [({names.DEFER_REASON: reason}, 1)]
+        assert names.BROADCAST_SENDS not in metrics
+        [message] = drain(texting_storage, broadcast_id)
+        assert (message["to"], message["deferrals"]) == (to, deferrals)
+    assert len(outbound.creates) == creates
+
+
+@pytest.fixture
+def example_flow(app_settings, monkeypatch) -> Iterator[None]:
+    """The example call flow (flows/calls.example.json) in office hours, every flow checked in
+    full, as tests/test_call_flows.py walks it."""
+    from test_call_flows import OPEN
+
+    from shared.callflows import loading, walk
+    from shared.common import stamp
+
+    app_settings.setenv("CALL_FLOW", "flows/calls.example.json")
+    monkeypatch.setattr(walk, "_now", lambda: OPEN)
+    monkeypatch.setattr(stamp, "SUFFIX", ".no-stamps-in-these-tests")
+    loading.forget()
+    yield
+    loading.forget()
+
+
+def test_how_each_dial_ended_is_counted(worker_host, example_flow, captured):
+    """callflow.outcomes, which the workbook charts, through the signed call-flow webhooks: a
+    dial someone answered counts dial-answered; one nobody answered counts dial-unanswered
+    once, when its last number did not answer (the first no-answer only rings the next) and
+    the caller goes on to the voicemail."""
+    from test_call_flows import dial_ends, press, start, verbs
+
+    answered = dial_ends(worker_host, press(worker_host, start(worker_host), "1"), "completed")
+    second = dial_ends(worker_host, press(worker_host, start(worker_host), "1"), "no-answer")
+
+    assert verbs(answered) == ["Hangup"] and verbs(second) == ["Dial"]
+    assert captured.metrics()[names.FLOW_OUTCOMES] == [
+        ({names.FLOW_OUTCOME: "dial-answered"}, 1)]
+    last = dial_ends(worker_host, second, "no-answer")
+    assert verbs(last) == ["Say", "Record", "Redirect"]
+    assert captured.metrics()[names.FLOW_OUTCOMES] == [
+        ({names.FLOW_OUTCOME: "dial-unanswered"}, 1)]
+
+
+def test_a_voicemail_is_counted_once_with_its_recording(
+    worker_host, example_flow, outbound, captured
+):
+    """callflow.outcomes voicemail-taken: the flow's <Record> ends with Twilio's signed
+    recording callback (the recording completed: counted), delivered again as Twilio retries
+    it, then its transcription callback (the same voicemail: neither counted again)."""
+    from test_call_flows import call_params, post, press, recording_callback, start
+
+    url = recording_callback(press(worker_host, start(worker_host), "2"),
+                             "recordingStatusCallback")
+    # A call of its own: tests/test_call_flows.py reads its CALL_SID's record whole.
+    recording, call = "RE" + uuid.uuid4().hex, "CA" + uuid.uuid4().hex
+    completed = call_params(CallSid=call, RecordingSid=recording, RecordingStatus="completed",
+                            RecordingDuration="12")
+    transcribed = call_params(CallSid=call, RecordingSid=recording,
+                              TranscriptionSid="TR" + uuid.uuid4().hex,
+                              TranscriptionStatus="completed", TranscriptionText="Call me.")
+
+    assert post(worker_host, url, completed).status == 204
+    assert captured.metrics()[names.FLOW_OUTCOMES] == [
+        ({names.FLOW_OUTCOME: "voicemail-taken"}, 1)]
+    assert post(worker_host, url, completed).status == 204  # Twilio's retry
+    assert post(worker_host, url, transcribed).status == 204
+    assert names.FLOW_OUTCOMES not in captured.metrics()
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/api/make_call", {"to": "+14155550186", "message": MESSAGE}),
+     ("/api/send_sms", {"to": "+14155550186", "body": MESSAGE})],
+    ids=["make_call", "send_sms"])
+def test_what_became_of_an_idempotency_key_is_on_each_requests_span(
+    worker_host, outbound, captured, monkeypatch, path, body
+):
+    """idempotency.outcome, which docs/operations.md's search for a request shows: the first
+    request with a key claims it; the same request again while the first is still at Twilio is
+    refused in flight (409); once the first answered, again replays its answer. One create."""
+    key = {"Idempotency-Key": f"telemetry-{uuid.uuid4()}"}
+    arrived, release = threading.Event(), threading.Event()
+    answer = outbound.request
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        """Twilio answers the create only once the test lets it (`release`)."""
+        arrived.set()
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        return await answer(*args, **kwargs)
+
+    monkeypatch.setattr(outbound, "request", held)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post_json, worker_host, path, body, **key)
+        try:
+            assert arrived.wait(10), "the first request never reached Twilio"
+            in_flight = post_json(worker_host, path, body, **key)
+        finally:
+            release.set()  # never a first request left waiting on Twilio
+        claimed = first.result(10)
+    replayed = post_json(worker_host, path, body, **key)
+
+    assert [in_flight.status, claimed.status, replayed.status] == [409, 201, 201]
+    assert replayed.json()["sid"] == claimed.json()["sid"]
+    spans = captured.named(path.rsplit("/", 1)[-1])
+    assert [(s.attributes[names.HTTP_STATUS], s.attributes.get(names.IDEMPOTENCY_OUTCOME))
+            for s in spans] == [(409, "in-flight"), (201, "claimed"), (201, "replayed")]
+    assert len(outbound.creates) == 1
+
+
+def test_twilios_21610_is_counted_as_an_opt_out_it_taught(worker_host, outbound, captured):
+    """optouts.changes with source twilio-21610, which the workbook charts: Twilio refuses a
+    text because the person opted out (a STOP the app never saw); send_sms keeps the opt-out
+    and counts it. The next text is refused before Twilio, and changes nothing more."""
+    text = {"to": "+14155550187", "body": MESSAGE}
+    outbound.error(400, 21610, "Attempt to send to unsubscribed recipient")
+
+    refused = post_json(worker_host, "/api/send_sms", text)
+
+    assert refused.status == 422 and refused.json()["twilio_code"] == 21610
+    assert captured.metrics()[names.OPT_OUTS] == [
+        ({names.OPTOUT_CHANGE: "opted-out", names.OPTOUT_SOURCE: "twilio-21610"}, 1)]
+    assert post_json(worker_host, "/api/send_sms", text).status == 422
+    assert names.OPT_OUTS not in captured.metrics()
+    assert len(outbound.requests) == 1  # the second never reached Twilio
+
+
 def test_every_metric_name_is_one_of_names(captured):
     with pytest.raises(ValueError, match="METRICS"):
         telemetry.count("app.not_a_metric")
@@ -506,34 +832,83 @@ def telemetry_root() -> str:
     return str(APP_ROOT)
 
 
-def test_on_with_an_unreachable_ingestion_endpoint_requests_do_not_wait():
+# The Azure Monitor exporter's network timeout (seconds): an export waiting on an ingestion
+# endpoint that never answers holds its thread that long, never a request.
+EXPORTER_TIMEOUT = 10.0
+
+
+@pytest.mark.parametrize("endpoint", ["refusing", "silent"])
+def test_on_with_an_unreachable_ingestion_endpoint_requests_do_not_wait(endpoint, tmp_path):
     """Configured from the settings as on Azure (the Azure Monitor distro), the ingestion
-    endpoint answering nothing: the first request pays the configuration, none waits on the
-    exporter, and the invocation's span goes to Azure Monitor's exporter."""
+    endpoint answering nothing: refusing connections (port 9), or taking them and never
+    answering (a socket of the test's that never replies). The first request pays the
+    configuration, none waits on the exporter, and the invocation's span goes to Azure
+    Monitor's exporter.
+
+    The spans are exported every 50 ms (OTEL_BSP_SCHEDULE_DELAY; by default every 5 s, after
+    the requests have ended), so exports run while the requests do; with the silent endpoint,
+    the timed requests start once the exporter's request is on the socket, unanswered."""
     script = textwrap.dedent(
         """
         import asyncio, os, sys, time
         sys.path.insert(0, "tests")
         os.environ["APPLICATIONINSIGHTS_CONNECTION_STRING"] = (
             "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
-            "IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/")
+            f"IngestionEndpoint={sys.argv[1]};LiveEndpoint={sys.argv[1]}")
         from conftest import signed_form_request, VOICE_PARAMS, AUTH_TOKEN
         os.environ["TWILIO_AUTH_TOKEN"] = AUTH_TOKEN
         os.environ["WEBSITE_HOSTNAME"] = "myapp.azurewebsites.net"
         import voice_url
         req = signed_form_request("https://myapp.azurewebsites.net/api/voice_url", VOICE_PARAMS)
-        started = time.monotonic()
-        for _ in range(20):
+
+        def answer() -> float:
+            started = time.monotonic()
             assert asyncio.run(voice_url.main(req)).status_code == 200
+            return time.monotonic() - started
+
+        first = answer()  # the configuration
+        print("configured", flush=True)
+        sys.stdin.readline()  # the test's go-ahead
+        rest = []
+        for _ in range(20):
+            rest.append(answer())
+            time.sleep(0.01)  # the exporter's thread gets its turns
         from opentelemetry import trace
         processors = trace.get_tracer_provider()._active_span_processor._span_processors
-        print(round(time.monotonic() - started, 1), *sorted(type(p).__name__ for p in processors))
+        print(round(first, 2), round(sum(rest), 2),
+              *sorted(type(p).__name__ for p in processors), flush=True)
         os._exit(0)  # the exporter's retries at exit are not this test's
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=telemetry_root(),
-                            capture_output=True, text=True, check=False, timeout=60)
-    assert result.returncode == 0, result.stderr
-    seconds, *processors = result.stdout.split()
-    assert float(seconds) < 10
+    # The exporter keeps what it could not send under the temporary directory: the test's.
+    env = {**os.environ, "OTEL_BSP_SCHEDULE_DELAY": "50", "TMPDIR": str(tmp_path)}
+    with contextlib.ExitStack() as stack:
+        silent = None
+        if endpoint == "refusing":
+            url = "http://127.0.0.1:9/"
+        else:
+            silent = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
+            silent.settimeout(30)
+            url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        process = stack.enter_context(subprocess.Popen(
+            [sys.executable, "-c", script, url], cwd=telemetry_root(), env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        stack.callback(process.kill)  # a no-op once it has exited; then waited for
+        watchdog = threading.Timer(60, process.kill)  # a hang fails the test, never the run
+        watchdog.start()
+        stack.callback(watchdog.cancel)
+        assert process.stdout is not None
+        configured = process.stdout.readline()
+        assert configured == "configured\n", (
+            f"the first request did not answer within 60 s: {process.communicate()[1]}")
+        if silent is not None:
+            exporting, _ = silent.accept()  # the exporter's request: read, never answered
+            stack.enter_context(exporting)
+            exporting.settimeout(30)
+            assert exporting.recv(5) == b"POST "
+        output, errors = process.communicate("go\n", timeout=60)
+    assert process.returncode == 0, errors
+    first, rest, *processors = output.split()
+    assert float(first) < 10
+    assert float(rest) < EXPORTER_TIMEOUT / 2  # 20 requests; one waiting on the export: 10 s
     assert {"BatchSpanProcessor", "Scrubber"} <= set(processors)

@@ -65,7 +65,7 @@ CHUNK_BUDGET_SPREAD = 0.3
 
 class TryAgain(Exception):
     """The message could not be settled now: try it again `after` seconds from now. `why`: a
-    token for the deferral's metric (in-flight, unknown-outcome, rate-limited)."""
+    token for the deferral's metric (in-flight, unknown-outcome, rate-limited, unavailable)."""
 
     def __init__(self, reason: str, after: float = DEFAULT_WAIT, why: str = "rate-limited"
                  ) -> None:
@@ -334,7 +334,7 @@ def _settle(task: model.Task, response: func.HttpResponse, settlement: Settlemen
         return "sent"
     if response.status_code in RETRY_STATUSES:
         raise TryAgain(f"HTTP {response.status_code}: {body.get('error', '')}", _wait(response),
-                       _why(response.status_code))
+                       _why(response.status_code, body))
     code = body.get("twilio_code")
     error = body.get("error") or f"HTTP {response.status_code}"
     # Twilio's 21610: the recipient opted out (now kept: shared.outbound.sms): refused, like the
@@ -410,11 +410,15 @@ def _wait(response: func.HttpResponse) -> float:
     return wait + random.uniform(0, JITTER)  # noqa: S311 - spreading retries, not a secret
 
 
-def _why(status: int) -> str:
+def _why(status: int, body: dict[str, Any]) -> str:
     """The deferral's reason, as the metric names it, for an answer that settles nothing."""
     if status == 409:
         return "in-flight"
-    return "rate-limited" if status == 503 else "unknown-outcome"
+    if status == 503:
+        # Twilio's 429 comes back as a 503 with Twilio's code (shared.outbound.answers); a 503
+        # without one is the app's own: Twilio could not be connected to, or storage failed.
+        return "rate-limited" if "twilio_code" in body else "unavailable"
+    return "unknown-outcome"
 
 
 def _deferred(error: Exception) -> None:
@@ -510,8 +514,10 @@ async def poisoned(message_id: str, body: bytes, dequeue_count: int) -> None:
         if broadcast is None:
             return
         reason = "its queue message failed every try"
-        await asyncio.gather(*(table.give_up(broadcast.task(to), reason) for to in verified))
-        telemetry.count_poisoned(len(verified))
+        marked = await asyncio.gather(*(table.give_up(broadcast.task(to), reason)
+                                        for to in verified))
+        if any(marked):  # not those sent after all: they are left as they are
+            telemetry.count_poisoned(sum(marked))
     except storage.StorageUnavailable as error:
         # Refused (it never will be taken), or still failing after POISON_TRIES: this queue has
         # no poison queue of its own, so retrying more would loop until the message expires.

@@ -236,19 +236,20 @@ async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> di
     }
 
 
-async def give_up(task: Task, reason: str) -> None:
-    """Mark a recipient failed after its last try, unless it was sent after all."""
+async def give_up(task: Task, reason: str) -> bool:
+    """Mark a recipient failed after its last try, unless it was sent after all; True when it
+    was marked failed, False when it had been sent (left as it is)."""
     from azure.core import MatchConditions
     from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
     from azure.data.tables import UpdateMode
 
-    async def settle(t: Any) -> None:
+    async def settle(t: Any) -> bool:
         try:
             row = await t.get_entity(task.broadcast, RECIPIENT_PREFIX + task.to)
         except ResourceNotFoundError:
             row = None
         if row is not None and row.get("State") == "sent":
-            return
+            return False
         failed = {
             "PartitionKey": task.broadcast,
             "RowKey": RECIPIENT_PREFIX + task.to,
@@ -257,7 +258,7 @@ async def give_up(task: Task, reason: str) -> None:
         }
         if row is None:
             await t.upsert_entity(failed)
-            return
+            return True
         try:
             await t.update_entity(
                 failed,
@@ -266,13 +267,15 @@ async def give_up(task: Task, reason: str) -> None:
                 match_condition=MatchConditions.IfNotModified,
             )
         except ResourceModifiedError:
-            await settle(t)  # it changed under us (sent at the last moment?): look again
+            return await settle(t)  # it changed under us (sent at the last moment?): look again
+        return True
 
-    await storage.within_deadline(storage.on_table(TABLE, settle))
-    logger.warning(
-        "broadcast_poison id=%s to=%s outcome=failed reason=%s",
-        task.broadcast,
-        redact.phone_number(task.to),
-        reason,
-    )
-
+    marked: bool = await storage.within_deadline(storage.on_table(TABLE, settle))
+    if marked:
+        logger.warning(
+            "broadcast_poison id=%s to=%s outcome=failed reason=%s",
+            task.broadcast,
+            redact.phone_number(task.to),
+            reason,
+        )
+    return marked

@@ -24,10 +24,11 @@ MAX_TRANSCRIPTION = 1_400  # of a text's 1,600 characters, the rest for the word
 
 async def keep(callback: webhooks.Webhook) -> str:
     """recording_status: store, then notify; the outcome word for the log line."""
-    outcome = await recordings.keep(callback)
+    kept = await recordings.keep(callback)
+    outcome = kept.outcome
     if outcome != "recorded":
         return outcome
-    if callback.param("RecordingStatus") == "completed" and not callback.param("TranscriptionSid"):
+    if kept.new_voicemail:  # once per recording, not on Twilio's retries of its callback
         telemetry.count_flow_outcome("voicemail-taken")
     numbers = _notify_numbers(callback)
     if not numbers:

@@ -6,7 +6,7 @@ never kept: playing it needs the account's credentials."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared import webhooks
 from shared.common import logs, redact
@@ -23,29 +23,39 @@ FIELDS = ("RecordingStatus", "RecordingDuration", "RecordingChannels", "Recordin
           "ErrorCode", "TranscriptionSid", "TranscriptionStatus", "TranscriptionText")
 
 
-async def keep(callback: webhooks.Webhook) -> str:
-    """The outcome word for the log line: recorded, or ignored (no SIDs to file it under)."""
+class Kept(NamedTuple):
+    """What `keep` did: the outcome word for the log line (recorded, ignored: no SIDs to file it
+    under, not-recorded: storage refused it); and whether a completed recording was filed as a
+    voicemail for the first time (False on Twilio's retries of its callback)."""
+
+    outcome: str
+    new_voicemail: bool = False
+
+
+async def keep(callback: webhooks.Webhook) -> Kept:
+    """Keep a recording or transcription callback on its call's record (raises webhooks.Retry
+    when storage is unavailable)."""
     params = callback.params()
     recording, call = params.get("RecordingSid") or "", params.get("CallSid") or ""
     if not RECORDING_SID.fullmatch(recording) or not CALL_SID.fullmatch(call):
-        return "ignored"
+        return Kept("ignored")
     row: dict[str, Any] = {"PartitionKey": call, "RowKey": RECORDING_PREFIX + recording,
                            "RecordingSid": recording}
     row |= {name: store.cut(params[name]) for name in FIELDS if params.get(name)}
     try:
-        await storage.within_deadline(_write(call, row, params))
+        new_voicemail = await storage.within_deadline(_write(call, row, params))
     except storage.StorageRefused as error:
         logger.error("recording_status RecordingSid=%s outcome=not-recorded reason=%s",
                      redact.sid(recording), error)
-        return "not-recorded"
+        return Kept("not-recorded")
     except SettingsError as error:
         raise webhooks.Retry(f"settings: {error.describe()}") from None
     except storage.StorageUnavailable as error:
         raise webhooks.Retry(str(error)) from None
-    return "recorded"
+    return Kept("recorded", new_voicemail)
 
 
-async def _write(call: str, row: dict[str, Any], params: dict[str, str]) -> None:
+async def _write(call: str, row: dict[str, Any], params: dict[str, str]) -> bool:
     from azure.data.tables import UpdateMode
 
     from shared.records import voicemails
@@ -54,4 +64,5 @@ async def _write(call: str, row: dict[str, Any], params: dict[str, str]) -> None
     await storage.on_table(store.RECORDS_TABLE,
                            lambda t: t.upsert_entity(row, mode=UpdateMode.MERGE))
     if params.get("RecordingStatus") == "completed":  # a voicemail to play (not absent, failed)
-        await voicemails.file(call, row["RecordingSid"], params)
+        return await voicemails.file(call, row["RecordingSid"], params)
+    return False

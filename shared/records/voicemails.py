@@ -51,19 +51,22 @@ def _started(params: Mapping[str, str]) -> datetime.datetime:
     return started if started.tzinfo else started.replace(tzinfo=datetime.UTC)
 
 
-async def file(call: str, recording: str, params: Mapping[str, str]) -> None:
+async def file(call: str, recording: str, params: Mapping[str, str]) -> bool:
     """Index a recording: its lookup row first, created only if absent, so that the first
     callback's time is the one kept (a retry without RecordingStartTime, or two retries at
-    once, land on the same index row); then the index row itself."""
+    once, land on the same index row); then the index row itself. True when this call created
+    the lookup row: the first time the recording was filed."""
     from azure.core.exceptions import ResourceExistsError
     from azure.data.tables import UpdateMode
 
     key = store.index_key(_started(params), recording)
     lookup = {"PartitionKey": LOOKUP_PARTITION, "RowKey": recording, "CallSid": call,
               "IndexKey": key}
+    first = True
     try:
         await storage.on_table(store.INDEX_TABLE, lambda t: t.create_entity(lookup))
     except ResourceExistsError:
+        first = False
         found = await _lookup(recording)
         if found is not None:
             key, call = str(found["IndexKey"]), str(found["CallSid"])
@@ -71,6 +74,7 @@ async def file(call: str, recording: str, params: Mapping[str, str]) -> None:
            "CallSid": call}
     await storage.on_table(store.INDEX_TABLE,
                            lambda t: t.upsert_entity(row, mode=UpdateMode.MERGE))
+    return first
 
 
 async def handle(req: func.HttpRequest) -> func.HttpResponse:

@@ -241,7 +241,7 @@ def count_broadcast_send(outcome: str, kind: str) -> None:
 
 def count_deferral(reason: str) -> None:
     """A broadcast send put off for later (names.DEFERRALS): `reason` paced, rate-limited,
-    in-flight or unknown-outcome."""
+    unavailable (Twilio unreachable, storage failing), in-flight or unknown-outcome."""
     count(names.DEFERRALS, {names.DEFER_REASON: reason})
 
 

@@ -40,7 +40,8 @@ RECORDING_SID = "twilio.recording_sid"
 BROADCAST_ID = "broadcast.id"
 BROADCAST_OUTCOME = "broadcast.outcome"  # sent, failed, refused
 KIND = "broadcast.kind"  # sms, call
-DEFER_REASON = "broadcast.defer_reason"  # paced, rate-limited, in-flight, unknown-outcome
+DEFER_REASON = "broadcast.defer_reason"  # paced, rate-limited, unavailable, in-flight,
+#                                           unknown-outcome
 IDEMPOTENCY_OUTCOME = "idempotency.outcome"  # claimed, replayed, in-flight, found-at-twilio...
 OPTOUT_CHANGE = "optout.change"  # opted-out, opted-in
 OPTOUT_SOURCE = "optout.source"  # sms_url, twilio-21610, api
