@@ -157,12 +157,13 @@ def traceparent_of(span: Any) -> str:
 
 
 def test_make_call_spans_continue_the_host_trace_and_name_the_sid(worker_host, calls, captured):
-    answer = place_call(worker_host, traceparent=HOST_PARENT)
+    answer = place_call(worker_host, traceparent=HOST_PARENT, tracestate="contoso=t61rcWkgMzE")
     sid = answer["sid"]
 
     [invocation] = captured.named("make_call")
     assert f"{invocation.context.trace_id:032x}" == HOST_TRACE  # the host's trace, continued
     assert invocation.parent is not None and invocation.parent.is_remote
+    assert invocation.context.trace_state.to_header() == "contoso=t61rcWkgMzE"  # and its state
     assert invocation.kind.name == "SERVER"
     attributes = dict(invocation.attributes)
     assert attributes[names.FUNCTION] == "make_call"
@@ -282,6 +283,29 @@ def test_a_forged_traceparent_is_refused_with_the_signature(worker_host, calls, 
     assert not span.links and names.CREATED_TRACE not in span.attributes
     assert captured.metrics()[names.REFUSALS] == [
         ({names.FUNCTION: "call_status", names.REFUSAL_REASON: "signature"}, 1)]
+
+
+@pytest.mark.parametrize("carried", [f"00-{'0' * 32}-b7ad6b7169203331-01",
+                                     f"00-{HOST_TRACE}-{'0' * 16}-01", "ff-" + HOST_PARENT[3:]],
+                         ids=["zero-trace-id", "zero-span-id", "version-ff"])
+def test_a_callback_url_traceparent_that_names_no_span_links_to_nothing(
+    worker_host, calls, captured, carried
+):
+    """A status callback URL (signed by Twilio as given) whose traceparent names no span, as
+    W3C reads it: the callback is kept, and its span has no link and no created trace."""
+    sid = place_call(worker_host)["sid"]
+    callback_url = calls.requests[0].data["StatusCallback"]
+    parts = urlsplit(callback_url)
+    query = "&".join(p for p in parts.query.split("&")
+                     if not p.startswith(f"{names.CALLBACK_TRACE_PARAM}="))
+    url = f"{parts.scheme}://{parts.netloc}{parts.path}?{query}&traceparent={carried}"
+    captured.exporter.clear()
+
+    assert status_callback(worker_host, url, call_event(sid, "ringing", 1)).status == 204
+
+    [span] = captured.named("call_status")
+    assert span.attributes[names.CALL_SID] == sid
+    assert not span.links and names.CREATED_TRACE not in span.attributes
 
 
 def test_a_refused_call_and_twilio_errors_are_counted(worker_host, calls, captured):

@@ -27,7 +27,8 @@ import azure.functions as func
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shared.common import logs, redact
 from shared.telemetry import names
@@ -178,7 +179,10 @@ class Scrubber(SpanProcessor):
 
 # ---- Spans -------------------------------------------------------------------------------------
 
-_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+# Traceparents (the host's, a record's, a callback URL's) are read and written by OpenTelemetry's
+# W3C Trace Context propagator, through a one-field carrier.
+_W3C = TraceContextTextMapPropagator()
+_W3C_FIELD = "traceparent"
 _SID = re.compile(r"([A-Z]{2})[0-9a-fA-F]{32}")
 _SID_ATTRIBUTES = {"CA": names.CALL_SID, "SM": names.MESSAGE_SID, "MM": names.MESSAGE_SID,
                    "RE": names.RECORDING_SID}
@@ -187,25 +191,24 @@ _WEBHOOK_SIDS = (("CallSid", names.CALL_SID), ("MessageSid", names.MESSAGE_SID),
 
 
 def span_context(traceparent: str | None) -> SpanContext | None:
-    """The remote span a W3C traceparent names, or None when it is not one."""
-    match = _TRACEPARENT.fullmatch(traceparent or "")
-    if match is None:
+    """The remote span a W3C traceparent names, or None when it is not one (OpenTelemetry's
+    W3C propagator reads it: a zero id, version ff or a malformed value names none)."""
+    if not traceparent:
         return None
-    trace_id, span_id = int(match.group(1), 16), int(match.group(2), 16)
-    if not trace_id or not span_id:
-        return None
-    return SpanContext(trace_id, span_id, is_remote=True,
-                       trace_flags=TraceFlags(int(match.group(3), 16)))
+    carried = _W3C.extract({_W3C_FIELD: traceparent})
+    found = trace.get_current_span(carried).get_span_context()
+    return found if found.is_valid else None
 
 
 def _host_context(context: Any) -> Context | None:
     """The Functions host's trace context for this invocation (what the worker hands in
-    `context.trace_context`), as the parent of the invocation's span; None without one."""
+    `context.trace_context`: traceparent and tracestate), as the parent of the invocation's
+    span; None without a valid one."""
     trace_context = getattr(context, "trace_context", None)
-    remote = span_context(getattr(trace_context, "trace_parent", None))
-    if remote is None:
-        return None
-    return trace.set_span_in_context(trace.NonRecordingSpan(remote), Context())
+    carrier = {_W3C_FIELD: getattr(trace_context, "trace_parent", None) or "",
+               "tracestate": getattr(trace_context, "trace_state", None) or ""}
+    carried = _W3C.extract(carrier, context=Context())
+    return carried if trace.get_current_span(carried).get_span_context().is_valid else None
 
 
 def _failed(span: Any, error: BaseException) -> None:
@@ -262,10 +265,9 @@ def finished(span: Any, result: Any) -> Any:
 def current_traceparent() -> str | None:
     if not _ready():
         return None
-    found = trace.get_current_span().get_span_context()
-    if not found.is_valid:
-        return None
-    return f"00-{found.trace_id:032x}-{found.span_id:016x}-{int(found.trace_flags):02x}"
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)  # nothing when no valid span runs
+    return carrier.get(_W3C_FIELD)
 
 
 def set_attributes(attributes: Mapping[str, Any]) -> None:
