@@ -308,6 +308,20 @@ def test_a_callback_url_traceparent_that_names_no_span_links_to_nothing(
     assert not span.links and names.CREATED_TRACE not in span.attributes
 
 
+def test_a_sender_the_app_may_not_use_is_counted_as_its_own_reason(
+    worker_host, outbound, captured
+):
+    """app.refusals by reason: a `from` that is not one of the app's numbers is refused (403)
+    as policy-from, not as the destination policy the same status also answers."""
+    response = post_json(worker_host, "/api/send_sms",
+                         {"to": TO, "body": MESSAGE, "from": "+14155550177"})
+
+    assert response.status == 403, response.body
+    assert captured.metrics()[names.REFUSALS] == [
+        ({names.FUNCTION: "send_sms", names.REFUSAL_REASON: "policy-from"}, 1)]
+    assert outbound.requests == []
+
+
 def test_a_refused_call_and_twilio_errors_are_counted(worker_host, calls, captured):
     response = worker_host.request("POST", "/api/make_call", base_url=PUBLIC,
                                    headers={"Content-Type": "application/json"},

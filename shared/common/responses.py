@@ -8,12 +8,15 @@ import azure.functions as func
 
 
 class Refusal(Exception):
-    """A request the app will not act on: the HTTP status and a sentence for the caller."""
+    """A request the app will not act on: the HTTP status and a sentence for the caller; and
+    `reason`, the token the refusals metric counts it under (shared.telemetry.names), when the
+    status alone does not say why (a 403: which policy; a 422: opted out)."""
 
-    def __init__(self, status: int, error: str) -> None:
+    def __init__(self, status: int, error: str, reason: str | None = None) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
+        self.reason = reason
 
 
 def twiml(document: str) -> func.HttpResponse:

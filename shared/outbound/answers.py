@@ -56,7 +56,7 @@ def refused(function: str, refusal: Exception) -> func.HttpResponse:
     one the policy will not call or text is 403."""
     if isinstance(refusal, Refusal):
         status, sentence = refusal.status, refusal.error
-        reason = _REFUSAL_REASONS.get(status, f"refused-{status}")
+        reason = refusal.reason or _REFUSAL_REASONS.get(status, f"refused-{status}")
     else:
         invalid = isinstance(refusal, InvalidNumber)
         status, sentence = (400 if invalid else 403), str(refusal)
@@ -66,9 +66,9 @@ def refused(function: str, refusal: Exception) -> func.HttpResponse:
     return responses.json_error(status, sentence)
 
 
-# A Refusal's status, as the reason token of the refusals metric (shared.telemetry.names).
-_REFUSAL_REASONS = {400: "bad-request", 403: "policy", 413: "too-large", 415: "content-type",
-                    422: "opted-out"}
+# The reason token of the refusals metric (shared.telemetry.names) for a Refusal that names
+# none: its status says it.
+_REFUSAL_REASONS = {400: "bad-request", 413: "too-large", 415: "content-type"}
 
 
 def cannot_screen(function: str, error: Exception) -> func.HttpResponse:

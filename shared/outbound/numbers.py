@@ -79,7 +79,8 @@ def own_number(raw: str | None, phone_number: str, others: frozenset[str], setti
     number = parse_e164(raw, "from").e164
     if number != phone_number and number not in others:
         raise Refusal(
-            403, f"'from' must be TWILIO_PHONE_NUMBER or one of the numbers in {setting}."
+            403, f"'from' must be TWILIO_PHONE_NUMBER or one of the numbers in {setting}.",
+            reason="policy-from",
         )
     return number
 

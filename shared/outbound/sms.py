@@ -115,6 +115,7 @@ def sender(raw_from: str | None, settings: SmsSettings) -> str | None:
                 403,
                 "'from' cannot be chosen: messages go out through the Messaging Service in "
                 "TWILIO_MESSAGING_SERVICE_SID, which picks the sender.",
+                reason="policy-from",
             )
         return None
     return numbers.own_number(raw_from, settings.rest.phone_number, settings.senders,
@@ -159,7 +160,7 @@ async def screen(message: SmsRequest) -> None:
                                message.to):
         logger.warning("send_sms to=%s outcome=refused reason=opted-out",
                        redact.phone_number(message.to))
-        raise Refusal(422, optouts.refusal(message.to))
+        raise Refusal(422, optouts.refusal(message.to), reason="opted-out")
 
 
 async def _learn_opt_out(message: SmsRequest, error: Exception) -> None:
