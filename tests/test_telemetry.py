@@ -819,6 +819,18 @@ def test_off_without_a_connection_string_and_nothing_is_emitted(app_settings):
     assert telemetry.enabled() is False  # malformed: logged once, off, never a failed request
 
 
+def test_every_instrumentation_of_the_distro_but_the_azure_sdks_is_turned_off():
+    """runtime turns the distro's library instrumentations off by name (each costs import time;
+    the app's Twilio requests have spans of their own): a library the distro adds in a later
+    version would be on, unnoticed, without this check against the distro's own list."""
+    from azure.monitor.opentelemetry import _constants as distro
+
+    from shared.telemetry import runtime
+
+    assert set(runtime._UNUSED_INSTRUMENTATIONS) == (
+        set(distro._ALL_SUPPORTED_INSTRUMENTED_LIBRARIES) - {distro._AZURE_SDK_INSTRUMENTATION_NAME})
+
+
 def test_the_settings_are_validated_in_one_place():
     load = settings.load_telemetry_settings
     key = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://x/"
