@@ -411,7 +411,7 @@ def test_broadcast_helpers_emit_their_spans_and_metrics(captured):
             telemetry.set_attributes({names.MESSAGE_SID: "SM" + "1" * 32})
         telemetry.count_broadcast_send("sent", "sms")
         telemetry.count_deferral("paced")
-        telemetry.observe_queue_age(2.5, "sms")
+        telemetry.observe_queue_age(2.5)
         telemetry.count_poisoned(2)
 
     asyncio.run(main(None))
@@ -425,7 +425,7 @@ def test_broadcast_helpers_emit_their_spans_and_metrics(captured):
     assert metrics[names.BROADCAST_SENDS] == [
         ({names.BROADCAST_OUTCOME: "sent", names.KIND: "sms"}, 1)]
     assert metrics[names.DEFERRALS] == [({names.DEFER_REASON: "paced"}, 1)]
-    assert metrics[names.QUEUE_AGE] == [({names.KIND: "sms"}, 1)]
+    assert metrics[names.QUEUE_AGE] == [({}, 1)]
     assert metrics[names.POISONED] == [({}, 2)]
 
 

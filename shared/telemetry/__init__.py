@@ -214,11 +214,9 @@ def count_flow_outcome(outcome: str) -> None:
 
 
 @contextlib.contextmanager
-def broadcast_message(
-    broadcast_id: str, kind: str, traceparent: str | None = None,
-    attributes: Mapping[str, AttributeValue] | None = None,
-) -> Iterator[None]:
-    """A span (names.BROADCAST_MESSAGE_SPAN, a consumer span) around one recipient's send in
+def broadcast_message(broadcast_id: str, kind: str, traceparent: str | None = None
+                      ) -> Iterator[None]:
+    """A span (names.BROADCAST_MESSAGE_SPAN, an internal span) around one recipient's send in
     broadcast_send: a child of the invocation's span, with names.BROADCAST_ID and names.KIND,
     linked to `traceparent` (the span that queued the message: the broadcasts request's, kept
     in the message) so one search for the broadcast id shows the request and every send. The
@@ -229,7 +227,7 @@ def broadcast_message(
         return
     from shared.telemetry import runtime
 
-    with runtime.broadcast_message(broadcast_id, kind, traceparent, attributes or {}):
+    with runtime.broadcast_message(broadcast_id, kind, traceparent):
         yield
 
 
@@ -250,12 +248,13 @@ def count_poisoned(amount: int = 1) -> None:
     count(names.POISONED, {}, amount)
 
 
-def observe_queue_age(seconds: float, kind: str | None = None) -> None:
+def observe_queue_age(seconds: float) -> None:
     """A broadcast-sends message's age when broadcast_send took it (names.QUEUE_AGE, a
     histogram in seconds): now less the message's insertion time (func.QueueMessage's
-    `insertion_time`). `kind` (sms, call) when known."""
+    `insertion_time`). Taken before the message is read, so it has no kind: a message that
+    does not parse is as old as any other."""
     if not enabled():
         return
     from shared.telemetry import runtime
 
-    runtime.record(names.QUEUE_AGE, max(0.0, seconds), {names.KIND: kind} if kind else {})
+    runtime.record(names.QUEUE_AGE, max(0.0, seconds), {})

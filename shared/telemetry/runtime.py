@@ -294,14 +294,14 @@ def note_webhook(param: Callable[[str], str | None], query: Mapping[str, str]) -
 
 
 @contextlib.contextmanager
-def broadcast_message(broadcast_id: str, kind: str, traceparent: str | None,
-                      attributes: Mapping[str, Any]) -> Iterator[None]:
+def broadcast_message(broadcast_id: str, kind: str, traceparent: str | None
+                      ) -> Iterator[None]:
     if not _ready():
         yield
         return
     producer = span_context(traceparent)
     links = [Link(producer)] if producer is not None else []
-    fields = {**attributes, names.BROADCAST_ID: broadcast_id, names.KIND: kind}
+    fields = {names.BROADCAST_ID: broadcast_id, names.KIND: kind}
     if producer is not None:
         fields[names.LINKED_TRACE] = traceparent
     with _tracer.start_as_current_span(
