@@ -626,9 +626,7 @@ class WorkerHost:
             route_params=route_params,
             body=raw_body,
         )
-        # The host's Activity keeps the caller's tracestate with the trace it continues.
-        return await self._invoke(spec, rpc_http, host_traceparent(grouped.get("traceparent")),
-                                  _join(grouped.get("tracestate") or []))
+        return await self._invoke(spec, rpc_http, host_traceparent(grouped.get("traceparent")))
 
     def _rpc_http(
         self,
@@ -674,8 +672,7 @@ class WorkerHost:
         http.rawBody.CopyFrom(p.TypedData(bytes=body) if raw_bytes else p.TypedData(string=text))
         return http
 
-    async def _invoke(self, spec: FunctionSpec, rpc_http: Any, traceparent: str,
-                      tracestate: str = "") -> HostResponse:
+    async def _invoke(self, spec: FunctionSpec, rpc_http: Any, traceparent: str) -> HostResponse:
         p = self._runtime.protos
         assert spec.trigger is not None
         invocation_id = str(uuid.uuid4())
@@ -686,8 +683,7 @@ class WorkerHost:
                 function_id=spec.function_id,
                 input_data=[p.ParameterBinding(name=spec.trigger.param_name,
                                                data=p.TypedData(http=rpc_http))],
-                trace_context=p.RpcTraceContext(trace_parent=traceparent,
-                                                trace_state=tracestate),
+                trace_context=p.RpcTraceContext(trace_parent=traceparent),
             ),
         )
         envelope = _WorkerRequest("invocation_request", message, self._runtime.properties)

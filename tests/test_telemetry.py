@@ -157,13 +157,12 @@ def traceparent_of(span: Any) -> str:
 
 
 def test_make_call_spans_continue_the_host_trace_and_name_the_sid(worker_host, calls, captured):
-    answer = place_call(worker_host, traceparent=HOST_PARENT, tracestate="contoso=t61rcWkgMzE")
+    answer = place_call(worker_host, traceparent=HOST_PARENT)
     sid = answer["sid"]
 
     [invocation] = captured.named("make_call")
     assert f"{invocation.context.trace_id:032x}" == HOST_TRACE  # the host's trace, continued
     assert invocation.parent is not None and invocation.parent.is_remote
-    assert invocation.context.trace_state.to_header() == "contoso=t61rcWkgMzE"  # and its state
     assert invocation.kind.name == "SERVER"
     attributes = dict(invocation.attributes)
     assert attributes[names.FUNCTION] == "make_call"

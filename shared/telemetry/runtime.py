@@ -202,13 +202,14 @@ def span_context(traceparent: str | None) -> SpanContext | None:
 
 def _host_context(context: Any) -> Context | None:
     """The Functions host's trace context for this invocation (what the worker hands in
-    `context.trace_context`: traceparent and tracestate), as the parent of the invocation's
-    span; None without a valid one."""
+    `context.trace_context`), as the parent of the invocation's span; None without a valid
+    one. Its traceparent only: the tracestate is the caller's (any request to an anonymous
+    webhook), and OpenTelemetry logs a WARNING for each it finds malformed."""
     trace_context = getattr(context, "trace_context", None)
-    carrier = {_W3C_FIELD: getattr(trace_context, "trace_parent", None) or "",
-               "tracestate": getattr(trace_context, "trace_state", None) or ""}
-    carried = _W3C.extract(carrier, context=Context())
-    return carried if trace.get_current_span(carried).get_span_context().is_valid else None
+    remote = span_context(getattr(trace_context, "trace_parent", None))
+    if remote is None:
+        return None
+    return trace.set_span_in_context(trace.NonRecordingSpan(remote), Context())
 
 
 def _failed(span: Any, error: BaseException) -> None:
