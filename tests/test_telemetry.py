@@ -621,7 +621,7 @@ def test_a_poisoned_message_counts_only_the_recipients_it_gave_up_on(
     from shared.broadcasts import sending
 
     monkeypatch.setattr(sending, "_wait", lambda response: 0.0)  # the deferred copy at once
-    numbers = ["+14155550188", "+14155550189"]
+    numbers = ["+14155550163", "+14155550164"]
     broadcast_id, chunk = start_broadcast(worker_host, texting_storage, numbers)
     outbound.behaviours.append(outbound._created)  # the first: created as Twilio does
     outbound.error(429, 20429, "Too Many Requests")  # the second: put off
@@ -637,6 +637,27 @@ def test_a_poisoned_message_counts_only_the_recipients_it_gave_up_on(
     shown = worker_host.request("GET", f"/api/broadcasts/{broadcast_id}", base_url=PUBLIC).json()
     assert (shown["counts"]["sent"], shown["counts"]["failed"]) == (1, 1)
     assert len(outbound.creates) == 2
+
+
+def test_a_poisoned_message_leaves_a_recipient_that_failed_on_its_own(
+    worker_host, outbound, texting_storage, captured
+):
+    """A recipient Twilio refused (21211: failed, with Twilio's error) in a chunk that then
+    failed for good: broadcast_poison leaves it as it is and counts nothing."""
+    numbers = ["+14155550165"]
+    broadcast_id, chunk = start_broadcast(worker_host, texting_storage, numbers)
+    outbound.error(400, 21211, "The 'To' number is not a valid phone number.")
+    assert worker_host.invoke_queue("broadcast_send", queue_message(chunk)).succeeded
+    captured.metrics()  # the send's metrics are not this test's
+
+    result = worker_host.invoke_queue("broadcast_poison", queue_message(chunk, dequeue_count=5),
+                                      queue_name="broadcast-sends-poison")
+
+    assert result.succeeded, result.error
+    assert names.POISONED not in captured.metrics()
+    shown = worker_host.request("GET", f"/api/broadcasts/{broadcast_id}", base_url=PUBLIC).json()
+    [recipient] = shown["recipients"]
+    assert recipient["state"] == "failed" and recipient["error"].startswith("21211"), recipient
 
 
 @pytest.mark.parametrize(
@@ -742,6 +763,39 @@ def test_a_voicemail_is_counted_once_with_its_recording(
     assert post(worker_host, url, completed).status == 204  # Twilio's retry
     assert post(worker_host, url, transcribed).status == 204
     assert names.FLOW_OUTCOMES not in captured.metrics()
+
+
+def test_a_voicemail_whose_first_callback_failed_half_way_is_counted_on_the_retry(
+    worker_host, example_flow, outbound, captured, monkeypatch
+):
+    """The first recording callback files the voicemail's lookup row, then storage fails
+    before its index row (503: Twilio tries again); the retry finishes the filing, and the
+    voicemail is counted then, once."""
+    from test_call_flows import call_params, post, press, recording_callback, start
+
+    from shared.records import storage, store
+
+    url = recording_callback(press(worker_host, start(worker_host), "2"),
+                             "recordingStatusCallback")
+    recording, call = "RE" + uuid.uuid4().hex, "CA" + uuid.uuid4().hex
+    completed = call_params(CallSid=call, RecordingSid=recording, RecordingStatus="completed",
+                            RecordingDuration="12")
+    on_table, index_writes = storage.on_table, []
+
+    async def second_index_write_fails(name: str, operation: Any) -> Any:
+        if name == store.INDEX_TABLE:
+            index_writes.append(name)
+            if len(index_writes) == 2:  # the lookup row went in; the index row does not
+                raise storage.StorageUnavailable("storage failed: ServiceUnavailable", 503)
+        return await on_table(name, operation)
+
+    monkeypatch.setattr(storage, "on_table", second_index_write_fails)
+    assert post(worker_host, url, completed).status == 503
+    assert names.FLOW_OUTCOMES not in captured.metrics()
+    assert post(worker_host, url, completed).status == 204  # Twilio's retry
+
+    assert captured.metrics()[names.FLOW_OUTCOMES] == [
+        ({names.FLOW_OUTCOME: "voicemail-taken"}, 1)]
 
 
 @pytest.mark.parametrize(

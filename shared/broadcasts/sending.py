@@ -416,7 +416,8 @@ def _why(status: int, body: dict[str, Any]) -> str:
         return "in-flight"
     if status == 503:
         # Twilio's 429 comes back as a 503 with Twilio's code (shared.outbound.answers); a 503
-        # without one is the app's own: Twilio could not be connected to, or storage failed.
+        # without one is the app's own: Twilio could not be connected to, storage failed, or
+        # the lookup after an unknown outcome could not be made.
         return "rate-limited" if "twilio_code" in body else "unavailable"
     return "unknown-outcome"
 

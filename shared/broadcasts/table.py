@@ -237,10 +237,15 @@ async def status(broadcast: str, limit: int, token: dict[str, str] | None) -> di
 
 
 async def give_up(task: Task, reason: str) -> bool:
-    """Mark a recipient failed after its last try, unless it was sent after all; True when it
-    was marked failed, False when it had been sent (left as it is)."""
+    """Mark a recipient failed after its last try, unless it settled after all (sent, failed or
+    refused: left as it is, with its own error); True when it was marked failed now. A poison
+    message delivered again finds the ones it marked settled, and counts them no more."""
     from azure.core import MatchConditions
-    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+    from azure.core.exceptions import (
+        ResourceExistsError,
+        ResourceModifiedError,
+        ResourceNotFoundError,
+    )
     from azure.data.tables import UpdateMode
 
     async def settle(t: Any) -> bool:
@@ -248,7 +253,7 @@ async def give_up(task: Task, reason: str) -> bool:
             row = await t.get_entity(task.broadcast, RECIPIENT_PREFIX + task.to)
         except ResourceNotFoundError:
             row = None
-        if row is not None and row.get("State") == "sent":
+        if row is not None and row.get("State") in SETTLED:
             return False
         failed = {
             "PartitionKey": task.broadcast,
@@ -257,7 +262,10 @@ async def give_up(task: Task, reason: str) -> bool:
             "Error": reason,
         }
         if row is None:
-            await t.upsert_entity(failed)
+            try:
+                await t.create_entity(failed)
+            except ResourceExistsError:
+                return await settle(t)  # written meanwhile (a deferred copy sent it?): look again
             return True
         try:
             await t.update_entity(

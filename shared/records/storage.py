@@ -46,7 +46,7 @@ _TRANSPORT = {
 # The queue SDK retries with a storage policy of its own, which ignores retry_backoff_factor: by
 # default it waits initial_backoff + increment_base ** try (15 + 3 s) before its retry, so
 # TIMEOUT ran out first and a storage error's status was never seen. Its one retry now comes
-# after 0.2 s (± 0.1 s), as the tables'.
+# after 0.2 s (± 0.1 s).
 _QUEUE_RETRY = {"initial_backoff": 0.1, "increment_base": 0.1, "random_jitter_range": 0.1}
 
 

@@ -54,27 +54,27 @@ def _started(params: Mapping[str, str]) -> datetime.datetime:
 async def file(call: str, recording: str, params: Mapping[str, str]) -> bool:
     """Index a recording: its lookup row first, created only if absent, so that the first
     callback's time is the one kept (a retry without RecordingStartTime, or two retries at
-    once, land on the same index row); then the index row itself. True when this call created
-    the lookup row: the first time the recording was filed."""
+    once, land on the same index row); then the index row itself, created only if absent too.
+    True when this call created the index row, the last write: the first time the recording
+    was filed whole (a first try that failed between the two writes leaves it to the retry)."""
     from azure.core.exceptions import ResourceExistsError
-    from azure.data.tables import UpdateMode
 
     key = store.index_key(_started(params), recording)
     lookup = {"PartitionKey": LOOKUP_PARTITION, "RowKey": recording, "CallSid": call,
               "IndexKey": key}
-    first = True
     try:
         await storage.on_table(store.INDEX_TABLE, lambda t: t.create_entity(lookup))
     except ResourceExistsError:
-        first = False
         found = await _lookup(recording)
         if found is not None:
             key, call = str(found["IndexKey"]), str(found["CallSid"])
     row = {"PartitionKey": VOICEMAIL_PARTITION, "RowKey": key, "Sid": recording,
            "CallSid": call}
-    await storage.on_table(store.INDEX_TABLE,
-                           lambda t: t.upsert_entity(row, mode=UpdateMode.MERGE))
-    return first
+    try:
+        await storage.on_table(store.INDEX_TABLE, lambda t: t.create_entity(row))
+    except ResourceExistsError:
+        return False  # filed before: the same row, from the same lookup
+    return True
 
 
 async def handle(req: func.HttpRequest) -> func.HttpResponse:
