@@ -331,7 +331,9 @@ def test_a_broadcast_runs_end_to_end_through_the_hosts_queue_trigger(
     assert len(twilio_api.creates) == 11  # the duplicate chunk sent nothing more
 
 
-def test_the_pace_spaces_sends_and_defers_beyond_its_window(monkeypatch):
+def test_the_pace_spaces_sends_and_says_when_the_next_slot_is_free(monkeypatch):
+    """Slots 1/rate apart; `free_in` (what `admit` holds against its wait) is when the next
+    untaken one comes, and moves on with the clock."""
     now = [100.0]
     monkeypatch.setattr(pace.time, "monotonic", lambda: now[0])
     pacer = pace.Pacer(rate=10)
@@ -340,9 +342,11 @@ def test_the_pace_spaces_sends_and_defers_beyond_its_window(monkeypatch):
 
     assert waits[:3] == [0.0, pytest.approx(0.1), pytest.approx(0.2)]
     assert waits[20] == pytest.approx(2.0)
-    assert pacer.reserve() is None  # 2.1 s ahead: not held in the invocation, deferred
+    assert pacer.free_in() == pytest.approx(2.1)  # beyond MAX_PACING_WAIT: admit defers
     now[0] += 1.0
+    assert pacer.free_in() == pytest.approx(1.1)
     assert pacer.reserve() == pytest.approx(1.1)
+    assert pace.Pacer(rate=0).reserve() is None
 
 
 def test_a_chunk_costs_under_two_storage_operations_a_recipient(

@@ -62,8 +62,9 @@ class Paced(Exception):
 
 
 class Pacer:
-    """Evenly spaced send slots for this process: `rate` a second, at most MAX_PACING_WAIT ahead.
-    One event loop runs the worker's async functions, and nothing awaits between reading and
+    """Evenly spaced send slots for this process: `rate` a second. `admit` lets a send in only
+    while the next slot is free within its wait (MAX_PACING_WAIT at most); `take_slot` takes
+    it. One event loop runs the worker's async functions, and nothing awaits between reading and
     taking a slot, so no lock is needed."""
 
     def __init__(self, rate: float) -> None:
@@ -76,14 +77,12 @@ class Pacer:
             return None
         return max(0.0, self._next - time.monotonic())
 
-    def reserve(self, max_wait: float = MAX_PACING_WAIT) -> float | None:
-        """Seconds to wait for a slot (taken), or None when none is free within `max_wait`."""
+    def reserve(self) -> float | None:
+        """Take the next slot: seconds to wait for it, or None at no rate."""
         if self.rate <= 0:
             return None
         now = time.monotonic()
         slot = max(now, self._next)
-        if slot - now > max_wait:
-            return None
         self._next = slot + 1.0 / self.rate
         return slot - now
 
@@ -205,7 +204,7 @@ async def take_slot() -> None:
     share = await _fresh_share()
     if share is None:
         return
-    wait = share.pacer.reserve(max_wait=float("inf"))
+    wait = share.pacer.reserve()
     if wait is None:
         raise Paced("this instance's share of BROADCAST_SENDS_PER_SECOND fell to nothing",
                     MAX_PACING_WAIT + random.uniform(0, JITTER))  # noqa: S311 - not a secret
