@@ -46,7 +46,7 @@ ensure_venv() {
   fi
   # pip -q prints nothing while it works: say what is happening before the slow step.
   if [ -n "$VENV_FRESH" ]; then
-    echo "Installing requirements-dev.txt and the Azure Functions Python worker into $VENV (pip; about half a minute)"
+    echo "Installing requirements-dev.txt and the Azure Functions Python worker into $VENV (pip; up to a minute)"
   else
     echo "Checking $VENV against requirements-dev.txt (pip; installs only what changed)"
   fi
