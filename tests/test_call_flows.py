@@ -9,6 +9,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -35,7 +36,7 @@ CLOSED = datetime.datetime(2026, 12, 6, 15, 0, tzinfo=datetime.UTC)
 @pytest.fixture(autouse=True)
 def flow_settings(app_settings, monkeypatch):
     app_settings.setenv("CALL_FLOW", "flows/calls.example.json")
-    monkeypatch.setattr(walk, "_now", lambda: OPEN)
+    monkeypatch.setattr(walk, "_now", OPEN.timestamp)
     # Every flow here is checked in full: a stamp a developer made in flows/ is not looked for
     # (tests/test_call_flow_stamp.py tests the stamps).
     monkeypatch.setattr(stamp, "SUFFIX", ".no-stamps-in-these-tests")
@@ -123,7 +124,7 @@ def test_a_blocked_caller_is_rejected(worker_host):
 
 
 def test_outside_the_hours_the_caller_goes_to_voicemail(worker_host, monkeypatch):
-    monkeypatch.setattr(walk, "_now", lambda: CLOSED)
+    monkeypatch.setattr(walk, "_now", CLOSED.timestamp)
 
     root = start(worker_host)
 
@@ -134,7 +135,7 @@ def test_outside_the_hours_the_caller_goes_to_voicemail(worker_host, monkeypatch
 def test_each_callers_voicemail_names_that_caller_though_its_document_is_reused(
     worker_host, monkeypatch
 ):
-    monkeypatch.setattr(walk, "_now", lambda: CLOSED)
+    monkeypatch.setattr(walk, "_now", CLOSED.timestamp)
     for caller in ("+14155550123", "+14155550124", "client:alice&x=<1>", "", "+\u0661\u0662", "+1 415", "+"):
         record = start(worker_host, caller=caller)[1]
         for callback in ("recordingStatusCallback", "transcribeCallback"):
@@ -277,7 +278,7 @@ def test_a_dial_rings_browsers_beside_numbers(worker_host, app_settings, tmp_pat
 def test_hours_that_always_or_never_include_now(
     worker_host, app_settings, tmp_path, monkeypatch, open_, first
 ):
-    monkeypatch.setattr(walk, "_now", lambda: datetime.datetime.now(datetime.UTC))  # real
+    monkeypatch.setattr(walk, "_now", time.time)  # the real clock
     flow = small_flow() | {"hours": {"timezone": "Pacific/Auckland", "open": open_,
                                      "closed": "bye"}}
     flow_file(tmp_path, monkeypatch, flow)

@@ -713,7 +713,7 @@ def example_flow(app_settings, monkeypatch) -> Iterator[None]:
     from shared.common import stamp
 
     app_settings.setenv("CALL_FLOW", "flows/calls.example.json")
-    monkeypatch.setattr(walk, "_now", lambda: OPEN)
+    monkeypatch.setattr(walk, "_now", OPEN.timestamp)
     monkeypatch.setattr(stamp, "SUFFIX", ".no-stamps-in-these-tests")
     loading.forget()
     yield

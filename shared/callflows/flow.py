@@ -89,18 +89,19 @@ class Hours(NamedTuple):
     # Converting to the zone on every call cost a webhook about 15 µs (BENCHMARKS.md).
     memo: dict[int, bool]
 
-    def is_open(self, now: datetime.datetime) -> bool:
-        minute = int(now.timestamp()) // 60
+    def is_open(self, at: float) -> bool:
+        """Whether the line is open at `at`, in seconds since the epoch (time.time())."""
+        minute = int(at) // 60
         known = self.memo.get(minute)
         if known is None:
             self.memo.clear()
-            known = self.memo[minute] = self._is_open(now)
+            known = self.memo[minute] = self._is_open(at)
         return known
 
-    def _is_open(self, now: datetime.datetime) -> bool:
+    def _is_open(self, at: float) -> bool:
         from zoneinfo import ZoneInfo
 
-        local = now.astimezone(ZoneInfo(self.timezone))
+        local = datetime.datetime.fromtimestamp(at, ZoneInfo(self.timezone))
         moment = local.time().replace(tzinfo=None)
         return any(
             begin <= moment and (end is None or moment < end)
