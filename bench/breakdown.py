@@ -67,6 +67,7 @@ def webhook_parts() -> list[str]:
     sms = signed_webhook("sms")
     req = host_request(voice)
     floor = floor_main()
+    loop = asyncio.new_event_loop()  # the async mains' (not the worker's, closed by now)
 
     def settings() -> Any:
         return _module("shared.webhooks.settings").load_webhook_settings()
@@ -87,10 +88,10 @@ def webhook_parts() -> list[str]:
         url = PUBLIC_BASE_URL + voice.path
         return lambda: check.validate(url, form, voice.headers["X-Twilio-Signature"])
 
-    return [
-        _part("floor main (constant TwiML)", lambda: _caller(floor, req)),
-        _part("voice_url main, whole", lambda: _main("voice_url", req)),
-        _part("sms_url main, whole", lambda: _main("sms_url", host_request(sms))),
+    lines = [
+        _part("floor main (constant TwiML)", lambda: _caller(floor, req, loop)),
+        _part("voice_url main, whole", lambda: _main("voice_url", req, loop)),
+        _part("sms_url main, whole", lambda: _main("sms_url", host_request(sms), loop)),
         _part("  shared.webhooks.settings.load_webhook_settings", lambda: settings),
         _part("  shared.webhooks.signature.verify", verify),
         _part("    shared.webhooks.signature.parse_form (the body)",
@@ -101,6 +102,13 @@ def webhook_parts() -> list[str]:
         _part("  shared.webhooks.twiml.message (MessagingResponse.to_xml)",
               lambda: lambda: _module("shared.webhooks.twiml").message("Hey, thanks!")),
     ]
+    # sms_url's storage clients hold aiohttp sessions on this loop: closed here, not left for
+    # the interpreter's exit to report as unclosed.
+    from devhost.worker_host import close_app_clients
+
+    loop.run_until_complete(close_app_clients())
+    loop.close()
+    return lines
 
 
 def make_call_parts() -> list[str]:
@@ -127,15 +135,15 @@ def function_main(function: str) -> Callable[..., object]:
     return _module(function).main  # type: ignore[no-any-return]
 
 
-def _main(function: str, req: Any) -> Callable[[], object]:
-    return _caller(function_main(function), req)
+def _main(function: str, req: Any, loop: asyncio.AbstractEventLoop) -> Callable[[], object]:
+    return _caller(function_main(function), req, loop)
 
 
-def _caller(main: Callable[[Any], object], req: Any) -> Callable[[], object]:
-    """A call of `main(req)`; an async main is run to completion on one reused event loop."""
+def _caller(main: Callable[[Any], object], req: Any, loop: asyncio.AbstractEventLoop
+            ) -> Callable[[], object]:
+    """A call of `main(req)`; an async main is run to completion on `loop`."""
     if not inspect.iscoroutinefunction(main):
         return lambda: main(req)
-    loop = asyncio.new_event_loop()
     return lambda: loop.run_until_complete(main(req))  # type: ignore[arg-type]
 
 

@@ -430,7 +430,7 @@ class WorkerHost:
         # The app's cached REST and storage clients hold aiohttp sessions bound to the worker's
         # loop: close them there (the next host builds them again), so none is left unclosed.
         try:
-            self._runtime.submit(_close_app_clients()).result(5)
+            self._runtime.submit(close_app_clients()).result(5)
         except Exception as error:  # closing is best effort; never fail a shutdown on it
             logger.debug("closing the app's clients failed: %s", type(error).__name__)
 
@@ -900,7 +900,7 @@ class WorkerHost:
         )
 
 
-async def _close_app_clients() -> None:
+async def close_app_clients() -> None:
     """shared.outbound.twilio_client.close and shared.records.storage.close, for an app that has
     them."""
     import sys
