@@ -3,14 +3,16 @@ them, and signatures computed with the twilio library."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import azure.functions as func
@@ -77,6 +79,25 @@ def http_request(
         route_params={},
         body=body.encode() if isinstance(body, str) else body,
     )
+
+
+T = TypeVar("T")
+
+
+def run_app(work: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run(work) for the app's code called directly. Its cached Twilio and storage
+    clients hold aiohttp sessions bound to this run's loop: they are closed on it before it
+    ends, not left to be reported as unclosed (the worker's loop lasts as long as its process;
+    each asyncio.run's does not)."""
+    from devhost.worker_host import close_app_clients
+
+    async def and_close() -> T:
+        try:
+            return await work
+        finally:
+            await close_app_clients()
+
+    return asyncio.run(and_close())
 
 
 def signature(url: str, params: dict[str, str] | None = None, token: str = AUTH_TOKEN) -> str:

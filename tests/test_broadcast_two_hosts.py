@@ -10,12 +10,12 @@ benchmark (`scripts/bench.sh --only broadcast --broadcast-hosts 2`) measures it 
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import time
 from pathlib import Path
 
 import pytest
+from conftest import run_app
 from console_stack import clear_broadcast_queue
 
 from bench.broadcast import Broadcast, Host
@@ -41,7 +41,7 @@ def test_instances_share_the_account_rate_and_a_newcomer_starts_with_what_is_lef
 
     def renew(share: pace.Share, instance: str) -> tuple[float, int]:
         monkeypatch.setattr(pace, "INSTANCE", instance)
-        asyncio.run(share.renew())
+        run_app(share.renew())
         return share.rate, share.instances
 
     assert renew(first, "a") == (50, 1)

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from email.utils import format_datetime
 
 import pytest
-from conftest import ACCOUNT_SID, TWILIO_NUMBER
+from conftest import ACCOUNT_SID, TWILIO_NUMBER, run_app
 from test_broadcasts import drain, queue_message, status
 from test_opt_outs import PERSON, SERVICE, replies, send_sms, start_broadcast, text_in
 
@@ -51,16 +51,6 @@ _n = iter(range(1, 10**6))
 
 def sid() -> str:
     return "SM" + hashlib.sha256(f"attack22-{next(_n)}".encode()).hexdigest()[:32]
-
-
-def sync(work):
-    async def go():
-        try:
-            return await work
-        finally:
-            await storage.close()
-
-    return asyncio.run(go())
 
 
 def answer_of(response: HostResponse) -> list[tuple[str | None, str]]:
@@ -196,7 +186,7 @@ def test_reconcile_keeps_an_opt_out_whose_text_was_kept_but_whose_opt_out_was_no
         assert replies(text_in(worker_host, "REVOKE", MessageSid=keyword_sid)) == []
     twilio_api.created.append(listed_inbound(keyword_sid, "REVOKE"))
 
-    sync(reconcile.run())  # "an opt-out keyword among them is kept too"
+    run_app(reconcile.run())  # "an opt-out keyword among them is kept too"
 
     # REVOKE is the app's own keyword, not Twilio's: no 21610 will ever come to teach it.
     assert send_sms(worker_host).status == 422
@@ -242,7 +232,7 @@ def test_a_text_whose_index_write_failed_is_listed_after_a_retry_or_reconcile(
     monkeypatch.setattr(storage, "on_table", real)
     text_in(worker_host, "Is the shop open?", MessageSid=text_sid)  # Twilio delivers it again
     twilio_api.created.append(listed_inbound(text_sid, "Is the shop open?"))
-    sync(reconcile.run())
+    run_app(reconcile.run())
 
     listed = worker_host.request("GET", "/api/messages?limit=100", base_url=PUBLIC)
     assert listed.status == 200, listed.body

@@ -5,21 +5,16 @@ past what a run had no time for. It sends nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
-from collections.abc import Awaitable
 from email.utils import format_datetime
-from typing import TypeVar
 
 import pytest
-from conftest import ACCOUNT_SID, TWILIO_NUMBER
+from conftest import ACCOUNT_SID, TWILIO_NUMBER, run_app
 from twilio_double import new_sid
 
 import reconcile as reconcile_function
-from shared.records import optouts, reconcile, storage, store
-
-T = TypeVar("T")
+from shared.records import optouts, reconcile, store
 
 PERSON = "+14155550166"
 
@@ -52,23 +47,12 @@ def inbound_text(body: str, **fields: object) -> dict:
                   status="received", num_media="0", **{"from": PERSON}, **fields)
 
 
-def sync(work: Awaitable[T]) -> T:
-    """`work` on a loop of its own, whose storage clients are closed before it ends."""
-    async def go() -> T:
-        try:
-            return await work
-        finally:
-            await storage.close()
-
-    return asyncio.run(go())
-
-
 def run() -> list[reconcile.Tally]:
-    return sync(reconcile.run())
+    return run_app(reconcile.run())
 
 
 def record(kind: str, sid: str) -> dict | None:
-    return sync(store.read(kind, sid))
+    return run_app(store.read(kind, sid))
 
 
 def test_a_text_that_came_in_unstored_is_filled_in_once(twilio_api):
@@ -90,22 +74,22 @@ def test_a_missed_stop_is_kept_as_an_opt_out(twilio_api):
 
     run()
 
-    assert sync(optouts.opted_out(TWILIO_NUMBER, PERSON))
+    assert run_app(optouts.opted_out(TWILIO_NUMBER, PERSON))
 
 
 def test_a_missed_stop_older_than_a_kept_start_changes_nothing(twilio_api):
     twilio_api.created.append(inbound_text("STOP", minutes_ago=30))
-    sync(optouts.set_opted_out(TWILIO_NUMBER, PERSON, False, "keyword START"))
+    run_app(optouts.set_opted_out(TWILIO_NUMBER, PERSON, False, "keyword START"))
 
     run()
 
-    assert not sync(optouts.opted_out(TWILIO_NUMBER, PERSON))
+    assert not run_app(optouts.opted_out(TWILIO_NUMBER, PERSON))
 
 
 def test_a_final_status_whose_callback_never_came_is_filled_in(twilio_api):
     sent = listed("Messages", direction="outbound-api", to=PERSON, body="hi",
                   status="undelivered", error_code=30003, **{"from": TWILIO_NUMBER})
-    sync(store.created("message", str(sent["sid"]), PERSON, TWILIO_NUMBER, "queued",
+    run_app(store.created("message", str(sent["sid"]), PERSON, TWILIO_NUMBER, "queued",
                               "hi"))
     twilio_api.created.append(sent)
 
@@ -139,11 +123,11 @@ def test_out_of_time_it_carries_on_next_run_and_the_watermark_only_moves_forward
     # Each check of the clock is a second later: the run has time for three texts.
     monkeypatch.setattr(reconcile, "_clock", lambda: float(next(clock)))
 
-    first = sync(reconcile.run(budget=3.5))
-    after_first = sync(reconcile._read_sweep("message"))
+    first = run_app(reconcile.run(budget=3.5))
+    after_first = run_app(reconcile._read_sweep("message"))
     monkeypatch.setattr(reconcile, "_clock", lambda: 0.0)
-    second = sync(reconcile.run())
-    after_second = sync(reconcile._read_sweep("message"))
+    second = run_app(reconcile.run())
+    after_second = run_app(reconcile._read_sweep("message"))
 
     assert not first[0].finished and after_first is not None and after_first.resume is not None
     assert second[0].finished
@@ -156,7 +140,7 @@ def test_the_timer_function_runs_it(twilio_api):
     text = inbound_text("hello")
     twilio_api.created.append(text)
 
-    sync(reconcile_function.main(None))
+    run_app(reconcile_function.main(None))
 
     assert record("message", str(text["sid"])) is not None
 

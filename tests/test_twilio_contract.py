@@ -7,7 +7,6 @@ object and come back to the caller; so the double cannot drift from what Twilio 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import json
@@ -16,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from conftest import API_KEY, API_SECRET, http_request
+from conftest import API_KEY, API_SECRET, http_request, run_app
 from twilio_double import RecordedRequest
 
 import send_sms
@@ -106,7 +105,7 @@ def test_make_call_requests_match_twilios_spec(
         {"Content-Type": "application/json"},
         json.dumps(body),
     )
-    response = asyncio.run(main(req))
+    response = run_app(main(req))
 
     [sent] = twilio_api.requests
     openapi.validate_request(_OpenAPIRequest(sent))  # raises with the spec's complaint
@@ -180,7 +179,7 @@ def test_send_sms_requests_match_twilios_spec(
         {"Content-Type": "application/json"},
         json.dumps(body),
     )
-    response = asyncio.run(send_sms.main(req))
+    response = run_app(send_sms.main(req))
 
     [sent] = twilio_api.requests
     assert sent.path.endswith("/Messages.json")
