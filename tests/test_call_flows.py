@@ -287,6 +287,23 @@ def test_hours_that_always_or_never_include_now(
     assert verbs(start(worker_host))[0] == first
 
 
+@pytest.mark.parametrize(("utc", "first"), [
+    ((2026, 12, 6, 21, 0), "Dial"),  # Sunday in UTC, Monday 10:00 in Auckland (UTC+13): open
+    ((2026, 12, 7, 5, 0), "Say"),  # Monday in UTC, Monday 18:00 in Auckland: closed
+], ids=["monday-there-sunday-here", "monday-both-after-hours-there"])
+def test_the_hours_are_the_flows_own_time_zone(
+    worker_host, app_settings, tmp_path, monkeypatch, utc, first
+):
+    moment = datetime.datetime(*utc, tzinfo=datetime.UTC)
+    monkeypatch.setattr(walk, "_now", moment.timestamp)
+    flow = small_flow() | {"hours": {"timezone": "Pacific/Auckland",
+                                     "open": {"mon": ["09:00-17:00"]}, "closed": "bye"}}
+    flow_file(tmp_path, monkeypatch, flow)
+    app_settings.setenv("CALL_FLOW", "flow.json")
+
+    assert verbs(start(worker_host))[0] == first
+
+
 # --- safe answers -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("query", [
