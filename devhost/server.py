@@ -34,6 +34,7 @@ from wsgiref.headers import Headers
 
 from devhost import settings as local_settings
 from devhost.appconfig import AppConfigError
+from devhost.queues import STOP_TIMEOUT
 from devhost.worker_host import (
     KEY_HEADER,
     KEY_QUERY,
@@ -765,7 +766,22 @@ def unkeyed_warning(host: WorkerHost, host_keys: Sequence[str]) -> str | None:
 
 
 def _stop(signum: int, frame: object) -> None:
+    """The first Ctrl+C (or SIGTERM): stop. Any later one only says that stopping goes on, instead
+    of cutting the queues' drain short with a traceback (it is bounded: STOP_TIMEOUT)."""
+    for each in _STOP_SIGNALS:
+        signal.signal(each, _still_stopping)
     raise KeyboardInterrupt
+
+
+def _still_stopping(signum: int, frame: object) -> None:
+    print(f"Still stopping: queue messages in flight get up to {STOP_TIMEOUT:g} s to finish.",
+          file=sys.stderr, flush=True)
+
+
+# SIGINT only when it is not ignored: a shell starts a background job with SIGINT ignored, so
+# that Ctrl+C in its terminal stops the foreground job only.
+_STOP_SIGNALS = (signal.SIGTERM,) + (
+    (signal.SIGINT,) if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else ())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -842,9 +858,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if host.queue_functions and not args.no_queues
         else None
     )
-    print(f"\nListening on {served.url}. Press Ctrl+C to stop.", flush=True)
-    signal.signal(signal.SIGTERM, _stop)  # a process manager's stop is a Ctrl+C too
     try:
+        # Inside the try, before the ready line (which a supervisor may answer with a stop): a
+        # stop that comes at once still stops cleanly. A process manager's stop is a Ctrl+C too.
+        for each in _STOP_SIGNALS:
+            signal.signal(each, _stop)
+        print(f"\nListening on {served.url}. Press Ctrl+C to stop.", flush=True)
         served.thread.join()
     except KeyboardInterrupt:
         print("\nStopping.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import threading
 import time
 import uuid
@@ -383,6 +384,30 @@ def test_the_server_command_polls_the_queues(queue_env, tmp_path):
         rest, _ = process.communicate(timeout=15)
         assert process.returncode == 0, output + rest
         assert "Stopping." in rest
+
+
+def test_a_second_stop_signal_while_stopping_does_not_cut_it_short(capsys):
+    """Ctrl+C pressed twice (or SIGTERM after it): the first stops the host; the second, which
+    lands while the queue listeners drain, is answered with a line instead of a
+    KeyboardInterrupt traceback out of the drain."""
+    from devhost import server
+
+    before = {each: signal.getsignal(each) for each in server._STOP_SIGNALS}
+    try:
+        for each in server._STOP_SIGNALS:  # as the server sets them once it is ready
+            signal.signal(each, server._stop)
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)  # SIGINT too, unless this run ignores it
+        try:
+            for each in server._STOP_SIGNALS:
+                signal.raise_signal(each)
+        except KeyboardInterrupt:
+            pytest.fail("a stop signal while stopping raised KeyboardInterrupt")
+    finally:
+        for each, handler in before.items():
+            signal.signal(each, handler)
+
+    assert capsys.readouterr().err.count("Still stopping") == len(server._STOP_SIGNALS)
 
 
 def test_no_queues_flag_is_parsed():
