@@ -221,13 +221,13 @@ def leases(azurite_storage):
     with (TableServiceClient.from_connection_string(azurite_storage.connection_string) as service,
           contextlib.suppress(ResourceNotFoundError)):
         service.delete_table(pace.TABLE)
-    storage._tables.pop(pace.TABLE, None)
+    storage.forget_table(pace.TABLE)
     pace._shares.clear()
     yield azurite_storage
     with (TableServiceClient.from_connection_string(azurite_storage.connection_string) as service,
           contextlib.suppress(ResourceNotFoundError)):
         service.delete_table(pace.TABLE)
-    storage._tables.pop(pace.TABLE, None)
+    storage.forget_table(pace.TABLE)
     pace._shares.clear()
 
 

@@ -13,6 +13,7 @@ import time
 import pytest
 from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
+from conftest import run_app
 
 import broadcast_poison
 import broadcast_send
@@ -86,7 +87,7 @@ def queue_message(body: dict, dequeue_count: int = 1) -> QueueMessage:
 
 
 def run(main, message: QueueMessage) -> None:
-    asyncio.run(main(message))
+    run_app(main(message))
 
 
 def single(chunk: dict, to: str) -> dict:
@@ -98,7 +99,7 @@ def single(chunk: dict, to: str) -> dict:
 def tasks_of(chunk: dict) -> list[model.Task]:
     """The chunk's recipients as broadcast_send takes them up: vouched for by the broadcast."""
     envelope = model.read_message(json.dumps(chunk).encode())
-    broadcast, verified = asyncio.run(broadcast_table.open_message(envelope, "test", "msg"))
+    broadcast, verified = run_app(broadcast_table.open_message(envelope, "test", "msg"))
     assert broadcast is not None
     return [broadcast.task(to) for to in verified]
 
@@ -404,7 +405,7 @@ def test_admitting_a_send_takes_no_slot(app_settings, leases):
         await pace.take_slot()
         return before, share.pacer.free_in()
 
-    before, after = asyncio.run(admitted_three_then_sent_one())
+    before, after = run_app(admitted_three_then_sent_one())
 
     assert before == 0.0
     assert after == pytest.approx(1 / (10 * pace.HEADROOM), abs=0.02)
@@ -444,7 +445,7 @@ def test_creates_leave_at_their_slots_however_long_the_claims_took(
     async def both() -> None:
         await asyncio.gather(*(broadcast_send.main(queue_message(c)) for c in chunks))
 
-    asyncio.run(both())
+    run_app(both())
 
     assert len(left) == len(slow) + len(fast)
     gaps = [b - a for a, b in itertools.pairwise(sorted(left))]
@@ -460,15 +461,15 @@ def test_a_send_over_the_pace_is_deferred_and_nothing_reaches_twilio(
     [chunk] = drain(storage, answer["id"])
     first, second = tasks_of(chunk)
 
-    assert asyncio.run(sending.deliver(first)) == "sent"
+    assert run_app(sending.deliver(first)) == "sent"
     with pytest.raises(pace.Paced) as paced:
-        asyncio.run(sending.deliver(second))
+        run_app(sending.deliver(second))
 
     assert paced.value.after >= sending.MAX_PACING_WAIT
     assert [c.data["To"] for c in twilio_api.creates] == [first.to]
     # Nothing was claimed: the deferred copy is a fresh send, not an in-flight 409.
     pace._shares.clear()
-    assert asyncio.run(sending.deliver(second.deferred())) == "sent"
+    assert run_app(sending.deliver(second.deferred())) == "sent"
 
 
 def test_a_share_that_fell_to_nothing_after_the_claim_sends_nothing_and_gives_the_key_back(
@@ -489,12 +490,12 @@ def test_a_share_that_fell_to_nothing_after_the_claim_sends_nothing_and_gives_th
 
     monkeypatch.setattr(pace, "admit", admitted_then_share_lost)
     with pytest.raises(pace.Paced):
-        asyncio.run(sending.deliver(task))
+        run_app(sending.deliver(task))
 
     assert twilio_api.creates == []
     monkeypatch.setattr(pace, "admit", real_admit)
     pace._shares.clear()
-    assert asyncio.run(sending.deliver(task.deferred())) == "sent"  # not a 409: key free
+    assert run_app(sending.deliver(task.deferred())) == "sent"  # not a 409: key free
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "fast", "nan", "inf", "1001"])

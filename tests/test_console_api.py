@@ -8,7 +8,6 @@ recording-media fetch are both aimed at it, as `scripts/start.sh --stand-in` doe
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import ACCOUNT_SID, AUTH_TOKEN, signature
+from conftest import ACCOUNT_SID, AUTH_TOKEN, run_app, signature
 from console_stack import RunningStandIn
 
 from devhost import standin
@@ -384,7 +383,7 @@ def test_the_audio_follows_twilios_redirect_without_the_credentials():
             await api_runner.cleanup()
             await media_runner.cleanup()
 
-    audio = asyncio.run(scenario())
+    audio = run_app(scenario())
 
     assert audio == b"ID3-audio"
     assert (seen["api"] or "").startswith("Basic ")

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
 import pytest
-from conftest import ACCOUNT_SID, API_KEY, API_SECRET, AUTH_TOKEN, TWILIO_NUMBER, http_request
+from conftest import (
+    ACCOUNT_SID,
+    API_KEY,
+    API_SECRET,
+    AUTH_TOKEN,
+    TWILIO_NUMBER,
+    http_request,
+    run_app,
+)
 
 from make_call import main
 
@@ -23,7 +30,7 @@ def call(body: object, content_type: str = "application/json", url: str = URL, *
     elif content_type == "application/x-www-form-urlencoded" and isinstance(body, dict):
         body = urlencode(body)
     req = http_request("POST", url, {"Content-Type": content_type, **headers}, body)
-    return asyncio.run(main(req))
+    return run_app(main(req))
 
 
 def payload(response) -> dict:
@@ -128,7 +135,7 @@ def test_the_rest_client_is_built_once_and_reused():
                 )
                 assert response.status_code == 201
 
-        asyncio.run(three_calls())
+        run_app(three_calls())
     finally:
         twilio_client.use_http_client(None)
     assert len(built) == 1
@@ -182,7 +189,7 @@ def test_bad_input_is_refused_before_twilio(twilio_api, body, content_type, stat
 def test_missing_content_type_is_415(twilio_api):
     req = http_request("POST", URL, {}, json.dumps({"to": TO}))
 
-    response = asyncio.run(main(req))
+    response = run_app(main(req))
 
     assert response.status_code == 415
     assert twilio_api.requests == []

@@ -17,7 +17,7 @@ import pytest
 from aiohttp.client_reqrep import ConnectionKey
 from azure.data.tables import TableClient, UpdateMode
 from azure.functions.queue import QueueMessage
-from conftest import ACCOUNT_SID, TWILIO_NUMBER, signed_form_request
+from conftest import ACCOUNT_SID, TWILIO_NUMBER, run_app, signed_form_request
 from test_broadcasts import drain
 
 import broadcast_poison
@@ -61,7 +61,7 @@ def queue_message(body: dict | str | bytes, dequeue_count: int = 1) -> QueueMess
 
 
 def run(main, message: QueueMessage) -> None:
-    asyncio.run(main(message))
+    run_app(main(message))
 
 
 def refused_to_connect() -> aiohttp.ClientConnectorError:
@@ -155,7 +155,7 @@ def test_a_broadcast_recipient_never_takes_another_texts_sid(
     monkeypatch.setattr(idempotency, "IN_FLIGHT", datetime.timedelta(0))
     [later] = drain(store, answer["id"])
     with pytest.raises(sending.TryAgain):
-        asyncio.run(sending.deliver(_task(later)))  # 409: nothing of its own found
+        run_app(sending.deliver(_task(later)))  # 409: nothing of its own found
     monkeypatch.setattr(idempotency, "RELEASE_AFTER", datetime.timedelta(0))
     run(broadcast_send.main, queue_message(later))
 
@@ -168,7 +168,7 @@ def test_a_broadcast_recipient_never_takes_another_texts_sid(
 
 def _task(message: dict) -> model.Task:
     envelope = model.read_message(json.dumps(message).encode())
-    broadcast, [to] = asyncio.run(broadcast_table.open_message(envelope, "test", "m"))
+    broadcast, [to] = run_app(broadcast_table.open_message(envelope, "test", "m"))
     assert broadcast is not None
     return broadcast.task(to, envelope.deferrals)
 
@@ -572,9 +572,9 @@ def test_a_lost_conditional_write_reaches_its_caller_not_as_storage_unavailable(
         raise error
 
     with pytest.raises(ResourceModifiedError):
-        asyncio.run(storage.bounded(lost_race()))
+        run_app(storage.bounded(lost_race()))
     with pytest.raises(storage.StorageRefused):
-        asyncio.run(storage.bounded(bad_key()))
+        run_app(storage.bounded(bad_key()))
 
 
 @pytest.mark.parametrize("function", ["broadcast_send", "broadcast_poison"])

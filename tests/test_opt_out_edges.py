@@ -8,7 +8,6 @@ cannot be kept is logged."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import hashlib
@@ -266,7 +265,7 @@ def test_a_stop_during_the_wait_for_the_slot_is_honoured_once_the_read_is_stale(
 
     monkeypatch.setattr(sending.pace, "take_slot", stop_arrives_while_waiting)
     monkeypatch.setattr(sending.idempotency, "release", release)
-    asyncio.run(broadcast_send.main(queue_message(chunk)))
+    run_app(broadcast_send.main(queue_message(chunk)))
 
     assert [c.data["To"] for c in twilio_api.creates] == []
     assert len(released) == 1  # the claim taken for the text that never left

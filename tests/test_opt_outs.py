@@ -5,14 +5,13 @@ calls are not affected."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import xml.etree.ElementTree as ET
 from urllib.parse import urlencode
 
 import pytest
-from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, signature
+from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, run_app, signature
 from test_broadcasts import drain, queue_message, status
 from twilio_double import new_sid
 
@@ -213,7 +212,7 @@ def test_a_recipient_who_opts_out_after_the_broadcast_began_is_skipped_as_refuse
     [chunk] = drain(storage, answer["id"])
     text_in(worker_host, "STOP")
 
-    asyncio.run(broadcast_send.main(queue_message(chunk)))
+    run_app(broadcast_send.main(queue_message(chunk)))
 
     shown = status(worker_host, answer["id"])
     states = {r["to"]: r["state"] for r in shown["recipients"]}
@@ -229,7 +228,7 @@ def test_a_broadcast_recipient_refused_with_21610_is_refused_and_kept(
     [chunk] = drain(storage, answer["id"])
     twilio_api.error(400, 21610, "Attempt to send to unsubscribed recipient")
 
-    asyncio.run(broadcast_send.main(queue_message(chunk)))
+    run_app(broadcast_send.main(queue_message(chunk)))
 
     [recipient] = status(worker_host, answer["id"])["recipients"]
     assert recipient["state"] == "refused" and recipient["error"].startswith("21610: ")

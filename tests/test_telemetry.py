@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from conftest import ACCOUNT_SID, AUTH_TOKEN, SECRETS, TWILIO_NUMBER, signed_form_request
+from conftest import ACCOUNT_SID, AUTH_TOKEN, SECRETS, TWILIO_NUMBER, run_app, signed_form_request
 from twilio.request_validator import RequestValidator
 from twilio_double import default_created_call
 
@@ -378,7 +378,6 @@ def test_a_stop_is_counted_and_no_export_carries_a_number_a_body_or_a_secret(
 
 
 def test_a_failed_invocation_records_the_type_not_the_message(worker_host, captured):
-    import asyncio
 
     from shared.telemetry import runtime
 
@@ -388,7 +387,7 @@ def test_a_failed_invocation_records_the_type_not_the_message(worker_host, captu
     failing.__module__ = "failing_function"
     wrapped = telemetry.traced(failing)
     with pytest.raises(ValueError):
-        asyncio.run(wrapped(None))
+        run_app(wrapped(None))
     [span] = captured.named("failing_function")
     assert span.attributes[names.ERROR_TYPE] == "ValueError"
     assert span.status.status_code.name == "ERROR"
@@ -400,7 +399,6 @@ def test_a_failed_invocation_records_the_type_not_the_message(worker_host, captu
 
 
 def test_broadcast_helpers_emit_their_spans_and_metrics(captured):
-    import asyncio
 
     producer = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
 
@@ -413,7 +411,7 @@ def test_broadcast_helpers_emit_their_spans_and_metrics(captured):
         telemetry.observe_queue_age(2.5)
         telemetry.count_poisoned(2)
 
-    asyncio.run(main(None))
+    run_app(main(None))
     [message] = captured.named(names.BROADCAST_MESSAGE_SPAN)
     assert message.attributes[names.BROADCAST_ID] == "bc-1"
     assert message.attributes[names.KIND] == "sms"
@@ -435,7 +433,6 @@ def test_a_broadcast_traces_each_send_to_its_request_and_each_callback_to_its_se
     recipient's send is a span with the broadcast's id, linked to that request, with the
     Twilio create under it; the text's status callbacks link to the send. So one search for the
     broadcast id, or for the SID, finds the request, every send and every callback."""
-    import asyncio
 
     from test_broadcasts import drain, queue_message
 
@@ -451,7 +448,7 @@ def test_a_broadcast_traces_each_send_to_its_request_and_each_callback_to_its_se
     [chunk] = drain(texting_storage, answer.json()["id"])
     assert chunk["traceparent"] == traceparent_of(request)
 
-    asyncio.run(broadcast_send.main(queue_message(chunk)))
+    run_app(broadcast_send.main(queue_message(chunk)))
 
     [invocation] = captured.named("broadcast_send")
     sends = captured.named(names.BROADCAST_MESSAGE_SPAN)

@@ -4,13 +4,19 @@ route the function serves."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from urllib.parse import urlencode
 
 import pytest
-from conftest import APP_HOSTNAME, AUTH_TOKEN, SMS_PARAMS, VOICE_PARAMS, signed_form_request
+from conftest import (
+    APP_HOSTNAME,
+    AUTH_TOKEN,
+    SMS_PARAMS,
+    VOICE_PARAMS,
+    run_app,
+    signed_form_request,
+)
 from twilio.request_validator import RequestValidator
 
 import voice_url
@@ -260,4 +266,4 @@ def test_the_signature_is_checked_for_the_functions_own_route_only():
     a signature for /api/voice_url only, so a signed sms_url request cannot drive it."""
     req = signed_form_request(f"{PUBLIC}/api/sms_url", SMS_PARAMS)
 
-    assert asyncio.run(voice_url.main(req)).status_code == 403
+    assert run_app(voice_url.main(req)).status_code == 403

@@ -19,6 +19,7 @@ from conftest import (
     SMS_PARAMS,
     VOICE_PARAMS,
     http_request,
+    run_app,
     signature,
     signed_form_request,
 )
@@ -35,7 +36,7 @@ SMS = "https://myapp.azurewebsites.net/api/sms_url"
 
 def serve(function, req):
     """Run a function's async main the way the worker does."""
-    return asyncio.run(function.main(req))
+    return run_app(function.main(req))
 
 
 def twiml(response) -> ET.Element:
@@ -121,7 +122,7 @@ def test_a_responder_may_be_async_and_reads_what_twilio_posted():
         return twiml_doc.message(f"You said {sms.param('Body')!r} from {sms.param('From')}")
 
     req = signed_form_request(SMS, SMS_PARAMS)
-    response = asyncio.run(webhooks.respond(req, "sms_url", "MessageSid", echo))
+    response = run_app(webhooks.respond(req, "sms_url", "MessageSid", echo))
 
     message = only_child(twiml(response), "Message")
     assert message.text == "You said 'Hello there' from +14155550111"
@@ -131,7 +132,7 @@ def test_a_responder_reads_get_parameters_from_the_query():
     url = SMS + "?" + urlencode(SMS_PARAMS)
     req = http_request("GET", url, {"X-Twilio-Signature": signature(url)})
 
-    response = asyncio.run(
+    response = run_app(
         webhooks.respond(
             req, "sms_url", "MessageSid", lambda sms: twiml_doc.message(sms.param("Body"))
         )

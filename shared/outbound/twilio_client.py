@@ -13,10 +13,10 @@ import contextlib
 import datetime
 import hashlib
 import logging
-import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from shared.common.loop_bound import PerLoop, close_on
 from shared.outbound.settings import RestSettings
 from shared.telemetry.twilio_http import TracedHttpClient
 
@@ -34,7 +34,8 @@ MAX_URL_LENGTH = 4000
 CLOCK_SKEW = datetime.timedelta(seconds=5)
 
 _http_client_factory: HttpClientFactory | None = None
-_cached: tuple[tuple[object, ...], weakref.ref[asyncio.AbstractEventLoop], Client] | None = None
+# Each loop's client and the key it was built for (credentials' digest, HTTP client factory).
+_clients: PerLoop[list[tuple[tuple[object, ...], Client]]] = PerLoop(list)
 
 
 def use_http_client(factory: HttpClientFactory | None) -> None:
@@ -42,9 +43,11 @@ def use_http_client(factory: HttpClientFactory | None) -> None:
 
     The seam for tests and benchmarks (a stand-in of Twilio's API); None restores the default.
     """
-    global _http_client_factory, _cached
+    global _http_client_factory
     _http_client_factory = factory
-    _cached = None
+    for loop, built in _clients.take_all():
+        for _key, client in built:
+            close_on(loop, _closer(client))
 
 
 # twilio-python logs every REST request and response (method, URL, headers) at INFO through
@@ -72,18 +75,18 @@ def _default_http_client() -> AsyncHttpClient:
 def get_client(settings: RestSettings) -> Client:
     """The process's client for these credentials, built on first use.
 
-    Must be called with the worker's event loop running: the aiohttp session binds to it. The
-    cache key holds a digest of the credentials, never the secret itself, and the loop, so a
-    changed setting or a new loop gets a fresh client instead of a stale one.
+    Must be called with an event loop running (the worker's, on Azure): the aiohttp session
+    binds to it, so each loop has its own client (shared.common.loop_bound). The cache key
+    holds a digest of the credentials, never the secret itself, so a changed setting gets a
+    fresh client (the old one is closed) instead of a stale one.
     """
-    global _cached
     digest = hashlib.sha256(
         "\0".join((settings.account_sid, settings.rest_username, settings.rest_password)).encode()
     ).hexdigest()
-    loop = asyncio.get_running_loop()
     key = (digest, _http_client_factory)
-    if _cached is not None and _cached[0] == key and _cached[1]() is loop:
-        return _cached[2]
+    built = _clients.here()
+    if built and built[0][0] == key:
+        return built[0][1]
 
     from twilio.rest import Client
 
@@ -96,20 +99,26 @@ def get_client(settings: RestSettings) -> Client:
         account_sid=settings.account_sid,
         http_client=http_client,
     )
-    _cached = (key, weakref.ref(loop), client)
+    for _key, old in built:  # the settings changed: the old client's session is closed
+        close_on(asyncio.get_running_loop(), _closer(old))
+    built[:] = [(key, client)]
     return client
 
 
+def _closer(client: Client) -> Callable[[], Awaitable[object]]:
+    async def close_http() -> None:
+        close = getattr(client.http_client, "close", None)  # the aiohttp client has one
+        if close is not None:
+            await close()
+
+    return close_http
+
+
 async def close() -> None:
-    """Close the cached client's HTTP session (a host shutting down, a test session ending)."""
-    global _cached
-    cached, _cached = _cached, None
-    if cached is None:
-        return
-    close_http = getattr(cached[2].http_client, "close", None)  # the aiohttp client has one
-    if close_http is not None:
+    """Close the running loop's client's HTTP session (a host shutting down, a test ending)."""
+    for _key, client in _clients.take_here() or []:
         with contextlib.suppress(Exception):
-            await close_http()
+            await _closer(client)()
 
 
 def created_since(listed: list[T], since: datetime.datetime) -> list[T]:

@@ -7,7 +7,8 @@ with azure-identity's managed identity credential for the app's user-assigned id
 key is configured anywhere on Azure.
 
 The Azure SDKs are imported on first use (docs/benchmark.md, cold start). Clients are built once
-per process (and per event loop: the async transport binds to it) and reused.
+per process and event loop (the async transport binds to its loop: shared.common.loop_bound)
+and reused.
 
 Every storage call is bounded (`TIMEOUT`) and retried at most once by the SDK, so a caller such
 as a status callback can answer 503 well inside Twilio's 15-second webhook deadline.
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from shared.common.loop_bound import PerLoop, close_on
 from shared.records.settings import StorageSettings, load_storage_settings
 from shared.telemetry import names
 
@@ -79,19 +81,28 @@ def _quiet_sdk_http_logs() -> None:
         sdk.setLevel(logging.WARNING)
 
 
-_cached: tuple[StorageSettings, weakref.ref[asyncio.AbstractEventLoop], Any] | None = None
-# The client of each table used, on the cached service: its table was created (or found) when
-# the client was built. A TableClient configures a whole pipeline when built (some 180 µs of CPU),
-# so each is built once per table, not once per operation; it shares the service's connections
-# and needs no closing of its own.
-_tables: dict[str, TableClient] = {}
+@dataclass
+class _Clients:
+    """The storage clients of one event loop (shared.common.loop_bound): the table service for
+    the current settings, the client of each table used on it, and each queue's client.
+
+    A TableClient configures a whole request pipeline when built (some 180 µs of CPU), so each
+    is built once per table, not once per operation: its table was created (or found) then. It
+    shares the service's connections and needs no closing of its own."""
+
+    settings: StorageSettings | None = None
+    service: TableServiceClient | None = None
+    tables: dict[str, TableClient] = field(default_factory=dict)
+    queues: dict[tuple[StorageSettings, str], Any] = field(default_factory=dict)
+
+
+_clients: PerLoop[_Clients] = PerLoop(_Clients)
 
 
 def _service(settings: StorageSettings) -> TableServiceClient:
-    global _cached
-    loop = asyncio.get_running_loop()
-    if _cached is not None and _cached[0] == settings and _cached[1]() is loop:
-        return _cached[2]
+    clients = _clients.here()
+    if clients.service is not None and clients.settings == settings:
+        return clients.service
     from azure.data.tables.aio import TableServiceClient
 
     _quiet_sdk_http_logs()
@@ -103,8 +114,10 @@ def _service(settings: StorageSettings) -> TableServiceClient:
         service = TableServiceClient(
             endpoint=settings.table_endpoint or "", credential=_credential(settings), **_TRANSPORT
         )
-    _cached = (settings, weakref.ref(loop), service)
-    _tables.clear()
+    if clients.service is not None:  # the settings changed: the old service is closed
+        close_on(asyncio.get_running_loop(), clients.service.close)
+    clients.settings, clients.service = settings, service
+    clients.tables.clear()
     return service
 
 
@@ -119,18 +132,15 @@ def _credential(settings: StorageSettings) -> Any:
     return DefaultAzureCredential()
 
 
-_queues: dict[tuple[StorageSettings, str], tuple[weakref.ref[asyncio.AbstractEventLoop], Any]] = {}
-
-
 async def queue(name: str) -> Any:
     """The named queue (an async QueueClient), created on first use in this process. Messages
     are plain text (host.json's messageEncoding is none: the functions decode what they get, so
     a malformed message is theirs to log and drop, not the host's to fail on)."""
     settings = load_storage_settings()
-    loop = asyncio.get_running_loop()
-    cached = _queues.get((settings, name))
-    if cached is not None and cached[0]() is loop:
-        return cached[1]
+    queues = _clients.here().queues
+    cached = queues.get((settings, name))
+    if cached is not None:
+        return cached
     from azure.core.exceptions import ResourceExistsError
     from azure.storage.queue.aio import QueueClient
 
@@ -144,38 +154,54 @@ async def queue(name: str) -> Any:
             settings.queue_endpoint or "", name, credential=_credential(settings), **_TRANSPORT,
             **_QUEUE_RETRY,
         )
-    with contextlib.suppress(ResourceExistsError):
-        await bounded(client.create_queue(), "queue")
-    _queues[(settings, name)] = (weakref.ref(loop), client)
+    try:
+        with contextlib.suppress(ResourceExistsError):
+            await bounded(client.create_queue(), "queue")
+    except BaseException:
+        with contextlib.suppress(Exception):  # never cached, so closed here
+            await client.close()
+        raise
+    queues[(settings, name)] = client
     return client
 
 
 async def on_queue(name: str, operation: Callable[[Any], Awaitable[T]]) -> T:
     """`operation(queue)`, bounded; if the queue is gone (deleted, or an emulator restarted with
     its data in memory) it is created again and the operation tried once more."""
-    from azure.core.exceptions import ResourceNotFoundError
+    from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+    client = await queue(name)
     try:
-        return await bounded(operation(await queue(name)), "queue")
+        return await bounded(operation(client), "queue")
     except ResourceNotFoundError as error:
         if "QueueNotFound" not in (str(getattr(error, "error_code", "") or "") + str(error)):
             raise
-        _queues.pop((load_storage_settings(), name), None)
-        return await bounded(operation(await queue(name)), "queue")
+        with contextlib.suppress(ResourceExistsError):
+            await bounded(client.create_queue(), "queue")
+        return await bounded(operation(client), "queue")
 
 
 async def table(name: str) -> TableClient:
     """The named table, created on first use in this process. Raises StorageUnavailable, or
     SettingsError when the connection is not configured."""
     service = _service(load_storage_settings())
-    client = _tables.get(name)
+    tables = _clients.here().tables
+    client = tables.get(name)
     if client is None:
         from azure.core.exceptions import ResourceExistsError
 
         with contextlib.suppress(ResourceExistsError):
             await bounded(service.create_table(name))
-        client = _tables[name] = service.get_table_client(name)
+        client = tables[name] = service.get_table_client(name)
     return client
+
+
+def forget_table(name: str) -> None:
+    """Forget the table's clients on every loop, so that its next use creates the table again
+    (for a test or a tool that deleted it; `on_table` finds a deleted table by itself, at the
+    cost of a failed operation)."""
+    for clients in _clients.values():
+        clients.tables.pop(name, None)
 
 
 async def within_deadline(work: Awaitable[T]) -> T:
@@ -198,7 +224,7 @@ async def on_table(name: str, operation: Callable[[TableClient], Awaitable[T]]) 
         # The SDK leaves error_code unset here; the service's code is in the message.
         if "TableNotFound" not in (str(getattr(error, "error_code", "") or "") + str(error)):
             raise
-        _tables.pop(name, None)
+        _clients.here().tables.pop(name, None)
         return await bounded(operation(await table(name)))
 
 
@@ -255,13 +281,11 @@ async def _bounded(operation: Any) -> Any:
 
 
 async def close() -> None:
-    """Close this process's storage clients (their aiohttp sessions), for a host shutting down
-    or a test session ending; the next use builds them again."""
-    global _cached
-    cached, _cached = _cached, None
-    queues = list(_queues.values())
-    _queues.clear()
-    _tables.clear()
-    for _loop, client in ([cached[1:]] if cached else []) + queues:
+    """Close the storage clients made on the running loop (their aiohttp sessions), for a host
+    shutting down or a test ending; the next use on this loop builds them again."""
+    clients = _clients.take_here()
+    if clients is None:
+        return
+    for client in ([clients.service] if clients.service else []) + list(clients.queues.values()):
         with contextlib.suppress(Exception):
             await client.close()
