@@ -21,6 +21,7 @@ from devhost.worker_host import HostResponse, WorkerHost
 from shared.callflows import loading, walk
 from shared.callflows.flow import FlowProblems, Policy, check
 from shared.common import stamp
+from shared.webhooks.settings import DEFAULT_VOICE_GREETING
 
 PUBLIC = "https://myapp.azurewebsites.net"
 EXAMPLE = REPO / "flows" / "calls.example.json"
@@ -148,6 +149,21 @@ def test_without_call_flow_voice_url_says_the_greeting(worker_host, app_settings
     app_settings.delenv("CALL_FLOW")
 
     assert verbs(start(worker_host)) == ["Say"]
+
+
+@pytest.mark.parametrize("message", ["Your table is ready", None])
+def test_a_call_the_app_placed_says_its_message_not_the_flow(worker_host, message):
+    """make_call and call broadcasts point Twilio at voice_url (with `message` in the query):
+    the person called hears that, never the menu or voicemail meant for people who ring in."""
+    url = f"{PUBLIC}/api/voice_url" + (f"?{urlencode({'message': message})}" if message else "")
+    params = call_params(Direction="outbound-api", From=OUR_NUMBER, To=CALLER)
+
+    root = twiml(post(worker_host, url, params))
+
+    assert verbs(root) == ["Say"]
+    said = root.find("Say")
+    assert said is not None
+    assert said.text == (message or DEFAULT_VOICE_GREETING)
 
 
 # --- the menu -----------------------------------------------------------------------------------

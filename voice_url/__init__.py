@@ -13,7 +13,9 @@ from shared import telemetry, webhooks
 
 
 def greet(call: webhooks.Webhook) -> str:
-    if call.settings.call_flow:  # CALL_FLOW: walk the caller through the flow file
+    # CALL_FLOW is for people who ring the number. A call the app placed (make_call, a call
+    # broadcast: Twilio's Direction outbound-api, which the signature covers) says its message.
+    if call.settings.call_flow and not call.outbound():
         import shared.callflows.walk as walk  # on first use, not at load (docs/benchmark.md)
 
         return walk.start(call)

@@ -45,6 +45,11 @@ class Webhook(NamedTuple):
         """A parameter Twilio sent, from the body (POST) or the query string (GET)."""
         return self.form.first(name) or self.query.get(name)
 
+    def outbound(self) -> bool:
+        """A call Twilio placed for the app (make_call, a call broadcast: Direction
+        `outbound-api`), not one a person made to the app's number (`inbound`)."""
+        return (self.param("Direction") or "").startswith("outbound")
+
     def params(self) -> dict[str, str]:
         """Every parameter Twilio sent (the first value of a repeated one), body over query."""
         return {**self.query, **{name: values[0] for name, values in self.form.items() if values}}
