@@ -204,6 +204,11 @@ def test_reconcile_keeps_an_opt_out_whose_text_was_kept_but_whose_opt_out_was_no
     "STOP=",
     " " * 40 + "STOP",      # "spaces around it ignored", but > 40 characters in all
     "STOP" + "\n" * 40,
+    "STOP\x00",             # a control character a phone or gateway left in
+    "Opt out",              # the FCC's list (2025) names it as two words
+    "opt-out",
+    "OPT_OUT",
+    "Stop all",
 ])
 def test_what_reads_as_stop_is_honoured(worker_host, twilio_api, body):
     text_in(worker_host, body, MessageSid=sid())

@@ -5,7 +5,9 @@ Twilio's defaults (Advanced Opt-Out), matched like Twilio matches them, and then
 opt-out side: the whole message, whatever its case, with the spaces, punctuation and symbols
 around it and any invisible characters ignored ("Stop." and "STOP\u200b" are STOP, "stop
 please" is not). OPTOUT and REVOKE are opt-out words too: carriers' and regulators' lists name
-them, and treating them as opt-outs is the side to err on.
+them (the FCC's, since 2025, as "opt out": two words), and treating them as opt-outs is the side
+to err on. So on the opt-out side only, spaces and punctuation inside the word count for nothing
+either ("Opt out", "opt-out", "Stop all").
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ _LONGEST_TEXT = 1600
 _LONGEST = 40
 
 
+def _is_invisible(char: str) -> bool:
+    """Dropped before anything is compared: format characters (a zero-width space, a byte-order
+    mark) and control characters other than white space (a NUL a phone or gateway left in)."""
+    category = unicodedata.category(char)
+    return category == "Cf" or (category == "Cc" and not char.isspace())
+
+
 def _is_edge(char: str) -> bool:
     """A character ignored around a keyword: white space, punctuation and symbols of any script
     (`~stop~`, `+STOP`, `STOP!`)."""
@@ -40,7 +49,7 @@ def normalise(text: str) -> str:
     spaces, punctuation and symbols around it stripped, in upper case (case-folded first: any
     case form of the letters counts, on the opt-out side)."""
     folded = unicodedata.normalize("NFKC", text)
-    visible = "".join(c for c in folded if unicodedata.category(c) != "Cf")
+    visible = "".join(c for c in folded if not _is_invisible(c))
     start, end = 0, len(visible)
     while start < end and _is_edge(visible[start]):
         start += 1
@@ -57,7 +66,7 @@ def meaning(body: str | None) -> str | None:
     word = normalise(body)
     if len(word) > _LONGEST:
         return None
-    if word in OPT_OUT:
+    if word in OPT_OUT or "".join(c for c in word if not _is_edge(c)) in OPT_OUT:
         return OPTED_OUT
     if word in OPT_IN:
         return OPTED_IN
