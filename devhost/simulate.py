@@ -68,8 +68,21 @@ def _sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
 
-def _places(*prefixes: str, place: Mapping[str, str]) -> dict[str, str]:
-    return {f"{p}{k}": v for p in prefixes for k, v in place.items()}
+def _places(*prefixes: str, place: Mapping[str, str], number: str) -> dict[str, str]:
+    """Twilio's lookup of where `number` is: its country as Twilio reports it (FromCountry, the
+    app's reply policy reads it), and the fixed place's city for a US number; nothing for what
+    is not a phone number (a short code, a name), as Twilio sends nothing it could not find."""
+    import phonenumbers  # dev-only code: the simulator may load the number library
+
+    try:
+        country = phonenumbers.region_code_for_number(phonenumbers.parse(number, None)) or ""
+    except phonenumbers.NumberParseException:
+        country = ""
+    if not country:
+        return {}
+    found = dict(place) if country == "US" else {"City": "", "State": "", "Zip": ""}
+    found["Country"] = country
+    return {f"{p}{k}": v for p in prefixes for k, v in found.items()}
 
 
 def voice_form(account_sid: str, from_: str, to: str) -> dict[str, str]:
@@ -86,8 +99,8 @@ def voice_form(account_sid: str, from_: str, to: str) -> dict[str, str]:
         "From": from_,
         "To": to,
     }
-    form |= _places("From", "Caller", place=_FROM_PLACE)
-    form |= _places("To", "Called", place=_TO_PLACE)
+    form |= _places("From", "Caller", place=_FROM_PLACE, number=from_)
+    form |= _places("To", "Called", place=_TO_PLACE, number=to)
     return form
 
 
@@ -107,8 +120,8 @@ def sms_form(account_sid: str, from_: str, to: str, body: str) -> dict[str, str]
         "SmsStatus": "received",
         "To": to,
     }
-    form |= _places("From", place=_FROM_PLACE)
-    form |= _places("To", place=_TO_PLACE)
+    form |= _places("From", place=_FROM_PLACE, number=from_)
+    form |= _places("To", place=_TO_PLACE, number=to)
     return form
 
 

@@ -140,6 +140,8 @@ SMS_PARAMS = {
     "To": TWILIO_NUMBER,
     "Body": "Hello there",
     "NumMedia": "0",
+    "FromCountry": "US",  # Twilio's lookup of both numbers (the reply policy reads it)
+    "ToCountry": "US",
 }
 
 

@@ -5,6 +5,7 @@ with storage slow or down the reply still goes out and the miss is logged with t
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
 from test_opt_outs import PERSON, replies, text_in
@@ -78,3 +79,48 @@ def test_with_storage_down_the_reply_still_goes_out_and_the_miss_is_logged(
     [line] = [r.getMessage() for r in caplog.records if "outcome=text-not-kept" in r.getMessage()]
     assert "MessageSid=SMa4a4" in line
     assert PERSON not in caplog.text
+
+
+# --- a reply goes only where send_sms may text (SMS pumping through auto-replies) -------------
+
+@pytest.mark.parametrize(("sender", "where"), [
+    ("+447400123456", {"FromCountry": "GB"}),     # a country SMS_ALLOWED_COUNTRIES leaves out
+    ("+18765550123", {"FromCountry": "JM"}),      # NANP, but not the US: Jamaica
+    ("+881631234567", {}),                        # satellite: Twilio names no country
+    ("12345", {}),                                # a short code: a text to it may cost
+    ("ACME", {}),                                 # an alphanumeric sender
+])
+def test_a_text_from_where_send_sms_may_not_text_is_kept_and_not_replied_to(
+    worker_host, caplog, sender, where
+):
+    sid = "SM" + uuid.uuid4().hex  # a text of its own per case (storage outlives a test)
+
+    answered = text_in(worker_host, "hi", person=sender, MessageSid=sid, ToCountry="US", **where)
+
+    assert replies(answered) == []
+    assert message(worker_host, sid)["from"] == sender  # kept all the same
+    [line] = [r.getMessage() for r in caplog.records if "outcome=not-replied" in r.getMessage()]
+    assert f"MessageSid={sid}" in line and sender not in line  # the number is redacted
+
+
+def test_help_gets_no_reply_from_where_send_sms_may_not_text(worker_host, app_settings):
+    app_settings.setenv("SMS_HELP_REPLY", "Contoso alerts. Reply STOP to stop.")
+
+    assert replies(text_in(worker_host, "HELP", person="+447400123456", FromCountry="GB",
+                           ToCountry="US")) == []
+    assert replies(text_in(worker_host, "HELP", FromCountry="US", ToCountry="US")) == [
+        "Contoso alerts. Reply STOP to stop."]
+
+
+def test_a_country_sms_allowed_countries_names_is_replied_to(worker_host, app_settings):
+    app_settings.setenv("SMS_ALLOWED_COUNTRIES", "US,GB")
+
+    answered = text_in(worker_host, "hi", person="+447400123456", FromCountry="GB", ToCountry="US")
+
+    assert replies(answered) == ["Hey, thanks for the ping! Twilio and Azure rock!"]
+
+
+def test_without_twilios_countries_the_number_library_judges_the_sender(worker_host):
+    assert replies(text_in(worker_host, "hi")) == [  # PERSON, a US number, to a US number
+        "Hey, thanks for the ping! Twilio and Azure rock!"]
+    assert replies(text_in(worker_host, "hi", person="+447400123456")) == []

@@ -21,6 +21,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
+from shared.common.e164 import E164  # what the app queues as a recipient (a safe row key too)
 from shared.common.responses import Refusal
 
 BROADCAST_ROW = "broadcast"
@@ -44,8 +45,6 @@ STATES = ("queued", "sent", "failed", "refused")
 # A broadcast id: "BC", its UTC creation time (sortable), 16 hex digits (unguessable).
 ID = re.compile(r"BC[0-9]{14}[0-9a-f]{16}")
 
-# What the app queues as a recipient: an E.164 number (also a safe row key).
-E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 CHUNK_SIZE = 100  # recipients a chunk message carries: one row transaction when taken up
 

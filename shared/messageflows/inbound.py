@@ -4,7 +4,9 @@
 An opt-out keyword marks the sender opted out of texts from the number (or Messaging Service)
 it was sent to, and gets no reply from the app: Twilio's own confirmation is the reply, and a
 second text would be refused anyway. An opt-in keyword clears that; HELP and INFO get
-SMS_HELP_REPLY when it is set. Storage work is bounded (STORAGE_BUDGET): Twilio waits 15 s for
+SMS_HELP_REPLY when it is set. A reply goes only to a sender send_sms may text (a phone number
+in an allowed country: `_may_reply_to`), so a text from elsewhere cannot make the app text a
+number that pays whoever holds it. Storage work is bounded (STORAGE_BUDGET): Twilio waits 15 s for
 the answer, and a reply that waits on slow storage helps nobody. An opt-out that could not be
 kept is logged at ERROR and is not lost: Twilio blocks the next text to that number with its
 error 21610, which the app keeps then (shared.outbound.sms). A flow that was refused (logged
@@ -20,6 +22,7 @@ from typing import TypeVar
 
 from shared import telemetry, webhooks
 from shared.common import logs, redact
+from shared.common.e164 import E164
 from shared.common.flowfile import FlowProblems
 from shared.common.settings import SettingsError
 from shared.messageflows import keywords
@@ -46,7 +49,9 @@ async def answer(sms: webhooks.Webhook) -> str:
     if meaning == keywords.ASKED_FOR_HELP:
         await _stored(sms, "text-not-kept", _record(sms, keywords.normalise(body or ""), 0))
         help_reply = settings.help_reply if settings else None
-        return webhooks.twiml.message(help_reply) if help_reply else webhooks.twiml.nothing()
+        if help_reply and _may_reply_to(sms):
+            return webhooks.twiml.message(help_reply)
+        return webhooks.twiml.nothing()
     flow = _flow(settings)
     if settings is None or (settings.message_flow and flow is None):
         await _stored(sms, "text-not-kept", _record(sms, None, 0))
@@ -57,6 +62,8 @@ async def answer(sms: webhooks.Webhook) -> str:
         word = keywords.normalise(body or "")
         word = word if word in flow.keywords else None
         reply, forward_to = flow.keywords.get(word or "", flow.reply), flow.forward_to
+    if reply and not _may_reply_to(sms):
+        reply = None
     # Nobody who opted out of this number is texted: not the sender, not a forward_to number.
     # When that cannot be read in time the answer goes out all the same (Twilio, which sends
     # it, still blocks a number that opted out with it), and the miss is logged.
@@ -70,6 +77,60 @@ async def answer(sms: webhooks.Webhook) -> str:
     if flow is None:
         return webhooks.twiml.message(reply) if reply else webhooks.twiml.nothing()
     return _flow_answer(sms, reply, forward_to)
+
+
+def _may_reply_to(sms: webhooks.Webhook) -> bool:
+    """Whether a reply may go to the sender: a phone number (not a short code, where a text can
+    cost its sender, nor a name) in a country send_sms may text (SMS_ALLOWED_COUNTRIES; unset,
+    the country of the app's number). A reply to whoever texts in would otherwise be a way to
+    have the app text numbers that pay whoever holds them (SMS pumping). The text is kept all
+    the same; the miss is logged. Forwarded texts go to the flow's own numbers, which its check
+    judged.
+
+    The countries are Twilio's own lookup of both numbers (FromCountry, ToCountry: signed with
+    the rest), so the number library stays unloaded on this path (docs/benchmark.md); it is
+    asked only when Twilio left one out. The number's type is not judged here: a premium-rate
+    number does not send texts."""
+    sender = sms.param("From") or ""
+    if not E164.fullmatch(sender):
+        reason = "the sender is not a phone number in E.164 (a short code or a name)"
+    else:
+        country = (sms.param("FromCountry") or "").upper() or _country_of(sender)
+        allowed = _reply_countries(sms)
+        if country in allowed:
+            return True
+        reason = (f"the sender's country ({country or 'unknown'}) is not one SMS_ALLOWED_COUNTRIES "
+                  f"allows ({', '.join(sorted(allowed)) or 'none'})")
+    logger.warning("sms_url MessageSid=%s from=%s outcome=not-replied reason=%s",
+                   redact.sid(sms.param("MessageSid")), redact.phone_number(sender), reason)
+    return False
+
+
+def _reply_countries(sms: webhooks.Webhook) -> frozenset[str]:
+    """SMS_ALLOWED_COUNTRIES as written (send_sms judges the setting and names a bad one; a code
+    that is not one matches no country here); unset, send_sms's default, the country of the
+    app's number: the one this text came to (ToCountry), else TWILIO_PHONE_NUMBER's."""
+    from shared.messageflows.settings import load_policy_inputs, load_sms_policy
+
+    written = dict(load_policy_inputs()).get("SMS_ALLOWED_COUNTRIES")
+    if written and written.strip():
+        return frozenset(code.strip().upper() for code in written.split(",") if code.strip())
+    texted = (sms.param("ToCountry") or "").upper()
+    if texted:
+        return frozenset({texted})
+    try:
+        return load_sms_policy().allowed_countries
+    except SettingsError:
+        return frozenset()
+
+
+def _country_of(number: str) -> str:
+    from shared.outbound import numbers
+
+    try:
+        return numbers.parse_e164(number, "From").region
+    except ValueError:  # InvalidNumber
+        return ""
 
 
 def _settings() -> MessageFlowSettings | None:

@@ -15,14 +15,12 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
+from shared.common.e164 import E164
 from shared.outbound.number_errors import ForbiddenDestination, InvalidNumber
 
 __all__ = ["E164", "ForbiddenDestination", "InvalidNumber", "Number", "check_destination",
            "parse_e164"]
 
-# ASCII digits only: `\d` also matches Arabic-Indic or Devanagari digits, which E.164 has not
-# (and phonenumbers would happily normalise them into a valid number).
-E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 # What a form-encoded "+14155550100" becomes when the client did not encode the "+".
 _PLUS_SENT_AS_SPACE = re.compile(r" [1-9][0-9]{1,14}")
 
