@@ -17,6 +17,7 @@ import contextlib
 import io
 import ipaddress
 import logging
+import os
 import re
 import signal
 import socket
@@ -838,6 +839,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot listen on {args.bind}:{port}: {error.strerror}; "
               "is another host running? Try --port.", file=sys.stderr)
         return 1
+    # As `func start` does: a loopback WEBSITE_HOSTNAME is the app's evidence of a local run
+    # (shared.common.public_url), the only thing that lets it check signatures against the
+    # origin a request names. A value from the environment or local.settings.json is kept.
+    os.environ.setdefault("WEBSITE_HOSTNAME", f"localhost:{served.port}")
     print(f"\nFunctions (loaded through the Python worker in {host.load_seconds:.2f} s):\n")
     print("\n".join(describe_functions(host, served.url)))
     if "console" in host.functions:  # the page, at its route's folder (its files are relative)

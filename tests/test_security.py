@@ -184,7 +184,7 @@ def test_3_function_key_in_the_webhook_url(twilio, app_settings, seen_query, sig
 def test_4_without_public_base_url_a_local_run_takes_the_origin_from_forwarding_headers(
     twilio, app_settings, headers
 ):
-    app_settings.delenv("WEBSITE_HOSTNAME")  # a local run: no platform host name to trust
+    app_settings.setenv("WEBSITE_HOSTNAME", "localhost:7071")  # a local run (func start's)
     response = twilio.send(
         "/api/voice_url", VOICE_PARAMS, seen_at="http://127.0.0.1:7071", headers=headers
     )

@@ -41,8 +41,9 @@ def call(
 def token(monkeypatch):
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
     monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
-    # A local run, as under func start: the signature covers the URL the simulator called.
-    monkeypatch.delenv("WEBSITE_HOSTNAME", raising=False)
+    # A local run, as under func start and the local host (python -m devhost.server), which set
+    # a loopback WEBSITE_HOSTNAME: the signature covers the URL the simulator called.
+    monkeypatch.setenv("WEBSITE_HOSTNAME", "localhost:7071")
     return TOKEN
 
 
@@ -245,3 +246,18 @@ def test_the_real_app_names_its_console_at_start_up():
         pass
 
     assert f"Console: {base_url}/api/console/ (docs/console.md)" in output
+
+
+def test_the_local_host_is_evidence_of_a_local_run_as_func_start_is(monkeypatch):
+    """`python -m devhost.server` sets a loopback WEBSITE_HOSTNAME, as func start does: with
+    neither it nor PUBLIC_BASE_URL from the environment, a webhook the simulator signs for the
+    host's own URL is answered (the app takes a loopback Host on a request for no evidence)."""
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    for name in ("WEBSITE_HOSTNAME", "PUBLIC_BASE_URL", "AzureWebJobsStorage"):
+        monkeypatch.delenv(name, raising=False)
+
+    with server_command("--no-queues") as (_, url, _process):
+        reply = simulate.send(simulate.build("voice", f"{url}/api/voice_url", TOKEN))
+
+    assert reply.status == 200, reply.body
+    assert b"<Say>" in reply.body

@@ -150,7 +150,7 @@ def test_on_azure_the_apps_own_signature_passes_behind_the_front_end(worker_host
 
 def test_locally_the_last_forwarded_hop_is_trusted_not_the_first(worker_host, app_settings):
     """A proxy appends the host it was asked for: the first hop is whatever the client wrote."""
-    app_settings.delenv("WEBSITE_HOSTNAME")
+    app_settings.setenv("WEBSITE_HOSTNAME", "localhost:7071")  # a local run (func start's)
     chain = {"X-Forwarded-Host": f"{OTHER_APP}, tunnel.example.net", "X-Forwarded-Proto": "https"}
 
     forged = signed(
@@ -172,14 +172,8 @@ def test_locally_the_last_forwarded_hop_is_trusted_not_the_first(worker_host, ap
     assert genuine.status == 200, genuine.error
 
 
-@pytest.mark.parametrize("hostname", [None, "localhost:7071"])
-def test_locally_the_simulator_style_request_to_the_host_itself_passes(
-    worker_host, app_settings, hostname
-):
-    if hostname is None:
-        app_settings.delenv("WEBSITE_HOSTNAME")
-    else:
-        app_settings.setenv("WEBSITE_HOSTNAME", hostname)
+def test_locally_the_simulator_style_request_to_the_host_itself_passes(worker_host, app_settings):
+    app_settings.setenv("WEBSITE_HOSTNAME", "localhost:7071")  # a local run (func start's)
 
     response = signed(
         worker_host,
@@ -189,6 +183,30 @@ def test_locally_the_simulator_style_request_to_the_host_itself_passes(
     )
 
     assert response.status == 200, response.error
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1:7071", "[::1]", "evil.localhost"])
+def test_a_loopback_host_header_alone_is_no_evidence_of_a_local_run(
+    worker_host, app_settings, host
+):
+    """A deployment with neither PUBLIC_BASE_URL nor WEBSITE_HOSTNAME (a container, behind a
+    proxy that rewrites Host to localhost): a client that writes a loopback Host and names
+    another app in X-Forwarded-Host must not get that app's signature accepted (found by an
+    attack run)."""
+    app_settings.delenv("WEBSITE_HOSTNAME")
+
+    replayed = signed(
+        worker_host,
+        "/api/voice_url",
+        f"https://{OTHER_APP}/api/voice_url",
+        seen_at=f"http://{host}",
+        headers={"X-Forwarded-Host": OTHER_APP, "X-Forwarded-Proto": "https"},
+    )
+    own_host = signed(
+        worker_host, "/api/voice_url", f"http://{host}/api/voice_url", seen_at=f"http://{host}"
+    )
+
+    assert (replayed.status, own_host.status) == (403, 403)
 
 
 @pytest.mark.parametrize("website_hostname", [True, False], ids=["azure", "local"])

@@ -7,10 +7,11 @@ Trust, in this order:
    on Azure: `https://` + it. A request header cannot widen this, so a signature Twilio made for
    another app on the same account is not accepted here.
 3. Else, only on positive evidence of a local run (the loopback `WEBSITE_HOSTNAME` that
-   `func start` sets, or a request whose own host is loopback: the local host, or a tunnel
-   that forwards to it), the signature check falls back to the origin the request names: its
-   Host, or the last hop of `X-Forwarded-Host` (the one the nearest proxy appended). Nothing is
-   sent to Twilio on this footing: callbacks need 1 or 2.
+   `func start` and the local host set), the signature check falls back to the origin the
+   request names: its Host, or the last hop of `X-Forwarded-Host` (the one the nearest proxy
+   appended). A loopback Host on the request is no such evidence: a client writes its Host,
+   and a proxy in front of a deployment often rewrites it to localhost. Nothing is sent to
+   Twilio on this footing: callbacks need 1 or 2.
 4. Else (no setting names the origin, and nothing says the run is local: a deployment that
    lacks both settings) no origin is trusted and every webhook is refused, naming
    PUBLIC_BASE_URL: the request's own headers could otherwise make another app's signatures
@@ -114,15 +115,14 @@ def _split_url(url: str) -> SplitResult | None:
 
 def request_origins(req: func.HttpRequest, local_run: bool) -> list[str] | None:
     """Origins a local request may have been sent to (3 above), most likely first; None when
-    nothing says this is a local run (4 above): `local_run` (the settings say so) or a loopback
-    request host.
+    the settings do not say this is a local run (`local_run`; 4 above).
 
     The scheme is tried both ways: TLS often ends before the worker, and a wrong scheme cannot
     make a forged signature pass. Raises UnparsableUrl.
     """
-    seen = _split(req)
-    if not (local_run or is_loopback(seen.netloc)):
+    if not local_run:
         return None
+    seen = _split(req)
     proto, forwarded_host = _forwarded(req.headers)
     schemes = list(dict.fromkeys([proto or seen.scheme, "https", "http"]))
     hosts = [h for h in (forwarded_host, seen.netloc) if h]
