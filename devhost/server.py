@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import email.errors
 import io
 import ipaddress
 import logging
@@ -45,6 +46,11 @@ from devhost.worker_host import (
 )
 
 logger = logging.getLogger("devhost.server")
+
+# A line in the header block that is not a header ("Host : x", no colon): the parser stops
+# there and drops every header after it.
+_HEADER_SYNTAX_DEFECTS = (email.errors.MissingHeaderBodySeparatorDefect,
+                          email.errors.InvalidHeaderDefect)
 
 DEFAULT_BIND = "127.0.0.1"
 # Kestrel limits a request body to about 30 MB; a webhook is a few kilobytes.
@@ -260,14 +266,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._requests += 1
             if len(self.raw_requestline) > _MAX_REQUEST_LINE:
                 self.requestline, self.request_version, self.command = "", "HTTP/1.1", ""
-                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+                self._reject(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
                 return
             if not self.parse_request():
                 return
             method = getattr(self, f"do_{self.command}", None)
             if method is None:
-                self.send_error(HTTPStatus.NOT_IMPLEMENTED,
-                                f"Unsupported method ({self.command!a})")
+                self._reject(HTTPStatus.NOT_IMPLEMENTED, f"unsupported method {self.command!a}")
                 return
             method()
             self.wfile.flush()
@@ -318,8 +323,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _header_problem(self) -> str | None:
         """Why the header block gets 400 (RFC 9112 3.2, as Kestrel applies it), or None."""
-        if self.headers.defects:
-            # E.g. "Host : x": the parser stops there and drops every header after it.
+        # The email parser reading the header block also notes what is wrong with a MIME body it
+        # has not seen (multipart without its parts): that is the function's to judge (make_call
+        # answers 415 JSON), not the header block's.
+        if any(isinstance(d, _HEADER_SYNTAX_DEFECTS) for d in self.headers.defects):
             return "malformed header line"
         for name, value in self.headers.items():
             if _FORBIDDEN_IN_VALUE.search(value):
@@ -435,11 +442,21 @@ class _Handler(BaseHTTPRequestHandler):
                     f" [{reason}]" if reason else "")
         self._send(response, head=self.command == "HEAD")
 
-    def _reject(self, status: int, reason: str) -> None:
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None
+                   ) -> None:
+        """The standard library's own refusals (a request line it cannot parse, a header block
+        too long or with too many lines) answered as the host's others are: an empty body and
+        the reason in X-Devhost-Reason, not its HTML page, which echoed the request line. Its
+        log line (the request line redacted, as every log line here) says what it was."""
+        self.log_error("code %d, message %s", code, message)
+        self._reject(code, HTTPStatus(code).phrase.lower(), logged=True)
+
+    def _reject(self, status: int, reason: str, logged: bool = False) -> None:
         """Answer `status` with an empty body and close; `reason` must be ASCII (use !a)."""
         self.close_connection = True
-        logger.info("%s %s -> %d [%s]", self.command or "-", _redacted(self.path or ""), status,
-                    reason)
+        if not logged:
+            logger.info("%s %s -> %d [%s]", self.command or "-", _redacted(self.path or ""),
+                        status, reason)
         self._send(HostResponse(status, _headers([("Content-Length", "0"),
                                                   ("X-Devhost-Reason", reason)])), head=False)
 
