@@ -6,7 +6,8 @@ clients for the life of the process. A process that runs the app's code on more 
 (the local host's worker loop, a test's or a script's `asyncio.run`) gets a set per loop
 (`PerLoop`) instead of one slot that each loop would overwrite, which dropped the other loop's
 clients unclosed. A client that is replaced (its settings changed) is closed on its own loop
-(`close_on`).
+(`close_on`) at once: a process's environment is fixed for its life on Azure, so that happens
+only in tests and tools, never under a request in flight.
 """
 
 from __future__ import annotations
