@@ -455,8 +455,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Answer `status` with an empty body and close; `reason` must be ASCII (use !a)."""
         self.close_connection = True
         if not logged:
-            logger.info("%s %s -> %d [%s]", self.command or "-", _redacted(self.path or ""),
-                        status, reason)
+            # A request line refused unread (414) has no path yet.
+            logger.info("%s %s -> %d [%s]", self.command or "-",
+                        _redacted(getattr(self, "path", "") or ""), status, reason)
         self._send(HostResponse(status, _headers([("Content-Length", "0"),
                                                   ("X-Devhost-Reason", reason)])), head=False)
 
