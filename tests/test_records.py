@@ -4,6 +4,7 @@ going down and coming back, and reading records back by SID and newest first."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 from urllib.parse import urlencode
@@ -223,6 +224,10 @@ def test_a_message_through_undelivered_keeps_the_error_code(worker_host, storage
         ("/api/calls?limit=0", 400),
         ("/api/calls?limit=101", 400),
         ("/api/calls?continuation=bogus", 400),
+        # Nested a thousand deep: json raises RecursionError, not ValueError (an attack run's).
+        ("/api/calls?continuation=" + base64.urlsafe_b64encode(b"[" * 1000).decode(), 400),
+        ("/api/messages?continuation=" + base64.urlsafe_b64encode(b"{\"a\":" * 1000).decode(),
+         400),
     ],
 )
 def test_bad_or_unknown_sids_and_queries(worker_host, storage, path, status):

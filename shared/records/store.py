@@ -487,7 +487,7 @@ def decode_token(text: str) -> dict[str, str]:
     padded = text + "=" * (-len(text) % 4)
     try:
         token = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..."
         raise ValueError("not a continuation token") from None
     if not isinstance(token, dict) or not all(isinstance(v, str) for v in token.values()):
         raise ValueError("not a continuation token")
