@@ -147,6 +147,29 @@ def test_a_chunk_delivered_twice_sends_each_recipient_once(worker_host, storage,
     assert drain(storage, answer["id"]) == []  # nothing deferred, nothing put back
 
 
+def test_a_chunk_that_comes_back_after_its_keys_expired_sends_nobody_again(
+    worker_host, storage, twilio_api, monkeypatch
+):
+    """A key lasts a day; a queue message up to a week, and an operator may put a poison
+    message back later still. The chunk's rows say who was sent (found by an attack run)."""
+    from shared.records import idempotency
+
+    numbers = ["+14155550131", "+14155550132", "+14155550133"]
+    answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
+    [chunk] = drain(storage, answer["id"])
+    run(broadcast_send.main, queue_message(chunk))
+    later = datetime.datetime.now(datetime.UTC) + idempotency.TTL + datetime.timedelta(hours=1)
+    with monkeypatch.context() as a_day_later:
+        a_day_later.setattr(idempotency, "_now", lambda: later)
+        assert run_app(idempotency.delete_expired()) >= 3  # the app's own sweep: keys gone
+
+    run(broadcast_send.main, queue_message(chunk, dequeue_count=1))  # put back by hand
+
+    assert sorted(c.data["To"] for c in twilio_api.creates) == numbers  # once each
+    shown = status(worker_host, answer["id"])
+    assert shown["counts"] == {"queued": 0, "sent": 3, "failed": 0, "refused": 0}
+
+
 def test_a_rate_limit_defers_that_recipient_alone_and_its_message_sends_later(
     worker_host, storage, twilio_api, monkeypatch
 ):

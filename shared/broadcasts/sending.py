@@ -112,9 +112,14 @@ class Screening:
 class Claiming:
     """The keys of a chunk's next recipients, claimed GROUP at a time in one transaction
     (shared.records.idempotency.claim_many) just before the first of them is sent, instead of
-    one conditional insert each. When a key of the group exists already (the chunk came again:
-    a redelivery, a copy) nothing of the group is claimed: the recipients that settled before
-    are skipped (their rows, one query: table.settled) and each of the others is claimed alone,
+    one conditional insert each.
+
+    Before the first claim, the chunk's rows are read (one query: table.settled), and the
+    recipients that settled before are skipped whatever the keys say: a key lasts a day, a
+    queue message up to a week, and an operator may put a poison message back later still, so
+    a chunk that comes again after its keys are gone would otherwise send everyone again. When
+    a key of a group exists already (the chunk came again: a redelivery, a copy) nothing of the
+    group is claimed: the rows are read again and each recipient not settled is claimed alone,
     which decides it (in flight, an unknown outcome looked up, taken over). Claims whose sends
     did not happen (out of time, opted out meanwhile) are given back (`release`) before the
     rest of the chunk goes back on the queue."""
@@ -126,7 +131,7 @@ class Claiming:
         self.screening = screening
         self.ahead: dict[str, idempotency.Claim] = {}
         self.tried: set[str] = set()  # claimed with a group, or to be claimed alone
-        self.settled: dict[str, str] | None = None  # read once a group finds a key taken
+        self.settled: dict[str, str] | None = None  # read before the first claim
 
     async def claim(self, task: model.Task, function: str, settings: Any
                     ) -> idempotency.Claim | str | None:
@@ -135,15 +140,19 @@ class Claiming:
         it alone."""
         if task.to in self.ahead:
             return self.ahead.pop(task.to)
-        if self.settled is not None and task.to in self.settled:
+        start = self.tasks.index(task)
+        if self.settled is None:
+            self.settled = await table.settled(task.broadcast, [t.to for t in self.tasks[start:]])
+        if task.to in self.settled:
             return self.settled[task.to]
         if task.to in self.tried:
             return None
-        start = self.tasks.index(task)
         group: list[tuple[model.Task, idempotency.Wanted]] = []
         for other in self.tasks[start : start + self.GROUP]:
             if other.to in self.tried:
                 break
+            if other.to in self.settled:
+                continue
             request, refusal = _parse(other, settings)
             if refusal is not None:
                 continue
@@ -155,11 +164,10 @@ class Claiming:
                                                     request.to, request.from_)))
         claims = await idempotency.claim_many(function, [wanted for _, wanted in group])
         if claims is None:
-            # A key of the group is taken: this chunk (or a copy) ran before. Its settled
-            # recipients are skipped; the others are claimed alone, which decides each.
-            if self.settled is None:
-                broadcast = task.broadcast
-                self.settled = await table.settled(broadcast, [t.to for t in self.tasks[start:]])
+            # A key of the group is taken: a copy of this chunk runs, or ran since the rows were
+            # read. Read again: its settled recipients are skipped; the others are claimed
+            # alone, which decides each.
+            self.settled = await table.settled(task.broadcast, [t.to for t in self.tasks[start:]])
             return self.settled.get(task.to)
         self.ahead = {t.to: claim for (t, _), claim in zip(group, claims, strict=True)}
         return self.ahead.pop(task.to)
