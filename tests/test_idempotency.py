@@ -56,6 +56,9 @@ def test_a_retry_after_success_replays_the_first_answer(worker_host, storage, tw
     assert second.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
     assert len(twilio_api.creates) == 1
+    for answer in (first, second):  # a number and a SID: never kept by a browser or proxy
+        assert answer.headers["Cache-Control"] == "no-store"
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
 
 
 @pytest.mark.parametrize(("path", "body"), ENDPOINTS, ids=IDS)

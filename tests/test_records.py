@@ -235,6 +235,17 @@ def test_bad_or_unknown_sids_and_queries(worker_host, storage, path, status):
 
     assert response.status == status
     assert isinstance(response.json()["error"], str)
+    # An error quotes what was sent: a browser never reads it as anything but JSON.
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_records_are_never_kept_by_a_browser_or_proxy(worker_host, storage):
+    """Phone numbers and texts (found by an attack run: only voice_token said no-store)."""
+    for path in ("/api/calls", "/api/messages?limit=5"):
+        response = get(worker_host, path)
+        assert response.status == 200
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_a_message_sid_is_not_found_among_calls(worker_host, storage):

@@ -32,15 +32,27 @@ def empty(status_code: int) -> func.HttpResponse:
     return func.HttpResponse(b"", status_code=status_code)
 
 
+# Every JSON answer: it may hold phone numbers and texts (records, opt-outs, a call's answer), so
+# no browser or proxy keeps a copy; and a browser never reads one as anything but JSON (an error
+# quotes what the caller sent).
+JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
 def json_body(
     payload: dict[str, object], status_code: int, headers: dict[str, str] | None = None
 ) -> func.HttpResponse:
+    return json_text(json.dumps(payload), status_code, headers)
+
+
+def json_text(text: str, status_code: int, headers: dict[str, str] | None = None
+              ) -> func.HttpResponse:
+    """A JSON document already written (an idempotent request's answer, replayed)."""
     return func.HttpResponse(
-        json.dumps(payload),
+        text,
         status_code=status_code,
         mimetype="application/json",
         charset="utf-8",
-        headers=headers,
+        headers={**JSON_HEADERS, **(headers or {})},
     )
 
 

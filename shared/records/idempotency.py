@@ -221,13 +221,8 @@ async def _release(function: str, row_key: str) -> None:
 
 
 def _replay(entity: dict[str, Any]) -> func.HttpResponse:
-    return func.HttpResponse(
-        entity.get("Body") or "",
-        status_code=int(entity["Status"]),
-        mimetype="application/json",
-        charset="utf-8",
-        headers={REPLAYED_HEADER: "true"},
-    )
+    return responses.json_text(entity.get("Body") or "", int(entity["Status"]),
+                               {REPLAYED_HEADER: "true"})
 
 
 def _in_flight(function: str, until: datetime.datetime | None = None) -> func.HttpResponse:
