@@ -64,6 +64,25 @@ def test_the_identity_is_the_signed_in_user_only_with_app_service_authentication
     assert configured == "front_desk"
 
 
+@pytest.mark.parametrize("name", ["李小龙", "", "---"])
+def test_a_signed_in_user_whose_name_makes_no_identity_gets_one_of_their_own(
+    worker_host, browser_settings, name
+):
+    """Never the shared CONSOLE_CLIENT_IDENTITY, which every such user would have rung for and
+    answered (found by an attack run)."""
+    browser_settings.setenv("WEBSITE_AUTH_ENABLED", "True")
+
+    def signed_in(principal: str) -> str:
+        headers = {"X-MS-CLIENT-PRINCIPAL-NAME": name, "X-MS-CLIENT-PRINCIPAL-ID": principal}
+        return token(worker_host, headers).json()["identity"]
+
+    first, second = signed_in("11111111-aaaa"), signed_in("22222222-bbbb")
+
+    assert first != second
+    assert "console" not in (first, second)
+    assert first == signed_in("11111111-aaaa")  # the same user, the same softphone
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("TWILIO_API_KEY", None), ("TWILIO_API_SECRET", None), ("TWILIO_TWIML_APP_SID", None),
     ("TWILIO_API_KEY", AUTH_TOKEN), ("TWILIO_TWIML_APP_SID", "PN" + "c" * 32),

@@ -10,6 +10,7 @@ more than the console's own Device for that hour: what it dials passes the same 
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import azure.functions as func
@@ -27,12 +28,21 @@ _NOT_IDENTITY = re.compile(r"[^A-Za-z0-9_]+")
 
 def identity(req: func.HttpRequest, settings: TokenSettings) -> str:
     """The signed-in user (App Service authentication's principal name, made into what Twilio
-    takes as an identity), else CONSOLE_CLIENT_IDENTITY."""
+    takes as an identity), else CONSOLE_CLIENT_IDENTITY.
+
+    A signed-in user whose name makes no identity (none of its letters are ones Twilio takes: a
+    name in another script; a service principal with no name) gets one of their own, `user_`
+    and a digest of their principal ID, never the shared one: every browser signed in as an
+    identity rings for its calls and can answer them."""
+    if not load_app_service_auth():
+        return settings.identity
     name = (req.headers.get("x-ms-client-principal-name") or "").strip()
-    if load_app_service_auth() and name:
-        made = _NOT_IDENTITY.sub("_", name).strip("_")[:121]
-        if IDENTITY.fullmatch(made):
-            return made
+    made = _NOT_IDENTITY.sub("_", name).strip("_")[:121]
+    if name and IDENTITY.fullmatch(made):
+        return made
+    principal = (req.headers.get(signin.PRINCIPAL_HEADER) or "").strip()
+    if principal:
+        return "user_" + hashlib.sha256(principal.encode()).hexdigest()[:16]
     return settings.identity
 
 
