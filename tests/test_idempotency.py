@@ -275,3 +275,53 @@ def test_a_principal_header_names_a_caller_only_with_app_service_authentication(
     assert forged[1].headers.get("Idempotent-Replayed") == "true"
     assert [r.headers.get("Idempotent-Replayed") for r in signed_in] == [None, None]
     assert len(twilio_api.creates) == 3
+
+
+# --- the sweep, by hand (scripts/sweep_keys.py: the local host runs no timers) ------------------
+
+def test_the_sweep_script_deletes_the_expired_keys_only(storage):
+    import datetime
+    import subprocess
+    import sys
+
+    from azure.data.tables import TableServiceClient
+    from conftest import REPO
+
+    from shared.records import idempotency
+
+    now = datetime.datetime.now(datetime.UTC)
+    old, fresh = idempotency.row_key(new_key()), idempotency.row_key(new_key())
+    with TableServiceClient.from_connection_string(storage.connection_string) as service:
+        table = service.create_table_if_not_exists(idempotency.TABLE)
+        for row_key, expires in ((old, now - datetime.timedelta(minutes=1)),
+                                 (fresh, now + idempotency.TTL)):
+            table.upsert_entity({"PartitionKey": "send_sms", "RowKey": row_key,
+                                 "State": "done", "ExpiresAt": expires})
+
+        result = subprocess.run(
+            [sys.executable, "scripts/sweep_keys.py"], cwd=REPO, capture_output=True, text=True,
+            timeout=60, env={"PATH": "/usr/bin:/bin",
+                             "AzureWebJobsStorage": storage.connection_string})
+        left = {e["RowKey"] for e in table.query_entities(
+            "PartitionKey eq 'send_sms'", select=["RowKey"])}
+
+    assert result.returncode == 0, result.stderr
+    assert "deleted" in result.stdout
+    assert "Unclosed" not in result.stderr  # its storage session closed on its own loop
+    assert old not in left and fresh in left
+
+
+def test_the_sweep_script_names_a_missing_storage_setting(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "sweep_keys.py")], cwd=tmp_path,
+        capture_output=True, text=True, timeout=60,
+        # Set and empty: it wins over a developer's local.settings.json, as on the local host.
+        env={"PATH": "/usr/bin:/bin", "AzureWebJobsStorage": ""})
+
+    assert result.returncode == 2
+    assert "AzureWebJobsStorage" in result.stderr
