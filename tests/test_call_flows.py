@@ -26,7 +26,8 @@ from shared.webhooks.settings import DEFAULT_VOICE_GREETING
 PUBLIC = "https://myapp.azurewebsites.net"
 EXAMPLE = REPO / "flows" / "calls.example.json"
 CALLER = "+14155550123"
-OUR_NUMBER = "+14155550100"
+OUR_NUMBER = "+14155550100"  # whom the example rings first and texts a voicemail to
+APP_NUMBER = "+14155550142"  # TWILIO_PHONE_NUMBER: the number called, the caller ID
 CALL_SID = "CA" + "7" * 32
 POLICY = Policy(allowed_countries=frozenset({"US"}), caller_ids=frozenset({OUR_NUMBER}))
 # Monday 10:00 and Sunday 10:00 in New York (the example's hours: weekdays 9 to 5).
@@ -37,6 +38,9 @@ CLOSED = datetime.datetime(2026, 12, 6, 15, 0, tzinfo=datetime.UTC)
 @pytest.fixture(autouse=True)
 def flow_settings(app_settings, monkeypatch):
     app_settings.setenv("CALL_FLOW", "flows/calls.example.json")
+    # The app's own number is not one of the people the example rings and texts (+14155550100,
+    # +14155550101): a text to its own number would come back to it, and is refused.
+    app_settings.setenv("TWILIO_PHONE_NUMBER", APP_NUMBER)
     monkeypatch.setattr(walk, "_now", OPEN.timestamp)
     # Every flow here is checked in full: a stamp a developer made in flows/ is not looked for
     # (tests/test_call_flow_stamp.py tests the stamps).
@@ -55,7 +59,7 @@ def post(host: WorkerHost, url: str, params: dict[str, str], signed: bool = True
 
 
 def call_params(**extra: str) -> dict[str, str]:
-    return {"CallSid": CALL_SID, "AccountSid": ACCOUNT_SID, "From": CALLER, "To": OUR_NUMBER,
+    return {"CallSid": CALL_SID, "AccountSid": ACCOUNT_SID, "From": CALLER, "To": APP_NUMBER,
             "CallStatus": "in-progress", "Direction": "inbound", **extra}
 
 
@@ -156,7 +160,7 @@ def test_a_call_the_app_placed_says_its_message_not_the_flow(worker_host, messag
     """make_call and call broadcasts point Twilio at voice_url (with `message` in the query):
     the person called hears that, never the menu or voicemail meant for people who ring in."""
     url = f"{PUBLIC}/api/voice_url" + (f"?{urlencode({'message': message})}" if message else "")
-    params = call_params(Direction="outbound-api", From=OUR_NUMBER, To=CALLER)
+    params = call_params(Direction="outbound-api", From=APP_NUMBER, To=CALLER)
 
     root = twiml(post(worker_host, url, params))
 
@@ -257,14 +261,14 @@ def small_flow(**dial: object) -> dict:
 def test_all_at_once_rings_everyone_in_one_dial(
     worker_host, app_settings, tmp_path, monkeypatch, status, then
 ):
-    flow_file(tmp_path, monkeypatch, small_flow(ring="all_at_once", caller_id=OUR_NUMBER))
+    flow_file(tmp_path, monkeypatch, small_flow(ring="all_at_once", caller_id=APP_NUMBER))
     app_settings.setenv("CALL_FLOW", "flow.json")
 
     root = start(worker_host)
 
     assert verbs(root) == ["Dial"]
     assert dialled(root) == ["+14155550100", "+14155550101"]
-    assert root[0].get("callerId") == OUR_NUMBER
+    assert root[0].get("callerId") == APP_NUMBER
     assert verbs(dial_ends(worker_host, root, status)) == then
 
 

@@ -8,6 +8,7 @@ import logging
 import uuid
 
 import pytest
+from conftest import TWILIO_NUMBER
 from test_opt_outs import PERSON, replies, text_in
 
 from devhost.worker_host import WorkerHost
@@ -118,6 +119,13 @@ def test_a_country_sms_allowed_countries_names_is_replied_to(worker_host, app_se
     answered = text_in(worker_host, "hi", person="+447400123456", FromCountry="GB", ToCountry="US")
 
     assert replies(answered) == ["Hey, thanks for the ping! Twilio and Azure rock!"]
+
+
+def test_a_text_from_the_apps_own_number_gets_no_reply(worker_host):
+    """Two of the app's numbers would otherwise answer each other's replies for ever."""
+    for texted in (TWILIO_NUMBER, "+14155550178"):  # itself; another of its numbers
+        assert replies(text_in(worker_host, "hi", person=TWILIO_NUMBER, To=texted,
+                               FromCountry="US", ToCountry="US")) == []
 
 
 def test_without_twilios_countries_the_number_library_judges_the_sender(worker_host):

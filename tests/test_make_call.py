@@ -204,6 +204,8 @@ def test_missing_content_type_is_415(twilio_api):
         ("+442079460000", "numbers in GB are not allowed"),  # a London landline, default is US
         ("+19005550100", "premium-rate"),
         ("+15005550006", "personal"),
+        # The app's own number: the call comes back to voice_url (its flow may dial again).
+        (TWILIO_NUMBER, "one of this app's own numbers"),
     ],
 )
 def test_destinations_outside_the_policy_are_403(twilio_api, to, words):

@@ -134,6 +134,19 @@ def test_from_may_be_a_listed_sender(worker_host, twilio_api, app_settings):
     assert twilio_api.requests[0].data["From"] == "+14155550178"
 
 
+@pytest.mark.parametrize("to", [TWILIO_NUMBER, "+14155550178"])
+def test_the_apps_own_numbers_are_never_texted(worker_host, twilio_api, app_settings, to):
+    """A text to one of them comes back to sms_url, whose reply could answer it: a loop, every
+    leg billed (found by an attack run)."""
+    app_settings.setenv("SMS_SENDERS", "+14155550177,+14155550178")
+
+    refused = send(worker_host, {"to": to, "body": "hi"})
+
+    assert refused.status == 403
+    assert "own numbers" in refused.json()["error"]
+    assert twilio_api.requests == []
+
+
 def test_control_characters_but_line_breaks_are_removed(worker_host, twilio_api):
     body = "Line one\r\nLine\x00 two\x1b[31m\tend 👩\u200d👩\u200d👧"
 

@@ -81,11 +81,11 @@ async def answer(sms: webhooks.Webhook) -> str:
 
 def _may_reply_to(sms: webhooks.Webhook) -> bool:
     """Whether a reply may go to the sender: a phone number (not a short code, where a text can
-    cost its sender, nor a name) in a country send_sms may text (SMS_ALLOWED_COUNTRIES; unset,
-    the country of the app's number). A reply to whoever texts in would otherwise be a way to
-    have the app text numbers that pay whoever holds them (SMS pumping). The text is kept all
-    the same; the miss is logged. Forwarded texts go to the flow's own numbers, which its check
-    judged.
+    cost its sender, nor a name, nor one of the app's own numbers) in a country send_sms may
+    text (SMS_ALLOWED_COUNTRIES; unset, the country of the app's number). A reply to whoever
+    texts in would otherwise be a way to have the app text numbers that pay whoever holds them
+    (SMS pumping). The text is kept all the same; the miss is logged. Forwarded texts go to
+    the flow's own numbers, which its check judged.
 
     The countries are Twilio's own lookup of both numbers (FromCountry, ToCountry: signed with
     the rest), so the number library stays unloaded on this path (docs/benchmark.md); it is
@@ -94,6 +94,8 @@ def _may_reply_to(sms: webhooks.Webhook) -> bool:
     sender = sms.param("From") or ""
     if not E164.fullmatch(sender):
         reason = "the sender is not a phone number in E.164 (a short code or a name)"
+    elif sender in (sms.param("To"), dict(_policy_inputs()).get("TWILIO_PHONE_NUMBER")):
+        reason = "the sender is one of this app's own numbers: replies would go back and forth"
     else:
         country = (sms.param("FromCountry") or "").upper() or _country_of(sender)
         allowed = _reply_countries(sms)
@@ -110,9 +112,9 @@ def _reply_countries(sms: webhooks.Webhook) -> frozenset[str]:
     """SMS_ALLOWED_COUNTRIES as written (send_sms judges the setting and names a bad one; a code
     that is not one matches no country here); unset, send_sms's default, the country of the
     app's number: the one this text came to (ToCountry), else TWILIO_PHONE_NUMBER's."""
-    from shared.messageflows.settings import load_policy_inputs, load_sms_policy
+    from shared.messageflows.settings import load_sms_policy
 
-    written = dict(load_policy_inputs()).get("SMS_ALLOWED_COUNTRIES")
+    written = dict(_policy_inputs()).get("SMS_ALLOWED_COUNTRIES")
     if written and written.strip():
         return frozenset(code.strip().upper() for code in written.split(",") if code.strip())
     texted = (sms.param("ToCountry") or "").upper()
@@ -122,6 +124,13 @@ def _reply_countries(sms: webhooks.Webhook) -> frozenset[str]:
         return load_sms_policy().allowed_countries
     except SettingsError:
         return frozenset()
+
+
+def _policy_inputs() -> tuple[tuple[str, str | None], ...]:
+    """TWILIO_PHONE_NUMBER and SMS_ALLOWED_COUNTRIES as written (send_sms judges them)."""
+    from shared.messageflows.settings import load_policy_inputs
+
+    return load_policy_inputs()
 
 
 def _country_of(number: str) -> str:

@@ -19,7 +19,7 @@ from shared.common.e164 import E164
 from shared.outbound.number_errors import ForbiddenDestination, InvalidNumber
 
 __all__ = ["E164", "ForbiddenDestination", "InvalidNumber", "Number", "check_destination",
-           "parse_e164"]
+           "check_not_own", "parse_e164"]
 
 # What a form-encoded "+14155550100" becomes when the client did not encode the "+".
 _PLUS_SENT_AS_SPACE = re.compile(r" [1-9][0-9]{1,14}")
@@ -102,3 +102,14 @@ def check_destination(
     costly = COSTLY_TYPES.get(number.kind)
     if costly:
         raise ForbiddenDestination(f"{what} to {costly} numbers are not allowed: they cost extra.")
+
+
+def check_not_own(number: Number, own: frozenset[str], settings: str) -> None:
+    """ForbiddenDestination for one of the app's own Twilio numbers (`settings` names where they
+    are set): a call or text to it comes back to this app's own webhooks, whose answer may call
+    or text again, and every leg is billed."""
+    if number.e164 in own:
+        raise ForbiddenDestination(
+            f"{number.e164} is one of this app's own numbers ({settings}): a call or text to it "
+            "would come back to this app."
+        )

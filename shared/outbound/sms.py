@@ -131,6 +131,8 @@ def parse(fields: Fields, settings: SmsSettings) -> SmsRequest:
         raise Refusal(400, "The field 'to' is required: the E.164 number to text.")
     to = numbers.parse_e164(raw_to, "to")
     numbers.check_destination(to, settings.allowed_countries, "Messages", "SMS_ALLOWED_COUNTRIES")
+    numbers.check_not_own(to, settings.senders | {settings.rest.phone_number},
+                          "TWILIO_PHONE_NUMBER, SMS_SENDERS")
 
     from_ = sender(text(fields, "from"), settings)
     media_urls = _media_urls(fields)
