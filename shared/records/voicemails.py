@@ -176,10 +176,15 @@ async def delete(recording: str) -> func.HttpResponse:
     try:
         rest = load_rest_settings()
         found = await storage.within_deadline(_lookup(recording))
+        row = await storage.within_deadline(
+            _recording_row(found["CallSid"], recording)) if found else None
     except (SettingsError, StorageUnavailable) as error:
         return _unavailable(error)
     if found is None:
         return responses.json_error(404, f"No voicemail with the SID {recording} is recorded.")
+    if row and row.get("Deleted"):  # deleted before: the same answer, its time unchanged
+        return _deleted(recording, found["CallSid"], str(row.get("DeletedAt") or ""),
+                        "deleted before")
     from twilio.base.exceptions import TwilioRestException
 
     try:
@@ -210,9 +215,13 @@ async def delete(recording: str) -> func.HttpResponse:
         return _unavailable(error)
     logger.info("voicemails RecordingSid=%s outcome=deleted call=%s", recording,
                 redact.sid(found["CallSid"]))
-    return responses.json_body({"sid": recording, "call_sid": found["CallSid"], "deleted": True,
+    return _deleted(recording, found["CallSid"], deleted_at, at_twilio)
+
+
+def _deleted(recording: str, call: str, deleted_at: str, how: str) -> func.HttpResponse:
+    return responses.json_body({"sid": recording, "call_sid": call, "deleted": True,
                                 "deleted_at": deleted_at,
-                                "message": f"The recording was {at_twilio}; its record is kept, "
+                                "message": f"The recording was {how}; its record is kept, "
                                 "marked deleted."}, 200)
 
 
