@@ -163,7 +163,7 @@ def test_a_chunk_that_comes_back_after_its_keys_expired_sends_nobody_again(
         a_day_later.setattr(idempotency, "_now", lambda: later)
         assert run_app(idempotency.delete_expired()) >= 3  # the app's own sweep: keys gone
 
-    run(broadcast_send.main, queue_message(chunk, dequeue_count=1))  # put back by hand
+        run(broadcast_send.main, queue_message(chunk, dequeue_count=1))  # put back by hand
 
     assert sorted(c.data["To"] for c in twilio_api.creates) == numbers  # once each
     shown = status(worker_host, answer["id"])

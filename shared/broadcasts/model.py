@@ -266,6 +266,12 @@ def new_id() -> str:
     return f"BC{stamp}{secrets.token_hex(8)}"
 
 
+def created_at(broadcast_id: str) -> datetime.datetime:
+    """When the broadcast was started: the UTC time its id begins with (`new_id`)."""
+    return datetime.datetime.strptime(broadcast_id[2:16], "%Y%m%d%H%M%S").replace(
+        tzinfo=datetime.UTC)
+
+
 def recipients(raw: object) -> list[str]:
     if not isinstance(raw, list) or not raw:
         raise Refusal(400, "'to' must be a list of 1 to 10,000 E.164 numbers.")

@@ -112,17 +112,18 @@ class Screening:
 class Claiming:
     """The keys of a chunk's next recipients, claimed GROUP at a time in one transaction
     (shared.records.idempotency.claim_many) just before the first of them is sent, instead of
-    one conditional insert each.
-
-    Before the first claim, the chunk's rows are read (one query: table.settled), and the
-    recipients that settled before are skipped whatever the keys say: a key lasts a day, a
-    queue message up to a week, and an operator may put a poison message back later still, so
-    a chunk that comes again after its keys are gone would otherwise send everyone again. When
-    a key of a group exists already (the chunk came again: a redelivery, a copy) nothing of the
-    group is claimed: the rows are read again and each recipient not settled is claimed alone,
+    one conditional insert each. When a key of the group exists already (the chunk came again:
+    a redelivery, a copy) nothing of the group is claimed: the recipients that settled before
+    are skipped (their rows, one query: table.settled) and each of the others is claimed alone,
     which decides it (in flight, an unknown outcome looked up, taken over). Claims whose sends
     did not happen (out of time, opted out meanwhile) are given back (`release`) before the
-    rest of the chunk goes back on the queue."""
+    rest of the chunk goes back on the queue.
+
+    A key lasts a day (idempotency.TTL), a queue message up to a week, and an operator may put
+    a poison message back later still: a chunk of a broadcast older than its keys' day reads
+    its rows before its first claim, whatever the keys say (`_keys_may_be_gone`), or it would
+    send everyone again. A younger one skips that query: none of its keys can have expired,
+    and on the emulator the query costs a scan of the whole table."""
 
     GROUP = 8
 
@@ -131,7 +132,7 @@ class Claiming:
         self.screening = screening
         self.ahead: dict[str, idempotency.Claim] = {}
         self.tried: set[str] = set()  # claimed with a group, or to be claimed alone
-        self.settled: dict[str, str] | None = None  # read before the first claim
+        self.settled: dict[str, str] | None = None  # read once needed
 
     async def claim(self, task: model.Task, function: str, settings: Any
                     ) -> idempotency.Claim | str | None:
@@ -141,9 +142,9 @@ class Claiming:
         if task.to in self.ahead:
             return self.ahead.pop(task.to)
         start = self.tasks.index(task)
-        if self.settled is None:
+        if self.settled is None and _keys_may_be_gone(task.broadcast):
             self.settled = await table.settled(task.broadcast, [t.to for t in self.tasks[start:]])
-        if task.to in self.settled:
+        if self.settled is not None and task.to in self.settled:
             return self.settled[task.to]
         if task.to in self.tried:
             return None
@@ -151,7 +152,7 @@ class Claiming:
         for other in self.tasks[start : start + self.GROUP]:
             if other.to in self.tried:
                 break
-            if other.to in self.settled:
+            if self.settled is not None and other.to in self.settled:
                 continue
             request, refusal = _parse(other, settings)
             if refusal is not None:
@@ -164,9 +165,8 @@ class Claiming:
                                                     request.to, request.from_)))
         claims = await idempotency.claim_many(function, [wanted for _, wanted in group])
         if claims is None:
-            # A key of the group is taken: a copy of this chunk runs, or ran since the rows were
-            # read. Read again: its settled recipients are skipped; the others are claimed
-            # alone, which decides each.
+            # A key of the group is taken: this chunk (or a copy) ran before. Its settled
+            # recipients are skipped; the others are claimed alone, which decides each.
             self.settled = await table.settled(task.broadcast, [t.to for t in self.tasks[start:]])
             return self.settled.get(task.to)
         self.ahead = {t.to: claim for (t, _), claim in zip(group, claims, strict=True)}
@@ -175,6 +175,16 @@ class Claiming:
     async def release_unused(self) -> None:
         unused, self.ahead = list(self.ahead.values()), {}
         await idempotency.release(unused)
+
+
+# Clocks of instances differ a little: a broadcast this close to its keys' day counts as older.
+KEY_CLOCK_SKEW = datetime.timedelta(minutes=10)
+
+
+def _keys_may_be_gone(broadcast: str) -> bool:
+    """Whether some of this broadcast's keys may have expired: every key is claimed after the
+    broadcast starts and lasts idempotency.TTL from its claim, so not before that long after."""
+    return idempotency.now() - model.created_at(broadcast) >= idempotency.TTL - KEY_CLOCK_SKEW
 
 
 async def deliver(task: model.Task, settlement: Settlement | None = None,
