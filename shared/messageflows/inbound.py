@@ -27,7 +27,12 @@ from shared.common.flowfile import FlowProblems
 from shared.common.settings import SettingsError
 from shared.messageflows import keywords
 from shared.messageflows.flow import MAX_TEXT, MessageFlow
-from shared.messageflows.settings import MessageFlowSettings, load_message_flow_settings
+from shared.messageflows.settings import (
+    MessageFlowSettings,
+    load_message_flow_settings,
+    load_policy_inputs,
+    load_sms_policy,
+)
 
 logger = logs.get_logger(__name__)
 
@@ -94,7 +99,7 @@ def _may_reply_to(sms: webhooks.Webhook) -> bool:
     sender = sms.param("From") or ""
     if not E164.fullmatch(sender):
         reason = "the sender is not a phone number in E.164 (a short code or a name)"
-    elif sender in (sms.param("To"), dict(_policy_inputs()).get("TWILIO_PHONE_NUMBER")):
+    elif sender in (sms.param("To"), dict(load_policy_inputs()).get("TWILIO_PHONE_NUMBER")):
         reason = "the sender is one of this app's own numbers: replies would go back and forth"
     else:
         country = (sms.param("FromCountry") or "").upper() or _country_of(sender)
@@ -112,9 +117,7 @@ def _reply_countries(sms: webhooks.Webhook) -> frozenset[str]:
     """SMS_ALLOWED_COUNTRIES as written (send_sms judges the setting and names a bad one; a code
     that is not one matches no country here); unset, send_sms's default, the country of the
     app's number: the one this text came to (ToCountry), else TWILIO_PHONE_NUMBER's."""
-    from shared.messageflows.settings import load_sms_policy
-
-    written = dict(_policy_inputs()).get("SMS_ALLOWED_COUNTRIES")
+    written = dict(load_policy_inputs()).get("SMS_ALLOWED_COUNTRIES")
     if written and written.strip():
         return frozenset(code.strip().upper() for code in written.split(",") if code.strip())
     texted = (sms.param("ToCountry") or "").upper()
@@ -124,13 +127,6 @@ def _reply_countries(sms: webhooks.Webhook) -> frozenset[str]:
         return load_sms_policy().allowed_countries
     except SettingsError:
         return frozenset()
-
-
-def _policy_inputs() -> tuple[tuple[str, str | None], ...]:
-    """TWILIO_PHONE_NUMBER and SMS_ALLOWED_COUNTRIES as written (send_sms judges them)."""
-    from shared.messageflows.settings import load_policy_inputs
-
-    return load_policy_inputs()
 
 
 def _country_of(number: str) -> str:

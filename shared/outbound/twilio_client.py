@@ -34,8 +34,8 @@ MAX_URL_LENGTH = 4000
 CLOCK_SKEW = datetime.timedelta(seconds=5)
 
 _http_client_factory: HttpClientFactory | None = None
-# Each loop's client and the key it was built for (credentials' digest, HTTP client factory).
-_clients: PerLoop[list[tuple[tuple[object, ...], Client]]] = PerLoop(list)
+# Each loop's client, under the key it was built for (credentials' digest, HTTP client factory).
+_clients: PerLoop[dict[tuple[object, ...], Client]] = PerLoop(dict)
 
 
 def use_http_client(factory: HttpClientFactory | None) -> None:
@@ -46,7 +46,7 @@ def use_http_client(factory: HttpClientFactory | None) -> None:
     global _http_client_factory
     _http_client_factory = factory
     for loop, built in _clients.take_all():
-        for _key, client in built:
+        for client in built.values():
             close_on(loop, _closer(client))
 
 
@@ -85,8 +85,8 @@ def get_client(settings: RestSettings) -> Client:
     ).hexdigest()
     key = (digest, _http_client_factory)
     built = _clients.here()
-    if built and built[0][0] == key:
-        return built[0][1]
+    if key in built:
+        return built[key]
 
     from twilio.rest import Client
 
@@ -99,9 +99,10 @@ def get_client(settings: RestSettings) -> Client:
         account_sid=settings.account_sid,
         http_client=http_client,
     )
-    for _key, old in built:  # the settings changed: the old client's session is closed
+    for old in built.values():  # the settings changed: the old client's session is closed
         close_on(asyncio.get_running_loop(), _closer(old))
-    built[:] = [(key, client)]
+    built.clear()
+    built[key] = client
     return client
 
 
@@ -116,7 +117,7 @@ def _closer(client: Client) -> Callable[[], Awaitable[object]]:
 
 async def close() -> None:
     """Close the running loop's client's HTTP session (a host shutting down, a test ending)."""
-    for _key, client in _clients.take_here() or []:
+    for client in (_clients.take_here() or {}).values():
         with contextlib.suppress(Exception):
             await _closer(client)()
 
