@@ -17,56 +17,21 @@ Dev-only: it lives in scripts/, which .funcignore keeps out of the deployed pack
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from by_hand import run
 
-from shared.common.settings import SettingsError  # noqa: E402
-from shared.records import reconcile, storage  # noqa: E402
-
-
-def _local_settings() -> None:
-    """local.settings.json's Values, for the names the environment does not set."""
-    path = ROOT / "local.settings.json"
-    try:
-        values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
-    except (OSError, ValueError):
-        return
-    for name, value in values.items():
-        if isinstance(value, str):
-            os.environ.setdefault(name, value)
-
-
-async def _run() -> list[reconcile.Tally]:
-    from shared.outbound import twilio_client
-
-    try:
-        return await reconcile.run()
-    finally:
-        await storage.close()
-        await twilio_client.close()
+from shared.records import reconcile
 
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description="Reconcile the records with Twilio's lists, once "
                             "(never sends anything).").parse_args(argv)
-    _local_settings()
     import aiohttp
     from twilio.base.exceptions import TwilioRestException
 
     try:
-        tallies = asyncio.run(_run())
-    except SettingsError as error:
-        print(f"error: {error.describe()}", file=sys.stderr)
-        return 2
-    except storage.StorageUnavailable as error:
-        print(f"error: storage: {error}", file=sys.stderr)
-        return 2
+        tallies = run(reconcile.run)
     except TwilioRestException as error:
         print(f"error: Twilio refused the listing (HTTP {error.status}, code {error.code}): "
               "check TWILIO_ACCOUNT_SID and its credentials", file=sys.stderr)

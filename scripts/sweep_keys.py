@@ -15,47 +15,24 @@ Dev-only: it lives in scripts/, which .funcignore keeps out of the deployed pack
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from by_hand import run
 
-from devhost import settings as local_settings  # noqa: E402
-from devhost.appconfig import AppConfigError  # noqa: E402
-from shared.common.settings import SettingsError  # noqa: E402
-from shared.records import idempotency, storage  # noqa: E402
+from shared.records import idempotency, storage
 
 
 async def _sweep() -> int:
-    try:
-        # Every expired row is read first (one query): a missing setting or storage that is
-        # down shows here, and the sweep itself stops early only when it runs out of time.
-        await storage.table(idempotency.TABLE)
-        return await idempotency.delete_expired()
-    finally:
-        await storage.close()  # its aiohttp session, on this run's loop
+    # The table is opened first: a missing setting or storage that is down shows here (the
+    # sweep itself stops early, logged, only when it runs out of time).
+    await storage.table(idempotency.TABLE)
+    return await idempotency.delete_expired()
 
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description="Delete the Idempotency-Key rows whose 24 hours are "
                             "over, once (the idempotency_expiry timer's work).").parse_args(argv)
-    try:
-        found = local_settings.read(ROOT)
-    except AppConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if found is not None:
-        local_settings.apply(found)  # the environment wins, as on the local host
-    try:
-        deleted = asyncio.run(_sweep())
-    except SettingsError as error:
-        print(f"error: {error.describe()}", file=sys.stderr)
-        return 2
-    except storage.StorageUnavailable as error:
-        print(f"error: storage: {error}", file=sys.stderr)
-        return 2
+    deleted = run(_sweep)
     print(f"deleted {deleted} expired Idempotency-Key row{'s' if deleted != 1 else ''}")
     return 0
 
