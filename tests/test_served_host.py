@@ -38,7 +38,9 @@ def call(
 
 
 @pytest.fixture
-def token(monkeypatch):
+def token(monkeypatch, tmp_path):
+    # The simulator reads local.settings.json from the current folder: not a developer's own.
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
     monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
     # A local run, as under func start and the local host (python -m devhost.server), which set

@@ -55,7 +55,10 @@ def served_fixture_app(start_served_host):
 
 
 @pytest.fixture
-def clean_env(monkeypatch):
+def clean_env(monkeypatch, tmp_path):
+    # The simulator reads local.settings.json from its --app-root, the current folder by
+    # default: a developer's own file (their PUBLIC_BASE_URL) must not sign these requests.
+    monkeypatch.chdir(tmp_path)
     for name in ("TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL", "TWILIO_PHONE_NUMBER",
                  "TWILIO_ACCOUNT_SID", "TWILIO_SHARED_KEY_SECRET"):
         monkeypatch.delenv(name, raising=False)
