@@ -754,9 +754,18 @@ def stand_in_notice(url: str) -> str:
     return (
         f"Twilio API: REST requests (make_call, send_sms) go to the stand-in at {url}, NOT to "
         "Twilio (api.twilio.com): no call is placed, no text is sent, and no status callback "
-        "will come. Simulate them: python -m devhost.simulate call-status --sid CA... "
+        f"will come. Simulate them: {this_python()} -m devhost.simulate call-status --sid CA... "
         "--status completed"
     )
+
+
+def this_python() -> str:
+    """The interpreter this host runs on, as a user in the app's folder types it
+    (.venv/bin/python): a bare `python` may be one without the app's packages."""
+    path = Path(sys.executable)
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
 
 
 def unkeyed_warning(host: WorkerHost, host_keys: Sequence[str]) -> str | None:

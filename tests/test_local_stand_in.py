@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER
@@ -158,6 +159,10 @@ def test_make_call_and_send_sms_through_the_stand_in_end_in_their_final_status(
     notice = host.wait_for(r"^Twilio API: ").string
     base = host.wait_for(r"^Listening on (http://127\.0\.0\.1:\d+)\. ")[1]
     assert notice == server.stand_in_notice(api)
+    # The command it suggests runs on the host's own interpreter, which has the app's packages
+    # (a bare `python` may not: found by a newcomer run).
+    named = notice.split("Simulate them: ")[1].split(" -m ")[0]
+    assert (APP_ROOT / named).resolve() == Path(sys.executable).resolve()  # its folder's
     assert f"go to the stand-in at {api}, NOT to Twilio" in notice
 
     # A call: created by the stand-in, then completed before it rang (Twilio does not promise
