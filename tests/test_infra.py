@@ -324,6 +324,23 @@ def test_function_app_is_linux_python_on_flex_consumption() -> None:
     assert literal(field(runtime, "name")) == "python"
 
 
+def test_each_instance_takes_more_than_one_http_request_at_a_time() -> None:
+    """Flex Consumption lets a Python app's instance take one HTTP request at a time unless the
+    site says otherwise: a burst of status callbacks would each wait for an instance (and its
+    cold start), up to maximumInstanceCount, then be turned away. The functions are async, so
+    the site sets its own per-instance concurrency, within the plan's 1 to 1000."""
+    site = the_resource("Microsoft.Web/sites")
+    scale = field(site.body, "properties", "functionAppConfig", "scaleAndConcurrency")
+    per_instance = field(scale, "triggers", "http", "perInstanceConcurrency")
+    assert per_instance is not None, "scaleAndConcurrency.triggers.http.perInstanceConcurrency"
+    param = declarations(FUNCTION_APP_BICEP, "parameter")[text(per_instance)]
+    assert [text(c) for c in param.children[2:4]] == ["int", "="], text(param)
+    default = int(text(param.children[4]))
+    assert 1 < default <= 1000
+    decorators = text(param.prev_named_sibling) if param.prev_named_sibling else ""
+    assert "@minValue(1)" in decorators and "@maxValue(1000)" in decorators
+
+
 def test_deployment_package_storage_is_reached_with_managed_identity() -> None:
     site = the_resource("Microsoft.Web/sites")
     storage = field(site.body, "properties", "functionAppConfig", "deployment", "storage")

@@ -52,6 +52,11 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+@description('Concurrent HTTP requests each instance takes before the plan adds another. Flex Consumption defaults Python apps to 1, which suits a thread-per-request app; every function here is async on the worker\'s event loop, mostly waiting on Twilio or storage, so one instance serves many at once.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 16
+
 @description('Put App Service Authentication (Microsoft Entra ID) in front of the app for the console; it lets every request through and only names the signed-in user (docs/console-sign-in.md).')
 param consoleSignIn bool = false
 
@@ -116,6 +121,13 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         instanceMemoryMB: instanceMemoryMB
         maximumInstanceCount: maximumInstanceCount
+        // Python's default is 1 request per instance: each concurrent webhook or callback would
+        // wait for an instance of its own (a cold start). https://learn.microsoft.com/azure/azure-functions/functions-concurrency#http-trigger-concurrency
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'

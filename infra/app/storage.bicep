@@ -1,7 +1,8 @@
 // Storage for the Functions host (AzureWebJobsStorage) and for the Flex Consumption deployment
 // package, and for the app's own records (tables). Shared-key access is off: the app reaches it
-// only with its managed identity, which gets Storage Blob Data Owner (host and deployment) and
-// Storage Table Data Contributor (shared/records/storage.py) on this account.
+// only with its managed identity, which gets Storage Blob Data Owner (host and deployment),
+// Storage Table Data Contributor (shared/records/storage.py) and Storage Queue Data Contributor
+// (the broadcast queue and its trigger) on this account.
 
 @description('Name of the storage account (3-24 lowercase letters and digits).')
 param name string
