@@ -549,6 +549,27 @@ def test_the_deploy_workflow_provisions_with_every_secret_parameter() -> None:
     }
 
 
+# Parameters the deploy workflow leaves to azd: it names the resource group itself (rg-<env>).
+LEFT_TO_AZD = frozenset({"AZURE_RESOURCE_GROUP"})
+
+
+def test_the_deploy_workflow_provisions_with_every_other_parameter() -> None:
+    """Every provision replaces the app's settings whole, from the parameters: one that
+    main.parameters.json reads and the workflow never passes goes back to its default on the next
+    push to main (a Messaging Service SID, a greeting set with `azd env set`). So each reaches
+    the Provision step as a repository variable; unset, it is empty, which the app reads as
+    unset (shared.common.settings.Reader.get), so its default still applies."""
+    values = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    secret = {values[name]["value"][2:-1] for name in secure_parameters(INFRA / "main.bicep")}
+    wanted = {v["value"][2:-1] for v in values.values()} - secret - LEFT_TO_AZD
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "deploy.yml").read_text())
+    [job] = workflow["jobs"].values()
+    env = job.get("env", {})
+    assert {name: env.get(name) for name in wanted} == {
+        name: "${{ vars." + name + " }}" for name in wanted
+    }
+
+
 def route_prefix() -> str:
     host = json.loads((REPO / "host.json").read_text())
     return str(host.get("extensions", {}).get("http", {}).get("routePrefix", "api")).strip("/")
