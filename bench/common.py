@@ -23,7 +23,7 @@ PUBLIC_BASE_URL = "https://bench-app.azurewebsites.net"
 
 ACCOUNT_SID = "AC" + "b" * 32
 AUTH_TOKEN = "bench-auth-token-not-a-secret-00"  # noqa: S105 - a fixed fake, never a real token
-PHONE_NUMBER = "+14155550100"
+PHONE_NUMBER = "+14155550160"  # not a number the example flows ring or text
 CALL_TO = "+14155550123"
 FUNCTION_KEY = "bench-function-key-not-a-secret"
 

@@ -32,7 +32,8 @@ SECONDARY_TOKEN = "secondary-auth-token-for-tests-02"
 API_KEY = "SK" + "b" * 32
 API_SECRET = "api-secret-for-tests-00000000003"
 OTHER_TOKEN = "someone-elses-auth-token-0000004"
-TWILIO_NUMBER = "+14155550100"
+# The app's number: not one the example flows ring or text (+14155550100, +14155550101).
+TWILIO_NUMBER = "+14155550160"
 # Secrets of Twilio SharedKeys, which a Webhook Rule signs webhooks with instead of the token.
 SHARED_KEY_SECRET = "shared-key-secret-for-tests-00005"
 SHARED_KEY_SECRET_SECONDARY = "shared-key-secret-for-tests-00006"

@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO
 
 EXAMPLE = REPO / "flows" / "calls.example.json"
-POLICY_ENV = {"TWILIO_PHONE_NUMBER": "+14155550100", "CALLER_IDS": "",
+POLICY_ENV = {"TWILIO_PHONE_NUMBER": "+14155550160", "CALLER_IDS": "",
               "CALL_ALLOWED_COUNTRIES": ""}
 
 # A new instance's first read of the flow: what it built, how (the log line), and whether the

@@ -29,7 +29,8 @@ CALLER = "+14155550123"
 OUR_NUMBER = "+14155550100"  # whom the example rings first and texts a voicemail to
 APP_NUMBER = "+14155550142"  # TWILIO_PHONE_NUMBER: the number called, the caller ID
 CALL_SID = "CA" + "7" * 32
-POLICY = Policy(allowed_countries=frozenset({"US"}), caller_ids=frozenset({OUR_NUMBER}))
+POLICY = Policy(allowed_countries=frozenset({"US"}), caller_ids=frozenset({OUR_NUMBER}),
+                sms_allowed_countries=frozenset({"US"}), own_numbers=frozenset({APP_NUMBER}))
 # Monday 10:00 and Sunday 10:00 in New York (the example's hours: weekdays 9 to 5).
 OPEN = datetime.datetime(2026, 12, 7, 15, 0, tzinfo=datetime.UTC)
 CLOSED = datetime.datetime(2026, 12, 6, 15, 0, tzinfo=datetime.UTC)
@@ -418,9 +419,31 @@ def test_the_example_passes_the_check():
     (lambda f: f["steps"]["welcome"].update({"play": "http://example.com/a.mp3"}), "https URL"),
     (lambda f: f["steps"]["sales"]["dial"]["to"].append("client:front desk"),
      "must name a browser as client:"),
+    # The app's own number rung or texted: the call or text comes back to the app, which may
+    # ring or text again, every leg billed.
+    (lambda f: f["steps"]["sales"]["dial"]["to"].append(APP_NUMBER),
+     f"{APP_NUMBER} is one of this app's own numbers"),
+    (lambda f: f["steps"]["voicemail"]["record"]["notify_sms"].append(APP_NUMBER),
+     f"{APP_NUMBER} is one of this app's own numbers"),
+    (lambda f: (f.update({"by_number": {"+14155550177": "welcome"}}),
+                f["steps"]["sales"]["dial"]["to"].append("+14155550177")),
+     "+14155550177 is one of the numbers this flow answers (by_number)"),
+    # A voicemail's text goes out under send_sms's policy, so it is judged by it.
+    (lambda f: f["steps"]["voicemail"]["record"]["notify_sms"].append("+442079460000"),
+     "Messages to numbers in GB are not allowed (SMS_ALLOWED_COUNTRIES"),
+    (lambda f: f["steps"]["welcome"]["menu"]["options"].update({"#": "goodbye"}),
+     "# ends what the caller types"),
+    (lambda f: f["steps"]["goodbye"].update({"say": "Bye caller.of~this~call"}),
+     "which the app reserves"),
+    (lambda f: f["steps"].update({
+        f"s{i}": {"say": "x" * 4000, "next": f"s{i + 1}"} for i in range(15)} | {
+        "s15": {"say": "x" * 4000, "hangup": True}}),
+     "step 's0': its TwiML would carry 64,000 characters"),
 ], ids=["unknown-step", "two-actions", "no-action", "next-loop", "time-zone", "range-order",
         "range-shape", "premium", "country", "malformed-number", "trunk-zero", "caller-id",
-        "transcribe-length", "start", "ring", "play-http", "client-name"])
+        "transcribe-length", "start", "ring", "play-http", "client-name", "own-number-rung",
+        "own-number-texted", "by-number-rung", "notify-sms-policy", "hash-option",
+        "caller-slot", "document-size"])
 def test_the_check_refuses_each_bad_flow_by_name(change, named):
     flow = example()
     change(flow)
@@ -428,6 +451,17 @@ def test_the_check_refuses_each_bad_flow_by_name(change, named):
     found = problems(flow)
 
     assert any(named in p for p in found), found
+
+
+def test_a_loop_at_the_end_of_a_long_chain_is_found_and_each_step_followed_once():
+    """Each step's chain is followed once: the check of a 3,000-step chain took minutes when
+    every step walked its whole chain again."""
+    flow = example()
+    flow["steps"].update({f"s{i}": {"say": "On.", "next": f"s{i + 1}"} for i in range(3000)})
+    flow["steps"]["s3000"] = {"say": "Back.", "next": "s2998"}
+
+    assert problems(flow) == ["step 's2998': its next steps loop back to it with no way out: "
+                              "s2998 -> s2999 -> s3000 -> s2998"]
 
 
 def test_the_check_names_every_problem_at_once():
@@ -445,10 +479,33 @@ def test_every_shipped_flow_passes_the_check_command():
         result = subprocess.run(
             [sys.executable, "scripts/check_flow.py", *kind, str(path.relative_to(REPO))],
             cwd=REPO, capture_output=True, text=True, timeout=60,
-            env={"PATH": "/usr/bin:/bin", "TWILIO_PHONE_NUMBER": OUR_NUMBER},
+            env={"PATH": "/usr/bin:/bin", "TWILIO_PHONE_NUMBER": APP_NUMBER},
         )
         assert result.returncode == 0, result.stderr
         assert f"{path.relative_to(REPO)}: ok (" in result.stdout
+
+
+@pytest.mark.parametrize(("content", "named"), [
+    # json.loads keeps the last of two equal keys: the first "mon", or step, would vanish.
+    ('{"start": "a", "steps": {"a": {"dial": {"to": ["+14155550100"]}}, "a": {"hangup": true}}}',
+     "the key 'a' appears twice in one object"),
+    ('{"start": "a", "hours": {"timezone": "UTC", "open": {"mon": ["09:00-17:00"], "mon": []}, '
+     '"closed": "a"}, "steps": {"a": {"hangup": true}}}', "the key 'mon' appears twice"),
+    ("[" * 100_000, "nests too deeply to be a flow"),
+], ids=["step-twice", "day-twice", "deep"])
+def test_a_flow_file_json_reads_otherwise_than_written_is_refused(tmp_path, content, named):
+    (tmp_path / "flow.json").write_text(content)
+
+    with pytest.raises(FlowProblems) as refused:
+        loading.read("flow.json", POLICY, root=tmp_path)
+
+    assert any(named in p for p in refused.value.problems), refused.value.problems
+    result = subprocess.run(
+        [sys.executable, "scripts/check_flow.py", str(tmp_path / "flow.json")], cwd=REPO,
+        capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "TWILIO_PHONE_NUMBER": APP_NUMBER})
+    assert result.returncode == 1 and named in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_the_check_command_lists_the_problems_and_exits_1(tmp_path):
@@ -459,7 +516,7 @@ def test_the_check_command_lists_the_problems_and_exits_1(tmp_path):
 
     result = subprocess.run(
         [sys.executable, "scripts/check_flow.py", str(flow)], cwd=REPO, capture_output=True,
-        text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "TWILIO_PHONE_NUMBER": OUR_NUMBER},
+        text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "TWILIO_PHONE_NUMBER": APP_NUMBER},
     )
 
     assert result.returncode == 1
@@ -619,6 +676,23 @@ def test_by_number_play_pause_and_speech(worker_host, app_settings, tmp_path, mo
     assert other[0].text == "https://example.com/hello.mp3" and other[1].get("length") == "2"
     assert other[2].get("input") == "dtmf speech"
     assert verbs(spoken) == ["Say", "Hangup"] and spoken[0].text == "Bye."
+
+
+def test_a_menu_with_a_star_option_still_stops_at_its_length(worker_host, app_settings, tmp_path,
+                                                                monkeypatch):
+    """* is a key Twilio sends as a digit: a menu of 1 and * takes one key, not the timeout."""
+    flow = {"start": "main", "steps": {
+        "main": {"menu": {"prompt": "Press 1, or star to repeat.",
+                          "options": {"1": "bye", "*": "main"}, "otherwise": "bye"}},
+        "bye": {"say": "Bye.", "hangup": True}}}
+    flow_file(tmp_path, monkeypatch, flow)
+    app_settings.setenv("CALL_FLOW", "flow.json")
+
+    root = start(worker_host)
+
+    [gather] = root.iter("Gather")
+    assert gather.get("numDigits") == "1"
+    assert verbs(press(worker_host, root, "*")) == ["Gather", "Redirect"]
 
 
 def test_the_voice_settings_apply_to_every_say(worker_host, app_settings):

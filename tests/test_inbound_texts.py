@@ -39,7 +39,7 @@ def test_an_inbound_text_is_kept_and_listed(worker_host):
     record = message(worker_host, sid)
     assert (record["direction"], record["status"]) == ("inbound", "received")
     assert (record["from"], record["to"], record["text"]) == (
-        PERSON, "+14155550100", "Is the shop open on Sunday?")
+        PERSON, TWILIO_NUMBER, "Is the shop open on Sunday?")
     assert record["num_media"] == 2
     assert record["media_urls"] == [media["MediaUrl0"], media["MediaUrl1"]]
     assert record["keyword"] is None and record["forwarded_to"] == 0
@@ -126,6 +126,26 @@ def test_a_text_from_the_apps_own_number_gets_no_reply(worker_host):
     for texted in (TWILIO_NUMBER, "+14155550178"):  # itself; another of its numbers
         assert replies(text_in(worker_host, "hi", person=TWILIO_NUMBER, To=texted,
                                FromCountry="US", ToCountry="US")) == []
+
+
+def test_a_text_from_another_of_the_apps_numbers_gets_no_reply(worker_host, app_settings):
+    """SMS_SENDERS are the app's numbers too: a reply to one comes back to sms_url."""
+    app_settings.setenv("SMS_SENDERS", "+14155550177")
+
+    assert replies(text_in(worker_host, "hi", person="+14155550177", FromCountry="US",
+                           ToCountry="US")) == []
+
+
+def test_help_gets_no_reply_once_the_sender_opted_out(worker_host, app_settings):
+    """Whoever texted STOP is not texted again, not even the help reply."""
+    app_settings.setenv("SMS_HELP_REPLY", "Contoso alerts. Reply STOP to stop.")
+    assert replies(text_in(worker_host, "HELP")) == ["Contoso alerts. Reply STOP to stop."]
+
+    text_in(worker_host, "STOP")
+
+    assert replies(text_in(worker_host, "HELP")) == []
+    text_in(worker_host, "START")
+    assert replies(text_in(worker_host, "HELP")) == ["Contoso alerts. Reply STOP to stop."]
 
 
 def test_without_twilios_countries_the_number_library_judges_the_sender(worker_host):

@@ -1218,7 +1218,7 @@ def test_prepackage_hook_stamps_the_call_flow_and_compiles_the_bytecode_on_every
         bad = folder / "bad.json"
         bad.write_text(good.read_text().replace("+14155550101", "+19005550100"))
         env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-               "TWILIO_PHONE_NUMBER": "+14155550100"}
+               "TWILIO_PHONE_NUMBER": "+14155550160"}
 
         def run(flow: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(["sh", "-c", script], cwd=REPO, env={**env, "CALL_FLOW": flow},

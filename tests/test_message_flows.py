@@ -23,7 +23,9 @@ from shared.messageflows.flow import SmsPolicy, check
 PUBLIC = "https://myapp.azurewebsites.net"
 EXAMPLE = REPO / "flows" / "messages.example.json"
 SHOP = "+14155550100"
-POLICY = SmsPolicy(allowed_countries=frozenset({"US", "GB"}))
+OTHER_SENDER = "+14155550177"  # SMS_SENDERS: another of the app's numbers
+POLICY = SmsPolicy(allowed_countries=frozenset({"US", "GB"}),
+                   own_numbers=frozenset({TWILIO_NUMBER, OTHER_SENDER}))
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +63,16 @@ def test_any_other_text_gets_the_reply_and_is_forwarded_with_its_media_as_links(
 
     assert answer == [(None, "Thanks! We will text you back soon."),
                       (SHOP, f"From {PERSON}: Do you deliver?\n{media}")]
+
+
+@pytest.mark.parametrize("body", ["hi\x01there", "hi\x00there", "hi\x0bthere", "hi\ufffethere"])
+def test_a_text_with_characters_xml_cannot_hold_is_forwarded_without_them(worker_host, body):
+    """A phone or gateway can leave a control character in a text: quoted as it is, the answer
+    was not XML, Twilio could not parse it (error 12100), and the reply and forward were lost."""
+    answer = messages(text_in(worker_host, body))  # parses the answer as XML
+
+    assert answer == [(None, "Thanks! We will text you back soon."),
+                      (SHOP, f"From {PERSON}: hithere")]
 
 
 def test_opt_out_keywords_come_first_and_are_not_forwarded(worker_host, twilio_api):
@@ -117,8 +129,13 @@ def test_the_record_says_the_keyword_and_how_many_it_was_forwarded_to(worker_hos
     (lambda f: f["keywords"].update({"hours.": "again"}), "same keyword as another"),
     (lambda f: f["keywords"].update({"MENU": ""}), "its reply must be text"),
     (lambda f: f.update({"forward": [SHOP]}), "unknown key 'forward'"),
+    # A text forwarded to one of the app's own numbers comes back to sms_url, which forwards
+    # it again: every leg billed, for ever.
+    (lambda f: f["forward_to"].append(TWILIO_NUMBER), "is one of this app's own numbers"),
+    (lambda f: f["forward_to"].append(OTHER_SENDER), "is one of this app's own numbers"),
 ], ids=["premium", "country", "trunk-zero", "empty-reply", "long-reply", "stop-keyword",
-        "help-keyword", "duplicate-keyword", "empty-keyword-reply", "unknown-key"])
+        "help-keyword", "duplicate-keyword", "empty-keyword-reply", "unknown-key",
+        "own-number", "other-sender"])
 def test_the_check_refuses_each_bad_flow_by_name(change, named):
     flow = example()
     change(flow)

@@ -11,7 +11,10 @@ refused whole: a line that dials the wrong number is worse than one that apologi
 - `steps`: each may `say`, `play` (an https URL) and `pause` (seconds), then does one of
   `menu`, `dial`, `record`, `next`, `hangup` or `reject` (`record` may be followed by `next`).
 
-Every number a flow dials passes make_call's destination policy (shared.outbound.numbers).
+Every number a flow dials passes make_call's destination policy, and every number its voicemails
+text send_sms's (shared.outbound.numbers); neither may be one of the app's own numbers
+(TWILIO_PHONE_NUMBER, SMS_SENDERS, the flow's `by_number`): the call or text would come back to
+the app, which may answer it by ringing or texting again, every leg billed.
 """
 
 from __future__ import annotations
@@ -39,8 +42,18 @@ MAX_ATTEMPTS = 10
 MAX_DIALED = 10
 MAX_SAY = 4_000
 MAX_PAUSE = 60
+# Twilio refuses a TwiML document over 64 kB (its error 11750). The texts a caller hears in one
+# document (a step and the steps it goes `next` to) may take this much of it, the markup and the
+# app's URLs the rest.
+MAX_DOCUMENT_TEXT = 60_000
+# Where a voicemail's TwiML puts the caller's number (shared.callflows.walk builds each step's
+# document once and puts each call's caller in there): characters no step name has, and that a
+# URL's query and XML both leave as they are. A text in the flow may not contain it.
+CALLER_SLOT = "caller.of~this~call"
 _RANGE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]|24):([0-5][0-9])")
-_DIGITS = re.compile(r"[0-9*#]{1,8}")
+# The keys a menu option may be pressed with: # ends the caller's input (<Gather finishOnKey>'s
+# default) and never reaches the app as a digit.
+KEYPAD = re.compile(r"[0-9*]{1,8}")
 _STEP_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -124,10 +137,13 @@ class Flow(NamedTuple):
 
 
 class Policy(NamedTuple):
-    """What a flow's numbers are checked against: make_call's allowed countries and caller IDs."""
+    """What a flow's numbers are checked against: make_call's allowed countries and caller IDs,
+    send_sms's allowed countries (for voicemail notifications), the app's own numbers."""
 
     allowed_countries: frozenset[str]
     caller_ids: frozenset[str]
+    sms_allowed_countries: frozenset[str] = frozenset()
+    own_numbers: frozenset[str] = frozenset()
 
 
 class _Check:
@@ -153,9 +169,15 @@ class _Check:
 
     def text(self, value: object, where: str, limit: int = MAX_SAY) -> str | None:
         if isinstance(value, str) and value.strip() and len(value) <= limit:
-            return value
+            return value if self.not_reserved(value, where) else None
         self.problem(where, f"must be text of 1 to {limit:,} characters")
         return None
+
+    def not_reserved(self, value: str, where: str) -> bool:
+        if CALLER_SLOT in value:
+            self.problem(where, f"contains '{CALLER_SLOT}', which the app reserves")
+            return False
+        return True
 
     def integer(self, value: object, where: str, low: int, high: int, default: int) -> int:
         if value is None:
@@ -165,7 +187,9 @@ class _Check:
         self.problem(where, f"must be a whole number from {low} to {high}")
         return default
 
-    def number(self, value: object, where: str, dialed: bool) -> str | None:
+    def number(self, value: object, where: str, use: str | None = None) -> str | None:
+        """A number as written; `use` "call" (rung: make_call's policy) or "text" (texted:
+        send_sms's), or None (only compared with callers' and called numbers)."""
         if not isinstance(value, str):
             self.problem(where, "must be a phone number in E.164 format, like +14155550100")
             return None
@@ -175,8 +199,14 @@ class _Check:
 
         try:
             parsed = numbers.parse_e164(value, where)
-            if dialed:
+            if use == "call":
                 numbers.check_destination(parsed, self.policy.allowed_countries)
+            elif use == "text":
+                numbers.check_destination(parsed, self.policy.sms_allowed_countries,
+                                          "Messages", "SMS_ALLOWED_COUNTRIES")
+            if use is not None:
+                numbers.check_not_own(parsed, self.policy.own_numbers,
+                                      "TWILIO_PHONE_NUMBER, SMS_SENDERS")
         except ValueError as error:  # InvalidNumber, ForbiddenDestination
             self.problem(where, str(error).replace(f"'{where}' ", ""))
             return None
@@ -210,7 +240,7 @@ def check(data: object, policy: Policy | None) -> Flow:
     start = ref(root.get("start"), "start")
     by_number = {}
     for called, step in c.mapping(root.get("by_number", {}), "by_number").items():
-        number = c.number(called, f"by_number '{called[:20]}'", dialed=False)
+        number = c.number(called, f"by_number '{called[:20]}'")
         if number:
             by_number[number] = ref(step, f"by_number '{called[:20]}'")
     blocked = root.get("blocked_callers", [])
@@ -219,7 +249,7 @@ def check(data: object, policy: Policy | None) -> Flow:
         blocked = []
     blocked_callers = frozenset(
         n for i, raw in enumerate(blocked)
-        if (n := c.number(raw, f"blocked_callers[{i}]", dialed=False))
+        if (n := c.number(raw, f"blocked_callers[{i}]"))
     )
     hours = _hours(c, root["hours"], ref) if "hours" in root else None
     for step in steps.values():
@@ -232,7 +262,9 @@ def check(data: object, policy: Policy | None) -> Flow:
             ref(step.dial.otherwise, f"{where} dial otherwise")
         if step.next is not None:
             ref(step.next, f"{where} next")
-    _no_next_loop(c, steps)
+        _not_answered_here(c, step, by_number)
+    if _no_next_loop(c, steps):
+        _documents_fit(c, steps)
     if c.problems:
         raise FlowProblems(c.problems)
     return Flow(start=start, steps=steps, by_number=by_number, blocked_callers=blocked_callers,
@@ -256,7 +288,7 @@ def _step(c: _Check, name: str, raw: object) -> Step:
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme != "https" or not parts.hostname or len(url) > 2000:
             c.problem(f"{where} play", "must be an https URL Twilio can fetch")
-        else:
+        elif c.not_reserved(url, f"{where} play"):
             play = url
     pause = (c.integer(step["pause"], f"{where} pause", 1, MAX_PAUSE, 1)
              if "pause" in step else None)
@@ -292,8 +324,11 @@ def _menu(c: _Check, raw: object, where: str) -> Menu:
     if not options:
         c.problem(f"{where} options", "must name at least one option")
     for key in options:
-        if not _DIGITS.fullmatch(key) and not (speech and key.strip() and len(key) <= 40):
-            c.problem(f"{where} option '{key[:20]}'", "must be 1 to 8 keypad digits (0-9 * #)"
+        if "#" in key:
+            c.problem(f"{where} option '{key[:20]}'", "# ends what the caller types, so no "
+                      "caller can choose it: use 0-9 and *")
+        elif not KEYPAD.fullmatch(key) and not (speech and key.strip() and len(key) <= 40):
+            c.problem(f"{where} option '{key[:20]}'", "must be 1 to 8 keypad keys (0-9 and *)"
                       " (or, with speech, a word)")
     return Menu(
         prompt=c.text(menu.get("prompt"), f"{where} prompt") or "",
@@ -323,7 +358,7 @@ def _dial(c: _Check, raw: object, where: str) -> Dial:
         c.problem(f"{where} ring", "must be one_by_one or all_at_once")
     caller_id = dial.get("caller_id")
     if caller_id is not None:
-        caller_id = c.number(caller_id, f"{where} caller_id", dialed=False)
+        caller_id = c.number(caller_id, f"{where} caller_id")
         if caller_id and c.policy is not None and caller_id not in c.policy.caller_ids:
             c.problem(f"{where} caller_id", "must be one of the numbers in CALLER_IDS or "
                                             "TWILIO_PHONE_NUMBER")
@@ -346,7 +381,7 @@ def _dialed(c: _Check, value: object, where: str) -> str | None:
         c.problem(where, "must name a browser as client: followed by letters, digits and "
                          "underscore (at most 121)")
         return None
-    return c.number(value, where, dialed=True)
+    return c.number(value, where, "call")
 
 
 def _record(c: _Check, raw: object, where: str) -> Record:
@@ -370,7 +405,7 @@ def _record(c: _Check, raw: object, where: str) -> Record:
         max_seconds=max_seconds,
         transcribe=transcribe,
         notify_sms=tuple(n for i, raw_n in enumerate(notify)
-                         if (n := c.number(raw_n, f"{where} notify_sms[{i}]", dialed=True))),
+                         if (n := c.number(raw_n, f"{where} notify_sms[{i}]", "text"))),
     )
 
 
@@ -417,20 +452,65 @@ def _hours(c: _Check, raw: object, ref: Any) -> Hours | None:
     return Hours(timezone=timezone, open=opened, closed=closed, memo={})
 
 
-def _no_next_loop(c: _Check, steps: Mapping[str, Step]) -> None:
+def _not_answered_here(c: _Check, step: Step, by_number: Mapping[str, str]) -> None:
+    """The numbers `by_number` names are numbers this flow answers: ringing or texting one of
+    them comes back to it."""
+    where = f"step '{step.name}'"
+    rung = step.dial.to if step.dial else ()
+    texted = step.record.notify_sms if step.record else ()
+    for number in [*rung, *texted]:
+        if number in by_number:
+            c.problem(where, f"{number} is one of the numbers this flow answers (by_number): a "
+                             "call or text to it would come back to this app")
+
+
+def _no_next_loop(c: _Check, steps: Mapping[str, Step]) -> bool:
     """A chain of steps that only go on to the next (no menu, dial or record waits for the caller)
-    must end: a cycle of them would redirect forever."""
+    must end: a cycle of them would redirect forever. True when none loops. Each step is
+    followed once (a long chain costs its length, not its length squared)."""
     passing = {name: s.next for name, s in steps.items()
                if s.next and not (s.menu or s.dial or s.record)}
-    reported: set[str] = set()
+    ends: set[str] = set()  # steps whose chain is known to end
+    looped = False
     for first in passing:
-        seen = []
+        path: dict[str, int] = {}  # this walk's steps, in order
         name: str | None = first
-        while name in passing and name not in seen:
-            seen.append(name)
+        while name in passing and name not in path and name not in ends:
+            path[name] = len(path)
             name = passing[name]
-        if name in seen and name not in reported:
-            loop = seen[seen.index(name):]
-            reported |= set(loop)
+        if name in path:
+            loop = list(path)[path[name]:]
+            looped = True
             c.problem(f"step '{name}'", "its next steps loop back to it with no way out: "
                       + " -> ".join([*loop, name]))
+        ends |= set(path)
+    return not looped
+
+
+def _documents_fit(c: _Check, steps: Mapping[str, Step]) -> None:
+    """Each step's TwiML document (its texts and those of the steps it goes straight `next` to,
+    shared.callflows.walk) fits in what Twilio takes. Chains end (checked before), and each
+    step's total is worked out once."""
+    from xml.sax.saxutils import escape
+
+    total: dict[str, int] = {}
+
+    def own(step: Step) -> int:
+        texts = [step.say, step.play, step.menu.prompt if step.menu else None]
+        return sum(len(escape(t, {'"': "&quot;"})) for t in texts if t)
+
+    for first in steps:
+        chain: list[Step] = []
+        name: str | None = first
+        while name in steps and name not in total:
+            step = steps[name]
+            chain.append(step)
+            name = step.next if step.next and not (step.menu or step.dial or step.record) \
+                else None
+        after = total.get(name or "", 0)
+        for step in reversed(chain):
+            after = total[step.name] = own(step) + after
+        if total[first] > MAX_DOCUMENT_TEXT:
+            c.problem(f"step '{first}'", f"its TwiML would carry {total[first]:,} characters of "
+                      f"text (with the steps it goes next to); Twilio takes documents of at "
+                      f"most 64 kB, so keep it under {MAX_DOCUMENT_TEXT:,}")

@@ -1,5 +1,7 @@
-"""What a call flow is checked against: make_call's policy (allowed countries, caller IDs), read
-from the same settings make_call reads, without the REST credentials a webhook does not need.
+"""What a call flow is checked against: make_call's policy (allowed countries, caller IDs) for
+the numbers it rings, send_sms's (allowed countries) for the numbers its voicemails text, and the
+app's own numbers (TWILIO_PHONE_NUMBER, SMS_SENDERS), which it may do neither to; read from the
+same settings make_call and send_sms read, without the REST credentials a webhook does not need.
 
 `shared.outbound.settings` (imported on first use) judges them with the number library; the check
 stamp compares their raw values only, without it."""
@@ -18,7 +20,7 @@ class CallFlowSettings(NamedTuple):
 
 
 def _call_flow_settings(reader: Reader) -> CallFlowSettings:
-    from shared.outbound.settings import allowed_countries, number_list
+    from shared.outbound.settings import allowed_countries, number_list, own_numbers
 
     phone_number = reader.get("TWILIO_PHONE_NUMBER")
     caller_ids = number_list(reader, "CALLER_IDS")
@@ -27,7 +29,13 @@ def _call_flow_settings(reader: Reader) -> CallFlowSettings:
     countries = allowed_countries(
         reader, "CALL_ALLOWED_COUNTRIES", phone_number, "the dialled numbers' country"
     )
-    return CallFlowSettings(Policy(allowed_countries=countries, caller_ids=caller_ids))
+    # Without either setting no voicemail may text anyone (the check names a notify_sms it
+    # refuses); a flow that texts nobody does not need them.
+    texted = frozenset() if phone_number is None and reader.get("SMS_ALLOWED_COUNTRIES") is None \
+        else allowed_countries(reader, "SMS_ALLOWED_COUNTRIES", phone_number,
+                               "the messages' country")
+    return CallFlowSettings(Policy(allowed_countries=countries, caller_ids=caller_ids,
+                                   sms_allowed_countries=texted, own_numbers=own_numbers(reader)))
 
 
 load_call_flow_settings = loader(CALL_FLOW_SETTINGS, _call_flow_settings)

@@ -18,7 +18,7 @@ from urllib.parse import quote_plus, urlencode
 from shared import telemetry
 from shared.browsercalls.settings import CLIENT_PREFIX
 from shared.callflows import loading
-from shared.callflows.flow import Flow, FlowProblems, Step
+from shared.callflows.flow import CALLER_SLOT, KEYPAD, Flow, FlowProblems, Step
 from shared.common import logs, redact, routes
 from shared.webhooks import Webhook, twiml
 
@@ -65,7 +65,7 @@ class _Twiml:
             options["voice"] = self.settings.voice_name
         if self.settings.voice_language:
             options["language"] = self.settings.voice_language
-        (parent or self.response).say(text, **options)
+        (parent or self.response).say(twiml.xml_text(text), **options)
 
     def xml(self) -> str:
         return str(self.response.to_xml())
@@ -201,8 +201,7 @@ def _query_value(text: str) -> str:
 
 
 # The recording callbacks' `caller` (a recording callback does not say who called, and the
-# voicemail's text does): in the cached document, this stands for it. urlencode leaves it as is.
-CALLER_SLOT = "_caller_of_this_call_"
+# voicemail's text does): in the cached document, CALLER_SLOT stands for it.
 MAX_DOCUMENTS = 1024
 
 
@@ -241,7 +240,7 @@ def _action(doc: _Twiml, step: Step, attempt: int, index: int) -> None:
         options: dict[str, Any] = {"action": action, "method": "POST",
                                    "timeout": menu.timeout_seconds,
                                    "input": "dtmf speech" if menu.speech else "dtmf"}
-        if all(k.isdigit() for k in menu.options):
+        if all(KEYPAD.fullmatch(k) for k in menu.options):
             options["num_digits"] = max(len(k) for k in menu.options)
         gather = response.gather(**options)
         doc.say(menu.prompt, gather)

@@ -39,15 +39,37 @@ def read(path: str | Path, setting: str, root: Path | None = None) -> tuple[Path
     file = (root / path).resolve()
     if root.resolve() not in file.parents:
         raise FlowProblems([f"{setting}: '{str(path)[:80]}' is not a file inside the app"])
+    repeated: list[str] = []
     try:
         content = file.read_bytes()
-        data = json.loads(content.decode("utf-8"))
+        data = json.loads(content.decode("utf-8"),
+                          object_pairs_hook=lambda pairs: _object(pairs, repeated))
     except FileNotFoundError:
         raise FlowProblems([f"{setting}: no file '{str(path)[:80]}' in the app"]) from None
+    except RecursionError:
+        raise FlowProblems([f"{setting}: '{str(path)[:80]}' nests too deeply to be a flow"]
+                           ) from None
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise FlowProblems([f"{setting}: '{str(path)[:80]}' is not a JSON file "
                             f"({type(error).__name__})"]) from None
+    if repeated:
+        # JSON lets a key appear twice and json.loads keeps the last: a second "mon" or a
+        # second step of the same name would silently replace the first.
+        raise FlowProblems([f"{setting}: the key '{key[:40]}' appears twice in one object"
+                            for key in dict.fromkeys(repeated)])
     return file, content, data
+
+
+def _object(pairs: list[tuple[str, object]], repeated: list[str]) -> dict[str, object]:
+    """A JSON object, noting each key that appears in it more than once."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                repeated.append(key)
+            seen.add(key)
+    return found
 
 
 def checked(

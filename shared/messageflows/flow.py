@@ -8,7 +8,7 @@ The format (docs/inbound-texts.md, flows/messages.schema.json):
 - `forward_to`: numbers each text is forwarded to, with its sender and its media as links, in
   the TwiML answer itself (`<Message to=...>`: Twilio sends them, no REST call on the webhook's
   path); each passes send_sms's policy (SMS_ALLOWED_COUNTRIES, no premium or other costly
-  numbers), since the app pays for them.
+  numbers, none of the app's own), since the app pays for them.
 
 A flow with any problem is refused whole (sms_url then answers an empty `<Response/>`): a
 keyword that is one of the opt-out, opt-in or help keywords (those are the law's and Twilio's,
@@ -37,9 +37,11 @@ class MessageFlow(NamedTuple):
 
 
 class SmsPolicy(NamedTuple):
-    """What the numbers a flow forwards to are checked against: send_sms's allowed countries."""
+    """What the numbers a flow forwards to are checked against: send_sms's allowed countries,
+    and the app's own numbers, which a forward would come back to."""
 
     allowed_countries: frozenset[str]
+    own_numbers: frozenset[str] = frozenset()
 
 
 def check(data: object, policy: SmsPolicy | None) -> MessageFlow:
@@ -111,6 +113,7 @@ def _number(value: Any, where: str, policy: SmsPolicy | None, problems: list[str
         parsed = numbers.parse_e164(value, where)
         numbers.check_destination(parsed, policy.allowed_countries, "Messages",
                                   "SMS_ALLOWED_COUNTRIES")
+        numbers.check_not_own(parsed, policy.own_numbers, "TWILIO_PHONE_NUMBER, SMS_SENDERS")
     except ValueError as error:  # InvalidNumber, ForbiddenDestination
         problems.append(f"{where}: " + str(error).replace(f"'{where}' ", ""))
         return None

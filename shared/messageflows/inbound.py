@@ -52,9 +52,13 @@ async def answer(sms: webhooks.Webhook) -> str:
         return webhooks.twiml.nothing()  # Twilio's own confirmation is the reply
     settings = _settings()
     if meaning == keywords.ASKED_FOR_HELP:
-        await _stored(sms, "text-not-kept", _record(sms, keywords.normalise(body or ""), 0))
         help_reply = settings.help_reply if settings else None
-        if help_reply and _may_reply_to(sms):
+        reply = help_reply and _may_reply_to(sms)
+        # A person who opted out gets no help reply either (Twilio would refuse it: 21610).
+        _, still = await asyncio.gather(
+            _stored(sms, "text-not-kept", _record(sms, keywords.normalise(body or ""), 0)),
+            _may_text(sms, sms.param("From") or "") if reply else _nothing())
+        if reply and still:
             return webhooks.twiml.message(help_reply)
         return webhooks.twiml.nothing()
     flow = _flow(settings)
@@ -99,7 +103,7 @@ def _may_reply_to(sms: webhooks.Webhook) -> bool:
     sender = sms.param("From") or ""
     if not E164.fullmatch(sender):
         reason = "the sender is not a phone number in E.164 (a short code or a name)"
-    elif sender in (sms.param("To"), dict(load_policy_inputs()).get("TWILIO_PHONE_NUMBER")):
+    elif sender == sms.param("To") or sender in _own_numbers():
         reason = "the sender is one of this app's own numbers: replies would go back and forth"
     else:
         country = (sms.param("FromCountry") or "").upper() or _country_of(sender)
@@ -110,6 +114,18 @@ def _may_reply_to(sms: webhooks.Webhook) -> bool:
                   f"allows ({', '.join(sorted(allowed)) or 'none'})")
     logger.warning("sms_url MessageSid=%s from=%s outcome=not-replied reason=%s",
                    redact.sid(sms.param("MessageSid")), redact.phone_number(sender), reason)
+    return False
+
+
+def _own_numbers() -> frozenset[str]:
+    """TWILIO_PHONE_NUMBER and SMS_SENDERS as written (send_sms judges them and names a bad one;
+    a number written otherwise than E.164 matches no sender here)."""
+    inputs = dict(load_policy_inputs())
+    written = ",".join(inputs.get(name) or "" for name in ("TWILIO_PHONE_NUMBER", "SMS_SENDERS"))
+    return frozenset(n.strip() for n in written.split(",") if n.strip())
+
+
+async def _nothing() -> bool:
     return False
 
 
@@ -162,10 +178,10 @@ def _flow_answer(sms: webhooks.Webhook, reply: str | None, forward_to: tuple[str
 
     response = MessagingResponse()
     if reply:
-        response.message(reply)
+        response.message(webhooks.twiml.xml_text(reply))
     if forward_to:
-        forwarded = forward_text(sms.param("From") or "an unknown sender", sms.param("Body") or "",
-                                 media_urls(sms))
+        forwarded = webhooks.twiml.xml_text(forward_text(
+            sms.param("From") or "an unknown sender", sms.param("Body") or "", media_urls(sms)))
         for number in forward_to:
             response.message(forwarded, to=number)
     return str(response.to_xml())

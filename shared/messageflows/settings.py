@@ -4,8 +4,9 @@
   help reply (Advanced Opt-Out) is the answer, or none.
 - MESSAGE_FLOW: the message-flow file (keywords, a reply, forwarding), relative to the app root.
 - The policy the numbers a flow forwards to pass: send_sms's (SMS_ALLOWED_COUNTRIES, default
-  the country of TWILIO_PHONE_NUMBER), judged with the number library on first use; the check
-  stamp compares their raw values only, without it (shared.common.stamp).
+  the country of TWILIO_PHONE_NUMBER; none of the app's own numbers, TWILIO_PHONE_NUMBER and
+  SMS_SENDERS), judged with the number library on first use; the check stamp compares their raw
+  values only, without it (shared.common.stamp).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from shared.common.settings import Reader, loader
 from shared.messageflows.flow import MAX_TEXT, SmsPolicy
 
 MESSAGE_FLOW_SETTINGS = ("SMS_HELP_REPLY", "MESSAGE_FLOW")
-POLICY_SETTINGS = ("TWILIO_PHONE_NUMBER", "SMS_ALLOWED_COUNTRIES")
+POLICY_SETTINGS = ("TWILIO_PHONE_NUMBER", "SMS_ALLOWED_COUNTRIES", "SMS_SENDERS")
 
 
 class MessageFlowSettings(NamedTuple):
@@ -36,10 +37,11 @@ load_message_flow_settings = loader(MESSAGE_FLOW_SETTINGS, _message_flow_setting
 
 
 def _sms_policy(reader: Reader) -> SmsPolicy:
-    from shared.outbound.settings import allowed_countries
+    from shared.outbound.settings import allowed_countries, own_numbers
 
     return SmsPolicy(allowed_countries(reader, "SMS_ALLOWED_COUNTRIES",
-                                       reader.get("TWILIO_PHONE_NUMBER"), "the messages' country"))
+                                       reader.get("TWILIO_PHONE_NUMBER"), "the messages' country"),
+                     own_numbers=own_numbers(reader))
 
 
 load_sms_policy = loader(POLICY_SETTINGS, _sms_policy)

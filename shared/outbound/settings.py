@@ -114,6 +114,15 @@ def allowed_countries(
     return frozenset(codes)
 
 
+def own_numbers(reader: Reader) -> frozenset[str]:
+    """The app's own Twilio numbers (TWILIO_PHONE_NUMBER, SMS_SENDERS): nothing the app places
+    or sends may go to one, since it would come back to the app's own webhooks."""
+    found = number_list(reader, "SMS_SENDERS")
+    if reader.get("TWILIO_PHONE_NUMBER"):
+        found = found | number_list(reader, "TWILIO_PHONE_NUMBER")
+    return found
+
+
 def number_list(reader: Reader, name: str) -> frozenset[str]:
     """A comma-separated list of E.164 numbers (CALLER_IDS, SMS_SENDERS)."""
     found: set[str] = set()

@@ -16,10 +16,13 @@ _VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}")
 
 
-# make_call's policy settings that a call flow is judged by (shared.callflows.settings): read
-# raw here, in the same pass as the rest, so that voice_url reads the environment once a request
-# (a second pass for the flow's cost it 2 % of a warm webhook through the host, BENCHMARKS.md).
-CALL_POLICY_SETTINGS = ("TWILIO_PHONE_NUMBER", "CALLER_IDS", "CALL_ALLOWED_COUNTRIES")
+# The policy settings a call flow is judged by (shared.callflows.settings): make_call's for the
+# numbers it rings, send_sms's for those its voicemails text, and the app's own numbers, which it
+# may do neither to. Read raw here, in the same pass as the rest, so that voice_url reads the
+# environment once a request (a second pass for the flow's cost it 2 % of a warm webhook through
+# the host, BENCHMARKS.md).
+CALL_POLICY_SETTINGS = ("TWILIO_PHONE_NUMBER", "CALLER_IDS", "CALL_ALLOWED_COUNTRIES",
+                        "SMS_ALLOWED_COUNTRIES", "SMS_SENDERS")
 
 WEBHOOK_SETTINGS = (
     "TWILIO_AUTH_TOKEN",
