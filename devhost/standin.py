@@ -486,7 +486,12 @@ class StandIn:
         self.counters.requests += 1
         recording = RECORDING_PATH.fullmatch(target.partition("?")[0])
         if recording is not None:
-            writer.write(self._recording(method, *recording.groups()))
+            answer = self._recording(method, *recording.groups())
+            if self.log:  # like every other request: its status line's code
+                status_code = answer.split(b" ", 2)[1].decode("latin-1")
+                print(f"{method} {_shown(target.partition('?')[0])} -> {status_code} recording",
+                      file=sys.stderr, flush=True)
+            writer.write(answer)
             await writer.drain()
             return headers.get("connection", "").lower() != "close"
         self.in_flight += 1

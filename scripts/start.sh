@@ -8,19 +8,25 @@
 # there already, and stops it when the host stops (scripts/lib/azurite.sh).
 # Extra arguments go to `func start` or to the local host, e.g. scripts/start.sh --port 7072.
 # --twilio-api URL (REST requests to a local stand-in of Twilio's API, python -m devhost.standin)
-# is the local host's option: with it, the local host serves even where Core Tools is installed.
+# and --host-key KEY (function keys enforced, for a tunnel) are the local host's options: with
+# either, the local host serves even where Core Tools is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STAND_IN=0
+# Options only the local worker host has: with one, it serves even where Core Tools is installed
+# (func start has no stand-in, and does not enforce function keys locally).
+LOCAL_ONLY=""
 for arg in "$@"; do
-  case "$arg" in --twilio-api | --twilio-api=*) STAND_IN=1 ;; esac
+  case "$arg" in
+    --twilio-api | --twilio-api=*) LOCAL_ONLY="--twilio-api" ;;
+    --host-key | --host-key=*) LOCAL_ONLY="${LOCAL_ONLY:---host-key}" ;;
+  esac
 done
 
-if [ "$STAND_IN" = 1 ]; then
+if [ -n "$LOCAL_ONLY" ]; then
   USE_FUNC=0
   # Must stay the first line of output: it says which host is about to serve the app.
-  echo "--twilio-api is an option of the local worker host: serving with python -m devhost.server (not func start)."
+  echo "$LOCAL_ONLY is an option of the local worker host: serving with python -m devhost.server (not func start)."
 elif command -v func >/dev/null 2>&1; then
   USE_FUNC=1
 else

@@ -207,6 +207,15 @@ def test_make_call_and_send_sms_through_the_stand_in_end_in_their_final_status(
     ]
     assert AUTH_TOKEN not in standin.output() and AUTH_TOKEN not in host.drain(0.05)
 
+    # A recording's audio (the console's voicemail player) is logged as every request is.
+    recording = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/RE{'c' * 32}.mp3"
+    fetch = http.client.HTTPConnection(api.removeprefix("http://"), timeout=HTTP_TIMEOUT)
+    fetch.request("GET", recording)
+    assert fetch.getresponse().status == 200
+    fetch.close()
+    shown = recording.replace(ACCOUNT_SID, f"AC{ACCOUNT_SID[2:4]}…{ACCOUNT_SID[-2:]}")
+    assert standin.wait_for(r"^GET .*Recordings.*").string == f"GET {shown} -> 200 recording"
+
     assert host.stop() == 0 and standin.stop() == 0
     assert "Stopping." in host.drain(0.05)
     assert standin.drain(0.05)[-1] == "Stopping."

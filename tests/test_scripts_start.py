@@ -78,3 +78,23 @@ def test_a_local_http_port_that_is_not_a_number_is_named(tmp_path: Path, capsys)
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Host.LocalHttpPort must be a port number" in err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", [["--host-key", "k1"], ["--host-key=k1"],
+                                    ["--twilio-api", "http://127.0.0.1:1"]])
+def test_a_local_host_option_serves_with_the_local_host_even_with_core_tools(
+        sandbox: Path, option: list[str]) -> None:
+    """The README's tunnel step runs `scripts/start.sh --host-key KEY`: with Core Tools
+    installed it ran `func start`, which has no such option and enforces no keys locally."""
+    func = sandbox / "tools" / "func"
+    func.write_text("#!/bin/sh\necho func ran\n")
+    func.chmod(0o755)
+
+    result = start_sh(sandbox, *option, "--port", "99999")
+
+    assert result.stdout.splitlines()[0] == (
+        f"{option[0].split('=')[0]} is an option of the local worker host: serving with "
+        "python -m devhost.server (not func start).")
+    assert "func ran" not in result.stdout
+    assert result.stderr.splitlines() == [  # the local host's own refusal of the port
+        "error: port 99999 is not a TCP port (0 to 65535): check --port"]
