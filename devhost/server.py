@@ -98,16 +98,20 @@ def _redacted(path: str) -> str:
     each non-empty value becomes `***`, a phone number `+1415*****23` as the app logs one.
     """
     parts = urlsplit(path)
+    # A number in the path (/api/calls/+14155550123, a mistaken lookup) is masked too.
+    route = _NUMBER_IN_PATH.sub(lambda m: m[1] + _masked_value("+" + m[2])[1:], parts.path)
     if not parts.query:
-        return _printable(parts.path)
+        return _printable(route)
     query = [(k, _masked_value(v) if k != KEY_QUERY else "***")
              for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return _printable(f"{parts.path}?{urlencode(query, safe='*')}")
+    return _printable(f"{route}?{urlencode(query, safe='*')}")
 
 
 # A whole phone number (E.164 has at most 15 digits). Shorter digit strings (a PIN a <Gather>
 # collected, a code) are not numbers whose masked form says anything: they become *** too.
 _PHONE_NUMBER = re.compile(r"\+?[0-9]{10,15}")
+# The same in a path, raw or escaped (%2B): the masked form keeps the prefix as written.
+_NUMBER_IN_PATH = re.compile(r"(?<![0-9A-Za-z])(\+|%2[bB]|)([0-9]{10,15})(?![0-9A-Za-z])")
 
 
 def _masked_value(value: str) -> str:

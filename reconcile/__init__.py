@@ -14,4 +14,4 @@ async def main(timer: func.TimerRequest) -> None:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.records import reconcile
 
-    await reconcile.run()
+    await reconcile.scheduled()

@@ -27,18 +27,10 @@ from shared.records import reconcile
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description="Reconcile the records with Twilio's lists, once "
                             "(never sends anything).").parse_args(argv)
-    import aiohttp
-    from twilio.base.exceptions import TwilioRestException
-
     try:
         tallies = run(reconcile.run)
-    except TwilioRestException as error:
-        print(f"error: Twilio refused the listing (HTTP {error.status}, code {error.code}): "
-              "check TWILIO_ACCOUNT_SID and its credentials", file=sys.stderr)
-        return 1
-    except (aiohttp.ClientError, OSError, TimeoutError) as error:
-        print(f"error: Twilio's API could not be reached ({type(error).__name__}): check the "
-              "network, DNS or proxy", file=sys.stderr)
+    except reconcile.Unlisted as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     for tally in tallies:
         state = "done" if tally.finished else "out of time: run it again to carry on"

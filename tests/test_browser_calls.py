@@ -3,6 +3,7 @@ TwiML App's voice URL (client_voice), through the worker host, signed as Twilio 
 
 from __future__ import annotations
 
+import logging
 import time
 import xml.etree.ElementTree as ET
 from urllib.parse import urlencode
@@ -157,6 +158,21 @@ def test_anything_else_is_refused_aloud_and_never_dialled(worker_host, browser_s
     assert [e.tag for e in root] == ["Say", "Hangup"]
     assert "cannot be called" in (root[0].text or "")
     assert not list(root.iter("Dial"))
+
+
+def test_a_refusal_is_logged_without_the_number_however_it_was_written(
+        worker_host, browser_settings, caplog):
+    """The refusal quotes the number as phonenumbers writes it (a London number's trunk 0
+    dropped), not as the softphone sent it: the log line redacts every number in it."""
+    caplog.set_level(logging.DEBUG)
+    browser_settings.setenv("TWILIO_PHONE_NUMBER", "+442071234567")
+    browser_settings.setenv("CALL_ALLOWED_COUNTRIES", "GB,US")
+
+    root = twiml(dial(worker_host, "+4402071234567"))  # the app's own number, with its 0
+
+    assert [e.tag for e in root] == ["Say", "Hangup"]
+    [line] = [r.getMessage() for r in caplog.records if "outcome=refused" in r.getMessage()]
+    assert "own numbers" in line and "2071234567" not in line
 
 
 def test_another_twiml_apps_call_is_refused(worker_host, browser_settings):

@@ -350,6 +350,7 @@ def test_a_refused_flow_apologises_never_dials_and_logs_every_problem_once(
     bad = small_flow()
     bad["steps"]["ring"]["dial"]["to"] = ["+19005550100"]  # premium-rate
     bad["steps"]["bye"]["next"] = "nowhere"
+    bad["blocked_callers"] = ["+4402079460000"]  # must be written +442079460000
     flow_file(tmp_path, monkeypatch, bad)
     app_settings.setenv("CALL_FLOW", "flow.json")
 
@@ -359,6 +360,9 @@ def test_a_refused_flow_apologises_never_dials_and_logs_every_problem_once(
     refused = [r.getMessage() for r in caplog.records if "outcome=refused" in r.getMessage()]
     assert len(refused) == 1
     assert "premium-rate" in refused[0] and "names no step ('nowhere')" in refused[0]
+    # The problems quote the flow's numbers; the log line redacts them, as every line does.
+    assert "must be written as +4420******00" in refused[0]
+    assert "2079460000" not in refused[0]
 
 
 def test_a_flow_is_judged_again_when_the_call_policy_changes(worker_host, app_settings):

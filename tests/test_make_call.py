@@ -64,6 +64,21 @@ def test_json_request_places_the_call_with_twilio(twilio_api, app_settings):
     assert sent.auth == (ACCOUNT_SID, AUTH_TOKEN)
 
 
+def test_a_storage_setting_the_library_cannot_use_still_answers_the_call_it_placed(
+        twilio_api, app_settings, caplog):
+    """The call is placed before its record is written: a connection string the storage
+    library refuses used to end that in a 500 with a traceback, inviting a retry that would
+    call twice. It is named, and the call answered as placed, not recorded."""
+    app_settings.setenv("AzureWebJobsStorage", "a=b;;c")
+
+    response = call({"to": TO})
+
+    assert response.status_code == 201 and payload(response)["recorded"] is False
+    assert len(twilio_api.creates) == 1
+    [line] = [r.getMessage() for r in caplog.records if "outcome=not-recorded" in r.getMessage()]
+    assert "AzureWebJobsStorage is malformed" in line and "Traceback" not in caplog.text
+
+
 def test_form_encoded_request_is_accepted(twilio_api):
     response = call({"to": TO}, "application/x-www-form-urlencoded")
 

@@ -281,6 +281,22 @@ def test_clearing_an_opt_out_lets_the_app_text_again_and_says_who_and_why(
     assert send_sms(worker_host).status == 201
 
 
+def test_the_reason_for_clearing_is_kept_on_the_row_but_never_logged(worker_host, twilio_api,
+                                                                     caplog):
+    """The reason is an operator's free text ("+1415... phoned: said 'my PIN is 4455'")."""
+    text_in(worker_host, "STOP")
+    reason = "+14155550123 phoned: said 'my PIN is 4455'"
+
+    with caplog.at_level(logging.DEBUG):
+        cleared = clear(worker_host, {"sender": TWILIO_NUMBER, "number": PERSON,
+                                      "reason": reason})
+
+    assert cleared.json()["how"] == f"cleared by a function key holder: {reason}"
+    assert any("outcome=opted-in how=cleared by a function key holder" in r.getMessage()
+               for r in caplog.records)
+    assert "4155550123" not in caplog.text and "PIN" not in caplog.text
+
+
 def test_without_app_service_authentication_a_principal_header_names_nobody(worker_host):
     text_in(worker_host, "STOP")
 

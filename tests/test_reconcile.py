@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 from email.utils import format_datetime
 
 import pytest
@@ -143,6 +144,34 @@ def test_the_timer_function_runs_it(twilio_api):
     run_app(reconcile_function.main(None))
 
     assert record("message", str(text["sid"])) is not None
+
+
+def test_a_listing_twilio_refuses_is_one_error_line_not_a_traceback(twilio_api, caplog):
+    """Twilio's page errors carry its answer's body; the timer logs why, once, and does not
+    raise (a failed invocation puts the exception's text and stack in the host's log)."""
+    twilio_api.fail_lists(401, 20003, "Authenticate: Invalid Username or Password " + PERSON)
+
+    with pytest.raises(reconcile.Unlisted) as refused:
+        run()
+    twilio_api.fail_lists(401, 20003, "Authenticate " + PERSON)
+    with caplog.at_level(logging.DEBUG):
+        run_app(reconcile_function.main(None))
+
+    assert str(refused.value) == ("Twilio refused the listing (HTTP 401, code 20003): check "
+                                  "TWILIO_ACCOUNT_SID and its credentials")
+    [line] = [r for r in caplog.records if "reconcile outcome=failed" in r.getMessage()]
+    assert line.levelno == logging.ERROR and "HTTP 401, code 20003" in line.getMessage()
+    assert PERSON not in caplog.text and "Authenticate" not in caplog.text
+    assert "Traceback" not in caplog.text and all(r.exc_info is None for r in caplog.records)
+
+
+def test_a_listing_that_cannot_reach_twilio_says_so(twilio_api):
+    import aiohttp
+
+    twilio_api.list_behaviours.append(lambda _req: aiohttp.ClientConnectionError("refused"))
+
+    with pytest.raises(reconcile.Unlisted, match=r"could not be reached \(ClientConnectionError"):
+        run()
 
 
 def test_the_script_says_which_settings_are_missing():

@@ -306,6 +306,23 @@ def test_storage_not_configured_is_503_for_callbacks_and_500_for_reads(worker_ho
     assert response.json()["settings"] == ["AzureWebJobsStorage"]
 
 
+@pytest.mark.parametrize("value", [
+    "a=b;;c",  # the storage library refused it at the first storage call, with a traceback
+    "AccountKey=abc",  # a key but no account or endpoints
+    "@Microsoft.KeyVault(SecretUri=https://vault.vault.azure.net/secrets/storage/)",
+], ids=["parts", "no-account", "key-vault-reference"])
+def test_a_storage_connection_string_the_library_cannot_use_is_named(worker_host, app_settings,
+                                                                     caplog, value):
+    app_settings.setenv("AzureWebJobsStorage", value)
+    sid = new_sid("CA")
+
+    response = get(worker_host, f"/api/calls/{sid}")
+
+    assert response.status == 500
+    assert response.json()["settings"] == ["AzureWebJobsStorage"]
+    assert "Traceback" not in caplog.text and "vault.azure.net" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("kind", "status", "path"),
     [("call-status", "ringing", "calls"), ("message-status", "undelivered", "messages")],

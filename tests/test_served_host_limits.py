@@ -484,6 +484,18 @@ def test_phone_numbers_in_a_query_are_masked_in_the_access_log(limited, caplog):
     assert "n=***" in line and "code=***" in line
 
 
+@pytest.mark.parametrize("path", ["/api/echo/+14155550123", "/api/echo/%2B14155550123"])
+def test_a_phone_number_in_the_path_is_masked_in_the_access_log(limited, caplog, path):
+    """No route takes a number in its path, but a mistaken lookup sends one: logged masked."""
+    caplog.set_level(logging.INFO, logger="devhost.server")
+
+    exchange(limited, f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+
+    assert wait_for(lambda: any("/api/echo/" in r.getMessage() for r in caplog.records))
+    [line] = [r.getMessage() for r in caplog.records if "/api/echo/" in r.getMessage()]
+    assert "4155550123" not in line and "1415*****23" in line
+
+
 def test_a_get_webhooks_query_values_are_not_in_the_access_log(limited, caplog):
     """A GET webhook carries Twilio's fields in its query: the access log keeps their names but
     no token, SID, text body or whole number (issue 19, item 13)."""

@@ -395,6 +395,22 @@ def test_a_failed_invocation_records_the_type_not_the_message(worker_host, captu
     assert runtime.scrub("a=%2B14155550123&b=+14155550124") == "a=%2B1415*****23&b=+1415*****24"
 
 
+def test_a_library_spans_error_text_is_scrubbed_of_numbers(captured):
+    """The Azure SDKs set a failed request's span status to the error's text, which quotes the
+    entity's keys (an opt-out's are the sender's and the person's numbers)."""
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
+
+    tracer = trace.get_tracer("azure.data.tables")  # a library's scope, not the app's
+    with tracer.start_as_current_span("TableClient.get_entity") as span:
+        span.set_status(Status(StatusCode.ERROR, "AuthenticationFailed: TwilioOptOuts("
+                               "PartitionKey='%2B14155550160',RowKey='%2B14155550123')"))
+
+    [ended] = captured.named("TableClient.get_entity")
+    assert ended.status.description == ("AuthenticationFailed: TwilioOptOuts(PartitionKey="
+                                        "'%2B1415*****60',RowKey='%2B1415*****23')")
+
+
 # --- broadcasts: the helpers shared.broadcasts calls --------------------------------------------
 
 

@@ -52,6 +52,8 @@ class TwilioApiDouble(AsyncHttpClient):
 
     requests: list[RecordedRequest] = field(default_factory=list)
     behaviours: deque[Behaviour] = field(default_factory=deque)
+    # What the list endpoints answer instead of a page, one per request (`fail_lists`).
+    list_behaviours: deque[Behaviour] = field(default_factory=deque)
     delay: float = 0.0
     created_call_json: Callable[[RecordedRequest], dict[str, object]] | None = None
     created_message_json: Callable[[RecordedRequest], dict[str, object]] | None = None
@@ -84,6 +86,13 @@ class TwilioApiDouble(AsyncHttpClient):
     def fail(self, exception: Exception) -> None:
         self.behaviours.append(lambda _req: exception)
 
+    def fail_lists(self, status: int, code: int, message: str, times: int = 1) -> None:
+        """The next `times` list requests get Twilio's error body instead of a page."""
+        body = json.dumps({"code": code, "message": message, "status": status,
+                           "more_info": f"https://www.twilio.com/docs/errors/{code}"})
+        for _ in range(times):
+            self.list_behaviours.append(lambda _req: Response(status, body, {}))
+
     # The AsyncHttpClient interface -----------------------------------------------------------
     async def request(  # type: ignore[override]
         self,
@@ -108,6 +117,11 @@ class TwilioApiDouble(AsyncHttpClient):
         if self.delay:
             await asyncio.sleep(self.delay)
         if recorded.method == "GET" and recorded.path.endswith(("/Calls.json", "/Messages.json")):
+            if self.list_behaviours:
+                listed = self.list_behaviours.popleft()(recorded)
+                if isinstance(listed, Exception):
+                    raise listed
+                return listed
             return self._listed(recorded)
         outcome = (
             self.behaviours.popleft()(recorded) if self.behaviours else self._created(recorded)

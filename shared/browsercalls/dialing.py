@@ -80,6 +80,6 @@ def _allowed(to: str, sid: str) -> tuple[str, str] | None:
         return None
     except answers.REFUSALS as refusal:
         logger.warning("%s CallSid=%s outcome=refused reason=%s", FUNCTION, sid,
-                       str(refusal).replace(to, redact.phone_number(to)))
+                       redact.phone_numbers_in(str(refusal)))
         return None
     return request.to, request.from_

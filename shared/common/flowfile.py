@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from shared.common import logs, stamp
+from shared.common import logs, redact, stamp
 
 logger = logs.get_logger(__name__)
 
@@ -89,8 +89,10 @@ def checked(
         unstamped = stamp.mismatch(file, content, dict(inputs), root)
         found = vouched(data) if unstamped is None else full(data)
     except FlowProblems as problems:
+        # The problems quote the flow's numbers: the check command prints them whole, the log
+        # line redacts them as every log line does.
         logger.error("%s outcome=refused file=%s problems=%d: %s", what, path[:80],
-                     len(problems.problems), "; ".join(problems.problems))
+                     len(problems.problems), redact.phone_numbers_in("; ".join(problems.problems)))
         return problems
     except Exception as error:  # a bug, or a setting the check trips on: refused, never a 500
         logger.error("%s outcome=refused file=%s reason=%s", what, path[:80], type(error).__name__)

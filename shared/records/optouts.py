@@ -57,13 +57,15 @@ def _now() -> str:
 
 
 async def set_opted_out(sender: str | None, person: str | None, opted_out: bool, how: str,
-                        message_sid: str | None = None) -> bool:
+                        message_sid: str | None = None, reason: str = "") -> bool:
     """Record the person's latest word for this sender; False (nothing written) when either is
-    not something storage can key a row by. Raises StorageUnavailable or SettingsError."""
+    not something storage can key a row by. Raises StorageUnavailable or SettingsError.
+    `reason`, a person's free text, is kept on the row with `how` but never logged."""
     if not _usable(sender, person):
         return False
     row: dict[str, Any] = {"PartitionKey": sender, "RowKey": person, "OptedOut": opted_out,
-                           "ChangedAt": _now(), "How": how[:200]}
+                           "ChangedAt": _now(),
+                           "How": (f"{how}: {reason}" if reason else how)[:200]}
     if message_sid:
         row["MessageSid"] = message_sid[:64]
     await storage.on_table(TABLE, lambda t: t.upsert_entity(row))
@@ -165,8 +167,7 @@ async def clear(sender: str, person: str, who: str, reason: str) -> dict[str, An
     with who cleared it, when and why; None when the person is not opted out of `sender`."""
     if not await opted_out(sender, person):
         return None
-    how = f"cleared by {who}: {reason}" if reason else f"cleared by {who}"
-    await set_opted_out(sender, person, False, how)
+    await set_opted_out(sender, person, False, f"cleared by {who}", reason=reason)
     found = await read(sender, person)
     return None if found is None else {"sender": sender, "number": person,
                                        "opted_out": found.opted_out,

@@ -98,9 +98,36 @@ async def _save_sweep(kind: str, sweep: Sweep) -> None:
     await storage.on_table(TABLE, lambda t: t.upsert_entity(row))
 
 
+class Unlisted(Exception):
+    """Twilio's lists could not be read: a sentence saying why (Twilio's status and error code,
+    or the kind of network failure; never its answer's body, which a library's own error text
+    quotes, nor a credential)."""
+
+
+async def scheduled() -> None:
+    """The timer's run: one line either way. A failure is logged at ERROR with its reason and
+    the next run (15 minutes later) starts from the same watermark, so nothing is skipped; it
+    is not raised, which would put a traceback in the host's log. Twilio's 4xx and 5xx still
+    count in the Twilio error-rate alert (their telemetry), storage's in the storage alert."""
+    from shared.common.settings import SettingsError
+
+    try:
+        await run()
+    except Unlisted as error:
+        logger.error("reconcile outcome=failed reason=%s", error)
+    except SettingsError as error:
+        logger.error("reconcile outcome=failed reason=settings: %s", error.describe())
+    except storage.StorageUnavailable as error:
+        logger.error("reconcile outcome=failed reason=%s", error)
+
+
 async def run(budget: float = RUN_BUDGET) -> list[Tally]:
     """One reconciliation run, messages then calls, within `budget` seconds. Raises
-    SettingsError (no credentials) or StorageUnavailable (nothing to reconcile into)."""
+    SettingsError (no credentials), StorageUnavailable (nothing to reconcile into) or Unlisted
+    (Twilio refused the listing or could not be reached)."""
+    import aiohttp
+    from twilio.base.exceptions import TwilioException
+
     from shared.outbound import twilio_client
     from shared.outbound.settings import load_rest_settings
 
@@ -108,12 +135,39 @@ async def run(budget: float = RUN_BUDGET) -> list[Tally]:
     client = twilio_client.get_client(rest)
     deadline = _clock() + budget
     tallies = []
-    for kind, listing in (("message", client.messages), ("call", client.calls)):
-        tallies.append(await _sweep(kind, listing, deadline, rest.http_timeout))
+    try:
+        for kind, listing in (("message", client.messages), ("call", client.calls)):
+            tallies.append(await _sweep(kind, listing, deadline, rest.http_timeout))
+    except TwilioException as error:
+        raise Unlisted(_refusal(error)) from None
+    except (aiohttp.ClientError, OSError) as error:  # TimeoutError is an OSError
+        raise Unlisted(f"Twilio's API could not be reached ({type(error).__name__})") from None
     for tally in tallies:
         logger.info("reconcile kind=%s seen=%d filled=%d outcome=%s", tally.kind, tally.seen,
                     tally.filled, "done" if tally.finished else "to-be-continued")
     return tallies
+
+
+def _refusal(error: Exception) -> str:
+    """What Twilio answered a listing: twilio raises TwilioRestException (status, code) for
+    some failures and TwilioException("Unable to fetch page", response) for a list's page."""
+    import json
+
+    status, code = getattr(error, "status", None), getattr(error, "code", None)
+    response = error.args[1] if len(error.args) > 1 else None
+    if status is None and response is not None:
+        status = getattr(response, "status_code", None)
+        try:
+            code = json.loads(getattr(response, "text", "") or "{}").get("code")
+        except (ValueError, AttributeError):
+            code = None
+    if status is None:
+        return f"Twilio's answer could not be read ({type(error).__name__})"
+    answered = f"HTTP {status}" + (f", code {code}" if isinstance(code, int) else "")
+    if status in (401, 403, 404):
+        return f"Twilio refused the listing ({answered}): check TWILIO_ACCOUNT_SID and its " \
+               "credentials"
+    return f"Twilio failed the listing ({answered})"
 
 
 async def _sweep(kind: str, listing: Any, deadline: float, timeout: float) -> Tally:

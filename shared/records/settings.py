@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from shared.common.settings import Reader, loader
+from shared.common.settings import UNRESOLVED_KEY_VAULT_REFERENCE, Reader, loader
 
 # The Functions host's own storage connection, which the app's records share: a connection
 # string (locally UseDevelopmentStorage=true, for Azurite), or the identity-based settings the
@@ -48,8 +48,12 @@ def _storage_settings(reader: Reader) -> StorageSettings:
     if value is not None:
         if value.replace(" ", "").lower() == "usedevelopmentstorage=true":
             value = DEVELOPMENT_STORAGE
-        elif "=" not in value:
-            reader.malformed("AzureWebJobsStorage", "a storage connection string")
+        elif value.lower().startswith("@microsoft.keyvault("):
+            reader.problems.append(("AzureWebJobsStorage", UNRESOLVED_KEY_VAULT_REFERENCE))
+        elif not _usable_connection_string(value):
+            reader.malformed("AzureWebJobsStorage", "a storage connection string with "
+                             "AccountName and AccountKey, or a SharedAccessSignature and an "
+                             "endpoint")
         return StorageSettings(value, None, None, None)
     account = reader.get("AzureWebJobsStorage__accountName")
     tables = reader.get("AzureWebJobsStorage__tableServiceUri")
@@ -75,6 +79,21 @@ def _storage_settings(reader: Reader) -> StorageSettings:
         queue_endpoint=queues,
         managed_identity_client_id=(client_id or "") if credential == "managedidentity" else None,
     )
+
+
+def _usable_connection_string(value: str) -> bool:
+    """What the storage SDKs need of a connection string to build a client: `Name=value` parts
+    separated by `;`, an account key or a SAS, and an account name or the endpoints. (Their own
+    parser is private, and raises only when the first storage call is made, after a call or a
+    text may already have gone out.)"""
+    parts = [part for part in value.split(";") if part.strip()]
+    if not parts or not all("=" in part for part in parts):
+        return False
+    found = {name.strip().lower(): v.strip() for name, _, v in (p.partition("=") for p in parts)}
+    signed = bool(found.get("accountkey")) or bool(found.get("sharedaccesssignature"))
+    located = bool(found.get("accountname")) or bool(
+        found.get("tableendpoint") and found.get("queueendpoint"))
+    return signed and located
 
 
 load_storage_settings = loader(STORAGE_SETTINGS, _storage_settings)

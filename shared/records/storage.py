@@ -107,9 +107,10 @@ def _service(settings: StorageSettings) -> TableServiceClient:
 
     _quiet_sdk_http_logs()
     if settings.connection_string:
-        service = TableServiceClient.from_connection_string(
-            settings.connection_string, **_TRANSPORT
-        )
+        with _unusable_connection_string():
+            service = TableServiceClient.from_connection_string(
+                settings.connection_string, **_TRANSPORT
+            )
     else:
         service = TableServiceClient(
             endpoint=settings.table_endpoint or "", credential=_credential(settings), **_TRANSPORT
@@ -119,6 +120,19 @@ def _service(settings: StorageSettings) -> TableServiceClient:
     clients.settings, clients.service = settings, service
     clients.tables.clear()
     return service
+
+
+@contextlib.contextmanager
+def _unusable_connection_string() -> Any:
+    """A connection string the settings' check let through but the storage library refuses
+    (ValueError, quoting it): a SettingsError naming AzureWebJobsStorage, never its value."""
+    try:
+        yield
+    except ValueError:
+        from shared.common.settings import SettingsError
+
+        raise SettingsError([("AzureWebJobsStorage", "is malformed: the storage library cannot "
+                              "build a client from this connection string")]) from None
 
 
 def _credential(settings: StorageSettings) -> Any:
@@ -146,9 +160,10 @@ async def queue(name: str) -> Any:
 
     _quiet_sdk_http_logs()
     if settings.connection_string:
-        client = QueueClient.from_connection_string(
-            settings.connection_string, name, **_TRANSPORT, **_QUEUE_RETRY
-        )
+        with _unusable_connection_string():
+            client = QueueClient.from_connection_string(
+                settings.connection_string, name, **_TRANSPORT, **_QUEUE_RETRY
+            )
     else:
         client = QueueClient(
             settings.queue_endpoint or "", name, credential=_credential(settings), **_TRANSPORT,

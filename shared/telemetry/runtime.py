@@ -129,16 +129,8 @@ def _trace_azure_sdks() -> None:
 
 # ---- Scrubbing ---------------------------------------------------------------------------------
 
-# A phone number in E.164, raw or URL-encoded (an Azure Table entity's URL holds its keys, and
-# an opt-out's row key is the person's number): what no exported span may carry in full.
-_PHONE = re.compile(r"(\+|%2[bB])(\d{7,15})")
-
-
-def scrub(value: str) -> str:
-    """`value` with every phone number in it redacted (shared.common.redact.phone_number)."""
-    if "+" not in value and "%2" not in value:
-        return value
-    return _PHONE.sub(lambda m: m.group(1) + redact.phone_number("+" + m.group(2))[1:], value)
+# What no exported span may carry in full: a phone number (shared.common.redact).
+scrub = redact.phone_numbers_in
 
 
 def _scrubbed(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -151,8 +143,9 @@ def _scrubbed(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 class Scrubber(SpanProcessor):
-    """Redacts phone numbers from every ended span's attributes and events before the
-    exporter's processor (registered after this one) sees it. The app's own spans carry none;
+    """Redacts phone numbers from every ended span's attributes, events and status description
+    (a library's error text: the Azure SDKs quote the entity's keys) before the exporter's
+    processor (registered after this one) sees it. The app's own spans carry none;
     this is for what libraries record (the Azure SDKs put each request's URL on their spans).
 
     An ended span is read-only through the API: the processor replaces its attribute and event
@@ -175,6 +168,9 @@ class Scrubber(SpanProcessor):
                           else Event(event.name, cleaned, event.timestamp))
         if any(new is not old for new, old in zip(events, span.events, strict=True)):
             span._events = tuple(events)  # type: ignore[assignment]
+        said = span.status.description
+        if said and (cleaned := scrub(said)) != said:
+            span._status = Status(span.status.status_code, cleaned)  # type: ignore[assignment]
 
 
 # ---- Spans -------------------------------------------------------------------------------------
