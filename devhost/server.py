@@ -111,7 +111,7 @@ def _redacted(path: str) -> str:
 # collected, a code) are not numbers whose masked form says anything: they become *** too.
 _PHONE_NUMBER = re.compile(r"\+?[0-9]{10,15}")
 # The same in a path, raw or escaped (%2B): the masked form keeps the prefix as written.
-_NUMBER_IN_PATH = re.compile(r"(?<![0-9A-Za-z])(\+|%2[bB]|)([0-9]{10,15})(?![0-9A-Za-z])")
+_NUMBER_IN_PATH = re.compile(r"(\+|%2[bB])([0-9]{7,15})(?![0-9])")
 
 
 def _masked_value(value: str) -> str:

@@ -365,6 +365,24 @@ def test_a_refused_flow_apologises_never_dials_and_logs_every_problem_once(
     assert "2079460000" not in refused[0]
 
 
+def test_a_typo_in_a_texting_setting_does_not_take_the_phone_line_down(worker_host,
+                                                                        app_settings):
+    """SMS_SENDERS and SMS_ALLOWED_COUNTRIES are send_sms's: malformed, the first is left out
+    of the own numbers and the second refuses only the notify_sms numbers, by name."""
+    app_settings.setenv("SMS_SENDERS", "+1 415 555 0177")
+    assert verbs(start(worker_host)) == ["Say", "Gather", "Redirect"]  # the welcome menu
+
+    app_settings.setenv("SMS_ALLOWED_COUNTRIES", "USA")
+    flow = example()
+    with pytest.raises(FlowProblems) as refused:
+        check(flow, loading.load_call_flow_settings().policy)
+    assert refused.value.problems == [
+        "step 'voicemail' record notify_sms[0]: cannot be judged: SMS_ALLOWED_COUNTRIES is "
+        "malformed: expected ISO 3166 alpha-2 country codes separated by commas, like US,CA"]
+    del flow["steps"]["voicemail"]["record"]["notify_sms"]
+    assert check(flow, loading.load_call_flow_settings().policy).start == "welcome"
+
+
 def test_a_flow_is_judged_again_when_the_call_policy_changes(worker_host, app_settings):
     """The flow is kept per policy: allowing only Canada refuses the example's US numbers at
     once, in the same process, and allowing the US again brings the flow back."""
@@ -442,12 +460,21 @@ def test_the_example_passes_the_check():
     (lambda f: f["steps"].update({
         f"s{i}": {"say": "x" * 4000, "next": f"s{i + 1}"} for i in range(15)} | {
         "s15": {"say": "x" * 4000, "hangup": True}}),
-     "step 's0': its TwiML would carry 64,000 characters"),
+     "step 's0': its TwiML would take about 66,560 bytes"),
+    # Bytes, not characters, and each step's markup: 1,500 short steps are over it too.
+    (lambda f: f["steps"].update({
+        f"s{i}": {"say": "Hi.", "next": f"s{i + 1}"} for i in range(1500)} | {
+        "s1500": {"say": "Bye.", "hangup": True}}), "step 's0': its TwiML would take about"),
+    (lambda f: f["steps"]["goodbye"].update({"say": "Bye caller.of\x01~this~call"}),
+     "which the app reserves"),
+    (lambda f: f["steps"]["welcome"].update({"play": "https://example.com/a b.mp3"}),
+     "https URL Twilio can fetch"),
 ], ids=["unknown-step", "two-actions", "no-action", "next-loop", "time-zone", "range-order",
         "range-shape", "premium", "country", "malformed-number", "trunk-zero", "caller-id",
         "transcribe-length", "start", "ring", "play-http", "client-name", "own-number-rung",
         "own-number-texted", "by-number-rung", "notify-sms-policy", "hash-option",
-        "caller-slot", "document-size"])
+        "caller-slot", "document-size", "document-steps", "caller-slot-hidden",
+        "play-space"])
 def test_the_check_refuses_each_bad_flow_by_name(change, named):
     flow = example()
     change(flow)
@@ -457,15 +484,29 @@ def test_the_check_refuses_each_bad_flow_by_name(change, named):
     assert any(named in p for p in found), found
 
 
+class Looked(str):
+    """A step name that counts how often a dict or set looks it up (each lookup hashes it)."""
+
+    lookups = 0
+
+    def __hash__(self) -> int:
+        Looked.lookups += 1
+        return str.__hash__(self)
+
+
 def test_a_loop_at_the_end_of_a_long_chain_is_found_and_each_step_followed_once():
     """Each step's chain is followed once: the check of a 3,000-step chain took minutes when
-    every step walked its whole chain again."""
+    every step walked its whole chain again (millions of lookups; a few per step now)."""
+    steps = 3000
     flow = example()
-    flow["steps"].update({f"s{i}": {"say": "On.", "next": f"s{i + 1}"} for i in range(3000)})
-    flow["steps"]["s3000"] = {"say": "Back.", "next": "s2998"}
+    flow["steps"].update({Looked(f"s{i}"): {"say": "On.", "next": Looked(f"s{i + 1}")}
+                          for i in range(steps)})
+    flow["steps"][Looked(f"s{steps}")] = {"say": "Back.", "next": Looked(f"s{steps - 2}")}
+    Looked.lookups = 0
 
     assert problems(flow) == ["step 's2998': its next steps loop back to it with no way out: "
                               "s2998 -> s2999 -> s3000 -> s2998"]
+    assert Looked.lookups < 30 * steps, Looked.lookups
 
 
 def test_the_check_names_every_problem_at_once():

@@ -75,6 +75,19 @@ def test_a_text_with_characters_xml_cannot_hold_is_forwarded_without_them(worker
                       (SHOP, f"From {PERSON}: hithere")]
 
 
+def test_a_text_from_the_apps_own_numbers_is_not_forwarded_nor_sent_back_to_its_sender(
+        worker_host, app_settings):
+    """A forward that comes back (sent from one of the app's numbers) is not forwarded again,
+    and a forward_to number texting in is not sent its own text: either would go round."""
+    app_settings.setenv("SMS_SENDERS", OTHER_SENDER)
+
+    for own in (OTHER_SENDER, TWILIO_NUMBER):
+        assert messages(text_in(worker_host, "loop?", person=own, FromCountry="US",
+                                ToCountry="US")) == []
+    assert messages(text_in(worker_host, "hi", person=SHOP, FromCountry="US",
+                            ToCountry="US")) == [(None, "Thanks! We will text you back soon.")]
+
+
 def test_opt_out_keywords_come_first_and_are_not_forwarded(worker_host, twilio_api):
     assert messages(text_in(worker_host, "STOP")) == []
     assert messages(text_in(worker_host, "HELP")) == []

@@ -306,6 +306,35 @@ def test_storage_not_configured_is_503_for_callbacks_and_500_for_reads(worker_ho
     assert response.json()["settings"] == ["AzureWebJobsStorage"]
 
 
+@pytest.mark.parametrize(("value", "usable"), [
+    ("DefaultEndpointsProtocol=https;AccountName=contoso;AccountKey=a2V5;"
+     "EndpointSuffix=core.windows.net", True),
+    ("AccountName=contoso;SharedAccessSignature=?sv=2024-11-04&sig=c2ln", True),
+    ("TableEndpoint=https://t.example;QueueEndpoint=https://q.example;"
+     "SharedAccessSignature=sv=2024-11-04&sig=c2ln", True),
+    ("UseDevelopmentStorage=true;", True),
+    ("a=b;;c", False),
+    ("AccountKey=a2V5", False),
+    ("TableEndpoint=https://t.example;QueueEndpoint=https://q.example;AccountKey=a2V5", False),
+    ("AccountName=contoso", False),
+    ("@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/s/)", False),
+])
+def test_the_settings_check_knows_a_usable_connection_string(value, usable):
+    """Judged when the settings are read, before a call or a text goes out, not by the storage
+    library at the first storage call."""
+    from shared.common.settings import SettingsError
+    from shared.records.settings import STORAGE_SETTINGS, load_storage_settings
+
+    env = {**dict.fromkeys(STORAGE_SETTINGS, ""), "AzureWebJobsStorage": value}
+    if usable:
+        assert load_storage_settings(env).connection_string
+    else:
+        with pytest.raises(SettingsError) as refused:
+            load_storage_settings(env)
+        assert refused.value.names == ["AzureWebJobsStorage"]
+        assert "vault.azure.net" not in str(refused.value)
+
+
 @pytest.mark.parametrize("value", [
     "a=b;;c",  # the storage library refused it at the first storage call, with a traceback
     "AccountKey=abc",  # a key but no account or endpoints

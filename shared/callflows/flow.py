@@ -42,10 +42,12 @@ MAX_ATTEMPTS = 10
 MAX_DIALED = 10
 MAX_SAY = 4_000
 MAX_PAUSE = 60
-# Twilio refuses a TwiML document over 64 kB (its error 11750). The texts a caller hears in one
-# document (a step and the steps it goes `next` to) may take this much of it, the markup and the
-# app's URLs the rest.
-MAX_DOCUMENT_TEXT = 60_000
+# Twilio refuses a TwiML document over 64 kB (its error 11750). What the steps of one document (a
+# step and the steps it goes `next` to) put in it may take this much, in UTF-8 bytes, counting
+# each step's markup as STEP_MARKUP (a <Say> with a voice and a language, a <Play>, a <Pause>);
+# the last step's action (its URLs at the app's origin) takes the rest.
+MAX_DOCUMENT_BYTES = 60_000
+STEP_MARKUP = 160
 # Where a voicemail's TwiML puts the caller's number (shared.callflows.walk builds each step's
 # document once and puts each call's caller in there): characters no step name has, and that a
 # URL's query and XML both leave as they are. A text in the flow may not contain it.
@@ -144,6 +146,8 @@ class Policy(NamedTuple):
     caller_ids: frozenset[str]
     sms_allowed_countries: frozenset[str] = frozenset()
     own_numbers: frozenset[str] = frozenset()
+    # What is wrong with send_sms's settings, if anything: no number can be judged for a text.
+    texting_problem: str | None = None
 
 
 class _Check:
@@ -174,7 +178,9 @@ class _Check:
         return None
 
     def not_reserved(self, value: str, where: str) -> bool:
-        if CALLER_SLOT in value:
+        from shared.webhooks.twiml import xml_text
+
+        if CALLER_SLOT in xml_text(value):  # as the document will hold it
             self.problem(where, f"contains '{CALLER_SLOT}', which the app reserves")
             return False
         return True
@@ -201,6 +207,9 @@ class _Check:
             parsed = numbers.parse_e164(value, where)
             if use == "call":
                 numbers.check_destination(parsed, self.policy.allowed_countries)
+            elif use == "text" and self.policy.texting_problem:
+                self.problem(where, f"cannot be judged: {self.policy.texting_problem}")
+                return None
             elif use == "text":
                 numbers.check_destination(parsed, self.policy.sms_allowed_countries,
                                           "Messages", "SMS_ALLOWED_COUNTRIES")
@@ -286,8 +295,10 @@ def _step(c: _Check, name: str, raw: object) -> Step:
     if "play" in step:
         url = step["play"]
         parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme != "https" or not parts.hostname or len(url) > 2000:
-            c.problem(f"{where} play", "must be an https URL Twilio can fetch")
+        if (parts is None or parts.scheme != "https" or not parts.hostname or len(url) > 2000
+                or any(char.isspace() or not char.isprintable() for char in url)):
+            c.problem(f"{where} play", "must be an https URL Twilio can fetch (spaces and "
+                      "control characters escaped)")
         elif c.not_reserved(url, f"{where} play"):
             play = url
     pause = (c.integer(step["pause"], f"{where} pause", 1, MAX_PAUSE, 1)
@@ -497,7 +508,7 @@ def _documents_fit(c: _Check, steps: Mapping[str, Step]) -> None:
 
     def own(step: Step) -> int:
         texts = [step.say, step.play, step.menu.prompt if step.menu else None]
-        return sum(len(escape(t, {'"': "&quot;"})) for t in texts if t)
+        return STEP_MARKUP + sum(len(escape(t, {'"': "&quot;"}).encode()) for t in texts if t)
 
     for first in steps:
         chain: list[Step] = []
@@ -510,7 +521,7 @@ def _documents_fit(c: _Check, steps: Mapping[str, Step]) -> None:
         after = total.get(name or "", 0)
         for step in reversed(chain):
             after = total[step.name] = own(step) + after
-        if total[first] > MAX_DOCUMENT_TEXT:
-            c.problem(f"step '{first}'", f"its TwiML would carry {total[first]:,} characters of "
-                      f"text (with the steps it goes next to); Twilio takes documents of at "
-                      f"most 64 kB, so keep it under {MAX_DOCUMENT_TEXT:,}")
+        if total[first] > MAX_DOCUMENT_BYTES:
+            c.problem(f"step '{first}'", f"its TwiML would take about {total[first]:,} bytes "
+                      f"(with the steps it goes next to); Twilio takes documents of at most "
+                      f"64 kB, so keep it under {MAX_DOCUMENT_BYTES:,}")

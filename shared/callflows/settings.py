@@ -29,13 +29,15 @@ def _call_flow_settings(reader: Reader) -> CallFlowSettings:
     countries = allowed_countries(
         reader, "CALL_ALLOWED_COUNTRIES", phone_number, "the dialled numbers' country"
     )
-    # Without either setting no voicemail may text anyone (the check names a notify_sms it
-    # refuses); a flow that texts nobody does not need them.
-    texted = frozenset() if phone_number is None and reader.get("SMS_ALLOWED_COUNTRIES") is None \
-        else allowed_countries(reader, "SMS_ALLOWED_COUNTRIES", phone_number,
+    # send_sms's countries matter only to a voicemail's notify_sms: read aside, so that a typo
+    # in them refuses those numbers (the check names the setting), not the whole phone line.
+    aside = Reader(reader.env)
+    texted = allowed_countries(aside, "SMS_ALLOWED_COUNTRIES", phone_number,
                                "the messages' country")
+    texting_problem = "; ".join(f"{name} {why}" for name, why in aside.problems) or None
     return CallFlowSettings(Policy(allowed_countries=countries, caller_ids=caller_ids,
-                                   sms_allowed_countries=texted, own_numbers=own_numbers(reader)))
+                                   sms_allowed_countries=texted, own_numbers=own_numbers(reader),
+                                   texting_problem=texting_problem))
 
 
 load_call_flow_settings = loader(CALL_FLOW_SETTINGS, _call_flow_settings)

@@ -71,6 +71,7 @@ async def answer(sms: webhooks.Webhook) -> str:
         word = keywords.normalise(body or "")
         word = word if word in flow.keywords else None
         reply, forward_to = flow.keywords.get(word or "", flow.reply), flow.forward_to
+        forward_to = _forwarded_to(sms, forward_to)
     if reply and not _may_reply_to(sms):
         reply = None
     # Nobody who opted out of this number is texted: not the sender, not a forward_to number.
@@ -86,6 +87,22 @@ async def answer(sms: webhooks.Webhook) -> str:
     if flow is None:
         return webhooks.twiml.message(reply) if reply else webhooks.twiml.nothing()
     return _flow_answer(sms, reply, forward_to)
+
+
+def _forwarded_to(sms: webhooks.Webhook, forward_to: tuple[str, ...]) -> tuple[str, ...]:
+    """Who a text is forwarded to: nobody when it came from one of the app's own numbers (a
+    forward, or a reply, coming back: the flow's check keeps them out of forward_to, but a text
+    sent from one of them still arrives here), and never back to its own sender; either would
+    go round for ever, every leg billed. Logged when it stops one."""
+    sender = sms.param("From") or ""
+    if not forward_to:
+        return forward_to
+    if sender == sms.param("To") or sender in _own_numbers():
+        logger.warning("sms_url MessageSid=%s from=%s outcome=not-forwarded reason=the sender "
+                       "is one of this app's own numbers", redact.sid(sms.param("MessageSid")),
+                       redact.phone_number(sender))
+        return ()
+    return tuple(number for number in forward_to if number != sender)
 
 
 def _may_reply_to(sms: webhooks.Webhook) -> bool:

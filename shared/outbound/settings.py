@@ -115,11 +115,17 @@ def allowed_countries(
 
 
 def own_numbers(reader: Reader) -> frozenset[str]:
-    """The app's own Twilio numbers (TWILIO_PHONE_NUMBER, SMS_SENDERS): nothing the app places
-    or sends may go to one, since it would come back to the app's own webhooks."""
-    found = number_list(reader, "SMS_SENDERS")
-    if reader.get("TWILIO_PHONE_NUMBER"):
-        found = found | number_list(reader, "TWILIO_PHONE_NUMBER")
+    """The app's own Twilio numbers (TWILIO_PHONE_NUMBER, SMS_SENDERS), which no flow may ring,
+    text or forward to: the call or text would come back to the app's own webhooks. For the
+    flows' checks: an entry of SMS_SENDERS that is not a number is left out, not a problem
+    (send_sms names it; a typo in a texting setting must not refuse a phone line's flow)."""
+    found = number_list(reader, "TWILIO_PHONE_NUMBER") if reader.get("TWILIO_PHONE_NUMBER") \
+        else frozenset()
+    aside = Reader(reader.env)  # its problems are not the caller's
+    for raw in (aside.get("SMS_SENDERS") or "").split(","):
+        number = _e164(aside, "SMS_SENDERS", raw.strip()) if raw.strip() else None
+        if number is not None:
+            found = found | {number}
     return found
 
 

@@ -107,8 +107,9 @@ class Unlisted(Exception):
 async def scheduled() -> None:
     """The timer's run: one line either way. A failure is logged at ERROR with its reason and
     the next run (15 minutes later) starts from the same watermark, so nothing is skipped; it
-    is not raised, which would put a traceback in the host's log. Twilio's 4xx and 5xx still
-    count in the Twilio error-rate alert (their telemetry), storage's in the storage alert."""
+    is not raised, which would put a traceback in the host's log, so the invocation does not
+    count as failed: the ERROR line is the signal (one listing every 15 minutes is too few for
+    the Twilio error-rate alert)."""
     from shared.common.settings import SettingsError
 
     try:

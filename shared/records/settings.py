@@ -46,7 +46,7 @@ class StorageSettings(NamedTuple):
 def _storage_settings(reader: Reader) -> StorageSettings:
     value = reader.get("AzureWebJobsStorage")
     if value is not None:
-        if value.replace(" ", "").lower() == "usedevelopmentstorage=true":
+        if value.replace(" ", "").lower().rstrip(";") == "usedevelopmentstorage=true":
             value = DEVELOPMENT_STORAGE
         elif value.lower().startswith("@microsoft.keyvault("):
             reader.problems.append(("AzureWebJobsStorage", UNRESOLVED_KEY_VAULT_REFERENCE))
@@ -90,10 +90,12 @@ def _usable_connection_string(value: str) -> bool:
     if not parts or not all("=" in part for part in parts):
         return False
     found = {name.strip().lower(): v.strip() for name, _, v in (p.partition("=") for p in parts)}
-    signed = bool(found.get("accountkey")) or bool(found.get("sharedaccesssignature"))
-    located = bool(found.get("accountname")) or bool(
-        found.get("tableendpoint") and found.get("queueendpoint"))
-    return signed and located
+    if found.get("accountkey"):  # a key signs for an account: it needs the account's name
+        return bool(found.get("accountname"))
+    if found.get("sharedaccesssignature"):  # a SAS needs somewhere to go
+        return bool(found.get("accountname")) or bool(
+            found.get("tableendpoint") and found.get("queueendpoint"))
+    return False
 
 
 load_storage_settings = loader(STORAGE_SETTINGS, _storage_settings)
