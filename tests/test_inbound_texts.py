@@ -128,6 +128,18 @@ def test_a_text_from_the_apps_own_number_gets_no_reply(worker_host):
                                FromCountry="US", ToCountry="US")) == []
 
 
+def test_a_text_to_another_number_abroad_is_replied_to_only_where_send_sms_may_text(
+        worker_host, app_settings):
+    """Unset, SMS_ALLOWED_COUNTRIES means TWILIO_PHONE_NUMBER's country (US here), as for
+    send_sms: not the country of whichever of the account's numbers was texted (a UK one)."""
+    app_settings.setenv("SMS_SENDERS", "+447911123456")
+
+    assert replies(text_in(worker_host, "hello", person="+447400123456", To="+447911123456",
+                           FromCountry="GB", ToCountry="GB")) == []
+    assert replies(text_in(worker_host, "hello", FromCountry="US", ToCountry="US")) == [
+        "Hey, thanks for the ping! Twilio and Azure rock!"]
+
+
 def test_a_text_from_another_of_the_apps_numbers_gets_no_reply(worker_host, app_settings):
     """SMS_SENDERS are the app's numbers too: a reply to one comes back to sms_url."""
     app_settings.setenv("SMS_SENDERS", "+14155550177")

@@ -231,6 +231,19 @@ def test_destinations_outside_the_policy_are_403(twilio_api, to, words):
     assert twilio_api.requests == []
 
 
+def test_the_apps_other_numbers_are_not_called_either(twilio_api, app_settings):
+    """SMS_SENDERS are the app's Twilio numbers too: a call to one comes back to voice_url.
+    A typo in that texting setting leaves make_call working (send_sms names it)."""
+    app_settings.setenv("SMS_SENDERS", "+14155550177, not a number")
+
+    refused = call({"to": "+14155550177"})
+
+    assert refused.status_code == 403
+    assert "one of this app's own numbers" in payload(refused)["error"]
+    assert twilio_api.requests == []
+    assert call({"to": TO}).status_code == 201
+
+
 def test_allowed_countries_widen_the_policy(twilio_api, app_settings):
     app_settings.setenv("CALL_ALLOWED_COUNTRIES", "us,GB")
 

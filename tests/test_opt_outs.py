@@ -84,7 +84,10 @@ def test_start_opts_back_in(worker_host, twilio_api, word):
     assert len(twilio_api.creates) == 1
 
 
-def test_an_opt_out_is_per_sender(worker_host, twilio_api, app_settings):
+def test_an_opt_out_covers_every_number_the_app_texts_from(worker_host, twilio_api,
+                                                          app_settings):
+    """Whoever texted STOP to one of the app's numbers is not texted from another: not by
+    send_sms, not through a Messaging Service set up afterwards, not by a broadcast."""
     app_settings.setenv("SMS_SENDERS", "+14155550199")
     text_in(worker_host, "STOP", To="+14155550199")  # to another of the app's numbers
 
@@ -92,8 +95,22 @@ def test_an_opt_out_is_per_sender(worker_host, twilio_api, app_settings):
         "POST", "/api/send_sms", headers={"Content-Type": "application/json"},
         body=json.dumps({"to": PERSON, "body": "hi", "from": "+14155550199"}), base_url=PUBLIC)
 
-    assert from_other.status == 422  # opted out of that number
-    assert send_sms(worker_host).status == 201  # from TWILIO_NUMBER: not opted out of it
+    assert from_other.status == 422
+    assert send_sms(worker_host).status == 422  # from TWILIO_NUMBER: the same person
+    app_settings.setenv("TWILIO_MESSAGING_SERVICE_SID", SERVICE)
+    assert send_sms(worker_host).status == 422  # through a service set up since
+    answer = start_broadcast(worker_host, [PERSON, "+14155550143"])
+    assert [r["to"] for r in answer["refused"]] == [PERSON]
+    assert twilio_api.creates == []
+
+
+def test_the_latest_word_to_any_of_the_apps_numbers_decides(worker_host, twilio_api,
+                                                            app_settings):
+    app_settings.setenv("SMS_SENDERS", "+14155550199")
+    text_in(worker_host, "STOP", To="+14155550199")
+    text_in(worker_host, "START")  # later, to TWILIO_NUMBER
+
+    assert send_sms(worker_host).status == 201
 
 
 def test_an_opt_out_through_a_messaging_service_covers_its_texts(

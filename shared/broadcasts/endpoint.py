@@ -166,7 +166,7 @@ async def _opted_out(sender: str | None, settings: Any) -> frozenset[str]:
     .sending), for an opt-out that arrives in between."""
     from_ = sender if sender is not None else sms.sender(None, settings)
     return await storage.within_deadline(
-        optouts.opted_out_of(optouts.sender_of(from_, settings.messaging_service_sid)))
+        optouts.opted_out_of(sms.opt_out_senders(from_, settings.messaging_service_sid)))
 
 
 async def show(req: func.HttpRequest, broadcast_id: str) -> func.HttpResponse:

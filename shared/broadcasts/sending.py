@@ -91,7 +91,7 @@ class Screening:
         self.upcoming = upcoming
         self._read: dict[str, tuple[float, bool]] = {}  # person: (monotonic time read, opted out)
 
-    async def opted_out(self, sender: str | None, to: str) -> bool:
+    async def opted_out(self, sender: optouts.Senders, to: str) -> bool:
         now = time.monotonic()
         found = self._read.get(to)
         if found is None or now - found[0] > self.FRESH:
@@ -294,8 +294,11 @@ def _created(body: dict[str, object]) -> func.HttpResponse:
     return responses.json_body(body, 201)
 
 
-def _sender(request: Any) -> str | None:
-    return optouts.sender_of(request.from_, request.messaging_service_sid)
+def _sender(request: Any) -> tuple[str, ...]:
+    """Whose opt-outs decide a text of the broadcast (shared.outbound.sms.opt_out_senders)."""
+    from shared.outbound import sms
+
+    return sms.opt_out_senders(request.from_, request.messaging_service_sid)
 
 
 def _parse(task: model.Task, settings: Any) -> tuple[Any, func.HttpResponse | None]:

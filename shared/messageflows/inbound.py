@@ -148,13 +148,18 @@ async def _nothing() -> bool:
 
 def _reply_countries(sms: webhooks.Webhook) -> frozenset[str]:
     """SMS_ALLOWED_COUNTRIES as written (send_sms judges the setting and names a bad one; a code
-    that is not one matches no country here); unset, send_sms's default, the country of the
-    app's number: the one this text came to (ToCountry), else TWILIO_PHONE_NUMBER's."""
-    written = dict(load_policy_inputs()).get("SMS_ALLOWED_COUNTRIES")
+    that is not one matches no country here); unset, send_sms's default, the country of
+    TWILIO_PHONE_NUMBER: Twilio's ToCountry when that is the number texted (no number library
+    on the usual path), else the library's reading of it. Not the country of whichever number
+    was texted: another of the account's numbers abroad would reply where send_sms may not.
+    With no TWILIO_PHONE_NUMBER either, the country of the number texted is all there is."""
+    inputs = dict(load_policy_inputs())
+    written = inputs.get("SMS_ALLOWED_COUNTRIES")
     if written and written.strip():
         return frozenset(code.strip().upper() for code in written.split(",") if code.strip())
     texted = (sms.param("ToCountry") or "").upper()
-    if texted:
+    ours = inputs.get("TWILIO_PHONE_NUMBER")
+    if texted and (not ours or sms.param("To") == ours.strip()):
         return frozenset({texted})
     try:
         return load_sms_policy().allowed_countries
@@ -272,13 +277,13 @@ async def _keep_word(sms: webhooks.Webhook, word: str, opted_out: bool) -> None:
 
 
 async def _may_text(sms: webhooks.Webhook, person: str) -> bool:
-    """Whether `person` may be texted from the number the text came to: not opted out of it
-    (nor of its Messaging Service). True when that cannot be read in time (logged)."""
+    """Whether `person` may be texted from the number the text came to: their latest word to
+    it, its Messaging Service or any of the app's own numbers was not STOP. True when that
+    cannot be read in time (logged)."""
     from shared.records import optouts
 
-    async def check() -> bool:
-        found = await asyncio.gather(*(optouts.opted_out(s, person) for s in _senders(sms)))
-        return not any(found)
+    async def check() -> bool:  # the latest word to the number, its service or the app's own
+        return not await optouts.opted_out((*_senders(sms), *sorted(_own_numbers())), person)
 
     return bool(await _stored(sms, "opt-outs-unread", check(), default=True))
 

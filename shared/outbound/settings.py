@@ -19,7 +19,7 @@ REST_SETTINGS = (
 )
 
 
-CALL_SETTINGS = (*REST_SETTINGS, "CALLER_IDS", "CALL_ALLOWED_COUNTRIES")
+CALL_SETTINGS = (*REST_SETTINGS, "CALLER_IDS", "CALL_ALLOWED_COUNTRIES", "SMS_SENDERS")
 
 
 SMS_SETTINGS = (
@@ -61,6 +61,8 @@ class CallSettings(NamedTuple):
     rest: RestSettings
     caller_ids: frozenset[str]
     allowed_countries: frozenset[str]
+    # The app's own Twilio numbers (TWILIO_PHONE_NUMBER, SMS_SENDERS): never called.
+    own_numbers: frozenset[str] = frozenset()
 
 
 class SmsSettings(NamedTuple):
@@ -215,6 +217,7 @@ def _call_settings(reader: Reader) -> CallSettings:
         allowed_countries=allowed_countries(
             reader, "CALL_ALLOWED_COUNTRIES", rest.phone_number, "the calls' country"
         ),
+        own_numbers=own_numbers(reader),
     )
 
 

@@ -152,13 +152,25 @@ def parse(fields: Fields, settings: SmsSettings) -> SmsRequest:
     )
 
 
-async def screen(message: SmsRequest) -> None:
-    """Refusal (422) when the recipient opted out of texts from the message's sender (one point
-    read: shared.optouts). Raises StorageUnavailable or SettingsError when that cannot be read:
-    a text is never sent to someone who may have said STOP."""
+def opt_out_senders(from_: str | None, messaging_service_sid: str | None) -> tuple[str, ...]:
+    """Whose opt-outs decide a text: its sender (its Messaging Service, else its number) and
+    every other number the app texts from (TWILIO_PHONE_NUMBER, SMS_SENDERS). Raises
+    SettingsError."""
+    from shared.outbound.settings import load_sms_settings
     from shared.records import optouts
 
-    if await optouts.opted_out(optouts.sender_of(message.from_, message.messaging_service_sid),
+    settings = load_sms_settings()
+    return optouts.senders_for(from_, messaging_service_sid,
+                               (settings.rest.phone_number, *sorted(settings.senders)))
+
+
+async def screen(message: SmsRequest) -> None:
+    """Refusal (422) when the recipient's latest word to any of the app's senders was STOP (a
+    point read each: shared.records.optouts). Raises StorageUnavailable or SettingsError when
+    that cannot be read: a text is never sent to someone who may have said STOP."""
+    from shared.records import optouts
+
+    if await optouts.opted_out(opt_out_senders(message.from_, message.messaging_service_sid),
                                message.to):
         logger.warning("send_sms to=%s outcome=refused reason=opted-out",
                        redact.phone_number(message.to))

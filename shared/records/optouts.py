@@ -44,8 +44,37 @@ class OptOut(NamedTuple):
 
 
 def sender_of(from_: str | None, messaging_service_sid: str | None) -> str | None:
-    """Whose opt-outs apply to a text: its Messaging Service's, else its sending number's."""
+    """Whose opt-outs a text is kept under: its Messaging Service's, else its sending number's
+    (where Twilio's 21610 for it is recorded)."""
     return messaging_service_sid or from_ or None
+
+
+# Senders whose opt-outs decide a text: every number and Messaging Service the app texts from.
+Senders = str | tuple[str, ...] | None
+
+
+def senders_for(from_: str | None, messaging_service_sid: str | None,
+                own: tuple[str | None, ...] = ()) -> tuple[str, ...]:
+    """The text's own sender (its service, else its number) and the app's other numbers: a
+    person who texted STOP to any of them is not texted from another (a Messaging Service set
+    up after they stopped the number, another of the app's numbers)."""
+    return tuple(s for s in dict.fromkeys((messaging_service_sid, from_, *own)) if s)
+
+
+def _senders(senders: Senders) -> tuple[str, ...]:
+    found = (senders,) if isinstance(senders, str) else tuple(senders or ())
+    return tuple(s for s in found if _usable(s))
+
+
+def _latest_opted_out(rows: list[dict[str, Any]]) -> frozenset[str]:
+    """Whose latest word, among `rows` (a person's rows under several senders), is STOP."""
+    latest: dict[str, tuple[str, bool]] = {}
+    for row in rows:
+        said = (str(row.get("ChangedAt") or ""), bool(row.get("OptedOut")))
+        person = row["RowKey"]
+        if person not in latest or said[0] > latest[person][0]:
+            latest[person] = said
+    return frozenset(person for person, (_, out) in latest.items() if out)
 
 
 def _usable(*keys: str | None) -> bool:
@@ -88,9 +117,12 @@ async def read(sender: str | None, person: str | None) -> OptOut | None:
                   row.get("How"))
 
 
-async def opted_out(sender: str | None, person: str | None) -> bool:
-    found = await read(sender, person)
-    return found is not None and found.opted_out
+async def opted_out(senders: Senders, person: str | None) -> bool:
+    """Whether the person's latest word to any of `senders` (one point read each) was STOP."""
+    found = await asyncio.gather(*(read(s, person) for s in _senders(senders)))
+    rows = [{"RowKey": f.person, "OptedOut": f.opted_out, "ChangedAt": f.changed_at}
+            for f in found if f is not None]
+    return bool(_latest_opted_out(rows))
 
 
 # Recipients one query checks: Table Storage takes at most 15 comparisons in a filter, and the
@@ -98,40 +130,45 @@ async def opted_out(sender: str | None, person: str | None) -> bool:
 AMONG_PER_QUERY = 14
 
 
-async def opted_out_among(sender: str | None, people: list[str]) -> frozenset[str]:
-    """Which of `people` opted out of texts from this sender: one query for each
+async def opted_out_among(senders: Senders, people: list[str]) -> frozenset[str]:
+    """Which of `people` last said STOP to any of `senders`: one query per sender for each
     AMONG_PER_QUERY of them (a broadcast's chunk), instead of a point read each. Raises
     StorageUnavailable or SettingsError."""
     usable = [p for p in dict.fromkeys(people) if _usable(p)]
-    if not _usable(sender) or not usable:
+    keys = _senders(senders)
+    if not keys or not usable:
         return frozenset()
     groups = [usable[i : i + AMONG_PER_QUERY] for i in range(0, len(usable), AMONG_PER_QUERY)]
 
-    async def query(t: Any, group: list[str]) -> list[str]:
+    async def query(t: Any, sender: str, group: list[str]) -> list[dict[str, Any]]:
         names = {f"p{i}": person for i, person in enumerate(group)}
         anyone = " or ".join(f"RowKey eq @{name}" for name in names)
         # Spaces inside the parentheses: the SDK finds @names by splitting on spaces.
         rows = t.query_entities(f"PartitionKey eq @sender and ( {anyone} )",
                                 parameters={"sender": sender, **names},
-                                select=["RowKey", "OptedOut"])
-        return [row["RowKey"] async for row in rows if row.get("OptedOut")]
+                                select=["RowKey", "OptedOut", "ChangedAt"])
+        return [dict(row) async for row in rows]
 
-    found = await asyncio.gather(
-        *(storage.on_table(TABLE, lambda t, g=group: query(t, g)) for group in groups))
-    return frozenset(person for group in found for person in group)
+    found = await asyncio.gather(*(
+        storage.on_table(TABLE, lambda t, s=sender, g=group: query(t, s, g))
+        for sender in keys for group in groups))
+    return _latest_opted_out([row for rows in found for row in rows])
 
 
-async def opted_out_of(sender: str | None) -> frozenset[str]:
-    """Everyone opted out of texts from this sender (one partition query)."""
-    if not _usable(sender):
+async def opted_out_of(senders: Senders) -> frozenset[str]:
+    """Everyone whose latest word to any of `senders` was STOP (one partition query each)."""
+    keys = _senders(senders)
+    if not keys:
         return frozenset()
 
-    async def query(t: Any) -> frozenset[str]:
-        rows = t.query_entities("PartitionKey eq @sender and OptedOut eq true",
-                                parameters={"sender": sender}, select=["RowKey"])
-        return frozenset([row["RowKey"] async for row in rows])
+    async def query(t: Any, sender: str) -> list[dict[str, Any]]:
+        rows = t.query_entities("PartitionKey eq @sender", parameters={"sender": sender},
+                                select=["RowKey", "OptedOut", "ChangedAt"])
+        return [dict(row) async for row in rows]
 
-    return await storage.on_table(TABLE, query)
+    found = await asyncio.gather(*(
+        storage.on_table(TABLE, lambda t, s=sender: query(t, s)) for sender in keys))
+    return _latest_opted_out([row for rows in found for row in rows])
 
 
 def refusal(person: str) -> str:
