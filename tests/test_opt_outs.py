@@ -104,13 +104,32 @@ def test_an_opt_out_covers_every_number_the_app_texts_from(worker_host, twilio_a
     assert twilio_api.creates == []
 
 
-def test_the_latest_word_to_any_of_the_apps_numbers_decides(worker_host, twilio_api,
-                                                            app_settings):
+def test_a_start_to_one_number_reopens_it_but_not_the_one_they_stopped(worker_host, twilio_api,
+                                                                       app_settings):
+    """Their latest word decides for the app's other numbers; the number they stopped stays
+    closed until they START it (Twilio blocks it too: a text from it would come back 21610, be
+    kept as a new STOP, and close the number they reopened)."""
     app_settings.setenv("SMS_SENDERS", "+14155550199")
     text_in(worker_host, "STOP", To="+14155550199")
     text_in(worker_host, "START")  # later, to TWILIO_NUMBER
 
+    from_stopped = worker_host.request(
+        "POST", "/api/send_sms", headers={"Content-Type": "application/json"},
+        body=json.dumps({"to": PERSON, "body": "hi", "from": "+14155550199"}), base_url=PUBLIC)
+
+    assert from_stopped.status == 422 and twilio_api.creates == []
     assert send_sms(worker_host).status == 201
+    assert send_sms(worker_host).status == 201  # still: nothing came back to close it
+
+
+def test_a_stop_and_a_start_at_the_same_moment_count_as_stop():
+    from shared.records.optouts import _blocked
+
+    rows = [{"PartitionKey": "B", "RowKey": PERSON, "OptedOut": False, "ChangedAt": "t1"},
+            {"PartitionKey": "A", "RowKey": PERSON, "OptedOut": True, "ChangedAt": "t1"}]
+    assert _blocked(rows, "B") == _blocked(rows[::-1], "B") == {PERSON}
+    assert _blocked([{**rows[1], "ChangedAt": None}, {**rows[0], "ChangedAt": "t2"}], "B") == {
+        PERSON}  # a STOP with no time is a STOP
 
 
 def test_an_opt_out_through_a_messaging_service_covers_its_texts(

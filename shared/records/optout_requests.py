@@ -79,7 +79,10 @@ async def clear(req: func.HttpRequest) -> func.HttpResponse:
     except (SettingsError, StorageUnavailable) as error:
         return _unavailable(error)
     if cleared is None:
-        return responses.json_error(404, f"{number} is not opted out of texts from {sender}.")
+        return responses.json_error(
+            404, f"{number} is not opted out of texts from {sender}. A text to them is also "
+            "refused while they stay opted out of another of the app's numbers: GET "
+            "/api/optouts lists each sender they opted out of.")
     logger.warning("optouts sender=%s to=%s outcome=cleared by=%s", redact.phone_number(sender),
                    redact.phone_number(number), who)
     return responses.json_body(cleared, 200)

@@ -66,15 +66,21 @@ def _senders(senders: Senders) -> tuple[str, ...]:
     return tuple(s for s in found if _usable(s))
 
 
-def _latest_opted_out(rows: list[dict[str, Any]]) -> frozenset[str]:
-    """Whose latest word, among `rows` (a person's rows under several senders), is STOP."""
+def _blocked(rows: list[dict[str, Any]], own: str) -> frozenset[str]:
+    """Who may not be texted from the sender `own`, given each person's rows under the app's
+    senders: whose row under `own` says STOP (Twilio blocks that sender too, whatever they said
+    elsewhere), or whose latest word to any of them was STOP. A tie, or a row with no time,
+    counts as STOP: the app errs on the side of not texting."""
     latest: dict[str, tuple[str, bool]] = {}
+    blocked: set[str] = set()
     for row in rows:
-        said = (str(row.get("ChangedAt") or ""), bool(row.get("OptedOut")))
-        person = row["RowKey"]
-        if person not in latest or said[0] > latest[person][0]:
-            latest[person] = said
-    return frozenset(person for person, (_, out) in latest.items() if out)
+        person, out = row["RowKey"], bool(row.get("OptedOut"))
+        when = row.get("ChangedAt")
+        said = (when.isoformat() if hasattr(when, "isoformat") else str(when or ""), out)
+        if out and (row.get("PartitionKey") == own or not said[0]):
+            blocked.add(person)
+        latest[person] = max(latest.get(person, said), said)  # on a tie, True (STOP) wins
+    return frozenset(blocked | {person for person, (_, out) in latest.items() if out})
 
 
 def _usable(*keys: str | None) -> bool:
@@ -118,11 +124,13 @@ async def read(sender: str | None, person: str | None) -> OptOut | None:
 
 
 async def opted_out(senders: Senders, person: str | None) -> bool:
-    """Whether the person's latest word to any of `senders` (one point read each) was STOP."""
-    found = await asyncio.gather(*(read(s, person) for s in _senders(senders)))
-    rows = [{"RowKey": f.person, "OptedOut": f.opted_out, "ChangedAt": f.changed_at}
-            for f in found if f is not None]
-    return bool(_latest_opted_out(rows))
+    """Whether the person may not be texted from the first of `senders` (the text's own; the
+    rest are the app's other numbers): see `_blocked`. One point read each."""
+    keys = _senders(senders)
+    found = await asyncio.gather(*(read(s, person) for s in keys))
+    rows = [{"PartitionKey": f.sender, "RowKey": f.person, "OptedOut": f.opted_out,
+             "ChangedAt": f.changed_at} for f in found if f is not None]
+    return bool(keys) and bool(_blocked(rows, keys[0]))
 
 
 # Recipients one query checks: Table Storage takes at most 15 comparisons in a filter, and the
@@ -131,9 +139,9 @@ AMONG_PER_QUERY = 14
 
 
 async def opted_out_among(senders: Senders, people: list[str]) -> frozenset[str]:
-    """Which of `people` last said STOP to any of `senders`: one query per sender for each
-    AMONG_PER_QUERY of them (a broadcast's chunk), instead of a point read each. Raises
-    StorageUnavailable or SettingsError."""
+    """Which of `people` may not be texted from the first of `senders` (`_blocked`): one query
+    per sender for each AMONG_PER_QUERY of them (a broadcast's chunk), instead of a point read
+    each. Raises StorageUnavailable or SettingsError."""
     usable = [p for p in dict.fromkeys(people) if _usable(p)]
     keys = _senders(senders)
     if not keys or not usable:
@@ -146,35 +154,37 @@ async def opted_out_among(senders: Senders, people: list[str]) -> frozenset[str]
         # Spaces inside the parentheses: the SDK finds @names by splitting on spaces.
         rows = t.query_entities(f"PartitionKey eq @sender and ( {anyone} )",
                                 parameters={"sender": sender, **names},
-                                select=["RowKey", "OptedOut", "ChangedAt"])
+                                select=["PartitionKey", "RowKey", "OptedOut", "ChangedAt"])
         return [dict(row) async for row in rows]
 
     found = await asyncio.gather(*(
         storage.on_table(TABLE, lambda t, s=sender, g=group: query(t, s, g))
         for sender in keys for group in groups))
-    return _latest_opted_out([row for rows in found for row in rows])
+    return _blocked([row for rows in found for row in rows], keys[0])
 
 
 async def opted_out_of(senders: Senders) -> frozenset[str]:
-    """Everyone whose latest word to any of `senders` was STOP (one partition query each)."""
+    """Everyone who may not be texted from the first of `senders` (`_blocked`): one partition
+    query each (every row, STARTs included, to compare their times)."""
     keys = _senders(senders)
     if not keys:
         return frozenset()
 
     async def query(t: Any, sender: str) -> list[dict[str, Any]]:
         rows = t.query_entities("PartitionKey eq @sender", parameters={"sender": sender},
-                                select=["RowKey", "OptedOut", "ChangedAt"])
+                                select=["PartitionKey", "RowKey", "OptedOut", "ChangedAt"])
         return [dict(row) async for row in rows]
 
     found = await asyncio.gather(*(
         storage.on_table(TABLE, lambda t, s=sender: query(t, s)) for sender in keys))
-    return _latest_opted_out([row for rows in found for row in rows])
+    return _blocked([row for rows in found for row in rows], keys[0])
 
 
 def refusal(person: str) -> str:
     """The sentence a text to an opted-out person is refused with."""
-    return (f"{person} has opted out of texts from this sender (they replied STOP, or Twilio "
-            "reported error 21610): nothing was sent. They opt back in by texting START to it.")
+    return (f"{person} has opted out of texts from this app (they replied STOP to this sender or "
+            "another of the app's numbers, or Twilio reported error 21610): nothing was sent. "
+            "They opt back in by texting START to the number they stopped.")
 
 
 def _shown(row: dict[str, Any]) -> dict[str, Any]:
