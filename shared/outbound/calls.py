@@ -70,8 +70,7 @@ def parse(fields: Fields, settings: CallSettings) -> CallRequest:
         raise Refusal(400, "The field 'to' is required: the E.164 number to call.")
     to = numbers.parse_e164(raw_to, "to")
     numbers.check_destination(to, settings.allowed_countries)
-    numbers.check_not_own(to, settings.own_numbers | {settings.rest.phone_number},
-                          "TWILIO_PHONE_NUMBER, SMS_SENDERS")
+    numbers.check_not_own(to, settings.own_numbers, "TWILIO_PHONE_NUMBER, SMS_SENDERS")
 
     from_ = caller_id(text(fields, "from"), settings)
 

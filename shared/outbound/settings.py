@@ -62,7 +62,7 @@ class CallSettings(NamedTuple):
     caller_ids: frozenset[str]
     allowed_countries: frozenset[str]
     # The app's own Twilio numbers (TWILIO_PHONE_NUMBER, SMS_SENDERS): never called.
-    own_numbers: frozenset[str] = frozenset()
+    own_numbers: frozenset[str]
 
 
 class SmsSettings(NamedTuple):
@@ -121,14 +121,13 @@ def own_numbers(reader: Reader) -> frozenset[str]:
     text or forward to: the call or text would come back to the app's own webhooks. For the
     flows' checks: an entry of SMS_SENDERS that is not a number is left out, not a problem
     (send_sms names it; a typo in a texting setting must not refuse a phone line's flow)."""
-    found = number_list(reader, "TWILIO_PHONE_NUMBER") if reader.get("TWILIO_PHONE_NUMBER") \
-        else frozenset()
+    found = set(number_list(reader, "TWILIO_PHONE_NUMBER"))
     aside = Reader(reader.env)  # its problems are not the caller's
     for raw in (aside.get("SMS_SENDERS") or "").split(","):
         number = _e164(aside, "SMS_SENDERS", raw.strip()) if raw.strip() else None
         if number is not None:
-            found = found | {number}
-    return found
+            found.add(number)
+    return frozenset(found)
 
 
 def number_list(reader: Reader, name: str) -> frozenset[str]:
