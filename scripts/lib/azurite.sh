@@ -80,6 +80,11 @@ ensure_azurite_node() {
     echo "$AZURITE_NODE_DIR has no Node.js for this machine ($(uname -m 2>/dev/null)): install Node.js $AZURITE_NODE_MAJOR or later (https://nodejs.org/)$next" >&2
     return 1
   fi
+  # It must run here too (a glibc build, which a musl system such as Alpine cannot start).
+  if ! "$found" --version >/dev/null 2>&1; then
+    echo "The Node.js in $AZURITE_NODE_DIR does not run on this machine: install Node.js $AZURITE_NODE_MAJOR or later (https://nodejs.org/)$next" >&2
+    return 1
+  fi
   PATH="$PWD/${found%/node}:$PATH"
   export PATH
 }
