@@ -129,6 +129,8 @@ def test_no_script_of_the_page_loads_anything_from_another_origin():
     "/api/console/../host.json", "/api/console/%2e%2e/host.json", "/api/console/..%2fhost.json",
     "/api/console/static.py", "/api/console/nothing.js", "/api/console/.hidden.js",
     "/api/console/index.html%00.js",
+    # A name the file system refuses (a part over 255 bytes): no such file, not an OSError.
+    "/api/console/" + "a" * 300 + ".js", "/api/console/" + "a/" * 2100 + "b.js",
 ])
 def test_nothing_outside_the_static_files_is_served(worker_host, path):
     response = get(worker_host, path)

@@ -63,10 +63,13 @@ _NAME = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*\.[a-z]{2,4}")
 def _file(name: str) -> tuple[bytes, str] | None:
     """The file's bytes and ETag, read once per process (the package does not change under a
     running app), or None when there is no such file."""
-    path = (STATIC_ROOT / name).resolve()
-    if STATIC_ROOT.resolve() not in path.parents or not path.is_file():
+    try:
+        path = (STATIC_ROOT / name).resolve()
+        if STATIC_ROOT.resolve() not in path.parents or not path.is_file():
+            return None
+        body = path.read_bytes()
+    except OSError:  # a name the file system refuses (a part over 255 bytes): no such file
         return None
-    body = path.read_bytes()
     return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 

@@ -374,7 +374,10 @@ async def claim(
                     ),
                 )
             )
-        except ResourceModifiedError:
+        except (ResourceModifiedError, ResourceNotFoundError):
+            # Changed (another request took it over) or gone (the expiry sweep deleted it, or
+            # another retry released it): either way another request decides it now, and a
+            # retry gets its answer or claims the key afresh.
             return _in_flight(function)
         _outcome("taken-over")
         return Claim(function, row, fresh)

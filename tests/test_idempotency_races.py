@@ -1,0 +1,182 @@
+"""An Idempotency-Key's row that vanishes while a request takes the key over (the expiry sweep
+deleted it, or another retry released it): the request answers 409 with Retry-After (a webhook
+503), never a 500 with a traceback, and the retry claims the key afresh."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import uuid
+
+import pytest
+
+from shared.records import idempotency
+
+PUBLIC = "https://myapp.azurewebsites.net"
+TO = "+14155550123"
+
+
+def _no_escape(response) -> None:
+    assert response.status != 500 and response.error is None, (
+        f"{response.status} from {response.function}: escaped\n{response.error}")
+
+
+def _in_flight(response) -> None:
+    """make_call, send_sms, broadcasts: 409, Retry-After, and JSON naming the key in flight."""
+    _no_escape(response)
+    assert response.status == 409, response.body
+    assert int(response.headers["Retry-After"]) >= 1
+    assert "Idempotency-Key" in json.loads(response.body)["error"]
+
+
+
+ENDPOINTS = [
+    ("make_call", {"to": TO, "message": "Your table is ready"}),
+    ("send_sms", {"to": TO, "body": "Your table is ready"}),
+    ("broadcasts", {"kind": "sms", "to": [TO], "body": "Your table is ready"}),
+]
+
+
+@pytest.mark.parametrize(("function", "body"), ENDPOINTS, ids=[f for f, _ in ENDPOINTS])
+def test_an_expired_key_deleted_by_the_sweep_during_its_take_over_is_not_a_500(
+    worker_host, texting_storage, twilio_api, monkeypatch, function, body
+):
+    """A client reuses a key whose 24 h are over while idempotency_expiry is sweeping: claim()
+    reads the expired row (insert -> 409 -> read), the sweep deletes it (its etag still
+    matches), and claim()'s update_entity(IfNotModified) gets 404 ResourceNotFoundError, which
+    claim() does not catch (it catches ResourceModifiedError only)."""
+    from azure.data.tables import TableClient
+
+    from shared.records import storage as app_storage
+
+    monkeypatch.setattr(idempotency, "TTL", datetime.timedelta(seconds=-1))  # born expired
+    key = str(uuid.uuid4())
+    headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+    data = json.dumps(body)
+    first = worker_host.request("POST", f"/api/{function}", headers=headers, body=data,
+                                base_url=PUBLIC)
+    assert first.status in (201, 202), first.body
+
+    table = TableClient.from_connection_string(texting_storage.connection_string,
+                                               idempotency.TABLE)
+    row_key = hashlib.sha256(key.encode()).hexdigest()
+    real_on_table = app_storage.on_table
+    calls: list[str] = []
+
+    async def sweep_between_read_and_update(name, operation):
+        if name == idempotency.TABLE:
+            calls.append(name)
+            if len(calls) == 3:  # insert (409), read (expired), now the take-over's update
+                table.delete_entity(function, row_key)  # what delete_expired does
+        return await real_on_table(name, operation)
+
+    monkeypatch.setattr(app_storage, "on_table", sweep_between_read_and_update)
+    again = worker_host.request("POST", f"/api/{function}", headers=headers, body=data,
+                                base_url=PUBLIC)
+    table.close()
+
+    _in_flight(again)
+    # The retry finds no row: it claims the key afresh and is answered.
+    monkeypatch.setattr(app_storage, "on_table", real_on_table)
+    retried = worker_host.request("POST", f"/api/{function}", headers=headers, body=data,
+                                  base_url=PUBLIC)
+    assert retried.status == first.status, retried.body
+
+
+def test_a_key_released_by_a_concurrent_retry_during_the_lookup_is_not_a_500(
+    worker_host, texting_storage, twilio_api, monkeypatch
+):
+    """Two retries of a key whose send had an unknown outcome (a 'sending' row older than
+    RELEASE_AFTER): both read the row and ask Twilio's list (a network round trip). The first
+    takes the key over, gets 429 from Twilio and releases it (delete). The second's
+    update_entity(etag) then gets 404, not 412: ResourceNotFoundError escapes claim()."""
+    from azure.data.tables import TableClient
+
+    from shared.records import storage as app_storage
+
+    twilio_api.error(500, 20500, "Internal Server Error")  # first attempt: unknown outcome
+    key = str(uuid.uuid4())
+    headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+    data = json.dumps({"to": TO, "body": "hi"})
+    assert worker_host.request("POST", "/api/send_sms", headers=headers, body=data,
+                               base_url=PUBLIC).status == 502
+    monkeypatch.setattr(idempotency, "IN_FLIGHT", datetime.timedelta(0))
+    monkeypatch.setattr(idempotency, "RELEASE_AFTER", datetime.timedelta(0))
+
+    table = TableClient.from_connection_string(texting_storage.connection_string,
+                                               idempotency.TABLE)
+    row_key = hashlib.sha256(key.encode()).hexdigest()
+    real_on_table = app_storage.on_table
+    calls: list[str] = []
+
+    async def other_retry_releases(name, operation):
+        if name == idempotency.TABLE:
+            calls.append(name)
+            if len(calls) == 3:  # after insert (409), read and Twilio lookup: the update
+                table.delete_entity("send_sms", row_key)  # the other retry's _release
+        return await real_on_table(name, operation)
+
+    monkeypatch.setattr(app_storage, "on_table", other_retry_releases)
+    again = worker_host.request("POST", "/api/send_sms", headers=headers, body=data,
+                                base_url=PUBLIC)
+    table.close()
+
+    _in_flight(again)
+
+
+def test_a_voicemail_notification_key_released_during_its_take_over_does_not_500_the_webhook(
+    worker_host, texting_storage, twilio_api, app_settings, monkeypatch
+):
+    """The same escape through a Twilio webhook: recording_status -> voicemail._notify ->
+    once.text -> idempotency.claim. acknowledge() catches only webhooks.Retry, so Twilio gets a
+    500 (the rule: 204 or 503, never a 500)."""
+    from urllib.parse import urlencode
+
+    from azure.data.tables import TableClient
+    from conftest import ACCOUNT_SID, AUTH_TOKEN, signature
+
+    from shared.callflows import loading
+    from shared.common import stamp
+    from shared.records import storage as app_storage
+
+    app_settings.setenv("CALL_FLOW", "flows/calls.example.json")
+    app_settings.setenv("TWILIO_PHONE_NUMBER", "+14155550142")
+    monkeypatch.setattr(stamp, "SUFFIX", ".no-stamps-in-these-tests")
+    loading.forget()
+    recording = "RE" + uuid.uuid4().hex
+    url = f"{PUBLIC}/api/recording_status?step=voicemail&caller=%2B14155550123"
+    params = {"CallSid": "CA" + uuid.uuid4().hex, "AccountSid": ACCOUNT_SID,
+              "RecordingSid": recording, "RecordingStatus": "completed",
+              "RecordingDuration": "42"}
+
+    def callback():
+        return worker_host.request(
+            "POST", url, body=urlencode(params), base_url=PUBLIC,
+            headers={"Content-Type": "application/x-www-form-urlencoded",
+                     "X-Twilio-Signature": signature(url, params, AUTH_TOKEN)})
+
+    twilio_api.error(500, 20500, "Internal Server Error")  # the text's outcome is unknown
+    assert callback().status == 503  # Twilio will retry the callback
+    monkeypatch.setattr(idempotency, "IN_FLIGHT", datetime.timedelta(0))
+    monkeypatch.setattr(idempotency, "RELEASE_AFTER", datetime.timedelta(0))
+    table = TableClient.from_connection_string(texting_storage.connection_string,
+                                               idempotency.TABLE)
+    row_key = hashlib.sha256(f"{recording}:+14155550100:recording".encode()).hexdigest()
+    real_on_table = app_storage.on_table
+    calls: list[str] = []
+
+    async def released_meanwhile(name, operation):
+        if name == idempotency.TABLE:
+            calls.append(name)
+            if len(calls) == 3:  # insert (409), read, lookup at Twilio; now the update
+                table.delete_entity("voicemail_sms", row_key)  # a concurrent delivery released it
+        return await real_on_table(name, operation)
+
+    monkeypatch.setattr(app_storage, "on_table", released_meanwhile)
+    retried = callback()
+    table.close()
+    loading.forget()
+
+    _no_escape(retried)
+    assert retried.status in (204, 503)
