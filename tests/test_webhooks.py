@@ -23,6 +23,8 @@ from conftest import (
     signature,
     signed_form_request,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 import sms_url
 import voice_url
@@ -261,3 +263,18 @@ def test_no_twiml_is_written_as_an_xml_string_in_app_code():
             assert not markup.search(literal), (
                 f"{path.relative_to(ROOT)} writes markup: {literal!r}"
             )
+
+
+@given(st.text(alphabet=st.characters(codec=None), max_size=40))
+def test_xml_text_keeps_exactly_the_characters_xml_allows(text):
+    """The XML 1.0 Char production, written out the long way: whatever xml_text keeps, an XML
+    parser reads back as it was, and it drops only what the production leaves out."""
+    def allowed(c: str) -> bool:
+        n = ord(c)
+        return n in (0x9, 0xA, 0xD) or 0x20 <= n <= 0xD7FF or 0xE000 <= n <= 0xFFFD or n >= 0x10000
+
+    kept = twiml_doc.xml_text(text)
+    assert kept == "".join(c for c in text if allowed(c))
+    if "\r" not in kept:  # a parser normalises line ends
+        said = ET.fromstring(twiml_doc.say(kept)).find("Say")
+        assert (said.text or "") == kept
