@@ -180,3 +180,60 @@ def test_a_voicemail_notification_key_released_during_its_take_over_does_not_500
 
     _no_escape(retried)
     assert retried.status in (204, 503)
+
+
+@pytest.mark.parametrize("meanwhile", ["claimed afresh", "deleted"])
+def test_the_sweep_deletes_the_rest_when_one_expired_key_changes_under_it(
+    worker_host, texting_storage, twilio_api, monkeypatch, caplog, meanwhile
+):
+    """The sweep deletes a transaction's hundred keys only if each is unchanged since its query.
+    One key claimed afresh (or deleted by another sweep) in between failed the whole transaction
+    and logged a false ERROR; now the others are deleted one at a time and that one is left."""
+    import logging
+
+    from azure.data.tables import TableClient, UpdateMode
+    from conftest import run_app
+
+    from shared.records import storage as app_storage
+
+    keys = [str(uuid.uuid4()) for _ in range(3)]
+    for key in keys:
+        sent = worker_host.request(
+            "POST", "/api/send_sms", body=json.dumps({"to": TO, "body": "hi"}), base_url=PUBLIC,
+            headers={"Content-Type": "application/json", "Idempotency-Key": key})
+        assert sent.status == 201, sent.body
+    rows = [hashlib.sha256(key.encode()).hexdigest() for key in keys]
+    table = TableClient.from_connection_string(texting_storage.connection_string,
+                                               idempotency.TABLE)
+    for other in table.list_entities(select=["PartitionKey", "RowKey"]):  # earlier tests' keys
+        if other["RowKey"] not in rows:
+            table.delete_entity(other["PartitionKey"], other["RowKey"])
+    later = datetime.datetime.now(datetime.UTC) + idempotency.TTL + datetime.timedelta(hours=1)
+    monkeypatch.setattr(idempotency, "_now", lambda: later)
+    real_bounded = app_storage.bounded
+    contested = rows[1]
+
+    async def changed_after_the_query(operation, service="table"):
+        if "submit_transaction" not in getattr(operation, "__qualname__", ""):
+            return await real_bounded(operation, service)  # the table's creation, the sweep
+        # The sweep's first transaction, after its query read the etags; then storage as it is.
+        if meanwhile == "deleted":
+            table.delete_entity("send_sms", contested)
+        else:
+            table.upsert_entity({"PartitionKey": "send_sms", "RowKey": contested,
+                                 "State": "claimed"}, mode=UpdateMode.MERGE)
+        monkeypatch.setattr(app_storage, "bounded", real_bounded)
+        return await real_bounded(operation, service)
+
+    monkeypatch.setattr(app_storage, "bounded", changed_after_the_query)
+    with caplog.at_level(logging.INFO, logger="shared.records.idempotency"):
+        deleted = run_app(idempotency.delete_expired())
+
+    left = {e["RowKey"] for e in table.query_entities("PartitionKey eq 'send_sms'")
+            if e["RowKey"] in rows}
+    table.close()
+    assert left == ({contested} if meanwhile == "claimed afresh" else set())
+    # A key gone already counts or not as the SDK says (its delete_entity ignores a 404).
+    assert deleted == 2 if meanwhile == "claimed afresh" else deleted in (2, 3)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert f"outcome=swept deleted={deleted}" in caplog.text

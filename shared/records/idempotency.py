@@ -504,9 +504,29 @@ async def delete_expired(budget: float = EXPIRY_BUDGET) -> int:
     function); how many were deleted. Storage failing ends the sweep early (logged): the next
     run carries on."""
     from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
     deleted = 0
     now = _now()
+
+    async def delete(table: Any, batch: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> int:
+        try:
+            await storage.bounded(table.submit_transaction(batch))
+            return len(batch)
+        except storage.StorageRefused as error:
+            if error.status not in (404, 412):
+                raise
+        # A key claimed afresh (412) or deleted by another sweep (404) since the query fails the
+        # whole transaction: the others go one at a time, and that one is left as it is.
+        done = 0
+        for _, entity, condition in batch:
+            try:
+                await storage.bounded(
+                    table.delete_entity(entity["PartitionKey"], entity["RowKey"], **condition))
+                done += 1
+            except (ResourceModifiedError, ResourceNotFoundError):
+                pass
+        return done
 
     async def sweep(table: Any) -> None:
         nonlocal deleted
@@ -516,19 +536,16 @@ async def delete_expired(budget: float = EXPIRY_BUDGET) -> int:
         )
         async for row in rows:
             if batch and batch[0][1]["PartitionKey"] != row["PartitionKey"]:
-                await storage.bounded(table.submit_transaction(batch))
-                deleted, batch = deleted + len(batch), []
+                deleted, batch = deleted + await delete(table, batch), []
             # Only if unchanged since read: a key claimed afresh in between is not deleted.
             batch.append(("delete", {"PartitionKey": row["PartitionKey"],
                                      "RowKey": row["RowKey"]},
                           {"etag": row.metadata["etag"],
                            "match_condition": MatchConditions.IfNotModified}))
             if len(batch) == 100:
-                await storage.bounded(table.submit_transaction(batch))
-                deleted, batch = deleted + len(batch), []
+                deleted, batch = deleted + await delete(table, batch), []
         if batch:
-            await storage.bounded(table.submit_transaction(batch))
-            deleted += len(batch)
+            deleted += await delete(table, batch)
 
     try:
         await asyncio.wait_for(storage.on_table(TABLE, sweep), budget)
