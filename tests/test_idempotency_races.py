@@ -4,8 +4,8 @@ deleted it, or another retry released it): the request answers 409 with Retry-Af
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-import hashlib
 import json
 import uuid
 
@@ -38,6 +38,40 @@ ENDPOINTS = [
 ]
 
 
+@contextlib.contextmanager
+def deleted_before_its_update(monkeypatch, texting_storage, partition: str, row: str):
+    """The key's row is deleted (by the expiry sweep, or another retry's release) just before the
+    request's third operation on the keys' table: after its insert (409) and its read (and any
+    lookup at Twilio), the conditional update of its take-over."""
+    from azure.data.tables import TableClient
+
+    from shared.records import storage as app_storage
+
+    table = TableClient.from_connection_string(texting_storage.connection_string,
+                                               idempotency.TABLE)
+    real_on_table = app_storage.on_table
+    calls = 0
+    deleted: list[str] = []
+
+    async def staged(name, operation):
+        nonlocal calls
+        if name == idempotency.TABLE:
+            calls += 1
+            if calls == 3:
+                table.get_entity(partition, row)  # there until now (raises if the key is wrong)
+                table.delete_entity(partition, row)
+                deleted.append(row)
+        return await real_on_table(name, operation)
+
+    monkeypatch.setattr(app_storage, "on_table", staged)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(app_storage, "on_table", real_on_table)
+        table.close()
+    assert deleted == [row], "the race was not staged: no take-over reached its update"
+
+
 @pytest.mark.parametrize(("function", "body"), ENDPOINTS, ids=[f for f, _ in ENDPOINTS])
 def test_an_expired_key_deleted_by_the_sweep_during_its_take_over_is_not_a_500(
     worker_host, texting_storage, twilio_api, monkeypatch, function, body
@@ -46,10 +80,6 @@ def test_an_expired_key_deleted_by_the_sweep_during_its_take_over_is_not_a_500(
     reads the expired row (insert -> 409 -> read), the sweep deletes it (its etag still
     matches), and claim()'s update_entity(IfNotModified) gets 404 ResourceNotFoundError, which
     claim() does not catch (it catches ResourceModifiedError only)."""
-    from azure.data.tables import TableClient
-
-    from shared.records import storage as app_storage
-
     monkeypatch.setattr(idempotency, "TTL", datetime.timedelta(seconds=-1))  # born expired
     key = str(uuid.uuid4())
     headers = {"Content-Type": "application/json", "Idempotency-Key": key}
@@ -58,27 +88,13 @@ def test_an_expired_key_deleted_by_the_sweep_during_its_take_over_is_not_a_500(
                                 base_url=PUBLIC)
     assert first.status in (201, 202), first.body
 
-    table = TableClient.from_connection_string(texting_storage.connection_string,
-                                               idempotency.TABLE)
-    row_key = hashlib.sha256(key.encode()).hexdigest()
-    real_on_table = app_storage.on_table
-    calls: list[str] = []
-
-    async def sweep_between_read_and_update(name, operation):
-        if name == idempotency.TABLE:
-            calls.append(name)
-            if len(calls) == 3:  # insert (409), read (expired), now the take-over's update
-                table.delete_entity(function, row_key)  # what delete_expired does
-        return await real_on_table(name, operation)
-
-    monkeypatch.setattr(app_storage, "on_table", sweep_between_read_and_update)
-    again = worker_host.request("POST", f"/api/{function}", headers=headers, body=data,
-                                base_url=PUBLIC)
-    table.close()
+    with deleted_before_its_update(monkeypatch, texting_storage, function,
+                                   idempotency.row_key(key)):  # what delete_expired does
+        again = worker_host.request("POST", f"/api/{function}", headers=headers, body=data,
+                                    base_url=PUBLIC)
 
     _in_flight(again)
     # The retry finds no row: it claims the key afresh and is answered.
-    monkeypatch.setattr(app_storage, "on_table", real_on_table)
     retried = worker_host.request("POST", f"/api/{function}", headers=headers, body=data,
                                   base_url=PUBLIC)
     assert retried.status == first.status, retried.body
@@ -91,10 +107,6 @@ def test_a_key_released_by_a_concurrent_retry_during_the_lookup_is_not_a_500(
     RELEASE_AFTER): both read the row and ask Twilio's list (a network round trip). The first
     takes the key over, gets 429 from Twilio and releases it (delete). The second's
     update_entity(etag) then gets 404, not 412: ResourceNotFoundError escapes claim()."""
-    from azure.data.tables import TableClient
-
-    from shared.records import storage as app_storage
-
     twilio_api.error(500, 20500, "Internal Server Error")  # first attempt: unknown outcome
     key = str(uuid.uuid4())
     headers = {"Content-Type": "application/json", "Idempotency-Key": key}
@@ -104,23 +116,10 @@ def test_a_key_released_by_a_concurrent_retry_during_the_lookup_is_not_a_500(
     monkeypatch.setattr(idempotency, "IN_FLIGHT", datetime.timedelta(0))
     monkeypatch.setattr(idempotency, "RELEASE_AFTER", datetime.timedelta(0))
 
-    table = TableClient.from_connection_string(texting_storage.connection_string,
-                                               idempotency.TABLE)
-    row_key = hashlib.sha256(key.encode()).hexdigest()
-    real_on_table = app_storage.on_table
-    calls: list[str] = []
-
-    async def other_retry_releases(name, operation):
-        if name == idempotency.TABLE:
-            calls.append(name)
-            if len(calls) == 3:  # after insert (409), read and Twilio lookup: the update
-                table.delete_entity("send_sms", row_key)  # the other retry's _release
-        return await real_on_table(name, operation)
-
-    monkeypatch.setattr(app_storage, "on_table", other_retry_releases)
-    again = worker_host.request("POST", "/api/send_sms", headers=headers, body=data,
-                                base_url=PUBLIC)
-    table.close()
+    with deleted_before_its_update(monkeypatch, texting_storage, "send_sms",
+                                   idempotency.row_key(key)):  # the other retry's _release
+        again = worker_host.request("POST", "/api/send_sms", headers=headers, body=data,
+                                    base_url=PUBLIC)
 
     _in_flight(again)
 
@@ -133,12 +132,10 @@ def test_a_voicemail_notification_key_released_during_its_take_over_does_not_500
     500 (the rule: 204 or 503, never a 500)."""
     from urllib.parse import urlencode
 
-    from azure.data.tables import TableClient
     from conftest import ACCOUNT_SID, AUTH_TOKEN, signature
 
-    from shared.callflows import loading
+    from shared.callflows import loading, voicemail
     from shared.common import stamp
-    from shared.records import storage as app_storage
 
     app_settings.setenv("CALL_FLOW", "flows/calls.example.json")
     app_settings.setenv("TWILIO_PHONE_NUMBER", "+14155550142")
@@ -160,22 +157,10 @@ def test_a_voicemail_notification_key_released_during_its_take_over_does_not_500
     assert callback().status == 503  # Twilio will retry the callback
     monkeypatch.setattr(idempotency, "IN_FLIGHT", datetime.timedelta(0))
     monkeypatch.setattr(idempotency, "RELEASE_AFTER", datetime.timedelta(0))
-    table = TableClient.from_connection_string(texting_storage.connection_string,
-                                               idempotency.TABLE)
-    row_key = hashlib.sha256(f"{recording}:+14155550100:recording".encode()).hexdigest()
-    real_on_table = app_storage.on_table
-    calls: list[str] = []
-
-    async def released_meanwhile(name, operation):
-        if name == idempotency.TABLE:
-            calls.append(name)
-            if len(calls) == 3:  # insert (409), read, lookup at Twilio; now the update
-                table.delete_entity("voicemail_sms", row_key)  # a concurrent delivery released it
-        return await real_on_table(name, operation)
-
-    monkeypatch.setattr(app_storage, "on_table", released_meanwhile)
-    retried = callback()
-    table.close()
+    with deleted_before_its_update(  # a concurrent delivery of the callback released it
+            monkeypatch, texting_storage, voicemail.FUNCTION,
+            idempotency.row_key(f"{recording}:+14155550100:recording")):
+        retried = callback()
     loading.forget()
 
     _no_escape(retried)
@@ -202,7 +187,7 @@ def test_the_sweep_deletes_the_rest_when_one_expired_key_changes_under_it(
             "POST", "/api/send_sms", body=json.dumps({"to": TO, "body": "hi"}), base_url=PUBLIC,
             headers={"Content-Type": "application/json", "Idempotency-Key": key})
         assert sent.status == 201, sent.body
-    rows = [hashlib.sha256(key.encode()).hexdigest() for key in keys]
+    rows = [idempotency.row_key(key) for key in keys]
     table = TableClient.from_connection_string(texting_storage.connection_string,
                                                idempotency.TABLE)
     for other in table.list_entities(select=["PartitionKey", "RowKey"]):  # earlier tests' keys
