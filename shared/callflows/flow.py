@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from shared.browsercalls.settings import CLIENT_PREFIX, IDENTITY
 from shared.common.flowfile import FlowProblems
+from shared.webhooks.twiml import xml_text
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ACTIONS = ("menu", "dial", "record", "next", "hangup", "reject")
@@ -178,8 +179,6 @@ class _Check:
         return None
 
     def not_reserved(self, value: str, where: str) -> bool:
-        from shared.webhooks.twiml import xml_text
-
         if CALLER_SLOT in xml_text(value):  # as the document will hold it
             self.problem(where, f"contains '{CALLER_SLOT}', which the app reserves")
             return False

@@ -94,9 +94,9 @@ def _forwarded_to(sms: webhooks.Webhook, forward_to: tuple[str, ...]) -> tuple[s
     forward, or a reply, coming back: the flow's check keeps them out of forward_to, but a text
     sent from one of them still arrives here), and never back to its own sender; either would
     go round for ever, every leg billed. Logged when it stops one."""
-    sender = sms.param("From") or ""
     if not forward_to:
         return forward_to
+    sender = sms.param("From") or ""
     if sender == sms.param("To") or sender in _own_numbers():
         logger.warning("sms_url MessageSid=%s from=%s outcome=not-forwarded reason=the sender "
                        "is one of this app's own numbers", redact.sid(sms.param("MessageSid")),
