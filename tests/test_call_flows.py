@@ -465,6 +465,11 @@ def test_the_example_passes_the_check():
     (lambda f: f["steps"].update({
         f"s{i}": {"say": "Hi.", "next": f"s{i + 1}"} for i in range(1500)} | {
         "s1500": {"say": "Bye.", "hangup": True}}), "step 's0': its TwiML would take about"),
+    # Escaped: each < takes 4 bytes in the document (16,000 characters would take 16,640).
+    (lambda f: f["steps"].update({
+        f"s{i}": {"say": "<" * 4000, "next": f"s{i + 1}"} for i in range(3)} | {
+        "s3": {"say": "<" * 4000, "hangup": True}}),
+     "step 's0': its TwiML would take about 64,640 bytes"),
     (lambda f: f["steps"]["goodbye"].update({"say": "Bye caller.of\x01~this~call"}),
      "which the app reserves"),
     (lambda f: f["steps"]["welcome"].update({"play": "https://example.com/a b.mp3"}),
@@ -473,7 +478,7 @@ def test_the_example_passes_the_check():
         "range-shape", "premium", "country", "malformed-number", "trunk-zero", "caller-id",
         "transcribe-length", "start", "ring", "play-http", "client-name", "own-number-rung",
         "own-number-texted", "by-number-rung", "notify-sms-policy", "hash-option",
-        "caller-slot", "document-size", "document-steps", "caller-slot-hidden",
+        "caller-slot", "document-size", "document-steps", "document-escaped", "caller-slot-hidden",
         "play-space"])
 def test_the_check_refuses_each_bad_flow_by_name(change, named):
     flow = example()

@@ -58,6 +58,11 @@ _RANGE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]|24):([0-
 # default) and never reaches the app as a digit.
 KEYPAD = re.compile(r"[0-9*]{1,8}")
 _STEP_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# What a text takes once escaped for XML, to size a step's document before it is built (the
+# document itself is escaped by twilio.twiml). A table rather than xml.sax.saxutils.escape: that
+# module imports urllib.request, which cost a deployed instance's first call about 10 ms
+# (BENCHMARKS.md, eleventh session); the quote is counted too, so this is never an undercount.
+_ESCAPED = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
 
 
 class Menu(NamedTuple):
@@ -501,13 +506,11 @@ def _documents_fit(c: _Check, steps: Mapping[str, Step]) -> None:
     """Each step's TwiML document (its texts and those of the steps it goes straight `next` to,
     shared.callflows.walk) fits in what Twilio takes. Chains end (checked before), and each
     step's total is worked out once."""
-    from xml.sax.saxutils import escape
-
     total: dict[str, int] = {}
 
     def own(step: Step) -> int:
         texts = [step.say, step.play, step.menu.prompt if step.menu else None]
-        return STEP_MARKUP + sum(len(escape(t, {'"': "&quot;"}).encode()) for t in texts if t)
+        return STEP_MARKUP + sum(len(t.translate(_ESCAPED).encode()) for t in texts if t)
 
     for first in steps:
         chain: list[Step] = []
