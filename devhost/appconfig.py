@@ -16,6 +16,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -54,11 +55,19 @@ class AppConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RouteTemplate:
-    """A compiled route template: literal segments match case-insensitively, like the host."""
+    """A route template as a regular expression: literal segments match case-insensitively,
+    like the host. The expression is compiled when a request first tries the route: the host
+    finds most routes by their path (worker_host's `_by_path`), so a cold start compiles its own
+    route, not every function's (each costs about 0.1 ms, paid per function by the benchmark's
+    cold start, where the real host does this in .NET before the worker starts)."""
 
     template: str
-    pattern: re.Pattern[str]
+    regex: str
     literal_segments: int
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(self.regex)
 
     @classmethod
     def compile(cls, template: str) -> RouteTemplate:
@@ -87,7 +96,7 @@ class RouteTemplate:
                 literals += 1
             part_regex += re.escape(segment[position:])
             regex += f"(?:/{part_regex})?" if optional else f"/{part_regex}"
-        return cls(template, re.compile(f"(?i:{regex})/?"), literals)
+        return cls(template, f"(?i:{regex})/?", literals)
 
     def match(self, path: str) -> dict[str, str] | None:
         """Route parameters (URL-decoded, as the host passes them) or None if no match."""
@@ -394,17 +403,19 @@ def _queue_trigger(path: Path, bindings: list[Mapping[str, Any]]) -> QueueTrigge
 
 
 def read_function(directory: Path, route_prefix: str = DEFAULT_ROUTE_PREFIX) -> FunctionSpec:
-    """One function folder; scriptFile is resolved against it, as the host resolves it."""
+    """One function folder; scriptFile is resolved against it, as the host resolves it: made
+    absolute and normalised (Path.GetFullPath), symbolic links left as they are."""
+    directory = Path(os.path.abspath(directory))
     path = directory / "function.json"
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("bindings"), list):
         raise AppConfigError(f"{path}: no bindings array")
     bindings = [b for b in data["bindings"] if isinstance(b, dict)]
-    script = directory / str(data.get("scriptFile") or DEFAULT_SCRIPT_FILE)
+    script = os.path.normpath(directory / str(data.get("scriptFile") or DEFAULT_SCRIPT_FILE))
     return FunctionSpec(
         name=directory.name,
-        directory=directory.resolve(),
-        script_file=script.resolve(),
+        directory=directory,
+        script_file=Path(script),
         entry_point=str(data.get("entryPoint") or ""),
         bindings=tuple(bindings),
         disabled=bool(data.get("disabled", False)),
