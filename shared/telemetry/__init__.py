@@ -83,7 +83,8 @@ def traced(main: F) -> F:
     (keyword-only, `azure.functions.Context`) on `main`'s behalf; `main` is called without it.
     Off, the wrapper only awaits `main`."""
     function = main.__module__.rsplit(".", 1)[-1]
-    parameters = list(inspect.signature(main).parameters.values())
+    signature = inspect.signature(main)
+    parameters = list(signature.parameters.values())
     first = parameters[0].annotation if parameters else None
     trigger = _TRIGGERS.get(first, "other") if isinstance(first, type) else "other"
 
@@ -115,7 +116,7 @@ def traced(main: F) -> F:
     context_parameter = inspect.Parameter(
         "context", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=func.Context
     )
-    invocation.__signature__ = inspect.signature(main).replace(  # type: ignore[attr-defined]
+    invocation.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[*parameters, context_parameter]
     )
     invocation.__annotations__ = {**main.__annotations__, "context": func.Context}
