@@ -13,8 +13,9 @@ app's, or a TwiML App pointed here by someone else, gets a spoken refusal and a 
 from __future__ import annotations
 
 from shared import webhooks
-from shared.browsercalls.settings import CLIENT_PREFIX, IDENTITY, load_twiml_app_sid
+from shared.browsercalls.settings import load_twiml_app_sid
 from shared.common import logs, redact
+from shared.common.client_names import CLIENT_PREFIX, IDENTITY
 from shared.common.settings import SettingsError
 
 logger = logs.get_logger(__name__)

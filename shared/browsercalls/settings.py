@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from shared.common.client_names import IDENTITY
 from shared.common.settings import Reader, loader
 
 BROWSER_CALL_SETTINGS = ("TWILIO_ACCOUNT_SID", "TWILIO_API_KEY", "TWILIO_API_SECRET",
@@ -13,10 +14,6 @@ BROWSER_CALL_SETTINGS = ("TWILIO_ACCOUNT_SID", "TWILIO_API_KEY", "TWILIO_API_SEC
 ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 API_KEY = re.compile(r"SK[0-9a-fA-F]{32}")
 TWIML_APP_SID = re.compile(r"AP[0-9a-fA-F]{32}")
-# What Twilio takes as a Voice client's identity: letters, digits and underscore, at most 121;
-# a dial names a browser as client:<identity> (client_voice, and a call flow's dial.to).
-IDENTITY = re.compile(r"[A-Za-z0-9_]{1,121}")
-CLIENT_PREFIX = "client:"
 DEFAULT_IDENTITY = "console"
 
 

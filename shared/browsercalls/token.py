@@ -15,8 +15,9 @@ import re
 
 import azure.functions as func
 
-from shared.browsercalls.settings import IDENTITY, TokenSettings, load_token_settings
+from shared.browsercalls.settings import TokenSettings, load_token_settings
 from shared.common import logs, responses
+from shared.common.client_names import IDENTITY
 from shared.common.settings import SettingsError, load_app_service_auth
 from shared.console import signin
 

@@ -17,15 +17,16 @@ text send_sms's (shared.outbound.numbers); neither may be one of the app's own n
 the app, which may answer it by ringing or texting again, every leg billed.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: with it, each field of the NamedTuples below is a
+# string that typing compiles when the class is made (45 of them, about 0.4 ms of a new
+# instance's first call with CALL_FLOW set, docs/benchmark.md). Every name is defined before use.
 import datetime
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from shared.browsercalls.settings import CLIENT_PREFIX, IDENTITY
+from shared.common.client_names import CLIENT_PREFIX, IDENTITY
 from shared.common.flowfile import FlowProblems
 from shared.webhooks.twiml import xml_text
 

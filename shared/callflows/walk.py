@@ -16,10 +16,10 @@ from typing import Any
 from urllib.parse import quote_plus, urlencode
 
 from shared import telemetry
-from shared.browsercalls.settings import CLIENT_PREFIX
 from shared.callflows import loading
 from shared.callflows.flow import CALLER_SLOT, KEYPAD, Flow, FlowProblems, Step
 from shared.common import logs, redact, routes
+from shared.common.client_names import CLIENT_PREFIX
 from shared.webhooks import Webhook, twiml
 
 logger = logs.get_logger(__name__)
