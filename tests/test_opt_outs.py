@@ -5,6 +5,7 @@ calls are not affected."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import xml.etree.ElementTree as ET
@@ -366,3 +367,21 @@ def test_the_opt_outs_need_the_function_key():
         assert keyed.request("GET", "/api/optouts", base_url=PUBLIC).status == 401
         assert keyed.request("GET", "/api/optouts", base_url=PUBLIC,
                              headers={"x-functions-key": "optouts-key-for-tests"}).status == 200
+
+
+@pytest.mark.parametrize("token", [
+    # A lone surrogate: valid JSON, but no request can carry it (the SDK raised
+    # UnicodeEncodeError: an anonymous 500).
+    {"PartitionKey": "optout", "RowKey": "\ud800"},
+    # A key longer than any storage takes in a request line: Azurite answers 431. Storage will
+    # never take it, so it is the caller's 400, not a 503 asking to try again.
+    {"PartitionKey": "x" * 20_000, "RowKey": "x"},
+], ids=["lone-surrogate", "refused-by-storage"])
+def test_a_continuation_storage_cannot_take_is_the_callers_400(worker_host, twilio_api, token):
+    encoded = base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
+
+    listed = optouts_get(worker_host, f"?continuation={encoded}")
+
+    assert listed.status == 400, listed.body
+    assert "continuation" in listed.json()["error"]
+    assert "Retry-After" not in listed.headers

@@ -228,6 +228,10 @@ def test_a_message_through_undelivered_keeps_the_error_code(worker_host, storage
         ("/api/calls?continuation=" + base64.urlsafe_b64encode(b"[" * 1000).decode(), 400),
         ("/api/messages?continuation=" + base64.urlsafe_b64encode(b"{\"a\":" * 1000).decode(),
          400),
+        # Valid JSON whose key holds a lone surrogate, which no request can carry (UTF-8 cannot
+        # encode it): the storage SDK raised UnicodeEncodeError, an anonymous 500.
+        ("/api/calls?continuation=" + base64.urlsafe_b64encode(
+            b'{"PartitionKey": "call", "RowKey": "\\ud800"}').decode(), 400),
     ],
 )
 def test_bad_or_unknown_sids_and_queries(worker_host, storage, path, status):

@@ -12,6 +12,7 @@ import json
 import azure.functions as func
 
 from shared.common.responses import Refusal
+from shared.common.text import is_unicode
 from shared.webhooks.signature import FORM_CONTENT_TYPE, parse_form
 
 MAX_BODY_BYTES = 16 * 1024
@@ -74,23 +75,13 @@ def read(
         elif not isinstance(value, str):
             kind = "a string or a list of strings" if name in lists else "a string"
             raise Refusal(400, f"The field '{name}' must be {kind}.")
-        if not all(_is_unicode(item) for item in (value if isinstance(value, list) else [value])):
+        if not all(is_unicode(item) for item in (value if isinstance(value, list) else [value])):
             raise Refusal(
                 400,
                 f"The field '{name}' is not valid Unicode text: it holds an unpaired surrogate "
                 "escape (like \\ud800) that no character is made of.",
             )
     return data  # type: ignore[return-value]
-
-
-def _is_unicode(value: str) -> bool:
-    """False for a string holding a lone surrogate, which JSON's \\uD800 escapes can make:
-    Twilio, Table Storage and the logs cannot encode it."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def text(fields: Fields, name: str) -> str | None:

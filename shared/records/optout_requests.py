@@ -100,6 +100,11 @@ def _who(req: func.HttpRequest) -> str:
 
 
 def _unavailable(error: Exception) -> func.HttpResponse:
+    if isinstance(error, storage.StorageRefused):  # storage will never take it: not worth a retry
+        logger.warning("optouts outcome=refused status=400 reason=%s", error)
+        return responses.json_error(
+            400, "Storage cannot take that request: a value in it is malformed (the "
+                 "'continuation', or a number or sender).")
     if isinstance(error, SettingsError):
         logger.error("optouts outcome=failed reason=settings: %s", error.describe())
         return responses.json_error(500, f"The app is not configured: {error.describe()}.",

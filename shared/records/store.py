@@ -27,6 +27,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from shared.common.text import is_unicode
 from shared.records import storage
 
 RECORDS_TABLE = "TwilioRecords"
@@ -491,6 +492,8 @@ def decode_token(text: str) -> dict[str, str]:
         raise ValueError("not a continuation token") from None
     if not isinstance(token, dict) or not all(isinstance(v, str) for v in token.values()):
         raise ValueError("not a continuation token")
+    if not all(is_unicode(text) for text in (*token, *token.values())):
+        raise ValueError("not a continuation token")  # no request can carry it
     return token
 
 
