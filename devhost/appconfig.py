@@ -74,6 +74,7 @@ class RouteTemplate:
         template = template.strip("/")
         regex = ""
         literals = 0
+        names: set[str] = set()
         for segment in template.split("/") if template else []:
             if not segment:
                 continue
@@ -83,6 +84,10 @@ class RouteTemplate:
             for match in _PARAMETER.finditer(segment):
                 part_regex += re.escape(segment[position : match.start()])
                 stars, name, constraints, question = match.groups()
+                if name.lower() in names:  # as the host refuses it when it starts
+                    raise AppConfigError(f"the route template {template!r} names the parameter "
+                                         f"{{{name}}} more than once")
+                names.add(name.lower())
                 if stars:
                     part_regex += f"(?P<{name}>.*)"
                     optional = True

@@ -167,6 +167,12 @@ def test_route_template_compilation():
     assert RouteTemplate.compile("api/{id:guid}").match("/api/not-a-guid") is None
 
 
+def test_a_route_naming_a_parameter_twice_is_refused_when_the_app_is_read():
+    """As the host refuses it at start-up (the pattern itself is compiled only on first use)."""
+    with pytest.raises(AppConfigError, match=r"names the parameter \{ID\} more than once"):
+        RouteTemplate.compile("api/{id}/copies/{ID}")
+
+
 def test_the_root_answers_like_the_hosts_splash_page(host):
     response = host.request("GET", "/")
     assert response.status == 200
