@@ -408,6 +408,38 @@ def test_a_recording_callback_retried_without_its_start_time_is_listed_once(
     assert [v["sid"] for v in listed].count(recording) == 1
 
 
+@pytest.mark.parametrize(("field", "value"), [
+    # After 2286 the index key went negative: it sorted first and could not be read back, so
+    # every GET /api/voicemails answered 500 for good (an attack run's).
+    ("RecordingStartTime", "Fri, 31 Dec 9999 23:59:59 +0000"),
+    ("RecordingStartTime", "Sat, 20 Nov 2286 17:46:41 +0000"),
+    # A digit int() does not take: every read of the call answered 500 for good.
+    ("RecordingDuration", "\u00b2"),
+], ids=["year-9999", "after-2286", "superscript-two"])
+def test_one_odd_signed_recording_callback_never_breaks_the_reads(
+    worker_host, azurite_storage, twilio_stand_in, field, value
+):
+    recording, call = fresh("RE"), fresh("CA")
+    params = {"CallSid": call, "AccountSid": ACCOUNT_SID, "RecordingSid": recording,
+              "RecordingStatus": "completed", "RecordingDuration": "9",
+              "RecordingStartTime": "Sun, 06 Dec 2026 15:00:00 +0000", field: value}
+
+    assert callback(worker_host, "recording_status", params).status == 204
+    listed = get(worker_host, "/api/voicemails?limit=100")
+    the_call = get(worker_host, f"/api/calls/{call}")
+
+    assert listed.status == 200, listed.body
+    mine = [v for v in listed.json()["voicemails"] if v["sid"] == recording]
+    assert len(mine) == 1
+    assert the_call.status == 200, the_call.body
+    assert get(worker_host, "/api/calls?limit=100").status == 200
+    if field == "RecordingDuration":
+        assert mine[0]["duration_seconds"] is None
+    else:  # filed at the time it arrived, in order with the rest
+        assert mine[0]["created_at"] > "2026"
+        assert mine[0]["created_at"] < "2286"
+
+
 @pytest.mark.parametrize(("url", "api_scheme", "followed"), [
     ("https://media.example/x.mp3", "https", True),
     ("http://media.example/x.mp3", "https", False),  # the audio in clear, or an internal host

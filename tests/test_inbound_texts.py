@@ -104,6 +104,24 @@ def test_a_text_from_where_send_sms_may_not_text_is_kept_and_not_replied_to(
     assert f"MessageSid={sid}" in line and sender not in line  # the number is redacted
 
 
+@pytest.mark.parametrize(("sender", "replied"), [("+447400123456", False),
+                                               ("+14155550123", True)])
+def test_a_from_country_that_is_not_a_country_code_is_neither_believed_nor_logged(
+    worker_host, caplog, sender, replied
+):
+    """FromCountry went into the log line as it came (a full number, 30 KB) and was matched as
+    it came: now the sender's own number says where it is."""
+    sid = "SM" + uuid.uuid4().hex
+
+    answered = text_in(worker_host, "hi", person=sender, MessageSid=sid, ToCountry="US",
+                       FromCountry=sender + "x" * 3000)
+
+    assert bool(replies(answered)) is replied
+    lines = [r.getMessage() for r in caplog.records if "outcome=not-replied" in r.getMessage()]
+    assert all(sender not in line and "xxx" not in line for line in lines)
+    assert ["country (GB)" in line for line in lines] == ([] if replied else [True])
+
+
 def test_help_gets_no_reply_from_where_send_sms_may_not_text(worker_host, app_settings):
     app_settings.setenv("SMS_HELP_REPLY", "Contoso alerts. Reply STOP to stop.")
 

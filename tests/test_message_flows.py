@@ -65,6 +65,17 @@ def test_any_other_text_gets_the_reply_and_is_forwarded_with_its_media_as_links(
                       (SHOP, f"From {PERSON}: Do you deliver?\n{media}")]
 
 
+@pytest.mark.parametrize("count", ["9" * 4301, "\u00b2"])
+def test_a_media_count_that_is_not_one_is_read_as_no_media(worker_host, count):
+    """int() refuses more than 4,300 digits, and "²", which isdigit() takes: the signed text
+    answered 500 (an attack run's). Twilio never sends either; the text is still forwarded."""
+    media = "https://api.twilio.com/2010-04-01/Accounts/AC/Messages/MM/Media/ME1"
+
+    answer = messages(text_in(worker_host, "hi", NumMedia=count, MediaUrl0=media))
+
+    assert answer == [(None, "Thanks! We will text you back soon."), (SHOP, f"From {PERSON}: hi")]
+
+
 @pytest.mark.parametrize("body", ["hi\x01there", "hi\x00there", "hi\x0bthere", "hi\ufffethere"])
 def test_a_text_with_characters_xml_cannot_hold_is_forwarded_without_them(worker_host, body):
     """A phone or gateway can leave a control character in a text: quoted as it is, the answer

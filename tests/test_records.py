@@ -223,6 +223,9 @@ def test_a_message_through_undelivered_keeps_the_error_code(worker_host, storage
         ("/api/messages/MM" + "f" * 32, 404),
         ("/api/calls?limit=0", 400),
         ("/api/calls?limit=101", 400),
+        # More digits than int() takes (4,300): an anonymous 500 on every paged listing.
+        ("/api/calls?limit=" + "0" * 4300 + "5", 400),
+        ("/api/messages?limit=" + "0" * 4300 + "5", 400),
         ("/api/calls?continuation=bogus", 400),
         # Nested a thousand deep: json raises RecursionError, not ValueError (an attack run's).
         ("/api/calls?continuation=" + base64.urlsafe_b64encode(b"[" * 1000).decode(), 400),

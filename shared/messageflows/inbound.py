@@ -25,6 +25,7 @@ from shared.common import logs, redact
 from shared.common.e164 import E164
 from shared.common.flowfile import FlowProblems
 from shared.common.settings import SettingsError
+from shared.common.text import small_count
 from shared.messageflows import keywords
 from shared.messageflows.flow import MAX_TEXT, MessageFlow
 from shared.messageflows.settings import (
@@ -123,7 +124,7 @@ def _may_reply_to(sms: webhooks.Webhook) -> bool:
     elif sender == sms.param("To") or sender in _own_numbers():
         reason = "the sender is one of this app's own numbers: replies would go back and forth"
     else:
-        country = (sms.param("FromCountry") or "").upper() or _country_of(sender)
+        country = _country_param(sms, "FromCountry") or _country_of(sender)
         allowed = _reply_countries(sms)
         if country in allowed:
             return True
@@ -157,7 +158,7 @@ def _reply_countries(sms: webhooks.Webhook) -> frozenset[str]:
     written = inputs.get("SMS_ALLOWED_COUNTRIES")
     if written and written.strip():
         return frozenset(code.strip().upper() for code in written.split(",") if code.strip())
-    texted = (sms.param("ToCountry") or "").upper()
+    texted = _country_param(sms, "ToCountry")
     ours = inputs.get("TWILIO_PHONE_NUMBER")
     if texted and (not ours or sms.param("To") == ours.strip()):
         return frozenset({texted})
@@ -165,6 +166,13 @@ def _reply_countries(sms: webhooks.Webhook) -> frozenset[str]:
         return load_sms_policy().allowed_countries
     except SettingsError:
         return frozenset()
+
+
+def _country_param(sms: webhooks.Webhook, name: str) -> str:
+    """Twilio's FromCountry or ToCountry when it is a country code (ISO 3166 alpha-2), else "":
+    anything else would be logged, and matched against the allowed countries, as it came."""
+    code = (sms.param(name) or "").upper()
+    return code if len(code) == 2 and code.isascii() and code.isalpha() else ""
 
 
 def _country_of(number: str) -> str:
@@ -225,8 +233,7 @@ def forward_text(sender: str, body: str, media: list[str]) -> str:
 
 def media_urls(sms: webhooks.Webhook) -> list[str]:
     """The links to a text's media (MediaUrl0, MediaUrl1...: NumMedia of them, at most 10)."""
-    count = sms.param("NumMedia") or "0"
-    wanted = min(int(count), MAX_MEDIA) if count.isascii() and count.isdigit() else 0
+    wanted = min(small_count(sms.param("NumMedia"), 3) or 0, MAX_MEDIA)
     return [url for i in range(wanted) if (url := sms.param(f"MediaUrl{i}"))]
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from shared import telemetry
 from shared.common import logs, redact, routes
 from shared.common.responses import Refusal
+from shared.common.text import small_count
 from shared.outbound import twilio_client
 from shared.outbound.answers import Subject
 from shared.outbound.request_body import Fields, text
@@ -295,13 +296,12 @@ async def record(
 
 def answer(created: MessageInstance, recorded: bool) -> dict[str, object]:
     """The 201 body; null where Twilio gave no value."""
-    segments = created.num_segments
     return {
         "sid": created.sid,
         "status": created.status,
         "to": created.to,
         "from": created.from_,
         "messaging_service_sid": created.messaging_service_sid,
-        "num_segments": int(segments) if segments and str(segments).isdigit() else None,
+        "num_segments": small_count(created.num_segments, 4),
         "recorded": recorded,
     }

@@ -14,6 +14,7 @@ import azure.functions as func
 
 from shared.common import logs, responses, routes
 from shared.common.settings import SettingsError
+from shared.common.text import small_count
 from shared.console import signin
 from shared.records import storage, store
 from shared.records.storage import StorageUnavailable
@@ -54,8 +55,8 @@ def page_query(
 ) -> tuple[int, dict[str, str] | None] | func.HttpResponse:
     """A paged GET's `?limit=` and `?continuation=` (the token of a page this app gave out), or
     the 400 that says which is wrong."""
-    raw_limit = req.params.get("limit") or str(default)
-    if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= maximum):
+    limit = small_count(req.params.get("limit") or str(default), 6)
+    if limit is None or not 1 <= limit <= maximum:
         return responses.json_error(400, f"'limit' must be a whole number from 1 to {maximum}.")
     token = None
     if req.params.get("continuation"):
@@ -65,7 +66,7 @@ def page_query(
             return responses.json_error(
                 400, "'continuation' is not a token this app gave out: use the 'next' of a page."
             )
-    return int(raw_limit), token
+    return limit, token
 
 
 def next_url(path: str, limit: int, next_token: str | None) -> str | None:

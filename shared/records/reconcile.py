@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from shared.common import logs, redact
+from shared.common.text import small_count
 from shared.records import optouts, storage, store
 
 logger = logs.get_logger(__name__)
@@ -224,7 +225,7 @@ async def _fill_message(message: Any) -> int:
     inbound = (message.direction or "") == "inbound"
     meaning = keywords.meaning(message.body) if inbound else None
     word = keywords.normalise(message.body or "") if meaning else None
-    media = int(message.num_media) if str(message.num_media or "").isdigit() else 0
+    media = small_count(message.num_media, 3) or 0
 
     async def record_it() -> bool:
         if inbound:

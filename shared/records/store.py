@@ -27,7 +27,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from shared.common.text import is_unicode
+from shared.common.text import is_unicode, small_count
 from shared.records import storage
 
 RECORDS_TABLE = "TwilioRecords"
@@ -96,15 +96,25 @@ def _now() -> datetime.datetime:
 
 
 def index_key(created: datetime.datetime, sid: str) -> str:
-    """A row key that sorts the newest first (see TwilioRecordIndex above)."""
+    """A row key that sorts the newest first (see TwilioRecordIndex above), for a time that
+    `indexable` allows."""
     inverted = _FAR_FUTURE_MS - int(created.timestamp() * 1000)
     return f"{inverted:013d}-{sid}"
 
 
-def indexed_at(row_key: str) -> datetime.datetime:
-    """The time an `index_key` was made from."""
-    inverted = int(row_key.split("-", 1)[0])
-    return datetime.datetime.fromtimestamp((_FAR_FUTURE_MS - inverted) / 1000, datetime.UTC)
+def indexable(when: datetime.datetime) -> bool:
+    """Whether `index_key` can place `when` in order: after 1970 and before 2286 (13 digits of
+    inverted milliseconds). A time outside made a key that sorted before every other and that
+    `indexed_at` could not read: one signed callback broke the voicemail list for good."""
+    return 0 < when.timestamp() * 1000 < _FAR_FUTURE_MS
+
+
+def indexed_at(row_key: str) -> datetime.datetime | None:
+    """The time an `index_key` was made from; None for a key that is not one."""
+    digits = row_key.split("-", 1)[0]
+    if not (len(digits) == 13 and digits.isascii() and digits.isdigit()):
+        return None
+    return datetime.datetime.fromtimestamp((_FAR_FUTURE_MS - int(digits)) / 1000, datetime.UTC)
 
 
 async def index_page(
@@ -348,8 +358,8 @@ def _event_key(kind: str, params: Mapping[str, str]) -> str:
     sequence = params.get("SequenceNumber", "")
     # Twilio counts a call's callbacks from 0: a "number" of more digits than any call has
     # callbacks is not one (and int() refuses one of thousands of digits).
-    if kind == "call" and sequence.isascii() and sequence.isdigit() and len(sequence) <= 8:
-        return f"{EVENT_PREFIX}{int(sequence):08d}"
+    if kind == "call" and (number := small_count(sequence, 8)) is not None:
+        return f"{EVENT_PREFIX}{number:08d}"
     identity = "\0".join(params.get(name, "") for name in EVENT_FIELDS[kind])
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     rank = RANKS[kind].get(status, 9)
@@ -453,8 +463,7 @@ def _recordings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "sid": r.get("RecordingSid"),
             "status": r.get("RecordingStatus"),
-            "duration_seconds": int(d) if (d := r.get("RecordingDuration") or "").isdigit()
-            and len(d) < 7 else None,
+            "duration_seconds": small_count(r.get("RecordingDuration"), 6),
             "transcription": r.get("TranscriptionText"),
             "transcription_status": r.get("TranscriptionStatus"),
             "deleted": bool(r.get("Deleted")),

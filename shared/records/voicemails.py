@@ -46,9 +46,11 @@ def _started(params: Mapping[str, str]) -> datetime.datetime:
     raw = params.get("RecordingStartTime") or ""
     try:
         started = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return store._now()
-    return started if started.tzinfo else started.replace(tzinfo=datetime.UTC)
+    started = started if started.tzinfo else started.replace(tzinfo=datetime.UTC)
+    # Twilio's is a moment ago; one the index cannot hold (after 2286) is not Twilio's.
+    return started if store.indexable(started) else store._now()
 
 
 async def file(call: str, recording: str, params: Mapping[str, str]) -> bool:
@@ -125,7 +127,7 @@ def _voicemail(row: Mapping[str, Any], call: Mapping[str, Any] | None) -> dict[s
         "call_sid": row["CallSid"],
         "from": (call or {}).get("from"),
         "to": (call or {}).get("to"),
-        "created_at": started.isoformat(),
+        "created_at": started.isoformat() if started else None,
         "duration_seconds": recording.get("duration_seconds"),
         "status": recording.get("status"),
         "transcription": recording.get("transcription"),
