@@ -283,9 +283,8 @@ def with_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str
     return data
 
 
-def read_host_json(root: Path) -> tuple[str, float | None]:
+def _prefix_and_timeout(data: Mapping[str, Any]) -> tuple[str, float | None]:
     """(routePrefix, functionTimeout seconds) from host.json, with the host's defaults."""
-    data = _host_json(root)
     http = ((data.get("extensions") or {}).get("http")) or {}
     prefix = http.get("routePrefix", DEFAULT_ROUTE_PREFIX)
     timeout = data.get("functionTimeout")
@@ -432,12 +431,13 @@ def read_function(directory: Path, route_prefix: str = DEFAULT_ROUTE_PREFIX) -> 
 def read_app(root: Path | str) -> AppConfig:
     """Every folder of the app root that holds a function.json is a function, as for the host."""
     root = Path(root).resolve()
-    prefix, timeout = read_host_json(root)
-    queues = read_queues_options(_host_json(root), str(root / "host.json"))
-    functions = {
-        child.name: read_function(child, prefix)
-        for child in sorted(root.iterdir())
-        if child.is_dir() and (child / "function.json").is_file()
-    }
+    host_json = _host_json(root)
+    prefix, timeout = _prefix_and_timeout(host_json)
+    queues = read_queues_options(host_json, str(root / "host.json"))
+    # os.scandir: the entry says whether it is a folder, where Path.is_dir asks the file system
+    # again for each of the root's entries (.git, node_modules, ...), on every start.
+    folders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir()
+                     and os.path.isfile(os.path.join(entry.path, "function.json")))
+    functions = {name: read_function(root / name, prefix) for name in folders}
     return AppConfig(root=root, route_prefix=prefix, function_timeout=timeout, functions=functions,
                      queues=queues)
