@@ -98,11 +98,15 @@ def _redacted(path: str) -> str:
     each non-empty value becomes `***`, a phone number `+1415*****23` as the app logs one.
     """
     parts = urlsplit(path)
-    # A number in the path (/api/calls/+14155550123, a mistaken lookup) is masked too.
+    # A number in the path (/api/calls/+14155550123, a mistaken lookup) is masked too, with its
+    # + or without.
     route = _NUMBER_IN_PATH.sub(lambda m: m[1] + _masked_value("+" + m[2])[1:], parts.path)
+    route = _BARE_NUMBER_IN_PATH.sub(lambda m: _masked_value("+" + m[0])[1:], route)
     if not parts.query:
         return _printable(route)
-    query = [(k, _masked_value(v) if k != KEY_QUERY else "***")
+    # A name is kept unless it is a number (?+14155550123=1 is no field of Twilio's).
+    query = [(_masked_value(k) if _PHONE_NUMBER.fullmatch(k) else k,
+              _masked_value(v) if k != KEY_QUERY else "***")
              for k, v in parse_qsl(parts.query, keep_blank_values=True)]
     return _printable(f"{route}?{urlencode(query, safe='*')}")
 
@@ -112,6 +116,8 @@ def _redacted(path: str) -> str:
 _PHONE_NUMBER = re.compile(r"\+?[0-9]{10,15}")
 # The same in a path, raw or escaped (%2B): the masked form keeps the prefix as written.
 _NUMBER_IN_PATH = re.compile(r"(\+|%2[bB])([0-9]{7,15})(?![0-9])")
+# Without its +: a run of 10 to 15 digits on its own (not inside a SID or an id, BC2026...).
+_BARE_NUMBER_IN_PATH = re.compile(r"(?<![0-9A-Za-z])[0-9]{10,15}(?![0-9A-Za-z])")
 
 
 def _masked_value(value: str) -> str:

@@ -484,16 +484,27 @@ def test_phone_numbers_in_a_query_are_masked_in_the_access_log(limited, caplog):
     assert "n=***" in line and "code=***" in line
 
 
-@pytest.mark.parametrize("path", ["/api/echo/+14155550123", "/api/echo/%2B14155550123"])
+@pytest.mark.parametrize("path", ["/api/echo/+14155550123", "/api/echo/%2B14155550123",
+                                  "/api/echo/14155550123", "/api/echo?%2B14155550123=1"])
 def test_a_phone_number_in_the_path_is_masked_in_the_access_log(limited, caplog, path):
     """No route takes a number in its path, but a mistaken lookup sends one: logged masked."""
     caplog.set_level(logging.INFO, logger="devhost.server")
 
     exchange(limited, f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
 
-    assert wait_for(lambda: any("/api/echo/" in r.getMessage() for r in caplog.records))
-    [line] = [r.getMessage() for r in caplog.records if "/api/echo/" in r.getMessage()]
+    assert wait_for(lambda: any("/api/echo" in r.getMessage() for r in caplog.records))
+    [line] = [r.getMessage() for r in caplog.records if "/api/echo" in r.getMessage()]
     assert "4155550123" not in line and "1415*****23" in line
+
+
+def test_an_id_with_a_run_of_digits_in_the_path_is_logged_as_it_is(limited, caplog):
+    """A broadcast id (BC, 14 digits of its time, 16 hex) is no phone number."""
+    caplog.set_level(logging.INFO, logger="devhost.server")
+    path = "/api/echo/BC20261207123456abcdef0123456789"
+
+    exchange(limited, f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+
+    assert wait_for(lambda: any(path in r.getMessage() for r in caplog.records))
 
 
 def test_a_get_webhooks_query_values_are_not_in_the_access_log(limited, caplog):
