@@ -61,8 +61,8 @@ KEYPAD = re.compile(r"[0-9*]{1,8}")
 _STEP_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # What a text takes once escaped for XML, to size a step's document before it is built (the
 # document itself is escaped by twilio.twiml). A table rather than xml.sax.saxutils.escape: that
-# module imports urllib.request, which cost a deployed instance's first call about 10 ms
-# (BENCHMARKS.md, eleventh session); the quote is counted too, so this is never an undercount.
+# module imports urllib.request, which cost a new instance's first call about 3 ms (BENCHMARKS.md,
+# eleventh session); the quote is counted too, so this is never an undercount.
 _ESCAPED = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
 
 
