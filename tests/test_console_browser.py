@@ -6,7 +6,8 @@ Each test fails when the behaviour it names breaks: the page loads clean and rea
 outside 127.0.0.1; a wrong key is refused in the page's words; a call placed through the page
 shows its status events; a voicemail plays through the app's proxy; a broadcast's bar reaches
 done; an opted-out number is refused with the app's message; a text's HTML shows as text; a
-double click or a lost answer sends one text. Screenshots of each view go to
+forged caller or error code is shown for what it is, and never widens the page; a double click
+or a lost answer sends one text. Screenshots of each view go to
 test-artifacts/console/ (git-ignored); the activity view at 1280x800 is README's picture
 (docs/images/console.png: written when missing, or again with CONSOLE_README_SCREENSHOT=1).
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any
 
 import console_stack
 import pytest
+from conftest import ACCOUNT_SID, TWILIO_NUMBER
 from console_stack import KEY, ConsoleStack, fresh_number
 
 from devhost.pytest_plugin import APP_ROOT
@@ -488,6 +491,39 @@ def test_a_text_whose_body_is_html_shows_as_text(console, stack):
     assert console.dialogs == []
     assert not [u for u in console.urls if u.endswith("/x")]
     console.shot("html-as-text", full_page=False)
+
+
+def test_a_forged_caller_is_shown_as_sent_and_never_widens_the_page(console, stack):
+    """A signed callback's From need not be a number (an attack run's): one that only looks like
+    a formatted number, with a right-to-left override, is shown in quotes and without the
+    override; one of thousands of digits wraps instead of making the page 45,000 px wide."""
+    page = console.page
+    _, looks_like = stack.voicemail("\u202e+1 415-555-0100", 7, "Looks like a number.")
+    _, long_one = stack.voicemail("9" * 4000, 8, "Very long.")
+    console.open()
+    console.view("voicemails")
+
+    shown = page.locator(f'#voicemails-list li[data-sid="{looks_like}"] .number')
+    expect(shown).to_have_text('"+1 415-555-0100"')
+    expect(page.locator(f'#voicemails-list li[data-sid="{long_one}"] .number')).to_be_visible()
+    width = page.evaluate("document.documentElement.scrollWidth")
+
+    assert width <= 1280, width
+    assert console.errors == []
+    console.shot("forged-callers", full_page=False)
+
+
+def test_an_error_code_that_is_not_one_is_not_shown_as_sent(console, stack):
+    """A signed status callback's ErrorCode is Twilio's number; anything else is not quoted."""
+    page = console.page
+    sid = "SM" + secrets.token_hex(16)
+    assert stack.signed("message_status", {
+        "MessageSid": sid, "AccountSid": ACCOUNT_SID, "MessageStatus": "failed",
+        "ErrorCode": "javascript:alert(1)", "To": fresh_number(), "From": TWILIO_NUMBER}) == 204
+    console.open()
+
+    row = page.locator(f'#activity-list li[data-sid="{sid}"]')
+    expect(row.locator(".error-code")).to_have_text("error (not a code)")
 
 
 def test_a_double_click_or_a_lost_answer_sends_one_text(console, stack):

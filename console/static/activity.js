@@ -4,6 +4,7 @@
 
 import * as api from "./api.js";
 import { byId, fill, h, keepingFocus, say } from "./dom.js";
+import { errorCode } from "./errors.js";
 import { duration, phone, shortSid, timeElement } from "./format.js";
 import { poller } from "./poll.js";
 import * as timeline from "./timeline.js";
@@ -98,7 +99,7 @@ function rowFor(record) {
         timeline.badge(record.status)),
       h("span", { class: "row-line meta" },
         timeElement(record.created_at, true),
-        record.error_code ? h("span", { class: "error-code", text: `error ${record.error_code}` }) : null,
+        record.error_code ? h("span", { class: "error-code", text: `error ${errorCode(record.error_code) ?? "(not a code)"}` }) : null,
         text ? h("span", { class: "snippet", text }) : h("span", { class: "sid", title: record.sid, text: shortSid(record.sid) }))));
 }
 

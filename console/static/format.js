@@ -63,16 +63,27 @@ const GROUPS = {
   12: [4, 4, 4], 13: [3, 3, 3, 4], 14: [3, 3, 4, 4],
 };
 
+// Characters that reorder the text around them (right-to-left overrides and isolates, marks):
+// no address holds one, and in a forged From they make "+1 415..." read backwards.
+const BIDI_CONTROLS = /[\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+// What only a phone number written by hand is made of: digits, spaces, + - . ( ).
+const NUMBER_LIKE = /^[0-9+\-.() ]+$/;
+
 /**
  * A phone number for reading: +14155550100 -> "+1 415-555-0100" (North America), other
  * countries "+44 207 946 0958" (the country code, then the digits in groups). Anything that is
- * not an E.164 number (a Messaging Service SID, "client:alice", a SIP address) is kept as is.
+ * not an E.164 number (a Messaging Service SID, "client:alice", a SIP address) is kept as is,
+ * without bidirectional controls; one that only looks like a number ("+1 415-555-0100" as a
+ * forged callback may send it) is shown in quotes, so it never reads as one the page formatted.
  */
 export function phone(value) {
   if (value === null || value === undefined) return "";
   const text = String(value);
   const match = /^\+([1-9][0-9]{5,14})$/.exec(text);
-  if (!match) return text;
+  if (!match) {
+    const shown = text.replace(BIDI_CONTROLS, "");
+    return NUMBER_LIKE.test(shown) ? `"${shown}"` : shown;
+  }
   const digits = match[1];
   if (digits.length === 11 && digits[0] === "1") {
     return `+1 ${digits.slice(1, 4)}-${digits.slice(4, 7)}-${digits.slice(7)}`;
