@@ -99,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     path = Path(args.file)
     try:
-        file, content, data = flowfile.read(path.resolve() if path.is_absolute() else path,
-                                            kind.setting,
+        file, content, data = flowfile.read(path, kind.setting,
                                             root=Path("/") if path.is_absolute() else ROOT)
         flow = kind.check(data, policy)
     except FlowProblems as problems:
@@ -111,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     first, *rest = kind.describe(flow)
     print(f"{args.file}: {first}")
     if args.stamp:
-        written = stamp.write(file, content, dict(kind.inputs(env)), ROOT)
+        try:
+            written = stamp.write(file, content, dict(kind.inputs(env)), ROOT)
+        except OSError as error:  # the stamp's path is a folder, or a name too long
+            print(f"error: cannot write {stamp.path_for(file)}: {error.strerror or error}",
+                  file=sys.stderr)
+            return 1
         print(f"  stamped: {written.relative_to(ROOT) if ROOT in written.parents else written}")
     for line in rest:
         print(f"  {line}")

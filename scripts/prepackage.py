@@ -98,8 +98,9 @@ def main() -> int:
         sys.path.insert(0, str(ROOT / "scripts"))
         import check_flow
 
-        # The settings azd hands the Bicep (its environment), never local.settings.json's.
-        status = check_flow.main([*kind, "--stamp", "--environment-only", flow])
+        # The settings azd hands the Bicep (its environment), never local.settings.json's. After
+        # `--`, a value like "--help" is the file's name, not an option that skips the check.
+        status = check_flow.main([*kind, "--stamp", "--environment-only", "--", flow])
         if status != 0:
             return status
     if bundle_softphone() != 0:

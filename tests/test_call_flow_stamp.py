@@ -106,6 +106,31 @@ def test_without_a_stamp_the_flow_is_checked_in_full(flows):
     assert read["phonenumbers"] is True
 
 
+def test_a_stamp_that_cannot_be_written_is_said_so_without_a_traceback(flows):
+    flow = flows / "calls.json"
+    shutil.copy(EXAMPLE, flow)
+    (flows / "calls.json.checked").mkdir()  # its place is taken by a folder
+
+    result = check_and_stamp(flow)
+
+    assert result.returncode == 1
+    assert "error: cannot write" in result.stderr and "calls.json.checked" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_deploy_checks_a_flow_named_like_an_option_as_a_file(flows):
+    """prepackage passed CALL_FLOW to the check as an argument: "--help" printed the help and
+    exited 0, so the deploy went on with no check and no stamp (an attack run's)."""
+    result = subprocess.run(
+        [sys.executable, "scripts/prepackage.py"], cwd=REPO, capture_output=True, text=True,
+        timeout=120, env=env(CALL_FLOW="--help"),
+    )
+
+    assert result.returncode == 1, result.stdout
+    assert "no file '--help' in the app" in result.stderr
+    assert "usage:" not in result.stdout + result.stderr
+
+
 def test_a_refused_flow_gets_no_stamp(flows):
     flow = flows / "bad.json"
     bad = json.loads(EXAMPLE.read_text())
@@ -162,9 +187,13 @@ def test_a_stamp_for_other_code_is_ignored(flows, tamper, reason):
     assert read["phonenumbers"] is True
 
 
-def test_an_unreadable_stamp_is_ignored(flows):
+@pytest.mark.parametrize("junk", [b"\xff not json", b"[" * 200_000 + b"]" * 200_000],
+                         ids=["not-json", "nested-too-deep"])
+def test_an_unreadable_stamp_is_ignored(flows, junk):
+    """Never a reason to refuse a good flow (a stamp nested too deep raised RecursionError, and
+    the flow was refused: an attack run's)."""
     flow = stamped_example(flows)
-    (flows / "calls.json.checked").write_bytes(b"\xff not json")
+    (flows / "calls.json.checked").write_bytes(junk)
 
     read = first_read(flow)
 

@@ -474,12 +474,22 @@ def test_the_example_passes_the_check():
      "which the app reserves"),
     (lambda f: f["steps"]["welcome"].update({"play": "https://example.com/a b.mp3"}),
      "https URL Twilio can fetch"),
+    # Each of these ended the check command in a traceback (an attack run's).
+    (lambda f: f["steps"]["welcome"].update({"play": "https://[::1/a.mp3"}),
+     "https URL Twilio can fetch"),
+    (lambda f: f["steps"]["welcome"].update({"play": "https://example.com:99999/a.mp3"}),
+     "https URL Twilio can fetch"),
+    (lambda f: f["hours"].update({"timezone": "America"}), "is not an IANA time zone"),
+    (lambda f: f["hours"].update({"timezone": "A" * 300}), "is not an IANA time zone"),
+    # What XML cannot hold is dropped from the document: these would say nothing.
+    (lambda f: f["steps"]["goodbye"].update({"say": "\x01\x02"}), "must be text of 1 to"),
 ], ids=["unknown-step", "two-actions", "no-action", "next-loop", "time-zone", "range-order",
         "range-shape", "premium", "country", "malformed-number", "trunk-zero", "caller-id",
         "transcribe-length", "start", "ring", "play-http", "client-name", "own-number-rung",
         "own-number-texted", "by-number-rung", "notify-sms-policy", "hash-option",
         "caller-slot", "document-size", "document-steps", "document-escaped", "caller-slot-hidden",
-        "play-space"])
+        "play-space", "play-ipv6", "play-port", "time-zone-folder", "time-zone-long",
+        "say-control-only"])
 def test_the_check_refuses_each_bad_flow_by_name(change, named):
     flow = example()
     change(flow)
@@ -542,9 +552,19 @@ def test_every_shipped_flow_passes_the_check_command():
     ('{"start": "a", "hours": {"timezone": "UTC", "open": {"mon": ["09:00-17:00"], "mon": []}, '
      '"closed": "a"}, "steps": {"a": {"hangup": true}}}', "the key 'mon' appears twice"),
     ("[" * 100_000, "nests too deeply to be a flow"),
-], ids=["step-twice", "day-twice", "deep"])
+    ('{"start": "a",\n "steps": {"a": {"hangup": true}},}', "is not JSON: Expecting property name "
+     "enclosed in double quotes at line 2 column 35"),
+    # Valid JSON, but half a character: no <Say> or log line can carry it (an attack run's:
+    # the check command ended in a traceback).
+    ('{"start": "a", "steps": {"a": {"say": "Hi \\ud800", "hangup": true}}}',
+     "holds a \\u escape of half a character"),
+    (b"\xff\xfe{}", "is not UTF-8 text (byte 0)"),
+], ids=["step-twice", "day-twice", "deep", "json-error", "lone-surrogate", "not-utf-8"])
 def test_a_flow_file_json_reads_otherwise_than_written_is_refused(tmp_path, content, named):
-    (tmp_path / "flow.json").write_text(content)
+    if isinstance(content, bytes):
+        (tmp_path / "flow.json").write_bytes(content)
+    else:
+        (tmp_path / "flow.json").write_text(content)
 
     with pytest.raises(FlowProblems) as refused:
         loading.read("flow.json", POLICY, root=tmp_path)
@@ -556,6 +576,22 @@ def test_a_flow_file_json_reads_otherwise_than_written_is_refused(tmp_path, cont
         env={"PATH": "/usr/bin:/bin", "TWILIO_PHONE_NUMBER": APP_NUMBER})
     assert result.returncode == 1 and named in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_flow_file_an_editor_saved_with_a_byte_order_mark_is_read(tmp_path):
+    (tmp_path / "flow.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(example()).encode())
+
+    assert set(loading.read("flow.json", POLICY, root=tmp_path).steps) == set(example()["steps"])
+
+
+def test_links_that_loop_are_refused_by_name(tmp_path):
+    (tmp_path / "a.json").symlink_to(tmp_path / "b.json")
+    (tmp_path / "b.json").symlink_to(tmp_path / "a.json")
+
+    with pytest.raises(FlowProblems) as refused:
+        loading.read("a.json", POLICY, root=tmp_path)
+
+    assert refused.value.problems == ["CALL_FLOW: 'a.json' cannot be followed to a file"]
 
 
 def test_the_check_command_lists_the_problems_and_exits_1(tmp_path):

@@ -157,9 +157,11 @@ def test_the_record_says_the_keyword_and_how_many_it_was_forwarded_to(worker_hos
     # it again: every leg billed, for ever.
     (lambda f: f["forward_to"].append(TWILIO_NUMBER), "is one of this app's own numbers"),
     (lambda f: f["forward_to"].append(OTHER_SENDER), "is one of this app's own numbers"),
+    # The answer drops what XML cannot hold: this reply was an empty text (an attack run's).
+    (lambda f: f.update({"reply": "\x01\x02"}), "reply: must be text"),
 ], ids=["premium", "country", "trunk-zero", "empty-reply", "long-reply", "stop-keyword",
         "help-keyword", "duplicate-keyword", "empty-keyword-reply", "unknown-key",
-        "own-number", "other-sender"])
+        "own-number", "other-sender", "control-characters-reply"])
 def test_the_check_refuses_each_bad_flow_by_name(change, named):
     flow = example()
     change(flow)

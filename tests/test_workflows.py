@@ -157,6 +157,10 @@ def test_deploy_checks_the_call_flow_before_provisioning() -> None:
     names = [step.get("name") for step in steps]
     check = steps[names.index("Check the call flow")]
     assert "scripts/check_flow.py" in check["run"] and "$CALL_FLOW" in check["run"]
+    # After `--`: a flow named like an option ("--help") is checked as a file, never skipped.
+    assert '-- "$CALL_FLOW"' in check["run"]
+    messages = steps[names.index("Check the message flow")]
+    assert '--messages -- "$MESSAGE_FLOW"' in messages["run"]
     assert names.index("Check the call flow") < names.index("Provision") < names.index("Deploy")
 
 

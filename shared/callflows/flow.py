@@ -179,7 +179,8 @@ class _Check:
             self.problem(where, f"unknown key '{key[:40]}'")
 
     def text(self, value: object, where: str, limit: int = MAX_SAY) -> str | None:
-        if isinstance(value, str) and value.strip() and len(value) <= limit:
+        # As the document will hold it: a text of characters XML cannot hold says nothing.
+        if isinstance(value, str) and xml_text(value).strip() and len(value) <= limit:
             return value if self.not_reserved(value, where) else None
         self.problem(where, f"must be text of 1 to {limit:,} characters")
         return None
@@ -299,8 +300,7 @@ def _step(c: _Check, name: str, raw: object) -> Step:
     play = None
     if "play" in step:
         url = step["play"]
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if (parts is None or parts.scheme != "https" or not parts.hostname or len(url) > 2000
+        if (not _https_url(url) or len(url) > 2000
                 or any(char.isspace() or not char.isprintable() for char in url)):
             c.problem(f"{where} play", "must be an https URL Twilio can fetch (spaces and "
                       "control characters escaped)")
@@ -425,6 +425,15 @@ def _record(c: _Check, raw: object, where: str) -> Record:
     )
 
 
+def _https_url(url: object) -> bool:
+    """An https URL with a host (and a port, if any, that is one)."""
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        return bool(parts and parts.scheme == "https" and parts.hostname and parts.port != 0)
+    except ValueError:  # "https://[::1", a port of 99999
+        return False
+
+
 def _hours(c: _Check, raw: object, ref: Any) -> Hours | None:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -435,7 +444,7 @@ def _hours(c: _Check, raw: object, ref: Any) -> Hours | None:
         if not isinstance(timezone, str) or not timezone:
             raise ValueError
         ZoneInfo(timezone)
-    except (ValueError, ZoneInfoNotFoundError):
+    except (ValueError, OSError, ZoneInfoNotFoundError):  # OSError: "America", a folder
         c.problem("hours timezone", f"'{str(timezone)[:40]}' is not an IANA time zone, like "
                                     "America/New_York")
         timezone = None

@@ -36,28 +36,50 @@ def read(path: str | Path, setting: str, root: Path | None = None) -> tuple[Path
     it in problems): where it is, its bytes and its JSON; raises FlowProblems when it is not a
     JSON file inside `root`."""
     root = root or APP_ROOT
-    file = (root / path).resolve()
+    named = f"{setting}: '{str(path)[:80]}'"
+    try:
+        file = (root / path).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: links that loop
+        raise FlowProblems([f"{named} cannot be followed to a file"]) from None
     if root.resolve() not in file.parents:
-        raise FlowProblems([f"{setting}: '{str(path)[:80]}' is not a file inside the app"])
+        raise FlowProblems([f"{named} is not a file inside the app"])
     repeated: list[str] = []
     try:
         content = file.read_bytes()
-        data = json.loads(content.decode("utf-8"),
+        # utf-8-sig: an editor's byte order mark is not part of the JSON (the host reads
+        # function.json so too).
+        data = json.loads(content.decode("utf-8-sig"),
                           object_pairs_hook=lambda pairs: _object(pairs, repeated))
     except FileNotFoundError:
         raise FlowProblems([f"{setting}: no file '{str(path)[:80]}' in the app"]) from None
     except RecursionError:
-        raise FlowProblems([f"{setting}: '{str(path)[:80]}' nests too deeply to be a flow"]
-                           ) from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise FlowProblems([f"{setting}: '{str(path)[:80]}' is not a JSON file "
-                            f"({type(error).__name__})"]) from None
+        raise FlowProblems([f"{named} nests too deeply to be a flow"]) from None
+    except json.JSONDecodeError as error:
+        raise FlowProblems([f"{named} is not JSON: {error.msg} at line {error.lineno} column "
+                            f"{error.colno}"]) from None
+    except UnicodeDecodeError as error:
+        raise FlowProblems([f"{named} is not UTF-8 text (byte {error.start})"]) from None
+    except (OSError, ValueError) as error:
+        raise FlowProblems([f"{named} cannot be read ({type(error).__name__})"]) from None
+    if b"\\u" in content and not _encodable(data):
+        raise FlowProblems([f"{named} holds a \\u escape of half a character (an unpaired "
+                            "surrogate, like \\ud800), which no text or call can carry"])
     if repeated:
         # JSON lets a key appear twice and json.loads keeps the last: a second "mon" or a
         # second step of the same name would silently replace the first.
         raise FlowProblems([f"{setting}: the key '{key[:40]}' appears twice in one object"
                             for key in dict.fromkeys(repeated)])
     return file, content, data
+
+
+def _encodable(data: object) -> bool:
+    """Whether every text in `data` (keys too) has a UTF-8 form: JSON's \\ud800 escapes can
+    make one that has not, which Twilio, storage and the logs cannot take."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _object(pairs: list[tuple[str, object]], repeated: list[str]) -> dict[str, object]:

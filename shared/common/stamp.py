@@ -96,7 +96,7 @@ def mismatch(flow_file: Path, flow_bytes: bytes, settings: Mapping[str, str | No
         stamp = json.loads(path_for(flow_file).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return "no stamp"
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return "the stamp is unreadable"
     if not isinstance(stamp, dict) or stamp.get("format") != FORMAT:
         return "the stamp is of another format"

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from shared.common.flowfile import FlowProblems
 from shared.messageflows import keywords
+from shared.webhooks.twiml import xml_text
 
 MAX_TEXT = 1600  # Twilio's limit on a message body
 MAX_KEYWORDS = 100
@@ -62,7 +63,9 @@ def check(data: object, policy: SmsPolicy | None) -> MessageFlow:
 
 
 def _text_ok(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_TEXT
+    """Text of 1 to MAX_TEXT characters, once those XML cannot hold are dropped (the answer
+    drops them: a reply of control characters alone would be an empty text)."""
+    return isinstance(value, str) and bool(xml_text(value).strip()) and len(value) <= MAX_TEXT
 
 
 def _keywords(raw: object, problems: list[str]) -> dict[str, str]:
