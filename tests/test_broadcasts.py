@@ -255,6 +255,36 @@ def test_a_poisoned_chunk_is_recorded_as_failed_unless_it_was_sent(
     assert status(worker_host, answer["id"])["counts"]["sent"] == 1  # a sent one stays sent
 
 
+@pytest.mark.parametrize(("field", "value", "named"), [
+    ("Seal", "zz", "its Seal is not 64 hex digits"),
+    ("MediaUrls", "[not json", "its MediaUrls is not a JSON list of links"),
+    ("MediaUrls", '[{"a": 1}]', "its MediaUrls is not a JSON list of links"),
+], ids=["seal", "media-not-json", "media-not-links"])
+def test_a_broadcast_row_edited_by_hand_is_named_and_its_messages_never_loop(
+    worker_host, storage, twilio_api, caplog, field, value, named
+):
+    """Its messages, and then the poison handler, failed on every delivery for as long as the
+    queue kept them (an attack run's). Now each is dropped with one ERROR line, nothing is
+    sent on what the row says, and GET still answers."""
+    from azure.data.tables import TableClient, UpdateMode
+
+    numbers = ["+14155550141", "+14155550142"]
+    answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
+    [chunk] = drain(storage, answer["id"])
+    with TableClient.from_connection_string(storage.connection_string,
+                                            broadcast_table.TABLE) as rows:
+        rows.update_entity({"PartitionKey": answer["id"], "RowKey": model.BROADCAST_ROW,
+                            field: value}, mode=UpdateMode.MERGE)
+
+    run(broadcast_send.main, queue_message(chunk))
+    run(broadcast_poison.main, queue_message(chunk, dequeue_count=5))
+
+    assert twilio_api.creates == []
+    dropped = [r.getMessage() for r in caplog.records if "outcome=dropped" in r.getMessage()]
+    assert len(dropped) == 2 and all(named in line for line in dropped), dropped
+    assert status(worker_host, answer["id"])["counts"]["queued"] == 2
+
+
 def test_a_chunk_out_of_time_puts_the_rest_back(
     worker_host, storage, twilio_api, app_settings, monkeypatch, leases
 ):

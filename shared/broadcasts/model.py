@@ -66,6 +66,15 @@ class BadMessage(ValueError):
     """A queue message that is not one this app put there; the reason is safe to log."""
 
 
+class BadRow(ValueError):
+    """A broadcast's row that is not as this app writes it (edited by hand, or by other code):
+    what it would send cannot be trusted. The reason is safe to log."""
+
+
+# The secret of a broadcast's tags, as `Broadcast.new` makes it (32 bytes, in hex).
+SEAL = re.compile(r"[0-9a-f]{64}")
+
+
 @dataclass(frozen=True)
 class Broadcast:
     """A broadcast's row: what is sent to every recipient, and the secret that tags them."""
@@ -86,13 +95,25 @@ class Broadcast:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Broadcast:
+        """The broadcast a row records; raises BadRow for a row this app did not write so (a
+        Seal or MediaUrls it cannot read made every message of the broadcast, and its poison
+        handler, fail on each delivery, for as long as the queue kept it)."""
+        seal = row.get("Seal") or ""
+        if not isinstance(seal, str) or (seal and not SEAL.fullmatch(seal)):
+            raise BadRow("its Seal is not 64 hex digits")
+        try:
+            media = json.loads(row.get("MediaUrls") or "[]")
+        except (TypeError, ValueError, RecursionError):
+            media = None
+        if not isinstance(media, list) or not all(isinstance(url, str) for url in media):
+            raise BadRow("its MediaUrls is not a JSON list of links")
         return cls(
             id=str(row["PartitionKey"]),
             kind="call" if row.get("Kind") == "call" else "sms",
             text=row.get("Text") or None,
             from_=row.get("From") or None,
-            media_urls=tuple(json.loads(row.get("MediaUrls") or "[]")),
-            seal=str(row.get("Seal") or ""),
+            media_urls=tuple(media),
+            seal=seal,
         )
 
     def row(self, accepted: int, refused: int) -> dict[str, Any]:

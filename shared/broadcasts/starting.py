@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from shared import telemetry
 from shared.broadcasts import queue, table
-from shared.broadcasts.model import Broadcast, chunks
+from shared.broadcasts.model import BadRow, Broadcast, chunks
 from shared.common import logs
 from shared.records import storage
 
@@ -55,7 +55,11 @@ async def accept(
         existing = await storage.within_deadline(table.read_row(broadcast.id))
         if existing is None:
             raise storage.StorageUnavailable("the broadcast's row vanished") from None
-        broadcast = Broadcast.from_row(existing)
+        try:
+            broadcast = Broadcast.from_row(existing)
+        except BadRow as error:
+            raise storage.StorageUnavailable(f"the broadcast's row cannot be read: {error}"
+                                             ) from None
         row = existing
     await storage.within_deadline(table.index(broadcast.id, str(row.get("CreatedAt") or "")))
     missed = [

@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 from typing import Any
 
-from shared.broadcasts.model import BROADCAST_ROW, STATES, Broadcast, Envelope, Task, shown
+from shared.broadcasts.model import BROADCAST_ROW, STATES, BadRow, Broadcast, Envelope, Task, shown
 from shared.common import logs, redact
 from shared.records import batches, storage
 
@@ -45,7 +45,13 @@ async def open_message(
         logger.error("%s message=%s outcome=dropped reason=no broadcast %s", function,
                      message_id, envelope.broadcast)
         return None, []
-    broadcast = Broadcast.from_row(row)
+    try:
+        broadcast = Broadcast.from_row(row)
+    except BadRow as error:
+        logger.error("%s message=%s id=%s outcome=dropped reason=the broadcast's row cannot be "
+                     "trusted: %s (its recipients stay as they are; GET the broadcast to see "
+                     "them)", function, message_id, envelope.broadcast, error)
+        return None, []
     verified = broadcast.verified(envelope.tagged)
     if len(verified) < len(envelope.tagged):
         logger.error(
