@@ -66,6 +66,9 @@ WEBHOOK_METHOD = "POST"
 # PUBLIC_BASE_URL covers a local.settings.json that already names a tunnel.
 BASE_URL_KEYS = ("FUNCTION_APP_BASE_URL", "SERVICE_API_URI", "PUBLIC_BASE_URL")
 DEFAULT_HTTP_TIMEOUT = 10.0
+MAX_HTTP_TIMEOUT = 10.0  # the app's bound on the same setting (shared/outbound/settings.py)
+# An azd environment's name, as azd takes one (a folder of .azure/).
+AZD_ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 EXIT_OK = 0
 EXIT_TWILIO_ERROR = 1
@@ -166,9 +169,11 @@ class Settings:
 def read_dotenv(path: Path) -> dict[str, str]:
     """Parse an azd environment file (KEY="value" lines, as `azd env set` writes them)."""
     values: dict[str, str] = {}
-    if not path.is_file():
-        return values
-    for raw in path.read_text(encoding="utf-8").splitlines():
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read {path} ({type(error).__name__})") from None
+    for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
@@ -189,9 +194,13 @@ def azd_env_values(repo_root: Path, environ: Mapping[str, str]) -> dict[str, str
             config = json.loads((azure_dir / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        name = str(config.get("defaultEnvironment") or "")
-    if not name or "/" in name or "\\" in name:
+        name = str(config.get("defaultEnvironment") or "") if isinstance(config, dict) else ""
+    if not name:
         return {}
+    if not AZD_ENV_NAME.fullmatch(name):  # never a path: "..", "a/b", 5,000 characters
+        raise ConfigError("the azd environment's name (AZURE_ENV_NAME, or .azure/config.json's "
+                          "defaultEnvironment) is not one: letters, digits, '.', '_' or '-', "
+                          "at most 64")
     return read_dotenv(azure_dir / name / ".env")
 
 
@@ -220,7 +229,11 @@ def route_prefix(repo_root: Path) -> str:
 
 def normalise_base_url(url: str) -> str:
     """Validate a base URL: https (Twilio signs the exact URL it calls), no query or fragment."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        raise ConfigError(f"base URL is not a URL, got {url[:200]!r}") from None
     if parts.scheme != "https" or not parts.netloc:
         raise ConfigError(f"base URL must be an https:// URL, got {url!r}")
     if parts.query or parts.fragment:
@@ -257,6 +270,15 @@ def build_client(settings: Settings, http_client: HttpClient | None) -> Client:
                 "TWILIO_AUTH_TOKEN is not set (nor TWILIO_API_KEY with TWILIO_API_SECRET)"
             )
         username, password = account_sid, token
+    for value, name in ((username, "TWILIO_API_KEY" if api_key and api_secret else
+                         "TWILIO_ACCOUNT_SID"),
+                        (password, "TWILIO_API_SECRET" if api_key and api_secret else
+                         "TWILIO_AUTH_TOKEN")):
+        # Never quoted: a secret's characters are not for the terminal (the HTTP client's own
+        # error printed one, and where it was).
+        if not (value.isascii() and value.isprintable()):
+            raise ConfigError(f"{name} has characters no Twilio credential has (it is not "
+                              "printable ASCII)")
     if http_client is None:
         http_client = TwilioHttpClient(timeout=http_timeout(settings))
     return Client(username, password, account_sid=account_sid, http_client=http_client)
@@ -271,8 +293,9 @@ def http_timeout(settings: Settings) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError("TWILIO_HTTP_TIMEOUT is not a number") from None
-    if value <= 0:
-        raise ConfigError("TWILIO_HTTP_TIMEOUT must be above 0")
+    if not 0 < value <= MAX_HTTP_TIMEOUT:  # also nan and inf, which the socket refuses
+        raise ConfigError(f"TWILIO_HTTP_TIMEOUT must be above 0 and at most "
+                          f"{MAX_HTTP_TIMEOUT:g} seconds")
     return value
 
 
@@ -467,14 +490,14 @@ def main(
     """Entry point; the keyword arguments let tests supply configuration and a Twilio double."""
     args = parse_args(argv)
     env = dict(os.environ if environ is None else environ)
-    settings = Settings(
-        [
-            ("environment", env),
-            ("azd environment", azd_env_values(repo_root, env)),
-            ("local.settings.json", local_settings_values(repo_root)),
-        ]
-    )
     try:
+        settings = Settings(
+            [
+                ("environment", env),
+                ("azd environment", azd_env_values(repo_root, env)),
+                ("local.settings.json", local_settings_values(repo_root)),
+            ]
+        )
         return run(args, settings, repo_root, http_client, print)
     except ConfigError as exc:
         print(f"set_twilio_webhooks: {exc}", file=sys.stderr)

@@ -479,6 +479,13 @@ def test_nothing_to_do_without_a_number(
         ({}, ["--base-url", "http://localhost:7071"], "https://"),
         ({}, ["--base-url", "https://x.ngrok-free.app/?a=b"], "query"),
         ({"TWILIO_PHONE_NUMBER": "+14155550142"}, [], "not a phone number of this"),
+        # Each of these ended in a traceback (an attack run's); the token's one printed a
+        # character of the secret and its place.
+        ({}, ["--base-url", "https://[::1"], "base URL is not a URL"),
+        ({}, ["--base-url", "https://x.example:99999"], "base URL is not a URL"),
+        ({"TWILIO_AUTH_TOKEN": "sekrit\u20actoken"}, [], "TWILIO_AUTH_TOKEN has characters"),
+        ({"AZURE_ENV_NAME": "x" * 5000}, [], "the azd environment's name"),
+        ({"AZURE_ENV_NAME": ".."}, [], "the azd environment's name"),
     ],
 )
 def test_configuration_errors_exit_2_and_name_the_problem(
@@ -495,7 +502,7 @@ def test_configuration_errors_exit_2_and_name_the_problem(
     assert twilio.updates() == []
     err = capsys.readouterr().err
     assert named in err
-    assert AUTH_TOKEN not in err
+    assert AUTH_TOKEN not in err and "sekrit" not in err and "\u20ac" not in err
 
 
 def test_twilio_errors_exit_1_without_leaking_credentials(
@@ -600,6 +607,37 @@ def test_usage_names_the_venv_spelling(capsys: pytest.CaptureFixture[str]) -> No
     assert capsys.readouterr().out.startswith(
         "usage: .venv/bin/python scripts/set_twilio_webhooks.py"
     )
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "1e400", "0", "11"])
+def test_a_timeout_the_socket_or_the_app_would_refuse_exits_2_before_reaching_twilio(
+    timeout: str, env: dict[str, str], repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """nan and inf ended in a traceback from the socket (an attack run's); the app itself takes
+    at most 10 s."""
+    env["TWILIO_HTTP_TIMEOUT"] = timeout
+
+    assert script.main([], environ=env, repo_root=repo, http_client=None) == 2
+
+    assert "TWILIO_HTTP_TIMEOUT must be above 0 and at most 10 seconds" in capsys.readouterr().err
+
+
+def test_the_bound_on_the_timeout_is_the_apps() -> None:
+    from shared.outbound.settings import MAX_HTTP_TIMEOUT
+
+    assert script.MAX_HTTP_TIMEOUT == MAX_HTTP_TIMEOUT
+
+
+def test_an_azd_environment_file_that_is_not_utf_8_is_named(
+    env: dict[str, str], repo: Path, twilio: PhoneNumbersDouble, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / ".azure" / "dev").mkdir(parents=True)
+    (repo / ".azure" / "dev" / ".env").write_bytes(b"TWILIO_PHONE_NUMBER=\xff\n")
+    env["AZURE_ENV_NAME"] = "dev"
+
+    assert run([], env, repo, twilio) == 2
+
+    assert "cannot read" in capsys.readouterr().err
 
 
 def test_dotenv_parser_reads_what_azd_writes(tmp_path: Path) -> None:
