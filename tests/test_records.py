@@ -342,6 +342,32 @@ def test_the_settings_check_knows_a_usable_connection_string(value, usable):
         assert "vault.azure.net" not in str(refused.value)
 
 
+@pytest.mark.parametrize(("uri", "usable"), [
+    ("https://contoso.table.core.windows.net", True),
+    ("http://127.0.0.1:10002/devstoreaccount1", True),  # Azurite
+    ("::junk", False),  # reached the storage SDK: a TypeError at every use (an attack run's)
+    ("https://[::1", False),
+    ("http://contoso.table.core.windows.net", False),  # the key or token in clear
+    ("https://contoso.table.core.windows.net:99999", False),
+])
+def test_the_settings_check_knows_a_usable_table_service_uri(uri, usable):
+    """With a managed identity the app reaches storage by its service URIs (no connection
+    string): judged when the settings are read, as the connection string is."""
+    from shared.common.settings import SettingsError
+    from shared.records.settings import STORAGE_SETTINGS, load_storage_settings
+
+    env = {**dict.fromkeys(STORAGE_SETTINGS, ""),
+           "AzureWebJobsStorage__tableServiceUri": uri,
+           "AzureWebJobsStorage__queueServiceUri": "https://contoso.queue.core.windows.net",
+           "AzureWebJobsStorage__credential": "managedidentity"}
+    if usable:
+        assert load_storage_settings(env).table_endpoint == uri
+    else:
+        with pytest.raises(SettingsError) as refused:
+            load_storage_settings(env)
+        assert refused.value.names == ["AzureWebJobsStorage__tableServiceUri"]
+
+
 @pytest.mark.parametrize("value", [
     "a=b;;c",  # the storage library refused it at the first storage call, with a traceback
     "AccountKey=abc",  # a key but no account or endpoints

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from shared.common.settings import UNRESOLVED_KEY_VAULT_REFERENCE, Reader, loader
 
@@ -43,6 +44,27 @@ class StorageSettings(NamedTuple):
     managed_identity_client_id: str | None  # with __credential=managedidentity
 
 
+def _service_uri(reader: Reader, name: str, service: str) -> str | None:
+    """A service's URI as the Functions host takes one: https and a host (http only to this
+    machine: Azurite). Unchecked, "::junk" reached the storage SDK and failed every use with a
+    TypeError, the timers' included (an attack run's)."""
+    value = reader.get(name)
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        usable = bool(parts.hostname) and parts.port != 0 and (
+            parts.scheme == "https"
+            or (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")))
+    except ValueError:
+        usable = False
+    if not usable:
+        reader.malformed(name, f"the storage account's {service} service URL, like "
+                               f"https://<account>.{service}.core.windows.net")
+        return None
+    return value
+
+
 def _storage_settings(reader: Reader) -> StorageSettings:
     value = reader.get("AzureWebJobsStorage")
     if value is not None:
@@ -56,14 +78,14 @@ def _storage_settings(reader: Reader) -> StorageSettings:
                              "endpoint")
         return StorageSettings(value, None, None, None)
     account = reader.get("AzureWebJobsStorage__accountName")
-    tables = reader.get("AzureWebJobsStorage__tableServiceUri")
-    queues = reader.get("AzureWebJobsStorage__queueServiceUri")
+    tables = _service_uri(reader, "AzureWebJobsStorage__tableServiceUri", "table")
+    queues = _service_uri(reader, "AzureWebJobsStorage__queueServiceUri", "queue")
     if account is not None:
         if not re.fullmatch(r"[a-z0-9]{3,24}", account):
             reader.malformed("AzureWebJobsStorage__accountName", "a storage account name")
         tables = tables or f"https://{account}.table.core.windows.net"
         queues = queues or f"https://{account}.queue.core.windows.net"
-    if tables is None:
+    if tables is None and reader.get("AzureWebJobsStorage__tableServiceUri") is None:
         reader.problems.append(
             (
                 "AzureWebJobsStorage",
