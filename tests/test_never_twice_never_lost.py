@@ -433,6 +433,9 @@ def test_a_hand_made_message_is_logged_and_dropped_and_changes_nothing(
     dropped = [r for r in caplog.records if "outcome=dropped" in r.getMessage()]
     assert len(dropped) == len(forged) and all(r.levelno == logging.ERROR for r in dropped)
     assert all(r.exc_info is None for r in caplog.records if r.name.startswith("shared"))
+    # "[1, 2]" is JSON, so not "neither JSON nor base64", as it was called.
+    assert sum("reason=not a JSON object, nor base64 of one" in r.getMessage()
+               for r in dropped) == 3
 
 
 def test_the_real_chunk_still_sends_after_forged_copies(worker_host, store, twilio_api):

@@ -243,7 +243,7 @@ def read_message(body: bytes) -> Envelope:
         try:
             text = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise BadMessage("neither JSON nor base64") from None
+            raise BadMessage("not a JSON object, nor base64 of one") from None
     try:
         data = json.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
