@@ -10,7 +10,7 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER
+from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, run_app
 from twilio.request_validator import RequestValidator
 from twilio_double import default_created_call, default_created_message
 
@@ -454,3 +454,35 @@ def test_storage_that_never_answers_is_a_503_within_the_deadline(
     assert response.status == 503
     assert response.elapsed < 3
     assert accepted, "the app did reach the hung storage"
+
+
+def test_with_a_managed_identity_one_credential_signs_every_client_and_is_closed_with_them():
+    """A credential per client fetched a token per client (the table service, each queue) and
+    was never closed: its session outlived the host (an attack run's "Unclosed client
+    session")."""
+    from shared.records import storage
+    from shared.records.settings import STORAGE_SETTINGS, load_storage_settings
+
+    env = {**dict.fromkeys(STORAGE_SETTINGS, ""),
+           "AzureWebJobsStorage__tableServiceUri": "https://contoso.table.core.windows.net",
+           "AzureWebJobsStorage__queueServiceUri": "https://contoso.queue.core.windows.net",
+           "AzureWebJobsStorage__credential": "managedidentity",
+           "AzureWebJobsStorage__clientId": "00000000-0000-0000-0000-000000000000"}
+    closed: list[str] = []
+
+    async def scenario() -> None:
+        settings = load_storage_settings(env)
+        service = storage._service(settings)
+        credential = storage._credential(settings)  # what a queue client is given
+        assert service.credential is credential
+        assert storage._credential(settings) is credential
+
+        async def close() -> None:
+            closed.append("credential")
+
+        credential.close = close
+        await storage.close()
+
+    run_app(scenario())
+
+    assert closed == ["credential"]

@@ -94,6 +94,11 @@ class _Clients:
     service: TableServiceClient | None = None
     tables: dict[str, TableClient] = field(default_factory=dict)
     queues: dict[tuple[StorageSettings, str], Any] = field(default_factory=dict)
+    # Without a connection string: the one credential the service and every queue sign in with
+    # (one token, fetched once, where a credential per client fetched its own), for the
+    # managed identity it was made for; it holds a session of its own, closed with the rest.
+    credential: Any = None
+    credential_for: str | None = None
 
 
 _clients: PerLoop[_Clients] = PerLoop(_Clients)
@@ -136,14 +141,24 @@ def _unusable_connection_string() -> Any:
 
 
 def _credential(settings: StorageSettings) -> Any:
-    if settings.managed_identity_client_id is not None:
+    """This loop's credential for the settings' identity: made on first use, then shared."""
+    clients = _clients.here()
+    wanted = settings.managed_identity_client_id  # None: the default chain
+    if clients.credential is not None and clients.credential_for == wanted:
+        return clients.credential
+    if wanted is not None:
         from azure.identity.aio import ManagedIdentityCredential
 
-        return ManagedIdentityCredential(client_id=settings.managed_identity_client_id or None)
-    # The host's convention without __credential: the default chain (az login locally).
-    from azure.identity.aio import DefaultAzureCredential
+        credential = ManagedIdentityCredential(client_id=wanted or None)
+    else:
+        # The host's convention without __credential: the default chain (az login locally).
+        from azure.identity.aio import DefaultAzureCredential
 
-    return DefaultAzureCredential()
+        credential = DefaultAzureCredential()
+    if clients.credential is not None:  # the settings changed: the old one is closed
+        close_on(asyncio.get_running_loop(), clients.credential.close)
+    clients.credential, clients.credential_for = credential, wanted
+    return credential
 
 
 async def queue(name: str) -> Any:
@@ -304,3 +319,6 @@ async def close() -> None:
     for client in ([clients.service] if clients.service else []) + list(clients.queues.values()):
         with contextlib.suppress(Exception):
             await client.close()
+    if clients.credential is not None:
+        with contextlib.suppress(Exception):
+            await clients.credential.close()
