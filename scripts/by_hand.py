@@ -10,6 +10,7 @@ Dev-only: it lives in scripts/, which .funcignore keeps out of the deployed pack
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -31,6 +32,9 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
     """`work()` on a loop of its own, with the local settings applied; exits 2 (SystemExit)
     naming the setting, the settings file or storage when one of them fails. Anything else
     `work` raises (Twilio's refusals) is the caller's to word."""
+    # azure-identity logs each credential it tried, at WARNING, a dozen lines: the one line
+    # storage's failure ends in says what to do.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     try:
         found = local_settings.read(ROOT)
     except AppConfigError as error:

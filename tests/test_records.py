@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -486,3 +487,35 @@ def test_with_a_managed_identity_one_credential_signs_every_client_and_is_closed
     run_app(scenario())
 
     assert closed == ["credential"]
+
+
+def test_a_storage_key_storage_refuses_is_named_as_such(worker_host, app_settings, azurite_storage,
+                                                        caplog):
+    """Said only as "storage failed: HttpResponseError" before."""
+    wrong = re.sub(r"AccountKey=[^;]*", "AccountKey=" + base64.b64encode(b"x" * 64).decode(),
+                   azurite_storage.connection_string)
+    app_settings.setenv("AzureWebJobsStorage", wrong)
+
+    response = get(worker_host, "/api/calls")
+
+    assert response.status == 503
+    assert "storage refused the app's credentials (HTTP 403" in caplog.text
+    assert "x" * 20 not in caplog.text
+
+
+def test_no_credential_at_all_is_named_with_what_to_do():
+    """A script run with only an account name (the default credential chain, nothing signed in)
+    said "storage failed: ClientAuthenticationError", after a dozen lines of azure-identity's
+    (an attack run's)."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from shared.records import storage
+
+    async def sign_in() -> None:
+        raise ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token")
+
+    with pytest.raises(storage.StorageUnavailable) as failed:
+        run_app(storage.bounded(sign_in()))
+
+    assert str(failed.value).startswith("no credential could sign in to storage")
+    assert "az login" in str(failed.value)

@@ -279,6 +279,7 @@ async def bounded(operation: Any, service: str = "table") -> Any:
 async def _bounded(operation: Any) -> Any:
     from azure.core.exceptions import (
         AzureError,
+        ClientAuthenticationError,
         HttpResponseError,
         ResourceExistsError,
         ResourceModifiedError,
@@ -291,8 +292,17 @@ async def _bounded(operation: Any) -> Any:
         raise
     except TimeoutError:
         raise StorageUnavailable(f"storage did not answer within {TIMEOUT:g} s") from None
+    except ClientAuthenticationError as error:  # before HttpResponseError, of which it is one
+        if not error.status_code:  # no answer from storage: the credential found no sign-in
+            raise StorageUnavailable(
+                "no credential could sign in to storage (ClientAuthenticationError): on Azure, "
+                "the app's managed identity; locally, `az login`, or AzureWebJobsStorage set to "
+                "a connection string") from None
+        raise _refused_credentials(error) from None
     except HttpResponseError as error:
         status = error.status_code or 0
+        if status in (401, 403):
+            raise _refused_credentials(error) from None
         if getattr(error, "error_code", None) == "TableNotFound":
             # A transaction on a table that is gone: the SDK raises TableTransactionError, not
             # ResourceNotFoundError as for one operation, so on_table would not create it again
@@ -308,6 +318,14 @@ async def _bounded(operation: Any) -> Any:
         raise StorageUnavailable(f"storage failed: {type(error).__name__}") from None
     except OSError as error:
         raise StorageUnavailable(f"storage unreachable: {type(error).__name__}") from None
+
+
+def _refused_credentials(error: Any) -> StorageUnavailable:
+    code = getattr(error, "error_code", None) or ""
+    return StorageUnavailable(
+        f"storage refused the app's credentials (HTTP {error.status_code} {code}".rstrip()
+        + "): check AzureWebJobsStorage's key, or on Azure the role of the app's managed "
+        "identity on the storage account", error.status_code or 0)
 
 
 async def close() -> None:
