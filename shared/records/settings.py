@@ -60,7 +60,7 @@ def _service_uri(reader: Reader, name: str, service: str) -> str | None:
         usable = False
     if not usable:
         reader.malformed(name, f"the storage account's {service} service URL, like "
-                               f"https://<account>.{service}.core.windows.net")
+                               f"https://mystorage.{service}.core.windows.net")
         return None
     return value
 
