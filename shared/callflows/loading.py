@@ -19,6 +19,8 @@ from shared.common.settings import SettingsError
 
 # Where a flow file is looked for (tests point it elsewhere).
 APP_ROOT = flowfile.APP_ROOT
+# What a stamp must name among its code: the check and the number policy it judged with.
+JUDGES = ("shared/callflows/flow.py", "shared/outbound/numbers.py")
 
 
 def read(path: str | Path, policy: Policy, root: Path | None = None) -> Flow:
@@ -38,6 +40,7 @@ def _flow(path: str, inputs: PolicyInputs) -> Flow | FlowProblems:
         path, "CALL_FLOW", dict(inputs),
         full=lambda data: check(data, _policy()),
         vouched=lambda data: check(data, None),  # its numbers were judged by the deploy's check
+        judges=JUDGES,
         root=APP_ROOT,
     )
 

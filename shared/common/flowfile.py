@@ -100,15 +100,18 @@ def checked(
     inputs: Mapping[str, str | None],
     full: Callable[[object], T],
     vouched: Callable[[object], T],
+    judges: tuple[str, ...],
     root: Path | None = None,
 ) -> T | FlowProblems:
     """The flow at `path`: built by `vouched` when its stamp matches `inputs` (the raw policy
-    settings) and this code, else by `full`; or its problems. Both raise FlowProblems."""
+    settings) and this code, naming at least `judges` (the modules of the check and of the
+    number policy, as paths from the app root), else by `full`; or its problems. Both raise
+    FlowProblems."""
     root = root or APP_ROOT
     what = setting.lower().replace("_", " ")
     try:
         file, content, data = read(path, setting, root)
-        unstamped = stamp.mismatch(file, content, dict(inputs), root)
+        unstamped = stamp.mismatch(file, content, dict(inputs), root, judges)
         found = vouched(data) if unstamped is None else full(data)
     except FlowProblems as problems:
         # The problems quote the flow's numbers: the check command prints them whole, the log

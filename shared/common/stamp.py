@@ -89,9 +89,10 @@ def write(flow_file: Path, flow_bytes: bytes, settings: Mapping[str, str | None]
 
 
 def mismatch(flow_file: Path, flow_bytes: bytes, settings: Mapping[str, str | None],
-             root: Path) -> str | None:
+             root: Path, judges: tuple[str, ...] = ()) -> str | None:
     """None when the stamp beside `flow_file` vouches for this flow under these settings and this
-    code; else why not, in a few words (for the log)."""
+    code, `judges` among it (the check's own modules: a stamp written by hand that leaves them
+    out would vouch for a flow whatever they say); else why not, in a few words (for the log)."""
     try:
         stamp = json.loads(path_for(flow_file).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -110,6 +111,8 @@ def mismatch(flow_file: Path, flow_bytes: bytes, settings: Mapping[str, str | No
     if not isinstance(files, dict) or not files or not isinstance(libraries, dict) \
             or set(libraries) != set(LIBRARIES):
         return "the stamp names no code"
+    if not set(judges) <= set(files):
+        return "the stamp does not name the code that judges the flow"
     for relative, digest in files.items():
         # Plain strings, not pathlib: this runs on a new instance's first call (docs/benchmark.md).
         inside = not relative.startswith("/") and ".." not in relative.split("/")

@@ -16,6 +16,8 @@ from shared.messageflows.settings import PolicyInputs, load_policy_inputs, load_
 SETTING = "MESSAGE_FLOW"
 # Where a flow file is looked for (tests point it elsewhere).
 APP_ROOT = flowfile.APP_ROOT
+# What a stamp must name among its code: the check and the number policy it judged with.
+JUDGES = ("shared/messageflows/flow.py", "shared/outbound/numbers.py")
 
 
 def flow(path: str) -> MessageFlow | FlowProblems:
@@ -29,6 +31,7 @@ def _flow(path: str, inputs: PolicyInputs) -> MessageFlow | FlowProblems:
         path, SETTING, dict(inputs),
         full=lambda data: check(data, _policy()),
         vouched=lambda data: check(data, None),  # its numbers were judged by the deploy's check
+        judges=JUDGES,
         root=APP_ROOT,
     )
 
