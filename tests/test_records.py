@@ -519,3 +519,22 @@ def test_no_credential_at_all_is_named_with_what_to_do():
 
     assert str(failed.value).startswith("no credential could sign in to storage")
     assert "az login" in str(failed.value)
+
+
+def test_storage_that_does_not_answer_is_named_with_what_to_check(worker_host, app_settings,
+                                                                   caplog):
+    """Said only as "storage failed: ServiceRequestError" (an attack run's)."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app_settings.setenv("AzureWebJobsStorage", (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+        + base64.b64encode(b"k" * 32).decode()
+        + f";TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"))
+
+    response = get(worker_host, "/api/calls")
+
+    assert response.status == 503
+    assert "storage could not be reached" in caplog.text and "Azurite running" in caplog.text

@@ -284,6 +284,7 @@ async def _bounded(operation: Any) -> Any:
         ResourceExistsError,
         ResourceModifiedError,
         ResourceNotFoundError,
+        ServiceRequestError,
     )
 
     try:
@@ -314,6 +315,11 @@ async def _bounded(operation: Any) -> Any:
             code = getattr(error, "error_code", None) or f"HTTP {status}"
             raise StorageRefused(f"storage refused the request: {code}", status) from None
         raise StorageUnavailable(f"storage failed: {type(error).__name__}", status) from None
+    except ServiceRequestError:  # no answer at all: refused, unresolved or timed out
+        raise StorageUnavailable(
+            "storage could not be reached (ServiceRequestError): on Azure, the storage "
+            "account's network rules; locally, is Azurite running? (scripts/start.sh starts it)"
+        ) from None
     except AzureError as error:
         raise StorageUnavailable(f"storage failed: {type(error).__name__}") from None
     except OSError as error:
