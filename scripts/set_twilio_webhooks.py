@@ -262,23 +262,21 @@ def build_client(settings: Settings, http_client: HttpClient | None) -> Client:
         raise ConfigError("TWILIO_ACCOUNT_SID is not set")
     api_key, api_secret = settings.get("TWILIO_API_KEY"), settings.get("TWILIO_API_SECRET")
     if api_key and api_secret:
-        username, password = api_key, api_secret
+        credentials = {"TWILIO_API_KEY": api_key, "TWILIO_API_SECRET": api_secret}
     else:
         token = settings.get("TWILIO_AUTH_TOKEN")
         if not token:
             raise ConfigError(
                 "TWILIO_AUTH_TOKEN is not set (nor TWILIO_API_KEY with TWILIO_API_SECRET)"
             )
-        username, password = account_sid, token
-    for value, name in ((username, "TWILIO_API_KEY" if api_key and api_secret else
-                         "TWILIO_ACCOUNT_SID"),
-                        (password, "TWILIO_API_SECRET" if api_key and api_secret else
-                         "TWILIO_AUTH_TOKEN")):
+        credentials = {"TWILIO_ACCOUNT_SID": account_sid, "TWILIO_AUTH_TOKEN": token}
+    for name, value in credentials.items():
         # Never quoted: a secret's characters are not for the terminal (the HTTP client's own
         # error printed one, and where it was).
         if not (value.isascii() and value.isprintable()):
             raise ConfigError(f"{name} has characters no Twilio credential has (it is not "
                               "printable ASCII)")
+    username, password = credentials.values()
     if http_client is None:
         http_client = TwilioHttpClient(timeout=http_timeout(settings))
     return Client(username, password, account_sid=account_sid, http_client=http_client)

@@ -17,9 +17,8 @@ text send_sms's (shared.outbound.numbers); neither may be one of the app's own n
 the app, which may answer it by ringing or texting again, every leg billed.
 """
 
-# No `from __future__ import annotations` here: with it, each field of the NamedTuples below is a
-# string that typing compiles when the class is made (45 of them, about 0.4 ms of a new
-# instance's first call with CALL_FLOW set, docs/benchmark.md). Every name is defined before use.
+from __future__ import annotations
+
 import datetime
 import re
 from collections.abc import Mapping

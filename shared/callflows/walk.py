@@ -20,6 +20,7 @@ from shared.callflows import loading
 from shared.callflows.flow import CALLER_SLOT, KEYPAD, Flow, FlowProblems, Step
 from shared.common import logs, redact, routes
 from shared.common.client_names import CLIENT_PREFIX
+from shared.common.text import small_count
 from shared.webhooks import Webhook, twiml
 
 logger = logs.get_logger(__name__)
@@ -117,10 +118,8 @@ def resume(hook: Webhook) -> str:
 def _count(raw: str | None, highest: int, lowest: int = 1) -> int | None:
     """A small count from the query (signed by Twilio, but still checked): None when it is not
     one this flow could have written."""
-    if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > 3:
-        return None
-    value = int(raw)
-    return value if lowest <= value <= highest else None
+    value = small_count(raw, 3)
+    return value if value is not None and lowest <= value <= highest else None
 
 
 def _safe(hook: Webhook, reason: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from shared.common import logs, redact, stamp
+from shared.common.text import is_unicode
 
 logger = logs.get_logger(__name__)
 
@@ -61,7 +62,9 @@ def read(path: str | Path, setting: str, root: Path | None = None) -> tuple[Path
         raise FlowProblems([f"{named} is not UTF-8 text (byte {error.start})"]) from None
     except (OSError, ValueError) as error:
         raise FlowProblems([f"{named} cannot be read ({type(error).__name__})"]) from None
-    if b"\\u" in content and not _encodable(data):
+    # JSON's \\ud800 escapes can make a text with no UTF-8 form, which Twilio, storage and the
+    # logs cannot take (keys too: the whole flow is written out once to find one).
+    if b"\\u" in content and not is_unicode(json.dumps(data, ensure_ascii=False)):
         raise FlowProblems([f"{named} holds a \\u escape of half a character (an unpaired "
                             "surrogate, like \\ud800), which no text or call can carry"])
     if repeated:
@@ -70,16 +73,6 @@ def read(path: str | Path, setting: str, root: Path | None = None) -> tuple[Path
         raise FlowProblems([f"{setting}: the key '{key[:40]}' appears twice in one object"
                             for key in dict.fromkeys(repeated)])
     return file, content, data
-
-
-def _encodable(data: object) -> bool:
-    """Whether every text in `data` (keys too) has a UTF-8 form: JSON's \\ud800 escapes can
-    make one that has not, which Twilio, storage and the logs cannot take."""
-    try:
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _object(pairs: list[tuple[str, object]], repeated: list[str]) -> dict[str, object]:

@@ -89,7 +89,7 @@ def write(flow_file: Path, flow_bytes: bytes, settings: Mapping[str, str | None]
 
 
 def mismatch(flow_file: Path, flow_bytes: bytes, settings: Mapping[str, str | None],
-             root: Path, judges: tuple[str, ...] = ()) -> str | None:
+             root: Path, judges: tuple[str, ...]) -> str | None:
     """None when the stamp beside `flow_file` vouches for this flow under these settings and this
     code, `judges` among it (the check's own modules: a stamp written by hand that leaves them
     out would vouch for a flow whatever they say); else why not, in a few words (for the log)."""
