@@ -72,12 +72,17 @@ def http_port(found: LocalSettings | None) -> int:
 def apply(
     settings: LocalSettings, environ: MutableMapping[str, str] | None = None
 ) -> tuple[list[str], list[str]]:
-    """Copy Values into the environment without overriding; returns (applied, kept) names."""
+    """Copy Values into the environment without overriding; returns (applied, kept) names.
+    A name the environment already holds with the file's value counts as applied: only one the
+    environment shadows with another value is kept (start.sh exports FUNCTIONS_WORKER_RUNTIME
+    itself, and was reported as shadowing the file's)."""
     env = os.environ if environ is None else environ
     applied, kept = [], []
     for name, value in settings.values.items():
-        if name in env:
+        if name in env and env[name] != value:
             kept.append(name)
+        elif name in env:
+            applied.append(name)
         else:
             env[name] = value
             applied.append(name)

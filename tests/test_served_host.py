@@ -224,15 +224,17 @@ def test_no_placeholder_warning_with_the_stand_in_or_real_values(app_with_exampl
 def test_local_settings_fill_the_environment_without_overriding(tmp_path):
     (tmp_path / "local.settings.json").write_text(json.dumps({
         "IsEncrypted": False,
-        "Values": {"FROM_FILE": "file", "ALREADY_SET": "file"},
+        "Values": {"FROM_FILE": "file", "ALREADY_SET": "file", "THE_SAME": "python"},
         "Host": {"LocalHttpPort": 7099},
     }))
     found = local_settings.read(tmp_path)
     assert found is not None
     assert found.port == 7099
-    environ = {"ALREADY_SET": "shell"}
-    assert local_settings.apply(found, environ) == (["FROM_FILE"], ["ALREADY_SET"])
-    assert environ == {"ALREADY_SET": "shell", "FROM_FILE": "file"}
+    environ = {"ALREADY_SET": "shell", "THE_SAME": "python"}
+    # The same value in both (start.sh's FUNCTIONS_WORKER_RUNTIME) shadows nothing: not
+    # reported as kept from the environment instead (a newcomer's run was puzzled by it).
+    assert local_settings.apply(found, environ) == (["FROM_FILE", "THE_SAME"], ["ALREADY_SET"])
+    assert environ == {"ALREADY_SET": "shell", "FROM_FILE": "file", "THE_SAME": "python"}
 
 
 def test_missing_local_settings_says_how_to_create_it(tmp_path):
