@@ -40,8 +40,8 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def header(argv: Sequence[str]) -> str:
-    command = " ".join(shlex.quote(a) for a in ["python -m bench", *argv])
+def header(argv: Sequence[str], prog: str = "python -m bench") -> str:
+    command = " ".join(shlex.quote(a) for a in [prog, *argv])
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return "\n".join([
@@ -125,19 +125,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def flow_for_the_run(setting: str, flow: str, kind: list[str], stamped: bool) -> Iterator[None]:
+def flow_for_the_run(setting: str, flow: str, kind: list[str], stamped: bool,
+                     root: Path = common.APP_ROOT) -> Iterator[None]:
     """CALL_FLOW or MESSAGE_FLOW for the run, stamped as the deploy stamps it (with the
-    benchmark's settings); a stamp this run made is removed afterwards, and one that was there
-    is put back."""
+    benchmark's settings, by the check of the checkout at `root`); a stamp this run made is
+    removed afterwards, and one that was there is put back."""
     common.APP_SETTINGS[setting] = flow
-    stamp_file = common.APP_ROOT / (flow + ".checked")
+    stamp_file = root / (flow + ".checked")
     kept = stamp_file.read_bytes() if stamp_file.exists() else None
     stamp_file.unlink(missing_ok=True)
     try:
         if stamped:
             subprocess.run(  # noqa: S603 - our own script, run with our interpreter
                 [sys.executable, "scripts/check_flow.py", *kind, "--stamp", flow],
-                cwd=common.APP_ROOT, env=common.app_environ(), check=True,
+                cwd=root, env=common.app_environ(), check=True,
                 stdout=subprocess.DEVNULL)
         print(f"{setting}: {flow} ({'stamped' if stamped else 'no stamp'})", flush=True)
         yield

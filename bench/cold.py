@@ -25,6 +25,7 @@ each with its own PYTHONPYCACHEPREFIX under a temporary folder (the repo gets no
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,7 @@ class ColdRun:
     first_request: float
     functions: list[str]
     modules: list[str]
+    cpu: float = 0.0  # CPU time the child process used, every thread, start to exit
 
 
 @dataclass
@@ -111,8 +113,10 @@ def _cached_tree(prefix: Path, source_dir: Path) -> Path:
     return prefix / source_dir.resolve().relative_to(source_dir.resolve().anchor)
 
 
-def one_run(app_root: Path, request: SignedRequest, case: BytecodeCase) -> ColdRun:
-    """Spawn a child, wait for its one answer, and return its readings."""
+def one_run(app_root: Path, request: SignedRequest, case: BytecodeCase,
+            checkout: Path = APP_ROOT) -> ColdRun:
+    """Spawn a child, wait for its one answer, and return its readings. The child runs in
+    `checkout` (its devhost, and its `shared` package for an app inside it)."""
     env = case.env()
     env["BENCH_COLD_REQUEST"] = json.dumps({
         "app_root": str(app_root),
@@ -121,15 +125,18 @@ def one_run(app_root: Path, request: SignedRequest, case: BytecodeCase) -> ColdR
         "headers": request.headers,
         "body": request.body.decode("ascii"),
     })
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     spawned = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "bench.cold_child"],
-        cwd=APP_ROOT, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
+        cwd=checkout, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
         check=False,
     )
     if done.returncode != 0 or not done.stdout.strip():
         raise RuntimeError(f"cold start of {app_root} failed (exit {done.returncode}):\n"
                            f"{done.stdout}\n{done.stderr[-3000:]}")
+    # This process's children are run one at a time: the difference is this child's own.
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
     reading = json.loads(done.stdout.strip().splitlines()[-1])
     return ColdRun(
         total=reading["served"] - spawned,
@@ -138,6 +145,7 @@ def one_run(app_root: Path, request: SignedRequest, case: BytecodeCase) -> ColdR
         first_request=reading["served"] - reading["loaded"],
         functions=reading["functions"],
         modules=reading["modules"],
+        cpu=(ended.ru_utime - used.ru_utime) + (ended.ru_stime - used.ru_stime),
     )
 
 

@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from bench import cold, concurrency
+from bench import cold, compare, concurrency
 from bench.common import APP_ROOT, FLOOR_ROOT, FUNCTION_KEY, app_environ, signed_webhook
 from bench.proc import LineChild
 from bench.stats import Check, percentile
@@ -57,6 +57,18 @@ def test_a_cold_start_child_serves_one_signed_voice_webhook(tmp_path) -> None:
     ]
     assert run.modules == []  # no twilio.rest, aiohttp or phonenumbers for a webhook
     assert 0 < run.interpreter < run.total
+    assert 0 < run.cpu  # the child's own CPU time, as the kernel counts it
+
+
+def test_compare_alternates_two_checkouts_and_the_floor(capsys, tmp_path) -> None:
+    assert compare.main([str(APP_ROOT), "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for side in ("this", "other", "floor"):
+        assert f"  {side} " in out
+    assert "CPU, median of other - this per round:" in out
+    with pytest.raises(SystemExit) as refused:  # not a checkout of this app
+        compare.main([str(tmp_path)])
+    assert refused.value.code == 2
 
 
 def test_the_standin_keeps_connections_alive_and_counts_them() -> None:

@@ -1,0 +1,101 @@
+"""`python -m bench.compare OTHER`: this checkout's cold start against another's, and the floor.
+
+A change that saves a millisecond of a 150 ms cold start (under 1 %) is lost in the noise of one
+benchmark run (21 rounds: about +-2 % on a shared machine). This alternates cold starts of this
+checkout's app, OTHER's (another checkout of this repo, e.g. `git worktree add /tmp/before
+HEAD~1`) and the floor, many rounds in a rotated order, each in its own checkout (its own
+`shared`, devhost and check stamp), bytecode cached, and prints per side the median time to the
+first 200, the ratio to the floor (median of each side, and median of the per-round quotients),
+and the CPU time each child process used (every thread, start to exit, as the kernel counts it
+for this process's children), which a slow patch of the machine disturbs less than the clock.
+The last line is the median of the per-round CPU differences: what the change costs or saves.
+docs/benchmark.md says which forms were kept on such evidence.
+
+    python -m bench.compare /tmp/before --rounds 100 --call-flow flows/calls.example.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import cold, common
+from bench.__main__ import flow_for_the_run, header
+from bench.cold import BytecodeCase, ColdRun
+from bench.stats import fmt_seconds, median
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.compare",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("other", type=Path,
+                        help="another checkout of this repo (its app is the other side)")
+    parser.add_argument("--rounds", type=int, default=100,
+                        help="rounds of one cold start of each side (default 100: about a "
+                        "minute)")
+    parser.add_argument("--call-flow", metavar="FILE",
+                        help="CALL_FLOW for both apps (like flows/calls.example.json), checked "
+                        "and stamped in each checkout by its own check")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if not (args.other / "host.json").is_file() or not (args.other / "voice_url").is_dir():
+        parser.error(f"{args.other} is not a checkout of this app (no host.json and voice_url)")
+    return args
+
+
+def _p10(values: list[float]) -> float:
+    return sorted(values)[len(values) // 10]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    print(header(argv, "python -m bench.compare"), flush=True)
+    sides = {"this": common.APP_ROOT, "other": args.other.resolve()}
+    voice = common.signed_webhook("voice")
+    floor_request = voice.to("/api/floor")
+    with contextlib.ExitStack() as stack:
+        if args.call_flow:
+            for root in sides.values():
+                stack.enter_context(flow_for_the_run("CALL_FLOW", args.call_flow, [], True, root))
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-compare-")))
+
+        def run(side: str) -> ColdRun:
+            case = BytecodeCase(side, tmp / side, write=True)
+            if side == "floor":
+                return cold.one_run(common.FLOOR_ROOT, floor_request, case)
+            return cold.one_run(sides[side], voice, case, checkout=sides[side])
+
+        order = ["this", "other", "floor"]
+        runs: dict[str, list[ColdRun]] = {side: [] for side in order}
+        for side in order:  # discarded: each writes its bytecode cache, warms the page cache
+            run(side)
+        for i in range(args.rounds):
+            shift = i % len(order)
+            for side in order[shift:] + order[:shift]:
+                runs[side].append(run(side))
+
+    floor = runs["floor"]
+    for side in order:
+        mine = runs[side]
+        total = median([r.total for r in mine])
+        ratio = total / median([r.total for r in floor])
+        paired = median([a.total / f.total for a, f in zip(mine, floor, strict=True)])
+        cpu = [r.cpu for r in mine]
+        print(f"  {side:<5}  median {fmt_seconds(total):>9}  /floor {ratio:.3f}x "
+              f"(paired {paired:.3f}x)  CPU median {fmt_seconds(median(cpu))}, "
+              f"p10 {fmt_seconds(_p10(cpu))}")
+    saved = median([o.cpu - t.cpu for t, o in zip(runs["this"], runs["other"], strict=True)])
+    print(f"  CPU, median of other - this per round: {saved * 1e3:+.2f} ms "
+          f"({'this is cheaper' if saved > 0 else 'this costs more' if saved < 0 else 'even'}; "
+          f"{args.rounds} rounds)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
