@@ -1,13 +1,9 @@
 """calls: GET /api/calls/{sid} reads one call's record and status events; GET /api/calls lists
 the newest first, a page at a time (function key required for both)."""
 
-import re
-
 import azure.functions as func
 
 from shared import telemetry
-
-CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 
 
 @telemetry.traced
@@ -15,4 +11,4 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
     # Imported on first use, not at load (docs/benchmark.md, cold start).
     from shared.records import queries
 
-    return await queries.handle(req, "call", CALL_SID, "CA followed by 32 hex digits")
+    return await queries.handle(req, "call")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from shared import webhooks
 from shared.browsercalls.settings import load_twiml_app_sid
 from shared.common import logs, redact
-from shared.common.client_names import CLIENT_PREFIX, IDENTITY
+from shared.common.client_names import CLIENT_PREFIX, is_identity
 from shared.common.settings import SettingsError
 
 logger = logs.get_logger(__name__)
@@ -48,7 +48,7 @@ def answer(hook: webhooks.Webhook) -> str:
     response = VoiceResponse()
     if to.startswith(CLIENT_PREFIX):
         name = to[len(CLIENT_PREFIX):]
-        if not IDENTITY.fullmatch(name):
+        if not is_identity(name):
             logger.warning("%s CallSid=%s outcome=refused reason=not a client name", FUNCTION, sid)
             return _refusal(hook, REFUSED)
         dial = Dial()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from shared.common.client_names import IDENTITY
+from shared.common.client_names import is_identity
 from shared.common.settings import Reader, loader
 
 BROWSER_CALL_SETTINGS = ("TWILIO_ACCOUNT_SID", "TWILIO_API_KEY", "TWILIO_API_SECRET",
@@ -35,7 +35,7 @@ def _pattern(reader: Reader, name: str, pattern: re.Pattern[str], expected: str,
 
 def _token_settings(reader: Reader) -> TokenSettings:
     identity = reader.get("CONSOLE_CLIENT_IDENTITY") or DEFAULT_IDENTITY
-    if not IDENTITY.fullmatch(identity):
+    if not is_identity(identity):
         reader.malformed("CONSOLE_CLIENT_IDENTITY",
                          "letters, digits and underscore, at most 121 characters")
     return TokenSettings(

@@ -17,7 +17,7 @@ import azure.functions as func
 
 from shared.browsercalls.settings import TokenSettings, load_token_settings
 from shared.common import logs, responses
-from shared.common.client_names import IDENTITY
+from shared.common.client_names import is_identity
 from shared.common.settings import SettingsError, load_app_service_auth
 from shared.console import signin
 
@@ -39,7 +39,7 @@ def identity(req: func.HttpRequest, settings: TokenSettings) -> str:
         return settings.identity
     name = (req.headers.get("x-ms-client-principal-name") or "").strip()
     made = _NOT_IDENTITY.sub("_", name).strip("_")[:121]
-    if name and IDENTITY.fullmatch(made):
+    if name and is_identity(made):
         return made
     principal = (req.headers.get(signin.PRINCIPAL_HEADER) or "").strip()
     if principal:

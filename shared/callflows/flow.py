@@ -17,7 +17,8 @@ text send_sms's (shared.outbound.numbers); neither may be one of the app's own n
 the app, which may answer it by ringing or texting again, every leg billed.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: a NamedTuple's string annotations are compiled
+# one by one at import, on a webhook's cold start (docs/benchmark.md).
 
 import datetime
 import re
@@ -25,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from shared.common.client_names import CLIENT_PREFIX, IDENTITY
+from shared.common.client_names import CLIENT_PREFIX, is_identity
 from shared.common.flowfile import FlowProblems
 from shared.webhooks.twiml import xml_text
 
@@ -391,7 +392,7 @@ def _dialed(c: _Check, value: object, where: str) -> str | None:
     """A number to ring (make_call's policy), or a browser: `client:NAME`, the identity the
     console's softphone signed in with (shared.browsercalls)."""
     if isinstance(value, str) and value.startswith(CLIENT_PREFIX):
-        if IDENTITY.fullmatch(value[len(CLIENT_PREFIX):]):
+        if is_identity(value[len(CLIENT_PREFIX):]):
             return value
         c.problem(where, "must name a browser as client: followed by letters, digits and "
                          "underscore (at most 121)")

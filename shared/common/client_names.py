@@ -12,4 +12,11 @@ import re
 
 CLIENT_PREFIX = "client:"
 # What Twilio takes as a Voice client's identity: letters, digits and underscore, at most 121.
-IDENTITY = re.compile(r"[A-Za-z0-9_]{1,121}")
+# The source only: `re` compiles it on the first check, since a call flow's first call loads this
+# module and seldom dials a browser (docs/benchmark.md).
+_IDENTITY = r"[A-Za-z0-9_]{1,121}"
+
+
+def is_identity(name: str) -> bool:
+    """Whether Twilio takes `name` as a Voice client's identity."""
+    return re.fullmatch(_IDENTITY, name) is not None

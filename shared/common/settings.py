@@ -145,10 +145,12 @@ def local_run(reader: Reader) -> bool:
 
 
 def optional_pattern(
-    reader: Reader, name: str, pattern: re.Pattern[str], expected: str
+    reader: Reader, name: str, pattern: str | re.Pattern[str], expected: str
 ) -> str | None:
+    """The setting `name`, which must match `pattern` whole when set. A pattern given as its
+    source is compiled when a value is first checked (`re` keeps it), not at import."""
     value = reader.get(name)
-    if value is not None and not pattern.fullmatch(value):
+    if value is not None and not re.fullmatch(pattern, value):
         reader.malformed(name, expected)
         return None
     return value

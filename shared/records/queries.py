@@ -24,21 +24,26 @@ logger = logs.get_logger(__name__)
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 PLURAL = {"call": "calls", "message": "messages"}
+# Each kind's SID, and how the 400 describes it (SM for SMS, MM for MMS).
+SIDS = {
+    "call": (re.compile(r"CA[0-9a-fA-F]{32}"), "CA followed by 32 hex digits"),
+    "message": (re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}"), "SM or MM followed by 32 hex digits"),
+}
 
 
-async def handle(
-    req: func.HttpRequest, kind: str, pattern: re.Pattern[str], example: str
-) -> func.HttpResponse:
-    """GET /api/{calls|messages}[/{sid}]: one record, or a page of them."""
+async def handle(req: func.HttpRequest, kind: str) -> func.HttpResponse:
+    """GET /api/{calls|messages}[/{sid}]: one record, or a page of them (`kind`: call or
+    message)."""
     if refused := signin.refusal(req):
         return refused
     sid = req.route_params.get("sid")
     if sid is None:
         return await page(req, kind)
-    return await one(kind, sid, pattern, example)
+    return await one(kind, sid)
 
 
-async def one(kind: str, sid: str, pattern: re.Pattern[str], example: str) -> func.HttpResponse:
+async def one(kind: str, sid: str) -> func.HttpResponse:
+    pattern, example = SIDS[kind]
     if not pattern.fullmatch(sid):
         return responses.json_error(400, f"'{sid[:40]}' is not a {kind} SID, like {example}.")
     try:

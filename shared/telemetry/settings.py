@@ -5,7 +5,8 @@ APPLICATIONINSIGHTS_AUTHENTICATION_STRING, `Authorization=AAD` with an optional
 sets it for the Functions host too); unset, the connection string's instrumentation key alone.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: a NamedTuple's string annotations are compiled
+# one by one at import, on a webhook's cold start (docs/benchmark.md).
 
 import re
 from typing import NamedTuple
@@ -17,7 +18,8 @@ TELEMETRY_SETTINGS = (
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 )
 
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# The source only: `re` compiles it when an authentication string is set (docs/benchmark.md).
+_GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
 
 class TelemetrySettings(NamedTuple):
@@ -57,7 +59,7 @@ def _telemetry_settings(reader: Reader) -> TelemetrySettings:
         parts = _pairs(auth)
         client = (parts or {}).get("clientid", "")
         if parts is None or parts.get("authorization") != "AAD" or (
-            client and not _GUID.fullmatch(client)
+            client and not re.fullmatch(_GUID, client)
         ):
             reader.malformed(
                 "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",

@@ -6,7 +6,8 @@ coroutine function (to await an async client); either way it must not block: `re
 the worker's event loop, which skips the thread-pool hop a sync function pays on every request.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: a NamedTuple's string annotations are compiled
+# one by one at import, on a webhook's cold start (docs/benchmark.md).
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping

@@ -1,9 +1,9 @@
 """The webhooks' settings (voice_url, sms_url and the status callbacks): only what checking a
 signature and answering with TwiML needs, so nothing about the REST API can break a webhook."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: a NamedTuple's string annotations are compiled
+# one by one at import, on a webhook's cold start (docs/benchmark.md).
 
-import re
 from typing import NamedTuple
 
 from shared.common.settings import Reader, loader, local_run, optional_pattern, public_origin
@@ -11,9 +11,10 @@ from shared.common.settings import Reader, loader, local_run, optional_pattern, 
 DEFAULT_VOICE_GREETING = "Hello Monkey!"
 DEFAULT_SMS_REPLY = "Hey, thanks for the ping! Twilio and Azure rock!"
 # <Say voice="Polly.Joanna-Neural"> and language="en-US": Twilio's own value sets grow, so only
-# the shape is checked here; Twilio reports an unknown voice in its debugger.
-_VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}")
+# the shape is checked here; Twilio reports an unknown voice in its debugger. Sources, compiled
+# only when the setting is set (docs/benchmark.md: no pattern a webhook may not use at import).
+_VOICE_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+_LANGUAGE = r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}"
 
 
 # The policy settings a call flow is judged by (shared.callflows.settings): make_call's for the
