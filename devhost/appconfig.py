@@ -214,10 +214,11 @@ class AppConfig:
                 if f.queue_trigger is not None and not f.disabled]
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path | str) -> Any:
     """Parse a JSON file, with an error that names the file (the host's errors do too)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
+        with open(path, encoding="utf-8-sig") as file:
+            return json.loads(file.read())
     except (OSError, ValueError) as error:
         raise AppConfigError(f"{path}: {error}") from error
 
@@ -385,7 +386,7 @@ def _http_trigger(
     return None
 
 
-def _queue_trigger(path: Path, bindings: list[Mapping[str, Any]]) -> QueueTrigger | None:
+def _queue_trigger(path: str, bindings: list[Mapping[str, Any]]) -> QueueTrigger | None:
     for binding in bindings:
         if str(binding.get("type", "")).lower() != QUEUE_TRIGGER:
             continue
@@ -409,21 +410,25 @@ def _queue_trigger(path: Path, bindings: list[Mapping[str, Any]]) -> QueueTrigge
 def read_function(directory: Path, route_prefix: str = DEFAULT_ROUTE_PREFIX) -> FunctionSpec:
     """One function folder; scriptFile is resolved against it, as the host resolves it: made
     absolute and normalised (Path.GetFullPath), symbolic links left as they are."""
-    directory = Path(os.path.abspath(directory))
-    path = directory / "function.json"
+    # Plain strings until the spec is made: the benchmark's cold start reads every function
+    # here, where the real host reads them in .NET before the worker starts.
+    folder = os.path.abspath(directory)
+    path = os.path.join(folder, "function.json")
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("bindings"), list):
         raise AppConfigError(f"{path}: no bindings array")
     bindings = [b for b in data["bindings"] if isinstance(b, dict)]
-    script = os.path.normpath(directory / str(data.get("scriptFile") or DEFAULT_SCRIPT_FILE))
+    script = os.path.normpath(
+        os.path.join(folder, str(data.get("scriptFile") or DEFAULT_SCRIPT_FILE)))
+    name = os.path.basename(folder)
     return FunctionSpec(
-        name=directory.name,
-        directory=directory,
+        name=name,
+        directory=Path(folder),
         script_file=Path(script),
         entry_point=str(data.get("entryPoint") or ""),
         bindings=tuple(bindings),
         disabled=bool(data.get("disabled", False)),
-        trigger=_http_trigger(directory.name, bindings, route_prefix),
+        trigger=_http_trigger(name, bindings, route_prefix),
         queue_trigger=_queue_trigger(path, bindings),
     )
 
