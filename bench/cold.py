@@ -2,10 +2,10 @@
 
 Each run is a fresh `python -m bench.cold_child` that loads every function of an app through
 the worker host and serves one request. Each round runs app and floor in both bytecode cases
-(below), in an order rotated by one from round to round, so a slow patch of the machine (another
-process, a slower CPU share) lands on every side alike; the median of each side is compared, as
-the issue asks, and the median of the per-round quotients is printed beside it as a check on
-the noise.
+(below), in an order shuffled anew each round, so a slow patch of the machine (another process,
+a slower CPU share) lands on every side alike, and no side always follows the same other; the
+median of each side is compared, as the issue asks, and the median of the per-round quotients
+is printed beside it as a check on the noise.
 
 Bytecode is controlled, not inherited: PYTHONDONTWRITEBYTECODE may or may not be set in the
 caller's shell, and a clone may or may not have __pycache__ folders. Three cases are measured,
@@ -25,6 +25,7 @@ each with its own PYTHONPYCACHEPREFIX under a temporary folder (the repo gets no
 from __future__ import annotations
 
 import json
+import random
 import resource
 import shutil
 import subprocess
@@ -39,6 +40,7 @@ from bench.stats import Report, fmt_seconds, median
 
 CHILD_TIMEOUT = 60.0
 TARGET = 1.15
+ORDER_SEED = 2026  # the rounds' orders are shuffled, the same way in every run
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,11 @@ def _median(runs: list[ColdRun], attr: str) -> float:
 # The app's own code, whose bytecode the "compiled at import" case leaves out of the cache:
 # shared/ and every function folder (found as the host finds them, so a new function is never
 # left with cached bytecode; a hand-kept list had missed the three broadcast functions).
-APP_SOURCES = [
-    APP_ROOT / "shared",
-    *sorted(path.parent for path in APP_ROOT.glob("*/function.json")),
-]
+def app_sources(root: Path) -> list[Path]:
+    return [root / "shared", *sorted(path.parent for path in root.glob("*/function.json"))]
+
+
+APP_SOURCES = app_sources(APP_ROOT)
 FLOOR_SOURCES = [FLOOR_ROOT / "floor"]
 
 
@@ -165,21 +168,23 @@ def run(report: Report, runs: int) -> list[ColdResult]:
         one_run(APP_ROOT, signed_webhook("sms"), cached)  # and sms_url's (the storage SDK's)
         one_run(FLOOR_ROOT, floor_request, cached)
         shutil.copytree(cached.prefix, compiled.prefix)
-        for source_dir in APP_SOURCES + FLOOR_SOURCES:
-            shutil.rmtree(_cached_tree(compiled.prefix, source_dir), ignore_errors=True)
+        without_app_bytecode(compiled.prefix, APP_SOURCES + FLOOR_SOURCES)
         shutil.copytree(compiled.prefix, packaged.prefix)
-        _package_bytecode(packaged.prefix)
+        package_bytecode(packaged.prefix, APP_SOURCES + FLOOR_SOURCES)
 
         results = [ColdResult(case.label) for case in cases]
-        for i in range(runs):
+        order = random.Random(ORDER_SEED)
+        for _ in range(runs):
             sides = []
             for case, result in zip(cases, results, strict=True):
                 sides += [(APP_ROOT, voice, case, result.app),
                           (APP_ROOT, signed_webhook("sms"), case, result.sms),
                           (FLOOR_ROOT, floor_request, case, result.floor)]
-            # Rotate the order each round, so no run always follows the same other run.
-            shift = i % len(sides)
-            for root, request, case, into in sides[shift:] + sides[:shift]:
+            # A new order each round, so no run always follows the same other run (a rotation
+            # keeps every run's neighbours: each floor came right after an sms_url child, whose
+            # storage work goes on in Azurite, and each app right after a floor).
+            order.shuffle(sides)
+            for root, request, case, into in sides:
                 into.append(one_run(root, request, case))
 
     for result in results:
@@ -207,9 +212,16 @@ def run(report: Report, runs: int) -> list[ColdResult]:
     return results
 
 
-def _package_bytecode(prefix: Path) -> None:
-    """What scripts/prepackage.py puts in the package (the app's hash-checked bytecode; the
-    floor's too), written under `prefix`, where the children look for bytecode."""
+def without_app_bytecode(prefix: Path, sources: list[Path]) -> None:
+    """Remove the bytecode cached under `prefix` for the modules in `sources`."""
+    for source_dir in sources:
+        shutil.rmtree(_cached_tree(prefix, source_dir), ignore_errors=True)
+
+
+def package_bytecode(prefix: Path, sources: list[Path]) -> None:
+    """What scripts/prepackage.py puts in the package (hash-checked bytecode) for the modules in
+    `sources` (the app's and the floor's), written under `prefix`, where the children look for
+    bytecode."""
     sys.path.insert(0, str(APP_ROOT / "scripts"))
     try:
         import prepackage
@@ -217,7 +229,7 @@ def _package_bytecode(prefix: Path) -> None:
         sys.path.remove(str(APP_ROOT / "scripts"))
     before, sys.pycache_prefix = sys.pycache_prefix, str(prefix)
     try:
-        if not prepackage.compile_folders(APP_SOURCES + FLOOR_SOURCES):
+        if not prepackage.compile_folders(sources):
             raise RuntimeError("the app's modules do not compile")
     finally:
         sys.pycache_prefix = before

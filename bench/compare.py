@@ -3,13 +3,14 @@
 A change that saves a millisecond of a 150 ms cold start (under 1 %) is lost in the noise of one
 benchmark run (21 rounds: about +-2 % on a shared machine). This alternates cold starts of this
 checkout's app, OTHER's (another checkout of this repo, e.g. `git worktree add /tmp/before
-HEAD~1`) and the floor, many rounds in a rotated order, each in its own checkout (its own
-`shared`, devhost and check stamp), bytecode cached, and prints per side the median time to the
-first 200, the ratio to the floor (median of each side, and median of the per-round quotients),
-and the CPU time each child process used (every thread, start to exit, as the kernel counts it
-for this process's children), which a slow patch of the machine disturbs less than the clock.
-The last line is the median of the per-round CPU differences: what the change costs or saves.
-docs/benchmark.md says which forms were kept on such evidence.
+HEAD~1`) and the floor, many rounds in a shuffled order, each in its own checkout (its own
+`shared`, devhost and check stamp), bytecode cached (or, with --package-bytecode, as deployed),
+and prints per side the median time to the first 200, the ratio to the floor (median of each
+side, and median of the per-round quotients), and the CPU time each child process used (every
+thread, start to exit, as the kernel counts it for this process's children), which a slow patch
+of the machine disturbs less than the clock. The last line is the median of the per-round CPU
+differences: what the change costs or saves. docs/benchmark.md says which forms were kept on
+such evidence.
 
     python -m bench.compare /tmp/before --rounds 100 --call-flow flows/calls.example.json
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import random
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -37,6 +39,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=100,
                         help="rounds of one cold start of each side (default 100: about a "
                         "minute)")
+    parser.add_argument("--package-bytecode", action="store_true",
+                        help="each app (and the floor) with the hash-checked bytecode the "
+                        "package step compiles, read-only, as deployed (default: bytecode "
+                        "cached)")
     parser.add_argument("--call-flow", metavar="FILE",
                         help="CALL_FLOW for both apps (like flows/calls.example.json), checked "
                         "and stamped in each checkout by its own check")
@@ -65,23 +71,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stack.enter_context(flow_for_the_run("CALL_FLOW", args.call_flow, [], True, root))
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-compare-")))
 
+        cases = {side: BytecodeCase(side, tmp / side, write=True) for side in (*sides, "floor")}
+
         def run(side: str) -> ColdRun:
-            case = BytecodeCase(side, tmp / side, write=True)
             if side == "floor":
-                return cold.one_run(common.FLOOR_ROOT, floor_request, case)
-            return cold.one_run(sides[side], voice, case, checkout=sides[side])
+                return cold.one_run(common.FLOOR_ROOT, floor_request, cases[side])
+            return cold.one_run(sides[side], voice, cases[side], checkout=sides[side])
 
         order = ["this", "other", "floor"]
         runs: dict[str, list[ColdRun]] = {side: [] for side in order}
         for side in order:  # discarded: each writes its bytecode cache, warms the page cache
             run(side)
-        for i in range(args.rounds):
-            shift = i % len(order)
-            for side in order[shift:] + order[:shift]:
+        if args.package_bytecode:  # as cold.run makes its "package bytecode" case
+            for side, case in list(cases.items()):
+                sources = cold.FLOOR_SOURCES if side == "floor" else cold.app_sources(sides[side])
+                cold.without_app_bytecode(case.prefix, sources)
+                cold.package_bytecode(case.prefix, sources)
+                cases[side] = BytecodeCase(side, case.prefix, write=False)
+        shuffled = random.Random(cold.ORDER_SEED)
+        for _ in range(args.rounds):
+            shuffled.shuffle(order)  # no side always right after the same other
+            for side in order:
                 runs[side].append(run(side))
 
     floor = runs["floor"]
-    for side in order:
+    for side in runs:
         mine = runs[side]
         total = median([r.total for r in mine])
         ratio = total / median([r.total for r in floor])
