@@ -6,8 +6,7 @@ same settings make_call and send_sms read, without the REST credentials a webhoo
 `shared.outbound.settings` (imported on first use) judges them with the number library; the check
 stamp compares their raw values only, without it."""
 
-# No `from __future__ import annotations`: a NamedTuple's string annotations are compiled
-# one by one at import, on a webhook's cold start (docs/benchmark.md).
+from __future__ import annotations
 
 from typing import NamedTuple
 

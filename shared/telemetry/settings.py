@@ -5,8 +5,7 @@ APPLICATIONINSIGHTS_AUTHENTICATION_STRING, `Authorization=AAD` with an optional
 sets it for the Functions host too); unset, the connection string's instrumentation key alone.
 """
 
-# No `from __future__ import annotations`: a NamedTuple's string annotations are compiled
-# one by one at import, on a webhook's cold start (docs/benchmark.md).
+from __future__ import annotations
 
 import re
 from typing import NamedTuple

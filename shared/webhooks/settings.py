@@ -1,8 +1,7 @@
 """The webhooks' settings (voice_url, sms_url and the status callbacks): only what checking a
 signature and answering with TwiML needs, so nothing about the REST API can break a webhook."""
 
-# No `from __future__ import annotations`: a NamedTuple's string annotations are compiled
-# one by one at import, on a webhook's cold start (docs/benchmark.md).
+from __future__ import annotations
 
 from typing import NamedTuple
 

@@ -14,8 +14,7 @@ so in X-Twilio-Webhooks-Signature-Settings (see `_signing`), and the same check 
 key's secret and the algorithm named there (twilio's `get_signature_algorithm`).
 """
 
-# No `from __future__ import annotations`: a NamedTuple's string annotations are compiled
-# one by one at import, on a webhook's cold start (docs/benchmark.md).
+from __future__ import annotations
 
 import hmac
 import operator
