@@ -191,7 +191,9 @@ def test_an_expired_key_is_a_new_key(worker_host, storage, twilio_api, monkeypat
 
 
 @pytest.mark.parametrize(
-    "key", ["", "x" * 256, "clé", "tab\there", "line\nbreak"], ids=["empty", "long", "non-ascii", "tab", "newline"]
+    "key",
+    ["", "  ", "x" * 256, "clé", "tab\there", "line\nbreak"],
+    ids=["empty", "blanks", "long", "non-ascii", "tab", "newline"],
 )
 def test_a_malformed_key_is_400(worker_host, storage, twilio_api, key):
     response = send(worker_host, "/api/make_call", CALL, key)
@@ -199,6 +201,16 @@ def test_a_malformed_key_is_400(worker_host, storage, twilio_api, key):
     assert response.status == 400
     assert "Idempotency-Key" in response.json()["error"]
     assert twilio_api.requests == []
+
+
+def test_blanks_around_a_key_are_not_part_of_it(worker_host, storage, twilio_api):
+    key = new_key()
+    first = send(worker_host, "/api/make_call", CALL, key)
+    again = send(worker_host, "/api/make_call", CALL, f" {key}\t")
+
+    assert first.status == again.status == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len(twilio_api.creates) == 1
 
 
 def test_storage_down_means_nothing_is_sent(worker_host, storage, twilio_api):

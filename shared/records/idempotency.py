@@ -98,10 +98,13 @@ def now() -> datetime.datetime:
 
 def read_key(req: func.HttpRequest) -> str | None:
     """The Idempotency-Key header, None without one; Refusal 400 when it is not 1 to 255
-    printable ASCII characters."""
+    printable ASCII characters. Spaces and tabs around it are not part of it (HTTP's optional
+    whitespace, which Azure's front end trims too): `" abc "` is the key `abc`, and a header of
+    blanks names no key, so it is refused rather than shared by every request that sends it."""
     value = req.headers.get(HEADER)
     if value is None:
         return None
+    value = value.strip(" \t")
     if "," in value:
         # The host joins a repeated header with commas: two keys, or one with a comma in it,
         # cannot be told apart, and neither names one request.
