@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import random
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -43,6 +45,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="each app (and the floor) with the hash-checked bytecode the "
                         "package step compiles, read-only, as deployed (default: bytecode "
                         "cached)")
+    parser.add_argument("--floor-like-app", action="store_true",
+                        help="the floor as many functions as this checkout's app has, each the "
+                        "floor's constant TwiML under the app's folder name: what the app costs "
+                        "beyond loading that many functions (a reported figure, not the "
+                        "benchmark's floor)")
     parser.add_argument("--call-flow", metavar="FILE",
                         help="CALL_FLOW for both apps (like flows/calls.example.json), checked "
                         "and stamped in each checkout by its own check")
@@ -58,24 +65,46 @@ def _p10(values: list[float]) -> float:
     return sorted(values)[len(values) // 10]
 
 
+def floor_like(app_root: Path, into: Path) -> Path:
+    """A floor app with one function per function folder of `app_root`, each the floor's own
+    (its __init__.py, its function.json with the folder's name as the route)."""
+    into.mkdir()
+    shutil.copy(common.FLOOR_ROOT / "host.json", into / "host.json")
+    floor = common.FLOOR_ROOT / "floor"
+    binding = json.loads((floor / "function.json").read_text(encoding="utf-8"))
+    for folder in cold.app_sources(app_root)[1:]:  # [0] is shared/
+        (into / folder.name).mkdir()
+        shutil.copy(floor / "__init__.py", into / folder.name / "__init__.py")
+        for entry in binding["bindings"]:
+            if entry.get("type") == "httpTrigger":
+                entry["route"] = folder.name
+        (into / folder.name / "function.json").write_text(json.dumps(binding), encoding="utf-8")
+    return into
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     print(header(argv, "python -m bench.compare"), flush=True)
     sides = {"this": common.APP_ROOT, "other": args.other.resolve()}
     voice = common.signed_webhook("voice")
-    floor_request = voice.to("/api/floor")
     with contextlib.ExitStack() as stack:
         if args.call_flow:
             for root in sides.values():
                 stack.enter_context(flow_for_the_run("CALL_FLOW", args.call_flow, [], True, root))
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-compare-")))
+        floor_root, floor_request = common.FLOOR_ROOT, voice.to("/api/floor")
+        if args.floor_like_app:
+            # voice_url's request, answered by the floor's function in a folder of that name
+            floor_root, floor_request = floor_like(common.APP_ROOT, tmp / "floor_app"), voice
+            print(f"floor: {len(cold.app_sources(floor_root)) - 1} functions, like this app's",
+                  flush=True)
 
         cases = {side: BytecodeCase(side, tmp / side, write=True) for side in (*sides, "floor")}
 
         def run(side: str) -> ColdRun:
             if side == "floor":
-                return cold.one_run(common.FLOOR_ROOT, floor_request, cases[side])
+                return cold.one_run(floor_root, floor_request, cases[side])
             return cold.one_run(sides[side], voice, cases[side], checkout=sides[side])
 
         order = ["this", "other", "floor"]
@@ -84,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run(side)
         if args.package_bytecode:  # as cold.run makes its "package bytecode" case
             for side, case in list(cases.items()):
-                sources = cold.FLOOR_SOURCES if side == "floor" else cold.app_sources(sides[side])
+                root = floor_root if side == "floor" else sides[side]
+                sources = cold.app_sources(root)[1:] if side == "floor" else cold.app_sources(root)
                 cold.without_app_bytecode(case.prefix, sources)
                 cold.package_bytecode(case.prefix, sources)
                 cases[side] = BytecodeCase(side, case.prefix, write=False)

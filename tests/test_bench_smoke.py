@@ -61,12 +61,13 @@ def test_a_cold_start_child_serves_one_signed_voice_webhook(tmp_path) -> None:
 
 
 def test_compare_alternates_two_checkouts_and_the_floor(capsys, tmp_path) -> None:
-    for case in ([], ["--package-bytecode"]):
+    for case in ([], ["--package-bytecode"], ["--floor-like-app"]):
         assert compare.main([str(APP_ROOT), "--rounds", "1", *case]) == 0
         out = capsys.readouterr().out
         for side in ("this", "other", "floor"):
             assert f"  {side} " in out
         assert "CPU, median of other - this per round:" in out
+        assert ("floor: 21 functions, like this app's" in out) == ("--floor-like-app" in case)
     with pytest.raises(SystemExit) as refused:  # not a checkout of this app
         compare.main([str(tmp_path)])
     assert refused.value.code == 2
