@@ -46,10 +46,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "package step compiles, read-only, as deployed (default: bytecode "
                         "cached)")
     parser.add_argument("--floor-like-app", action="store_true",
-                        help="the floor as many functions as this checkout's app has, each the "
-                        "floor's constant TwiML under the app's folder name: what the app costs "
-                        "beyond loading that many functions (a reported figure, not the "
-                        "benchmark's floor)")
+                        help="the floor with as many functions as this checkout's app has, "
+                        "each the floor's constant TwiML under the app's folder name: what the "
+                        "app costs beyond loading that many functions (a reported figure, not "
+                        "the benchmark's floor)")
     parser.add_argument("--call-flow", metavar="FILE",
                         help="CALL_FLOW for both apps (like flows/calls.example.json), checked "
                         "and stamped in each checkout by its own check")
