@@ -346,6 +346,9 @@ def test_the_settings_check_knows_a_usable_connection_string(value, usable):
 @pytest.mark.parametrize(("uri", "usable"), [
     ("https://contoso.table.core.windows.net", True),
     ("http://127.0.0.1:10002/devstoreaccount1", True),  # Azurite
+    ("http://localhost:10002/devstoreaccount1", True),
+    ("http://[::1]:10002/devstoreaccount1", True),
+    ("http://127.0.0.1.example:10002/devstoreaccount1", False),  # not this machine
     ("::junk", False),  # reached the storage SDK: a TypeError at every use (an attack run's)
     ("https://[::1", False),
     ("http://contoso.table.core.windows.net", False),  # the key or token in clear

@@ -7,6 +7,7 @@ import re
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from shared.common import public_url
 from shared.common.settings import UNRESOLVED_KEY_VAULT_REFERENCE, Reader, loader
 
 # The Functions host's own storage connection, which the app's records share: a connection
@@ -46,8 +47,8 @@ class StorageSettings(NamedTuple):
 
 def _service_uri(reader: Reader, name: str, service: str) -> str | None:
     """A service's URI as the Functions host takes one: https and a host (http only to this
-    machine: Azurite). Unchecked, "::junk" reached the storage SDK and failed every use with a
-    TypeError, the timers' included (an attack run's)."""
+    machine, as `public_url.is_loopback` judges it: Azurite). Unchecked, "::junk" reached the
+    storage SDK and failed every use with a TypeError, the timers' included (an attack run's)."""
     value = reader.get(name)
     if value is None:
         return None
@@ -55,7 +56,7 @@ def _service_uri(reader: Reader, name: str, service: str) -> str | None:
         parts = urlsplit(value)
         usable = bool(parts.hostname) and parts.port != 0 and (
             parts.scheme == "https"
-            or (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")))
+            or (parts.scheme == "http" and public_url.is_loopback(parts.netloc)))
     except ValueError:
         usable = False
     if not usable:
