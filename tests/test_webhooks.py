@@ -181,15 +181,19 @@ def test_no_auth_token_fails_closed(app_settings, logs):
     assert any("TWILIO_AUTH_TOKEN is not set" in line for line in logs.lines(logging.ERROR))
 
 
-def test_a_malformed_setting_is_named_in_an_error_log(app_settings, logs):
-    app_settings.setenv("VOICE_LANGUAGE", "english please")
+@pytest.mark.parametrize(("name", "value"), [
+    ("VOICE_LANGUAGE", "english please"),
+    ("VOICE_NAME", "Polly Joanna<b>"),  # a space and markup: no voice Twilio has
+])
+def test_a_malformed_setting_is_named_in_an_error_log(app_settings, logs, name, value):
+    app_settings.setenv(name, value)
 
     response = serve(voice_url, signed_form_request(VOICE, VOICE_PARAMS))
 
     assert response.status_code == 500
     [line] = logs.lines(logging.ERROR)
-    assert "VOICE_LANGUAGE is malformed" in line
-    assert "english please" not in line
+    assert f"{name} is malformed" in line
+    assert value not in line
 
 
 # --- cold start and code rules ---------------------------------------------------------------
