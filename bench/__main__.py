@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import os
-import platform
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,31 +24,6 @@ from pathlib import Path
 
 from bench import broadcast, cold, common, concurrency, package, peer_flask, warm
 from bench.stats import Report
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def header(argv: Sequence[str], prog: str = "python -m bench") -> str:
-    command = " ".join(shlex.quote(a) for a in [prog, *argv])
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return "\n".join([
-        "Benchmark: Twilio webhooks and make_call on the Azure Functions Python worker (devhost)",
-        f"date: {now}",
-        f"command: {command}",
-        f"machine: {os.cpu_count()} CPUs ({cpu_model()}), {platform.system()} "
-        f"{platform.release()}, load average {load:.2f} at start",
-        f"python: {platform.python_version()} ({sys.executable})",
-    ])
-
 
 PHASES = ("package", "cold", "warm", "concurrency", "broadcast")
 
@@ -112,40 +83,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.unstamped and not (args.call_flow or args.message_flow):
         raise SystemExit("--unstamped goes with --call-flow or --message-flow")
     began = time.perf_counter()
-    print(header(argv), flush=True)
+    print(common.header(argv), flush=True)
     phases = set(args.only or PHASES)
     with contextlib.ExitStack() as stack:
         for setting, flow, kind in (("CALL_FLOW", args.call_flow, []),
                                     ("MESSAGE_FLOW", args.message_flow, ["--messages"])):
             if flow:
-                stack.enter_context(flow_for_the_run(setting, flow, kind, not args.unstamped))
+                stack.enter_context(common.flow_for_the_run(setting, flow, kind,
+                                                           not args.unstamped))
         if phases & {"cold", "warm"}:
             stack.enter_context(storage_for_the_run())
         return run_phases(args, began)
-
-
-@contextlib.contextmanager
-def flow_for_the_run(setting: str, flow: str, kind: list[str], stamped: bool,
-                     root: Path = common.APP_ROOT) -> Iterator[None]:
-    """CALL_FLOW or MESSAGE_FLOW for the run, stamped as the deploy stamps it (with the
-    benchmark's settings, by the check of the checkout at `root`); a stamp this run made is
-    removed afterwards, and one that was there is put back."""
-    common.APP_SETTINGS[setting] = flow
-    stamp_file = root / (flow + ".checked")
-    kept = stamp_file.read_bytes() if stamp_file.exists() else None
-    stamp_file.unlink(missing_ok=True)
-    try:
-        if stamped:
-            subprocess.run(  # noqa: S603 - our own script, run with our interpreter
-                [sys.executable, "scripts/check_flow.py", *kind, "--stamp", flow],
-                cwd=root, env=common.app_environ(), check=True,
-                stdout=subprocess.DEVNULL)
-        print(f"{setting}: {flow} ({'stamped' if stamped else 'no stamp'})", flush=True)
-        yield
-    finally:
-        stamp_file.unlink(missing_ok=True)
-        if kept is not None:
-            stamp_file.write_bytes(kept)
 
 
 @contextlib.contextmanager

@@ -53,7 +53,7 @@ class ColdRun:
     first_request: float
     functions: list[str]
     modules: list[str]
-    cpu: float = 0.0  # CPU time the child process used, every thread, start to exit
+    cpu: float  # CPU time the child process used, every thread, start to exit
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""What every phase shares: where the apps are, the fake settings, signed webhooks, the env.
+"""What every phase shares: where the apps are, the fake settings, signed webhooks, the env, a
+run's header and its call or message flow (`python -m bench` and `python -m bench.compare`).
 
 Settings are fixed fakes so a run never depends on (or leaks) a developer's real credentials:
 every Twilio setting the app reads is removed from the children's environment first, then set
@@ -8,8 +9,14 @@ public URL while the request arrives at the local host, which is the production 
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
-from collections.abc import Mapping
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,3 +116,52 @@ def installed_azurite() -> Path:
         raise SystemExit(f"Azurite is not installed ({binary} not found): scripts/bench.sh "
                          "installs it (npm ci), as scripts/test.sh does")
     return binary
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def header(argv: Sequence[str], prog: str = "python -m bench") -> str:
+    """The lines a run's output starts with: the command, the date, the machine."""
+    command = " ".join(shlex.quote(a) for a in [prog, *argv])
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return "\n".join([
+        "Benchmark: Twilio webhooks and make_call on the Azure Functions Python worker (devhost)",
+        f"date: {now}",
+        f"command: {command}",
+        f"machine: {os.cpu_count()} CPUs ({cpu_model()}), {platform.system()} "
+        f"{platform.release()}, load average {load:.2f} at start",
+        f"python: {platform.python_version()} ({sys.executable})",
+    ])
+
+
+@contextlib.contextmanager
+def flow_for_the_run(setting: str, flow: str, kind: list[str], stamped: bool,
+                     root: Path = APP_ROOT) -> Iterator[None]:
+    """CALL_FLOW or MESSAGE_FLOW for the run, stamped as the deploy stamps it (with the
+    benchmark's settings, by the check of the checkout at `root`); a stamp this run made is
+    removed afterwards, and one that was there is put back."""
+    APP_SETTINGS[setting] = flow
+    stamp_file = root / (flow + ".checked")
+    kept = stamp_file.read_bytes() if stamp_file.exists() else None
+    stamp_file.unlink(missing_ok=True)
+    try:
+        if stamped:
+            subprocess.run(  # noqa: S603 - our own script, run with our interpreter
+                [sys.executable, "scripts/check_flow.py", *kind, "--stamp", flow],
+                cwd=root, env=app_environ(), check=True,
+                stdout=subprocess.DEVNULL)
+        print(f"{setting}: {flow} ({'stamped' if stamped else 'no stamp'})", flush=True)
+        yield
+    finally:
+        stamp_file.unlink(missing_ok=True)
+        if kept is not None:
+            stamp_file.write_bytes(kept)

@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import cold, common
-from bench.__main__ import flow_for_the_run, header
 from bench.cold import BytecodeCase, ColdRun
 from bench.stats import fmt_seconds, median
 
@@ -85,13 +84,14 @@ def floor_like(app_root: Path, into: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    print(header(argv, "python -m bench.compare"), flush=True)
+    print(common.header(argv, "python -m bench.compare"), flush=True)
     sides = {"this": common.APP_ROOT, "other": args.other.resolve()}
     voice = common.signed_webhook("voice")
     with contextlib.ExitStack() as stack:
         if args.call_flow:
             for root in sides.values():
-                stack.enter_context(flow_for_the_run("CALL_FLOW", args.call_flow, [], True, root))
+                stack.enter_context(
+                    common.flow_for_the_run("CALL_FLOW", args.call_flow, [], True, root))
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-compare-")))
         floor_root, floor_request = common.FLOOR_ROOT, voice.to("/api/floor")
         if args.floor_like_app:
