@@ -10,6 +10,12 @@ already signed: signing is Twilio's work, not the app's, so it must not be charg
 
 Imports are kept to the few modules below: whatever this file imports is paid on both sides of
 the ratio and would only dilute it.
+
+For `python -m bench.first_request` the request may also carry `mark` (write MARK to stderr once
+every function is loaded: where `-X importtime`'s lines for the first request begin) and
+`imports` (module names to import one by one after loading, each timed with the garbage
+collection in it, before the request).
+The benchmark's cold starts carry neither.
 """
 
 import time
@@ -20,8 +26,33 @@ import json  # noqa: E402 - after the first clock reading on purpose
 import os  # noqa: E402
 import sys  # noqa: E402
 
+MARK = "bench.cold_child: every function loaded"
 # What a webhook's cold start must not import: the REST client, the number library, storage.
 WATCHED = ("twilio.rest", "aiohttp", "phonenumbers", "azure.data.tables", "azure.identity")
+
+
+def timed_imports(names: list[str]) -> dict[str, list[float]]:
+    """Import each module in turn: {name: [seconds, of which in garbage collection]}. A
+    collection runs in whichever import crosses its threshold, so it is told apart."""
+    if not names:
+        return {}
+    import gc
+
+    collecting: list[float] = []
+
+    def on_collection(phase: str, info: dict) -> None:
+        collecting.append(time.monotonic() if phase == "start" else -time.monotonic())
+
+    gc.callbacks.append(on_collection)
+    imports = {}
+    for name in names:
+        del collecting[:]
+        began = time.monotonic()
+        __import__(name)
+        took = time.monotonic() - began
+        imports[name] = [took, -sum(collecting) if len(collecting) % 2 == 0 else 0.0]
+    gc.callbacks.remove(on_collection)
+    return imports
 
 
 def main() -> None:
@@ -29,6 +60,9 @@ def main() -> None:
     from devhost.worker_host import WorkerHost
 
     host = WorkerHost.start(spec["app_root"])
+    if spec.get("mark"):
+        print(MARK, file=sys.stderr, flush=True)
+    imports = timed_imports(spec.get("imports", ()))
     loaded = time.monotonic()
     response = host.request(
         spec["method"], spec["path"], headers=spec["headers"], body=spec["body"].encode()
@@ -41,6 +75,7 @@ def main() -> None:
         "status": response.status,
         "functions": sorted(host.functions),
         "modules": sorted(m for m in WATCHED if m in sys.modules),
+        "imports": imports,
     }), flush=True)
     os._exit(0 if response.status == 200 else 1)
 

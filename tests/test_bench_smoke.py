@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import re
 
 import pytest
 
-from bench import cold, compare, concurrency
+from bench import cold, compare, concurrency, first_request
 from bench.common import APP_ROOT, FLOOR_ROOT, FUNCTION_KEY, app_environ, signed_webhook
 from bench.proc import LineChild
 from bench.stats import Check, percentile
@@ -145,3 +146,31 @@ def test_the_broadcast_phase_is_a_phase_with_its_own_options() -> None:
     assert (args.broadcast_sms, args.broadcast_calls, args.broadcast_rate) == (200, 1000, 50.0)
     with pytest.raises(SystemExit):
         parse_args(["--broadcast-rate", "0"])
+
+
+def test_first_request_orders_a_package_before_its_modules() -> None:
+    importtime = "\n".join([
+        "import time:       900 |       900 |   devhost.worker_host",  # loading: not counted
+        first_request.MARK,
+        "some log line of the host",
+        "import time:       300 |       300 |     sysconfig",
+        "import time:       200 |       200 |   zoneinfo._tzpath",
+        "import time:       100 |       600 | zoneinfo",
+        "import time:        50 |        50 | shared.callflows.flow",
+    ])
+    assert first_request.imported_after_mark(importtime) == [
+        "sysconfig", "zoneinfo", "zoneinfo._tzpath", "shared.callflows.flow"]
+    with pytest.raises(RuntimeError, match="never finished loading"):
+        first_request.imported_after_mark("import time:   1 |   1 | x")
+
+
+@pytest.mark.parametrize("flow", [None, "flows/calls.example.json"])
+def test_first_request_times_each_module_voice_url_imports_on_first_use(capsys, flow) -> None:
+    assert first_request.main(["--runs", "1", *(["--call-flow", flow] if flow else [])]) == 0
+    out = capsys.readouterr().out
+    listed = re.findall(r"^ +[0-9.]+ (?:ms|µs)  (\S+)", out, re.MULTILINE)
+    assert "twilio.twiml.voice_response" in listed
+    assert ("shared.callflows.flow" in listed) == bool(flow)
+    assert ("zoneinfo" in listed) == bool(flow)  # only a flow with hours needs it
+    assert not [m for m in listed if m.startswith(("twilio.rest", "phonenumbers", "azure."))]
+    assert "first request, its imports done:" in out
