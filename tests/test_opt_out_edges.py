@@ -209,6 +209,18 @@ def test_reconcile_keeps_an_opt_out_whose_text_was_kept_but_whose_opt_out_was_no
     "opt-out",
     "OPT_OUT",
     "Stop all",
+    # An emoji as a phone sends it: the symbol and the variation selector U+FE0F after it (an
+    # attack run's: "STOP ⛔" was STOP and "STOP ⛔️" was not, nor "STOP ❤️", whose heart always
+    # carries one), a keycap (# U+FE0F U+20E3), and the other invisible characters that are not
+    # format characters: a text-style selector, the combining grapheme joiner, Hangul fillers.
+    "STOP \u26d4\ufe0f",
+    "STOP \u2764\ufe0f",
+    "\u2702\ufe0f STOP",
+    "STOP #\ufe0f\u20e3",
+    "STOP\ufe0e",
+    "STOP\u034f",
+    "STOP\u3164",
+    "STOP\u115f",
 ])
 def test_what_reads_as_stop_is_honoured(worker_host, twilio_api, body):
     text_in(worker_host, body, MessageSid=sid())

@@ -3,11 +3,12 @@ opting back in, asking for help.
 
 Twilio's defaults (Advanced Opt-Out), matched like Twilio matches them, and then some on the
 opt-out side: the whole message, whatever its case, with the spaces, punctuation and symbols
-around it and any invisible characters ignored ("Stop." and "STOP\u200b" are STOP, "stop
-please" is not). OPTOUT and REVOKE are opt-out words too: carriers' and regulators' lists name
-them (the FCC's, since 2025, as "opt out": two words), and treating them as opt-outs is the side
-to err on. So on the opt-out side only, spaces and punctuation inside the word count for nothing
-either ("Opt out", "opt-out", "Stop all").
+around it (an emoji with the marks a phone adds to it: "STOP ❤️" is STOP) and any invisible
+characters ignored ("Stop." and "STOP\u200b" are STOP, "stop please" is not). OPTOUT and
+REVOKE are opt-out words too: carriers' and regulators' lists name them (the FCC's, since 2025,
+as "opt out": two words), and treating them as opt-outs is the side to err on. So on the
+opt-out side only, spaces and punctuation inside the word count for nothing either ("Opt out",
+"opt-out", "Stop all").
 """
 
 from __future__ import annotations
@@ -30,17 +31,34 @@ _LONGEST_TEXT = 1600
 _LONGEST = 40
 
 
+# Unicode's Default_Ignorable_Code_Point characters that are not format characters (Cf):
+# variation selectors (U+FE0F after an emoji: "❤️" is U+2764 U+FE0F), the combining grapheme
+# joiner, the Hangul fillers, Mongolian free variation selectors, Khmer inherent vowels, and the
+# reserved ranges around them. Listed from DerivedCoreProperties.txt because unicodedata has no
+# such property (and the `regex` package, which has, is not worth a dependency for one set).
+_IGNORABLE_NOT_CF = (
+    (0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180D), (0x180F, 0x180F),
+    (0x2065, 0x2065), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8),
+    (0xE0000, 0xE0FFF),
+)
+
+
 def _is_invisible(char: str) -> bool:
     """Dropped before anything is compared: format characters (a zero-width space, a byte-order
-    mark) and control characters other than white space (a NUL a phone or gateway left in)."""
+    mark), the other default-ignorable characters (a variation selector, a Hangul filler) and
+    control characters other than white space (a NUL a phone or gateway left in)."""
     category = unicodedata.category(char)
-    return category == "Cf" or (category == "Cc" and not char.isspace())
+    if category == "Cf" or (category == "Cc" and not char.isspace()):
+        return True
+    point = ord(char)
+    return any(low <= point <= high for low, high in _IGNORABLE_NOT_CF)
 
 
 def _is_edge(char: str) -> bool:
     """A character ignored around a keyword: white space, punctuation and symbols of any script
-    (`~stop~`, `+STOP`, `STOP!`)."""
-    return char.isspace() or unicodedata.category(char)[0] in "PS"
+    (`~stop~`, `+STOP`, `STOP!`), and the combining marks that sit on them (the keycap of
+    "#️⃣")."""
+    return char.isspace() or unicodedata.category(char)[0] in "PSM"
 
 
 def normalise(text: str) -> str:
