@@ -161,6 +161,42 @@ def test_twilio_21610_is_kept_as_an_opt_out(worker_host, twilio_api):
     assert len(twilio_api.requests) == 1  # the second never reached Twilio
 
 
+def message_status(host: WorkerHost, message_sid: str, status: str, error_code: str,
+                   **extra: str) -> HostResponse:
+    """The status callback Twilio POSTs for a text the app sent, signed."""
+    url = f"{PUBLIC}/api/message_status"
+    params = {"MessageSid": message_sid, "AccountSid": ACCOUNT_SID, "From": TWILIO_NUMBER,
+              "To": PERSON, "MessageStatus": status, "ErrorCode": error_code, **extra}
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "X-Twilio-Signature": signature(url, params, AUTH_TOKEN)}
+    return host.request("POST", url, headers=headers, body=urlencode(params), base_url=PUBLIC)
+
+
+@pytest.mark.parametrize("extra", [{}, {"MessagingServiceSid": SERVICE}],
+                         ids=["from-the-number", "through-a-messaging-service"])
+def test_twilio_21610_in_a_status_callback_is_kept_as_an_opt_out(worker_host, twilio_api, extra):
+    """A text Twilio queued (201) and then failed with 21610 (a Messaging Service's, say) said
+    so only in its status callback, which stored the code and kept no opt-out: the app went on
+    texting (an attack run's)."""
+    sent = send_sms(worker_host)
+    assert sent.status == 201
+
+    assert message_status(worker_host, sent.json()["sid"], "failed", "21610", **extra).status \
+        == 204
+
+    again = send_sms(worker_host)
+    assert again.status == 422 and "opted out" in again.json()["error"]
+    assert len(twilio_api.creates) == 1  # the second never reached Twilio
+
+
+def test_another_failure_in_a_status_callback_is_not_an_opt_out(worker_host, twilio_api):
+    sent = send_sms(worker_host)
+
+    assert message_status(worker_host, sent.json()["sid"], "undelivered", "30007").status == 204
+
+    assert send_sms(worker_host).status == 201
+
+
 def test_an_opt_out_refusal_replays_under_its_idempotency_key(worker_host, twilio_api):
     text_in(worker_host, "STOP")
     first = send_sms(worker_host, key="order-77-shipped")

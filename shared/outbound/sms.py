@@ -187,11 +187,9 @@ async def _learn_opt_out(message: SmsRequest, error: Exception) -> None:
 
     if getattr(error, "code", None) != optouts.TWILIO_OPTED_OUT:
         return
-    sender = optouts.sender_of(message.from_, message.messaging_service_sid)
     try:
-        await storage.within_deadline(
-            optouts.set_opted_out(sender, message.to, True, "twilio 21610"))
-        telemetry.count_opt_out(True, "twilio-21610")
+        await storage.within_deadline(optouts.keep_twilio_refusal(
+            message.from_, message.messaging_service_sid, message.to))
     except (storage.StorageUnavailable, SettingsError) as failure:  # answered all the same
         logger.error("send_sms to=%s outcome=opt-out-not-kept reason=%s",
                      redact.phone_number(message.to), failure)

@@ -1,4 +1,6 @@
-"""What call_status and message_status do with a verified status callback: store it.
+"""What call_status and message_status do with a verified status callback: store it, and keep
+Twilio's 21610 on a text (the recipient opted out) as their opt-out, as send_sms does when
+Twilio answers it at once.
 
 Storage that cannot be reached (or is not configured) makes the callback answer 503: Twilio's
 debugger then shows the failure, and a retry can deliver the event again, which is stored once.
@@ -11,7 +13,7 @@ import re
 from shared import webhooks
 from shared.common import logs, redact
 from shared.common.settings import SettingsError
-from shared.records import storage, store
+from shared.records import optouts, storage, store
 from shared.records.storage import StorageUnavailable
 
 logger = logs.get_logger(__name__)
@@ -29,6 +31,10 @@ async def keep(kind: str, callback: webhooks.Webhook) -> str:
     if not SID[kind].fullmatch(sid):
         return "ignored"
     try:
+        if kind == "message" and params.get("ErrorCode") == str(optouts.TWILIO_OPTED_OUT):
+            # Kept before the event, so that a retry after a failure here keeps it again.
+            await storage.within_deadline(optouts.keep_twilio_refusal(
+                params.get("From"), params.get("MessagingServiceSid"), params.get("To"), sid))
         stored = await storage.within_deadline(store.event(kind, sid, params))
         if callback.query.get("broadcast"):  # a broadcast's call or text: its counts follow
             from shared.broadcasts import delivery

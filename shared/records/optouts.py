@@ -43,12 +43,6 @@ class OptOut(NamedTuple):
     how: str | None
 
 
-def sender_of(from_: str | None, messaging_service_sid: str | None) -> str | None:
-    """Whose opt-outs a text is kept under: its Messaging Service's, else its sending number's
-    (where Twilio's 21610 for it is recorded)."""
-    return messaging_service_sid or from_ or None
-
-
 # Senders whose opt-outs decide a text: every number and Messaging Service the app texts from.
 Senders = str | tuple[str, ...] | None
 
@@ -107,6 +101,24 @@ async def set_opted_out(sender: str | None, person: str | None, opted_out: bool,
     logger.info("opt-outs sender=%s to=%s outcome=%s how=%s", redact.phone_number(sender),
                 redact.phone_number(person), "opted-out" if opted_out else "opted-in", how)
     return True
+
+
+async def keep_twilio_refusal(from_: str | None, messaging_service_sid: str | None,
+                              person: str | None, message_sid: str | None = None) -> bool:
+    """Twilio refused a text to `person` with 21610 (it knows they opted out: a STOP the app did
+    not see, or could not keep), in its REST answer (send_sms, broadcasts) or later in the
+    text's status callback (a Messaging Service's queued text): kept as their opt-out from the
+    text's Messaging Service and its number, as a STOP to them is (shared.messageflows), so
+    that the next text from either is refused before Twilio. False when nothing could be
+    keyed; raises StorageUnavailable or SettingsError."""
+    from shared import telemetry
+
+    kept = False
+    for sender in dict.fromkeys(s for s in (messaging_service_sid, from_) if s):
+        kept = await set_opted_out(sender, person, True, "twilio 21610", message_sid) or kept
+    if kept:
+        telemetry.count_opt_out(True, "twilio-21610")
+    return kept
 
 
 async def read(sender: str | None, person: str | None) -> OptOut | None:
