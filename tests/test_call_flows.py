@@ -199,7 +199,7 @@ def test_pressing_2_takes_a_voicemail_that_then_says_goodbye(worker_host):
                        call_params(RecordingSid="RE" + "1" * 32, RecordingDuration="7")))
     assert verbs(after) == ["Say", "Hangup"] and after[0].text == "Thank you. Goodbye."
     skipped = twiml(post(worker_host, root[2].text or "", call_params()))
-    assert verbs(skipped) == ["Say", "Hangup"]
+    assert verbs(skipped) == ["Say", "Hangup"] and skipped[0].text == "Thank you. Goodbye."
 
 
 @pytest.mark.parametrize("wrong", ["9", "12", "*"])
@@ -330,9 +330,25 @@ def test_the_hours_are_the_flows_own_time_zone(
 @pytest.mark.parametrize("query", [
     "step=nowhere", "step=welcome&after=menu&attempt=7", "step=welcome&after=menu&attempt=x",
     "step=sales&after=dial&index=5", "step=sales&after=bogus",
-], ids=["unknown-step", "attempt-over", "attempt-text", "index-over", "unknown-after"])
+    # A step with no `after` is only ever a voicemail's next (its <Redirect>): `sales` alone
+    # would skip the menu and the hours (an attack run's).
+    "step=sales", "step=sales&after=", "step=welcome",
+], ids=["unknown-step", "attempt-over", "attempt-text", "index-over", "unknown-after",
+        "no-after", "empty-after", "start-step-again"])
 def test_a_state_the_flow_could_not_have_written_hangs_up(worker_host, query):
     root = twiml(post(worker_host, f"{PUBLIC}/api/call_flow?{query}", call_params(Digits="1")))
+
+    assert verbs(root) == ["Say", "Hangup"] and root[0].text == walk.APOLOGY
+
+
+def test_all_at_once_never_wrote_a_later_number(worker_host, app_settings, tmp_path,
+                                                 monkeypatch):
+    """Every number rings in the first <Dial>: its action names the first, never another."""
+    flow_file(tmp_path, monkeypatch, small_flow(ring="all_at_once"))
+    app_settings.setenv("CALL_FLOW", "flow.json")
+
+    root = twiml(post(worker_host, f"{PUBLIC}/api/call_flow?step=ring&after=dial&index=1",
+                      call_params(DialCallStatus="no-answer")))
 
     assert verbs(root) == ["Say", "Hangup"] and root[0].text == walk.APOLOGY
 

@@ -103,16 +103,18 @@ def resume(hook: Webhook) -> str:
     step = flow.steps.get(state.get("step", "")) if flow else None
     if flow is None or step is None:
         return _safe(hook, "no such step")
-    after = state.get("after", "")
+    after = state.get("after")
     if after == "menu" and step.menu:
         return _after_menu(hook, flow, step, _count(state.get("attempt"), step.menu.attempts))
     if after == "dial" and step.dial:
-        return _after_dial(hook, flow, step, _count(state.get("index"), len(step.dial.to) - 1, 0))
+        # one_by_one moves on one number at a time; all_at_once rings them all from the first
+        last = len(step.dial.to) - 1 if step.dial.ring == "one_by_one" else 0
+        return _after_dial(hook, flow, step, _count(state.get("index"), last, 0))
     if after == "record" and step.record:
         return _go(hook, flow, step.next) if step.next else _hangup(hook)
-    if after == "":
-        return _render(hook, flow, step)
-    return _safe(hook, f"unexpected '{after[:20]}' for this step")
+    if after is None and any(s.record and s.next == step.name for s in flow.steps.values()):
+        return _render(hook, flow, step)  # a voicemail's <Redirect> when nothing was recorded
+    return _safe(hook, f"unexpected '{(after or '')[:20]}' for this step")
 
 
 def _count(raw: str | None, highest: int, lowest: int = 1) -> int | None:
