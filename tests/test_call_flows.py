@@ -10,6 +10,7 @@ import logging
 import subprocess
 import sys
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -691,6 +692,25 @@ def test_a_voicemail_texts_each_listed_number_once_per_recording_and_transcripti
         (OUR_NUMBER, "New voicemail from +1 415-555-0123, 42 s."),
         (OUR_NUMBER, "Voicemail from +1 415-555-0123: Call me."),
     ]
+
+
+@pytest.mark.parametrize(("duration", "said"), [
+    ("7", ", 7 s."), ("-1", "."), ("abc", "."), ("9" * 30, "."), ("", "."),
+], ids=["seconds", "negative", "text", "huge", "none"])
+def test_a_voicemail_text_gives_the_duration_the_record_shows(
+    worker_host, azurite_storage, twilio_api, duration, said
+):
+    """The text quoted RecordingDuration as it came ("-1 s.", "abc s."), where the call's record
+    shows no duration (an attack run's)."""
+    root = press(worker_host, start(worker_host), "2")
+    url = recording_callback(root, "recordingStatusCallback")
+    recording = call_params(RecordingSid="RE" + uuid.uuid4().hex, RecordingStatus="completed",
+                            RecordingDuration=duration)
+
+    assert post(worker_host, url, recording).status == 204
+
+    assert [c.data["Body"] for c in twilio_api.creates] == [
+        f"New voicemail from +1 415-555-0123{said}"]
 
 
 def test_a_notification_twilio_refused_for_now_makes_the_callback_try_again(

@@ -12,6 +12,7 @@ from shared.callflows import loading
 from shared.callflows.flow import FlowProblems
 from shared.common import logs, redact
 from shared.common.settings import SettingsError
+from shared.common.text import small_count
 from shared.records import recordings
 
 logger = logs.get_logger(__name__)
@@ -42,8 +43,10 @@ async def keep(callback: webhooks.Webhook) -> str:
         words = params["TranscriptionText"][:MAX_TRANSCRIPTION]
         body, kind = f"Voicemail from {caller}: {words}", "transcription"
     elif params.get("RecordingStatus") == "completed":
-        seconds = params.get("RecordingDuration") or "?"
-        body, kind = f"New voicemail from {caller}, {seconds} s.", "recording"
+        # As the call's record shows it: a duration that is not a small count is left out.
+        seconds = small_count(params.get("RecordingDuration"), 6)
+        length = "" if seconds is None else f", {seconds} s"
+        body, kind = f"New voicemail from {caller}{length}.", "recording"
     else:
         return outcome
     await _notify(recording, kind, numbers, body)
