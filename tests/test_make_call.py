@@ -364,6 +364,33 @@ def test_missing_settings_are_500_naming_each_one(twilio_api, app_settings, logs
     assert any("TWILIO_ACCOUNT_SID" in line for line in logs.lines(logging.ERROR))
 
 
+@pytest.mark.parametrize("origin", [
+    "http://calls.example.com",  # Twilio would fetch the TwiML in clear (an attack run's)
+    "https://calls.example.com#",  # "#/api/voice_url": Twilio would fetch the site's root
+    "https://calls.example.com?",
+    "https://calls example.com",
+    "https://calls.example.com;x",
+    "https://calls.example.com:0",
+    "https://calls%2Eexample.com",
+])
+def test_a_public_base_url_twilio_cannot_use_is_named(twilio_api, app_settings, origin):
+    app_settings.setenv("PUBLIC_BASE_URL", origin)
+
+    response = call({"to": TO})
+
+    assert response.status_code == 500
+    assert payload(response)["settings"] == ["PUBLIC_BASE_URL"]
+    assert twilio_api.requests == []
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:7071", "http://127.0.0.1:7071"])
+def test_plain_http_is_a_public_base_url_only_on_this_machine(twilio_api, app_settings, origin):
+    app_settings.setenv("PUBLIC_BASE_URL", origin)
+
+    assert call({"to": TO}).status_code == 201
+    assert twilio_api.creates[0].data["Url"].startswith(f"{origin}/api/voice_url")
+
+
 def test_malformed_settings_are_named_without_their_values(twilio_api, app_settings):
     app_settings.setenv("TWILIO_HTTP_TIMEOUT", "soon")
     app_settings.setenv("CALL_ALLOWED_COUNTRIES", "US,Narnia")

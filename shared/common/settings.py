@@ -112,19 +112,27 @@ def _public_base_url(reader: Reader) -> str | None:
     value = value.rstrip("/")
     try:
         parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
+        port = parts.port  # raises ValueError on a malformed port
     except ValueError:
-        parts = None
+        parts, port = None, None
+    # Every URL the app hands Twilio starts with it: an empty "?" or "#" would turn the route
+    # into a query or a fragment, and a host the Host header could not hold is no host at all.
     if (
         parts is None
         or parts.scheme not in ("https", "http")
         or not parts.hostname
+        or not public_url.HOST.fullmatch(parts.netloc)
+        or port == 0
         or parts.path
-        or parts.query
-        or parts.fragment
-        or parts.username is not None
+        or "?" in value
+        or "#" in value
     ):
         reader.malformed(name, "a scheme and host only, like https://myapp.azurewebsites.net")
+        return None
+    if parts.scheme == "http" and not public_url.is_loopback(parts.netloc):
+        # Twilio would fetch the calls' TwiML and post every callback in clear, where anyone on
+        # the way can rewrite what a call does.
+        reader.malformed(name, "https (http only for this machine, like http://localhost:7071)")
         return None
     return value
 
