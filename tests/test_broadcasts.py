@@ -560,6 +560,21 @@ def test_a_malformed_pace_is_named(value):
         load_broadcast_settings({"BROADCAST_SENDS_PER_SECOND": value})
 
 
+def test_a_malformed_pace_is_named_before_a_broadcast_is_accepted(
+    worker_host, storage, twilio_api, app_settings
+):
+    """broadcast_send read it only as it sent: the broadcast was accepted (202), then every
+    recipient failed, the setting named only in the queue function's log (an attack run's)."""
+    app_settings.setenv("BROADCAST_SENDS_PER_SECOND", "fast")
+    app_settings.setenv("SMS_ALLOWED_COUNTRIES", "US,Narnia")
+
+    response = start(worker_host, {"kind": "sms", "to": ["+14155550201"], "body": "Hi"})
+
+    assert response.status == 500
+    assert response.json()["settings"] == ["SMS_ALLOWED_COUNTRIES", "BROADCAST_SENDS_PER_SECOND"]
+    assert "id" not in response.json() and twilio_api.requests == []
+
+
 def test_the_largest_chunk_fits_a_queue_message():
     """100 of the longest numbers E.164 allows, each with its tag: one queue message (the text
     is on the broadcast's row, not in the message)."""

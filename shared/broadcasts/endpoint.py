@@ -15,6 +15,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.broadcasts import model, starting, table
+from shared.broadcasts.settings import load_broadcast_settings
 from shared.common import responses, routes
 from shared.common.responses import Refusal
 from shared.common.settings import SettingsError
@@ -70,7 +71,19 @@ def _read(req: func.HttpRequest) -> tuple[str, dict[str, Any], Any]:
         raise Refusal(400, f"Unknown field '{other[0]}' for a {kind} broadcast: the fields are "
                            f"{names}.")
     model.recipients(fields.get("to"))
-    settings: Any = load_sms_settings() if kind == "sms" else load_call_settings()
+    # broadcast_send reads the pace as it sends: a malformed one is named here, before anything
+    # is accepted, not in the queue function's log after every recipient failed.
+    problems: list[tuple[str, str]] = []
+    try:
+        settings: Any = load_sms_settings() if kind == "sms" else load_call_settings()
+    except SettingsError as error:
+        problems += error.problems
+    try:
+        load_broadcast_settings()
+    except SettingsError as error:
+        problems += error.problems
+    if problems:
+        raise SettingsError(problems)
     return kind, fields, settings
 
 
