@@ -9,6 +9,7 @@ import datetime
 import itertools
 import json
 import time
+import uuid
 
 import pytest
 from azure.functions.queue import QueueMessage
@@ -345,6 +346,28 @@ def test_ten_thousand_recipients_are_accepted_inside_the_deadline_as_chunks(
         "queued": answer["accepted"], "sent": 0, "failed": 0, "refused": len(answer["refused"])
     }
     queue.clear_messages()  # leave no 10,000 recipients for a later test's poller
+
+
+def test_a_keyed_broadcast_whose_answer_lists_ten_thousand_refusals_replays_it(
+    worker_host, storage, twilio_api
+):
+    """Its answer (about 1 MB) did not fit a storage property: the key was never kept, so a
+    retry got 409s and then ran again instead of the first answer (an attack run's)."""
+    premium = [f"+1900{i:07d}" for i in range(5_550_000, 5_560_000)]
+    key = f"big-{uuid.uuid4().hex}"
+
+    def post() -> HostResponse:
+        return worker_host.request(
+            "POST", "/api/broadcasts", base_url=PUBLIC,
+            headers={"Content-Type": "application/json", "Idempotency-Key": key},
+            body=json.dumps({"kind": "sms", "to": premium, "body": "Hi"}))
+
+    first, again = post(), post()
+
+    assert first.status == 202 and len(first.json()["refused"]) == 10_000
+    assert len(first.body) > 500_000
+    assert again.status == 202 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.body == first.body
 
 
 def test_a_broadcast_runs_end_to_end_through_the_hosts_queue_trigger(

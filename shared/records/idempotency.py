@@ -200,17 +200,50 @@ class Claim:
         return None
 
 
+# Table Storage holds at most 64 KiB in one property (a string: 32,768 UTF-16 characters) and
+# 1 MiB in a row. An answer longer than BODY_CHARACTERS (a broadcast's, listing thousands of
+# refused numbers) is kept compressed, in binary properties of BODY_PART_BYTES each.
+BODY_CHARACTERS = 30_000
+BODY_PART_BYTES = 60_000
+MAX_BODY_PARTS = 15
+
+
 def _done_row(
     function: str, row_key: str, entity: dict[str, Any], response: func.HttpResponse
 ) -> dict[str, Any]:
-    return {
+    done = {
         **entity,
         "PartitionKey": function,
         "RowKey": row_key,
         "State": "done",
         "Status": response.status_code,
-        "Body": (response.get_body() or b"").decode("utf-8"),
     }
+    return done | _body_properties((response.get_body() or b"").decode("utf-8"))
+
+
+def _body_properties(body: str) -> dict[str, Any]:
+    """The answer's body as a row keeps it: a string, or compressed in parts when too long for
+    one property. Raises StorageRefused when even that is more than a row holds."""
+    if len(body) <= BODY_CHARACTERS:
+        return {"Body": body}
+    import zlib
+
+    packed = zlib.compress(body.encode("utf-8"))
+    parts = [packed[i:i + BODY_PART_BYTES] for i in range(0, len(packed), BODY_PART_BYTES)]
+    if len(parts) > MAX_BODY_PARTS:
+        raise storage.StorageRefused(f"the answer ({len(body)} characters) is too long to keep")
+    return {"BodyParts": len(parts)} | {f"Body{i}": part for i, part in enumerate(parts)}
+
+
+def _body(entity: dict[str, Any]) -> str:
+    """The body `_body_properties` kept."""
+    parts = entity.get("BodyParts")
+    if not parts:
+        return entity.get("Body") or ""
+    import zlib
+
+    return zlib.decompress(b"".join(bytes(entity[f"Body{i}"]) for i in range(int(parts)))
+                           ).decode("utf-8")
 
 
 async def _store_done(
@@ -230,7 +263,7 @@ async def _release(function: str, row_key: str) -> None:
 
 
 def _replay(entity: dict[str, Any]) -> func.HttpResponse:
-    return responses.json_text(entity.get("Body") or "", int(entity["Status"]),
+    return responses.json_text(_body(entity), int(entity["Status"]),
                                {REPLAYED_HEADER: "true"})
 
 
