@@ -391,6 +391,27 @@ def test_plain_http_is_a_public_base_url_only_on_this_machine(twilio_api, app_se
     assert twilio_api.creates[0].data["Url"].startswith(f"{origin}/api/voice_url")
 
 
+@pytest.mark.parametrize(("name", "value"), [
+    ("VOICE_NAME", 'Polly.Joanna"/><Dial>'),
+    ("VOICE_LANGUAGE", "english please"),
+    ("TWILIO_AUTH_TOKEN", ""),  # REST through an API key still works; voice_url would refuse
+])
+def test_a_setting_that_stops_voice_url_is_named_before_a_call_is_placed(
+    twilio_api, app_settings, name, value
+):
+    """voice_url answers every call make_call places: with its settings broken the call was
+    placed, billed, and failed at its first webhook (an attack run's)."""
+    app_settings.setenv("TWILIO_API_KEY", API_KEY)
+    app_settings.setenv("TWILIO_API_SECRET", API_SECRET)
+    app_settings.setenv(name, value)
+
+    response = call({"to": TO})
+
+    assert response.status_code == 500
+    assert payload(response)["settings"] == [name]
+    assert twilio_api.requests == []
+
+
 def test_malformed_settings_are_named_without_their_values(twilio_api, app_settings):
     app_settings.setenv("TWILIO_HTTP_TIMEOUT", "soon")
     app_settings.setenv("CALL_ALLOWED_COUNTRIES", "US,Narnia")

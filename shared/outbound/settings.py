@@ -7,6 +7,7 @@ import re
 from typing import NamedTuple
 
 from shared.common.settings import Reader, loader, optional_pattern, public_origin
+from shared.webhooks.settings import WEBHOOK_SETTINGS, webhook_settings
 
 REST_SETTINGS = (
     "TWILIO_ACCOUNT_SID",
@@ -19,7 +20,11 @@ REST_SETTINGS = (
 )
 
 
-CALL_SETTINGS = (*REST_SETTINGS, "CALLER_IDS", "CALL_ALLOWED_COUNTRIES", "SMS_SENDERS")
+# And the voice webhook's: every call the app places is answered by voice_url, so a setting that
+# stops voice_url (a malformed VOICE_NAME, no TWILIO_AUTH_TOKEN) is named before a call is
+# placed and billed, not in the webhook's log after it failed.
+CALL_SETTINGS = tuple(dict.fromkeys(
+    (*REST_SETTINGS, "CALLER_IDS", "CALL_ALLOWED_COUNTRIES", "SMS_SENDERS", *WEBHOOK_SETTINGS)))
 
 
 SMS_SETTINGS = (
@@ -210,6 +215,7 @@ def _require_public_origin(reader: Reader, rest: RestSettings, why: str) -> None
 def _call_settings(reader: Reader) -> CallSettings:
     rest = _rest_settings(reader, "it is the caller ID of every call")
     _require_public_origin(reader, rest, "fetch the call's TwiML")
+    webhook_settings(reader)  # its problems only: what voice_url will need to answer the call
     return CallSettings(
         rest=rest,
         caller_ids=number_list(reader, "CALLER_IDS"),

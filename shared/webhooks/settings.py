@@ -63,7 +63,7 @@ class WebhookSettings(NamedTuple):
     call_policy: tuple[tuple[str, str | None], ...]
 
 
-def _webhook_settings(reader: Reader) -> WebhookSettings:
+def webhook_settings(reader: Reader) -> WebhookSettings:
     token = reader.required("TWILIO_AUTH_TOKEN", ": webhook signatures cannot be checked")
     secondary = reader.get("TWILIO_AUTH_TOKEN_SECONDARY")
     shared_keys = (
@@ -90,4 +90,4 @@ def _webhook_settings(reader: Reader) -> WebhookSettings:
 
 # Settings for voice_url and sms_url (and the status callbacks): only what checking a signature
 # and answering with TwiML needs, so nothing about the REST API can break a webhook.
-load_webhook_settings = loader(WEBHOOK_SETTINGS, _webhook_settings)
+load_webhook_settings = loader(WEBHOOK_SETTINGS, webhook_settings)
