@@ -127,6 +127,19 @@ def test_from_may_be_a_listed_caller_id(twilio_api, app_settings):
     assert twilio_api.requests[0].data["From"] == "+14155550178"
 
 
+def test_a_caller_id_is_not_called_from_itself(twilio_api, app_settings):
+    """Nothing refused `to` equal to `from` (an attack run's): a call to itself reaches nobody,
+    and a caller ID that is another of the app's Twilio numbers would call the app again."""
+    app_settings.setenv("CALLER_IDS", "+14155550177")
+
+    response = call({"to": "+14155550177", "from": "+14155550177"})
+
+    assert response.status_code == 403
+    assert "the number the call would come from" in payload(response)["error"]
+    assert twilio_api.requests == []
+    assert call({"to": "+14155550177"}).status_code == 201  # from TWILIO_PHONE_NUMBER: fine
+
+
 def test_the_rest_client_is_built_once_and_reused():
     from twilio_double import TwilioApiDouble
 

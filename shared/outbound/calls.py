@@ -73,6 +73,11 @@ def parse(fields: Fields, settings: CallSettings) -> CallRequest:
     numbers.check_not_own(to, settings.own_numbers, "TWILIO_PHONE_NUMBER, SMS_SENDERS")
 
     from_ = caller_id(text(fields, "from"), settings)
+    if from_ == to.e164:
+        raise numbers.ForbiddenDestination(
+            f"{to.e164} is the number the call would come from (CALLER_IDS): a call to itself "
+            "reaches nobody, and a number that points at this app would call it again."
+        )
 
     message = text(fields, "message")
     if message is not None:
