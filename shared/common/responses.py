@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import azure.functions as func
+
+if TYPE_CHECKING:
+    from shared.common.settings import SettingsError
 
 
 class Refusal(Exception):
@@ -61,3 +65,10 @@ def json_error(
 ) -> func.HttpResponse:
     """{"error": "<a sentence a person understands>", ...details}."""
     return json_body({"error": error, **details}, status_code, headers)
+
+
+def not_configured(error: SettingsError) -> func.HttpResponse:
+    """500 naming every setting that is missing or malformed (never a value): the caller's
+    request was fine, the app's configuration is not."""
+    return json_error(500, f"The app is not configured: {error.describe()}.",
+                      settings=error.names)

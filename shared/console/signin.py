@@ -30,8 +30,7 @@ def refusal(req: func.HttpRequest) -> func.HttpResponse | None:
         settings = load_sign_in_settings()
     except SettingsError as error:
         logger.error("sign-in outcome=failed reason=settings: %s", error.describe())
-        return responses.json_error(500, f"The app is not configured: {error.describe()}.",
-                                    settings=error.names)
+        return responses.not_configured(error)
     if not settings.required:
         return None
     if not settings.platform_auth:

@@ -46,9 +46,7 @@ class Subject:
 
 def settings_error(function: str, error: SettingsError) -> func.HttpResponse:
     logger.error("%s outcome=failed reason=settings: %s", function, error.describe())
-    return responses.json_error(
-        500, f"The app is not configured: {error.describe()}.", settings=error.names
-    )
+    return responses.not_configured(error)
 
 
 def refused(function: str, refusal: Exception) -> func.HttpResponse:

@@ -107,8 +107,7 @@ def _unavailable(error: Exception) -> func.HttpResponse:
                  "'continuation', or a number or sender).")
     if isinstance(error, SettingsError):
         logger.error("optouts outcome=failed reason=settings: %s", error.describe())
-        return responses.json_error(500, f"The app is not configured: {error.describe()}.",
-                                    settings=error.names)
+        return responses.not_configured(error)
     logger.error("optouts outcome=unavailable reason=%s", error)
     return responses.json_error(503, "The opt-outs cannot be read now: storage is unavailable. "
                                      "Try again shortly.", headers={"Retry-After": "5"})

@@ -103,9 +103,7 @@ def _unavailable(kind: str, error: Exception) -> func.HttpResponse:
         )
     if isinstance(error, SettingsError):
         logger.error("%s outcome=failed reason=settings: %s", PLURAL[kind], error.describe())
-        return responses.json_error(
-            500, f"The app is not configured: {error.describe()}.", settings=error.names
-        )
+        return responses.not_configured(error)
     logger.error("%s outcome=unavailable reason=%s", PLURAL[kind], error)
     return responses.json_error(
         503, "The records cannot be read now: storage is unavailable. Try again shortly.",

@@ -286,8 +286,7 @@ def ranged(body: bytes, header: str | None) -> func.HttpResponse:
 def _unavailable(error: Exception) -> func.HttpResponse:
     if isinstance(error, SettingsError):
         logger.error("voicemails outcome=failed reason=settings: %s", error.describe())
-        return responses.json_error(500, f"The app is not configured: {error.describe()}.",
-                                    settings=error.names)
+        return responses.not_configured(error)
     logger.error("voicemails outcome=unavailable reason=%s", error)
     return responses.json_error(
         503, "The voicemails cannot be read now: storage is unavailable. Try again shortly.",
