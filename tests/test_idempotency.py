@@ -337,3 +337,23 @@ def test_the_sweep_script_names_a_missing_storage_setting(tmp_path):
 
     assert result.returncode == 2
     assert "AzureWebJobsStorage" in result.stderr
+
+
+@pytest.mark.parametrize(("path", "body"), ENDPOINTS, ids=IDS)
+@pytest.mark.parametrize("keyed", [True, False], ids=["keyed", "unkeyed"])
+def test_a_malformed_storage_setting_is_named_not_called_unavailable(
+    worker_host, twilio_api, app_settings, path, body, keyed
+):
+    """With AzureWebJobsStorage malformed, a keyed request and send_sms's opt-out check said
+    "storage is unavailable ... try again shortly" (503), which no retry could change (an attack
+    run's). A make_call without a key places the call unrecorded, as before."""
+    app_settings.setenv("AzureWebJobsStorage", "garbage")
+
+    response = send(worker_host, path, body, new_key() if keyed else None)
+
+    if path == "/api/make_call" and not keyed:
+        assert response.status == 201 and response.json()["recorded"] is False
+        return
+    assert response.status == 500, response.body
+    assert response.json()["settings"] == ["AzureWebJobsStorage"]
+    assert twilio_api.requests == []

@@ -376,7 +376,10 @@ def test_the_settings_check_knows_a_usable_table_service_uri(uri, usable):
     "a=b;;c",  # the storage library refused it at the first storage call, with a traceback
     "AccountKey=abc",  # a key but no account or endpoints
     "@Microsoft.KeyVault(SecretUri=https://vault.vault.azure.net/secrets/storage/)",
-], ids=["parts", "no-account", "key-vault-reference"])
+    # Failed at the first storage call as "no credential could sign in ... az login" (an attack
+    # run's): the key does not decode.
+    "AccountName=devstoreaccount1;AccountKey=not-base64!!",
+], ids=["parts", "no-account", "key-vault-reference", "key-not-base64"])
 def test_a_storage_connection_string_the_library_cannot_use_is_named(worker_host, app_settings,
                                                                      caplog, value):
     app_settings.setenv("AzureWebJobsStorage", value)

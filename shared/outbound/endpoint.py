@@ -113,7 +113,9 @@ async def create(
         await outbound.screen(wanted)
     except answers.REFUSALS as refusal:
         return answers.refused(outbound.function, refusal)
-    except (storage.StorageUnavailable, SettingsError) as error:
+    except SettingsError as error:  # the opt-outs' storage setting: named, not "unavailable"
+        return answers.settings_error(outbound.function, error)
+    except storage.StorageUnavailable as error:
         return answers.cannot_screen(outbound.function, error)
 
     if claim is not None and (refusal := await claim.sending(wanted.to, wanted.from_)):

@@ -29,7 +29,9 @@ async def text(function: str, key: str, to: str, body: str, settings: SmsSetting
         await sms.screen(wanted)
     except answers.REFUSALS as refusal:
         return answers.refused(function, refusal)
-    except (storage.StorageUnavailable, SettingsError) as error:
+    except SettingsError as error:
+        return answers.settings_error(function, error)
+    except storage.StorageUnavailable as error:
         return answers.cannot_screen(function, error)
 
     async def lookup(

@@ -486,6 +486,8 @@ def _outcome(outcome: str) -> None:
 
 def _storage_unavailable(function: str, error: Exception) -> func.HttpResponse:
     logger.error("%s outcome=failed reason=idempotency-storage: %s", function, error)
+    if isinstance(error, SettingsError):  # the keys' storage setting: named, not "unavailable"
+        return responses.not_configured(error)
     return responses.json_error(
         503,
         "The Idempotency-Key cannot be honoured now (its storage is unavailable), so nothing "

@@ -114,11 +114,23 @@ def _usable_connection_string(value: str) -> bool:
         return False
     found = {name.strip().lower(): v.strip() for name, _, v in (p.partition("=") for p in parts)}
     if found.get("accountkey"):  # a key signs for an account: it needs the account's name
-        return bool(found.get("accountname"))
+        return bool(found.get("accountname")) and _is_base64(found["accountkey"])
     if found.get("sharedaccesssignature"):  # a SAS needs somewhere to go
         return bool(found.get("accountname")) or bool(
             found.get("tableendpoint") and found.get("queueendpoint"))
     return False
+
+
+def _is_base64(key: str) -> bool:
+    """An account key is base64 (the SDK decodes it to sign each request; one that does not
+    decode failed at the first storage call as "no credential could sign in")."""
+    import base64
+    import binascii
+
+    try:
+        return bool(base64.b64decode(key, validate=True))
+    except (binascii.Error, ValueError):
+        return False
 
 
 load_storage_settings = loader(STORAGE_SETTINGS, _storage_settings)
