@@ -357,3 +357,34 @@ def test_a_malformed_storage_setting_is_named_not_called_unavailable(
     assert response.status == 500, response.body
     assert response.json()["settings"] == ["AzureWebJobsStorage"]
     assert twilio_api.requests == []
+
+
+@pytest.mark.parametrize(("path", "body"), ENDPOINTS, ids=IDS)
+def test_a_record_found_after_an_unknown_outcome_keeps_twilios_creation_time(
+    worker_host, storage, twilio_api, app_settings, monkeypatch, path, body
+):
+    """It was written with the time of the lookup, which moved it in the newest-first list (an
+    attack run's: 20 s later)."""
+    import time
+    from email.utils import formatdate, parsedate_to_datetime
+
+    from twilio_double import default_created_call, default_created_message
+
+    made = formatdate(time.time() - 3, usegmt=True)  # within the lookup's clock skew
+    twilio_api.created_call_json = lambda req: default_created_call(req) | {"date_created": made}
+    twilio_api.created_message_json = lambda req: default_created_message(req) | {
+        "date_created": made}
+    app_settings.setenv("TWILIO_HTTP_TIMEOUT", "0.2")
+    twilio_api.delay_after_create = 0.5  # Twilio made it, but its answer came too late
+    key = new_key()
+
+    assert send(worker_host, path, body, key).status == 504
+    twilio_api.delay_after_create = 0
+    monkeypatch.setattr(idempotency, "IN_FLIGHT", datetime.timedelta(0))
+    found = send(worker_host, path, body, key)
+
+    assert found.status == 201
+    kind = "calls" if path == "/api/make_call" else "messages"
+    shown = worker_host.request("GET", f"/api/{kind}/{found.json()['sid']}", base_url=PUBLIC)
+    created = datetime.datetime.fromisoformat(shown.json()["created_at"])
+    assert created == parsedate_to_datetime(made)

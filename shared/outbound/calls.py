@@ -153,7 +153,7 @@ async def find(
     for call in twilio_client.created_since(listed, since):
         fields = {"To": call.to, "From": call._from, "CreatedStatus": call.status,
                   "Text": wanted.message}
-        if call.sid and await store.adopt("call", call.sid, owner, fields):
+        if call.sid and await store.adopt("call", call.sid, owner, fields, call.date_created):
             return call
     return None
 

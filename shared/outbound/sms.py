@@ -257,7 +257,8 @@ async def find(
             continue
         fields = {"To": message.to, "From": message.from_, "CreatedStatus": message.status,
                   "Text": message.body}
-        if message.sid and await store.adopt("message", message.sid, owner, fields):
+        if message.sid and await store.adopt("message", message.sid, owner, fields,
+                                             message.date_created):
             return message
     return None
 

@@ -136,15 +136,17 @@ async def index_page(
 
 async def _create_record(kind: str, sid: str, fields: Mapping[str, Any],
                          repair_index: bool = False,
-                         index_into: list[dict[str, Any]] | None = None) -> bool:
+                         index_into: list[dict[str, Any]] | None = None,
+                         created: datetime.datetime | None = None) -> bool:
     """Insert the record row if it does not exist, with its index row; True when it was new.
     With `repair_index`, a record that exists gets its index row written again (from its own
     creation time, so the same row): the index write is the one that may have failed. With
     `index_into`, a new record's index row is added to that list instead, for the caller to
-    write with others (`write_index`: a broadcast's chunk)."""
+    write with others (`write_index`: a broadcast's chunk). `created`: when Twilio created it,
+    if known (a record written after the fact), else now."""
     from azure.core.exceptions import ResourceExistsError
 
-    created = _now()
+    created = created or _now()
     entity = {
         "PartitionKey": sid,
         "RowKey": RECORD_ROW,
@@ -312,11 +314,12 @@ async def adopt(
     sid: str,
     owner: str,
     fields: Mapping[str, str | None],
+    created: datetime.datetime | None = None,
 ) -> bool:
     """Make `owner` (an Idempotency-Key whose create had an unknown outcome) the owner of a SID
-    Twilio listed; False when another request of ours owns it already (it created that call or
-    message, or adopted it first). Conditional writes only, so two lookups never both adopt
-    one SID."""
+    Twilio listed (created at `created`, Twilio's date_created); False when another request of
+    ours owns it already (it created that call or message, or adopted it first). Conditional
+    writes only, so two lookups never both adopt one SID."""
     from azure.core import MatchConditions
     from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
     from azure.data.tables import UpdateMode
@@ -326,7 +329,7 @@ async def adopt(
     for _ in range(3):
         # An existing record gets its index row again: the record of a broadcast's send whose
         # chunk died before it wrote its index rows (`index_into`) is adopted here.
-        if await _create_record(kind, sid, wanted, repair_index=True):
+        if await _create_record(kind, sid, wanted, repair_index=True, created=created):
             return True
         try:
             row = await storage.on_table(RECORDS_TABLE, lambda t: t.get_entity(sid, RECORD_ROW))
