@@ -236,6 +236,12 @@ def test_a_message_through_undelivered_keeps_the_error_code(worker_host, storage
         # encode it): the storage SDK raised UnicodeEncodeError, an anonymous 500.
         ("/api/calls?continuation=" + base64.urlsafe_b64encode(
             b'{"PartitionKey": "call", "RowKey": "\\ud800"}').decode(), 400),
+        # JSON of another shape than Table Storage's tokens: read as the first page (an attack
+        # run's).
+        ("/api/calls?continuation=" + base64.urlsafe_b64encode(b"{}").decode(), 400),
+        ("/api/calls?continuation=" + base64.urlsafe_b64encode(b'{"a": "b"}').decode(), 400),
+        ("/api/calls?continuation=" + base64.urlsafe_b64encode(
+            b'{"PartitionKey": "call", "RowKey": ""}').decode(), 400),
     ],
 )
 def test_bad_or_unknown_sids_and_queries(worker_host, storage, path, status):

@@ -502,7 +502,10 @@ def decode_token(text: str) -> dict[str, str]:
         token = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..."
         raise ValueError("not a continuation token") from None
-    if not isinstance(token, dict) or not all(isinstance(v, str) for v in token.values()):
+    # Table Storage's: where the next page starts (a hand-made {} or {"a": "b"} read as the
+    # first page, an attack run's).
+    if not isinstance(token, dict) or set(token) != {"PartitionKey", "RowKey"} \
+            or not all(isinstance(v, str) and v for v in token.values()):
         raise ValueError("not a continuation token")
     if not all(is_unicode(text) for text in (*token, *token.values())):
         raise ValueError("not a continuation token")  # no request can carry it
