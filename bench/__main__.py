@@ -17,10 +17,8 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from bench import broadcast, cold, common, concurrency, package, peer_flask, warm
 from bench.stats import Report
@@ -92,26 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stack.enter_context(common.flow_for_the_run(setting, flow, kind,
                                                            not args.unstamped))
         if phases & {"cold", "warm"}:
-            stack.enter_context(storage_for_the_run())
+            stack.enter_context(common.storage_for_the_run())
         return run_phases(args, began)
-
-
-@contextlib.contextmanager
-def storage_for_the_run() -> Iterator[None]:
-    """An in-memory Azurite for the cold and warm phases, as AzureWebJobsStorage: sms_url keeps
-    every text it answers (a storage write on its path), as it does on Azure."""
-    from devhost.pytest_plugin import Azurite
-
-    binary = common.installed_azurite()
-    with tempfile.TemporaryDirectory(prefix="bench-azurite-") as workdir:
-        azurite = Azurite(binary, Path(workdir)).start()
-        common.APP_SETTINGS["AzureWebJobsStorage"] = azurite.connection_string
-        print("storage: Azurite, in memory (sms_url records each text)", flush=True)
-        try:
-            yield
-        finally:
-            common.APP_SETTINGS.pop("AzureWebJobsStorage", None)
-            azurite.stop()
 
 
 def run_phases(args: argparse.Namespace, began: float) -> int:

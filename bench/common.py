@@ -16,6 +16,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,3 +166,21 @@ def flow_for_the_run(setting: str, flow: str, kind: list[str], stamped: bool,
         stamp_file.unlink(missing_ok=True)
         if kept is not None:
             stamp_file.write_bytes(kept)
+
+
+@contextlib.contextmanager
+def storage_for_the_run() -> Iterator[None]:
+    """An in-memory Azurite, as the children's AzureWebJobsStorage: sms_url keeps every text it
+    answers (a storage write on its path), as it does on Azure."""
+    from devhost.pytest_plugin import Azurite
+
+    binary = installed_azurite()
+    with tempfile.TemporaryDirectory(prefix="bench-azurite-") as workdir:
+        azurite = Azurite(binary, Path(workdir)).start()
+        APP_SETTINGS["AzureWebJobsStorage"] = azurite.connection_string
+        print("storage: Azurite, in memory (sms_url records each text)", flush=True)
+        try:
+            yield
+        finally:
+            APP_SETTINGS.pop("AzureWebJobsStorage", None)
+            azurite.stop()

@@ -1,11 +1,12 @@
-"""`python -m bench.first_request`: what voice_url's first request on a new instance costs, module
+"""`python -m bench.first_request`: what a webhook's first request on a new instance costs, module
 by module.
 
-A cold start's first request is mostly imports made on first use: the TwiML library, and with
-CALL_FLOW set the flow's own modules and zoneinfo. `python -X importtime` names them, but its
-figures are several times what a cold start pays (it times every import, the host's included,
-and writes a line for each), so it cannot say which module is worth a change. This measures
-each as a cold start pays it:
+A cold start's first request is mostly imports made on first use: for voice_url the TwiML
+library, and with CALL_FLOW set the flow's own modules and zoneinfo; for sms_url (`--webhook
+sms_url`, with an in-memory Azurite) the storage SDK and aiohttp as well. `python -X
+importtime` names them, but its figures are several times what a cold start pays (it times
+every import, the host's included, and writes a line for each), so it cannot say which module
+is worth a change. This measures each as a cold start pays it:
 
 1. One child, under `-X importtime`, loads the app through the worker host, marks where loading
    ends, and serves the first request: the modules that request imported, in the order their
@@ -13,10 +14,11 @@ each as a cold start pays it:
 2. Fresh children (bytecode cached, as `bench.cold` runs them) each load the app the same way,
    import those modules one by one in that order, timing each (so each time is the module's
    own: what it imports is there already), then serve the first request, which is left with
-   its own work (reading settings, the signature, the flow, the TwiML).
+   its own work (reading settings, the signature, the flow, the TwiML, storage).
 3. As many plain cold starts give the first request as it is, and the floor's.
 
     python -m bench.first_request --call-flow flows/calls.example.json --runs 15
+    python -m bench.first_request --webhook sms_url --runs 7
 
 The times are medians of the children; they add up to about the first request as it is
 (importing a module alone is a little dearer than inside another's import). docs/benchmark.md
@@ -85,9 +87,12 @@ def _child(app_root: Path, request: common.SignedRequest, case: cold.BytecodeCas
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
-def measure(runs: int, prefix: Path) -> None:
-    """Print voice_url's first request, its imports each as a cold start pays it, the rest."""
-    voice = common.signed_webhook("voice")
+WEBHOOKS = {"voice_url": "voice", "sms_url": "sms"}
+
+
+def measure(runs: int, prefix: Path, webhook: str = "voice_url") -> None:
+    """Print the webhook's first request, its imports each as a cold start pays it, the rest."""
+    voice = common.signed_webhook(WEBHOOKS[webhook])  # the floor gets the same bytes
     case = cold.BytecodeCase("bytecode cached", prefix, write=True)
     cold.one_run(common.APP_ROOT, voice, case)  # discarded: writes every cache
     cold.one_run(common.FLOOR_ROOT, voice.to("/api/floor"), case)
@@ -111,7 +116,7 @@ def measure(runs: int, prefix: Path) -> None:
     print(f"  first request, as it is:            {fmt_seconds(median(as_is)):>9}  "
           f"(the floor's: {fmt_seconds(median(floor))})")
     print(f"  first request, its imports done:    {fmt_seconds(median(rest)):>9}  "
-          "(its own work: the signature, settings, the flow, the TwiML)")
+          "(its own work)")
     in_gc = sum(median(v) for v in collected.values())
     print(f"  its {len(modules)} imports, each alone: {fmt_seconds(sum(c for c, _ in each))} in "
           f"all, {fmt_seconds(in_gc)} of it garbage collection:")
@@ -130,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15,
                         help="children of each kind (default 15: about 15 seconds)")
+    parser.add_argument("--webhook", choices=sorted(WEBHOOKS), default="voice_url",
+                        help="the webhook whose first request is measured (default voice_url; "
+                        "sms_url keeps each text in an in-memory Azurite, started for the run)")
     parser.add_argument("--call-flow", metavar="FILE",
                         help="CALL_FLOW for the run (like flows/calls.example.json), checked "
                         "and stamped first, as the deploy does")
@@ -141,10 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.call_flow:
             stack.enter_context(
                 common.flow_for_the_run("CALL_FLOW", args.call_flow, [], True))
+        if args.webhook == "sms_url":
+            stack.enter_context(common.storage_for_the_run())
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-first-")))
-        print(f"\n== voice_url's first request after a cold start ({args.runs} runs each, "
+        print(f"\n== {args.webhook}'s first request after a cold start ({args.runs} runs each, "
               "bytecode cached, median) ==", flush=True)
-        measure(args.runs, tmp / "pyc")
+        measure(args.runs, tmp / "pyc", args.webhook)
     return 0
 
 

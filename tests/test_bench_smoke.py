@@ -174,3 +174,12 @@ def test_first_request_times_each_module_voice_url_imports_on_first_use(capsys, 
     assert ("zoneinfo" in listed) == bool(flow)  # only a flow with hours needs it
     assert not [m for m in listed if m.startswith(("twilio.rest", "phonenumbers", "azure."))]
     assert "first request, its imports done:" in out
+
+
+def test_first_request_of_sms_url_lists_the_storage_libraries_it_loads(capsys) -> None:
+    assert first_request.main(["--runs", "1", "--webhook", "sms_url"]) == 0
+    out = capsys.readouterr().out
+    listed = re.findall(r"^ +[0-9.]+ (?:ms|µs)  (\S+)", out, re.MULTILINE)
+    assert "sms_url's first request" in out
+    assert {"aiohttp", "azure.data.tables"} <= set(listed)
+    assert "twilio.twiml.messaging_response" in out  # listed, or imported with its package
