@@ -50,7 +50,7 @@ async def listing(req: func.HttpRequest) -> func.HttpResponse:
     except (SettingsError, StorageUnavailable) as error:
         return _unavailable(error)
     encoded = queries.store.encode_token(next_token)
-    following = queries.next_url(routes.path("optouts"), limit, encoded)
+    following = queries.next_url(routes.path("optouts"), limit, encoded, sender=sender)
     return responses.json_body({"optouts": items, "next": encoded, "next_url": following}, 200)
 
 

@@ -74,11 +74,13 @@ def page_query(
     return limit, token
 
 
-def next_url(path: str, limit: int, next_token: str | None) -> str | None:
-    """The URL of the next page (the same limit), or None on the last."""
+def next_url(path: str, limit: int, next_token: str | None,
+             **filters: str | None) -> str | None:
+    """The URL of the next page (the same limit and filters), or None on the last."""
     if not next_token:
         return None
-    return f"{path}?{urlencode({'limit': limit, 'continuation': next_token})}"
+    kept = {name: value for name, value in filters.items() if value is not None}
+    return f"{path}?{urlencode({**kept, 'limit': limit, 'continuation': next_token})}"
 
 
 async def page(req: func.HttpRequest, kind: str) -> func.HttpResponse:
