@@ -65,7 +65,14 @@ def test_the_identity_is_the_signed_in_user_only_with_app_service_authentication
     assert configured == "front_desk"
 
 
-@pytest.mark.parametrize("name", ["李小龙", "", "---"])
+@pytest.mark.parametrize("name", [
+    "李小龙", "", "---",
+    # What did make an identity, another user's (an attack run's): the letters outside ASCII
+    # dropped ("Иван@contoso.com" and "Пётр@contoso.com" were both contoso_com; "josé" was "jos"),
+    # a name cut to Twilio's 121 characters, the shared identity, one like a user's own.
+    "Иван@contoso.com", "josé@contoso.com", "x" * 200 + "@contoso.com", "console", "Console",
+    "user_adda3c8ab839463a",
+])
 def test_a_signed_in_user_whose_name_makes_no_identity_gets_one_of_their_own(
     worker_host, browser_settings, name
 ):

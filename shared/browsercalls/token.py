@@ -25,25 +25,31 @@ logger = logs.get_logger(__name__)
 
 TTL_SECONDS = 3600  # Twilio allows up to 24 h; an hour bounds what a stolen token can do
 _NOT_IDENTITY = re.compile(r"[^A-Za-z0-9_]+")
+MAX_IDENTITY = 121  # what Twilio takes
+OWN_PREFIX = "user_"  # an identity of a user's own, made from a digest of their principal ID
 
 
 def identity(req: func.HttpRequest, settings: TokenSettings) -> str:
     """The signed-in user (App Service authentication's principal name, made into what Twilio
     takes as an identity), else CONSOLE_CLIENT_IDENTITY.
 
-    A signed-in user whose name makes no identity (none of its letters are ones Twilio takes: a
-    name in another script; a service principal with no name) gets one of their own, `user_`
-    and a digest of their principal ID, never the shared one: every browser signed in as an
+    A signed-in user whose name cannot be written that way without losing letters (a name with
+    letters outside ASCII: "Иван@contoso.com" and "Пётр@contoso.com" both left "contoso_com";
+    one longer than Twilio takes; a service principal with no name), or whose name would be the
+    shared identity or look like one of these, gets one of their own: `user_` and a digest of
+    their principal ID. Never the shared one, nor another user's: every browser signed in as an
     identity rings for its calls and can answer them."""
     if not load_app_service_auth():
         return settings.identity
     name = (req.headers.get("x-ms-client-principal-name") or "").strip()
-    made = _NOT_IDENTITY.sub("_", name).strip("_")[:121]
-    if name and is_identity(made):
+    made = _NOT_IDENTITY.sub("_", name).strip("_")
+    if (name.isascii() and len(made) <= MAX_IDENTITY and is_identity(made)
+            and made.lower() != settings.identity.lower()
+            and not made.lower().startswith(OWN_PREFIX)):
         return made
-    principal = (req.headers.get(signin.PRINCIPAL_HEADER) or "").strip()
+    principal = (req.headers.get(signin.PRINCIPAL_HEADER) or "").strip() or name
     if principal:
-        return "user_" + hashlib.sha256(principal.encode()).hexdigest()[:16]
+        return OWN_PREFIX + hashlib.sha256(principal.encode()).hexdigest()[:16]
     return settings.identity
 
 
