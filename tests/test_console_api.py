@@ -198,6 +198,7 @@ def test_the_audio_comes_through_the_app_whole_or_by_range(
     assert whole.status == 200 and whole.body == audio
     assert whole.headers["Content-Type"] == "audio/mpeg"
     assert whole.headers["Accept-Ranges"] == "bytes"
+    assert whole.headers["Cache-Control"] == head.headers["Cache-Control"] == "no-store"
     assert head.status == 206 and head.body == audio[:100]
     assert head.headers["Content-Range"] == f"bytes 0-99/{len(audio)}"
     assert tail.status == 206 and tail.body == audio[-10:]

@@ -265,7 +265,9 @@ def ranged(body: bytes, header: str | None) -> func.HttpResponse:
     """`body` as audio/mpeg: whole, or the one byte range `header` asks for (RFC 9110: a
     suffix range `-N`, an open range `N-`, or `N-M`); 416 for a range outside it. A header that
     is not one range of bytes is ignored, as the RFC allows."""
-    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=300",
+    # no-store, as every JSON answer: a cached copy played without the key for five minutes,
+    # after sign-out and after the recording was deleted (an attack run's).
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-store",
                "X-Content-Type-Options": "nosniff"}
     size = len(body)
     match = _RANGE.fullmatch((header or "").strip())
