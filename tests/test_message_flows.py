@@ -95,8 +95,29 @@ def test_a_text_from_the_apps_own_numbers_is_not_forwarded_nor_sent_back_to_its_
     for own in (OTHER_SENDER, TWILIO_NUMBER):
         assert messages(text_in(worker_host, "loop?", person=own, FromCountry="US",
                                 ToCountry="US")) == []
+    # A forward_to number is staff: no reply to it (its auto-responder answered the reply, for
+    # ever: an attack run's), and its own text is not sent back to it.
     assert messages(text_in(worker_host, "hi", person=SHOP, FromCountry="US",
-                            ToCountry="US")) == [(None, "Thanks! We will text you back soon.")]
+                            ToCountry="US")) == []
+
+
+def test_two_staff_auto_responders_do_not_text_each_other_through_the_app(
+    worker_host, app_settings, tmp_path, monkeypatch
+):
+    other = "+14155550110"
+    flow = {"reply": "Thanks! We will text you back soon.", "forward_to": [SHOP, other]}
+    (tmp_path / "flow.json").write_text(json.dumps(flow))
+    monkeypatch.setattr(loading, "APP_ROOT", tmp_path)
+    app_settings.setenv("MESSAGE_FLOW", "flow.json")
+    loading.forget()
+
+    driving = text_in(worker_host, "I'm driving. I'll see your message later.", person=SHOP,
+                      FromCountry="US", ToCountry="US")
+    customer = text_in(worker_host, "hi", FromCountry="US", ToCountry="US")
+
+    assert messages(driving) == []  # not forwarded to the other, who would auto-answer it
+    assert messages(customer) == [(None, "Thanks! We will text you back soon."),
+                                  (SHOP, f"From {PERSON}: hi"), (other, f"From {PERSON}: hi")]
 
 
 def test_opt_out_keywords_come_first_and_are_not_forwarded(worker_host, twilio_api):

@@ -72,6 +72,8 @@ async def answer(sms: webhooks.Webhook) -> str:
         word = keywords.normalise(body or "")
         word = word if word in flow.keywords else None
         reply, forward_to = flow.keywords.get(word or "", flow.reply), flow.forward_to
+        if _from_staff(sms, forward_to):
+            reply, forward_to = None, ()
         forward_to = _forwarded_to(sms, forward_to)
     if reply and not _may_reply_to(sms):
         reply = None
@@ -88,6 +90,20 @@ async def answer(sms: webhooks.Webhook) -> str:
     if flow is None:
         return webhooks.twiml.message(reply) if reply else webhooks.twiml.nothing()
     return _flow_answer(sms, reply, forward_to)
+
+
+def _from_staff(sms: webhooks.Webhook, forward_to: tuple[str, ...]) -> bool:
+    """Whether the text came from one of the flow's forward_to numbers: the people who get the
+    texts, not customers. Theirs gets no reply and goes to no one else, or one auto-responder
+    ("I'm driving") answering the app's reply, or two answering each other's forwards, would go
+    round for ever, every leg billed (an attack run's). Logged when it stops one."""
+    sender = sms.param("From") or ""
+    if sender not in forward_to:
+        return False
+    logger.warning("sms_url MessageSid=%s from=%s outcome=not-replied reason=the sender is one of "
+                   "the flow's forward_to numbers: not replied to, not forwarded",
+                   redact.sid(sms.param("MessageSid")), redact.phone_number(sender))
+    return True
 
 
 def _forwarded_to(sms: webhooks.Webhook, forward_to: tuple[str, ...]) -> tuple[str, ...]:
