@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 
 import pytest
 from conftest import ACCOUNT_SID, TWILIO_NUMBER, run_app
@@ -68,6 +68,10 @@ def test_a_text_that_came_in_unstored_is_filled_in_once(twilio_api):
         PERSON, "Is my order ready?", "reconcile")
     assert first[0].filled >= 1 and second[0].filled == 0  # a second run changes nothing
     assert twilio_api.creates == []  # it never sends anything
+    # At Twilio's time, not the run's: it stays in its place in the newest-first list (an
+    # attack run's: every filled record came out as the newest).
+    assert datetime.datetime.fromisoformat(kept["created_at"]) == parsedate_to_datetime(
+        str(text["date_created"]))
 
 
 def test_a_missed_stop_is_kept_as_an_opt_out(twilio_api):
@@ -76,6 +80,27 @@ def test_a_missed_stop_is_kept_as_an_opt_out(twilio_api):
     run()
 
     assert run_app(optouts.opted_out(TWILIO_NUMBER, PERSON))
+
+
+def test_a_21610_whose_callback_never_came_is_kept_as_an_opt_out(twilio_api):
+    sent = listed("Messages", direction="outbound-api", to=PERSON, body="Sale today",
+                  status="failed", error_code=21610, **{"from": TWILIO_NUMBER})
+    twilio_api.created.append(sent)
+
+    run()
+
+    assert run_app(optouts.opted_out(TWILIO_NUMBER, PERSON))
+
+
+def test_a_21610_older_than_a_kept_start_changes_nothing(twilio_api):
+    twilio_api.created.append(listed(
+        "Messages", minutes_ago=30, direction="outbound-api", to=PERSON, body="Sale today",
+        status="failed", error_code=21610, **{"from": TWILIO_NUMBER}))
+    run_app(optouts.set_opted_out(TWILIO_NUMBER, PERSON, False, "keyword START"))
+
+    run()
+
+    assert not run_app(optouts.opted_out(TWILIO_NUMBER, PERSON))
 
 
 def test_a_missed_stop_older_than_a_kept_start_changes_nothing(twilio_api):

@@ -228,11 +228,14 @@ async def _fill_message(message: Any) -> int:
     media = small_count(message.num_media, 3) or 0
 
     async def record_it() -> bool:
+        # At Twilio's creation time, not this run's: the newest-first lists keep their order.
         if inbound:
             return await store.inbound(sid, message.to, message.from_, message.body, [], word,
-                                       0, num_media=media, source="reconcile")
+                                       0, num_media=media, source="reconcile",
+                                       created=message.date_created)
         return await store.found_elsewhere("message", sid, message.to, message.from_,
-                                           message.direction or "", message.body)
+                                           message.direction or "", message.body,
+                                           message.date_created)
 
     params = {"MessageStatus": message.status, "To": message.to or "",
               "From": message.from_ or ""}
@@ -241,19 +244,27 @@ async def _fill_message(message: Any) -> int:
     filled = await _fill("message", sid, record_it, message.status, params)
     if meaning in (keywords.OPTED_OUT, keywords.OPTED_IN):
         # Whether or not the text was recorded, its word may be what storage lost.
-        filled += await _keep_word(message, meaning == keywords.OPTED_OUT, word or "")
+        filled += await _keep_late(message, (message.to, message.messaging_service_sid),
+                                   message.from_, meaning == keywords.OPTED_OUT,
+                                   f"keyword {word}")
+    elif not inbound and str(message.error_code or "") == str(optouts.TWILIO_OPTED_OUT):
+        # Twilio refused a text the app sent (21610: it knows of an opt-out), and the status
+        # callback that would have kept it never came.
+        filled += await _keep_late(message, (message.messaging_service_sid, message.from_),
+                                   message.to, True, "twilio 21610")
     return filled
 
 
-async def _keep_word(message: Any, opted_out: bool, word: str) -> int:
-    """A keyword's word, kept under each sender it is about (the number, its Messaging
-    Service) unless the person's later word is kept there: whether or not sms_url recorded the
-    text, its opt-out may be what storage lost."""
+async def _keep_late(message: Any, senders: tuple[str | None, ...], person: str | None,
+                     opted_out: bool, how: str) -> int:
+    """A person's word (a keyword they texted, or Twilio's 21610 for them), kept under each
+    sender it is about (the number, its Messaging Service) unless a later word of theirs is kept
+    there: whether or not the app saw the text, its opt-out may be what storage lost."""
     filled = 0
-    for sender in dict.fromkeys((message.to, message.messaging_service_sid)):
+    for sender in dict.fromkeys(senders):
         if not sender:
             continue
-        known = await optouts.read(sender, message.from_)
+        known = await optouts.read(sender, person)
         sent = _parse(message.date_sent)
         if known is not None and (
             known.opted_out == opted_out
@@ -261,11 +272,11 @@ async def _keep_word(message: Any, opted_out: bool, word: str) -> int:
             or (_parse(known.changed_at) or sent) >= sent
         ):
             continue
-        if await optouts.set_opted_out(sender, message.from_, opted_out,
-                                       f"keyword {word} (reconciled)", message.sid):
+        if await optouts.set_opted_out(sender, person, opted_out, f"{how} (reconciled)",
+                                       message.sid):
             filled += 1
-            logger.warning("reconcile MessageSid=%s from=%s outcome=%s-kept-late",
-                           redact.sid(message.sid), redact.phone_number(message.from_ or ""),
+            logger.warning("reconcile MessageSid=%s person=%s outcome=%s-kept-late",
+                           redact.sid(message.sid), redact.phone_number(person or ""),
                            "opt-out" if opted_out else "opt-in")
     return filled
 
@@ -275,7 +286,7 @@ async def _fill_call(call: Any) -> int:
 
     async def record_it() -> bool:
         return await store.found_elsewhere("call", sid, call.to, call._from,
-                                           call.direction or "", None)
+                                           call.direction or "", None, call.date_created)
 
     params = {"CallStatus": call.status, "To": call.to or "", "From": call._from or ""}
     if call.duration:

@@ -269,12 +269,14 @@ async def inbound(
     forwarded_to: int,
     num_media: int | None = None,
     source: str = "sms_url",
+    created: datetime.datetime | None = None,
 ) -> bool:
-    """Record a text that came in (sms_url, or reconciliation: `source`): who sent it to which
-    of our numbers, what it said, its media, the keyword it was, how many numbers it was
-    forwarded to. False when it was recorded before (a retried webhook): the first stands,
-    and its index row is written again in case it was the index write that failed."""
-    return await _create_record("message", sid, repair_index=True, fields={
+    """Record a text that came in (sms_url, or reconciliation: `source`, with Twilio's
+    `created` time): who sent it to which of our numbers, what it said, its media, the keyword
+    it was, how many numbers it was forwarded to. False when it was recorded before (a retried
+    webhook): the first stands, and its index row is written again in case it was the index
+    write that failed."""
+    return await _create_record("message", sid, repair_index=True, created=created, fields={
         "Direction": "inbound",
         "CreatedStatus": "received",  # Twilio's status of a text that came in
         "To": cut(to),
@@ -289,12 +291,14 @@ async def inbound(
 
 
 async def found_elsewhere(kind: str, sid: str, to: str | None, from_: str | None,
-                          direction: str, text: str | None) -> bool:
+                          direction: str, text: str | None,
+                          created: datetime.datetime | None = None) -> bool:
     """Record a call or text that Twilio lists and the app never saw (made in the console, by
-    another app on the account): False when it is recorded already."""
+    another app on the account), at Twilio's `created` time: False when it is recorded
+    already."""
     return await _create_record(kind, sid, {"To": cut(to), "From": cut(from_),
                                             "Direction": cut(direction), "Text": cut(text),
-                                            "Source": "reconcile"})
+                                            "Source": "reconcile"}, created=created)
 
 
 def cut(value: str | None) -> str | None:
