@@ -598,6 +598,21 @@ def test_a_malformed_pace_is_named_before_a_broadcast_is_accepted(
     assert "id" not in response.json() and twilio_api.requests == []
 
 
+def test_a_read_while_storage_is_down_does_not_speak_of_queueing(worker_host, storage):
+    """GET answered "Storage is unavailable, so nothing was queued", about a read (an attack
+    run's)."""
+    storage.stop()
+    try:
+        answers = [worker_host.request("GET", path, base_url=PUBLIC)
+                   for path in ("/api/broadcasts", "/api/broadcasts/BC" + "1" * 30)]
+    finally:
+        storage.start()
+
+    for answer in answers:
+        assert answer.status == 503 and answer.headers["Retry-After"]
+        assert answer.json()["error"] == "Storage is unavailable: try again shortly."
+
+
 def test_the_largest_chunk_fits_a_queue_message():
     """100 of the longest numbers E.164 allows, each with its tag: one queue message (the text
     is on the broadcast's row, not in the message)."""

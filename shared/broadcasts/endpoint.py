@@ -197,7 +197,7 @@ async def show(req: func.HttpRequest, broadcast_id: str) -> func.HttpResponse:
     except storage.StorageRefused:
         return responses.json_error(400, "'continuation' is not a token this app gave out.")
     except (storage.StorageUnavailable, SettingsError) as error:
-        return _unavailable(error)
+        return _unavailable(error, reading=True)
     if found is None:
         return responses.json_error(404, f"No broadcast {broadcast_id} is recorded.")
     path = f"{routes.path('broadcasts')}/{broadcast_id}"
@@ -216,17 +216,19 @@ async def listing(req: func.HttpRequest) -> func.HttpResponse:
     except storage.StorageRefused:
         return responses.json_error(400, "'continuation' is not a token this app gave out.")
     except (storage.StorageUnavailable, SettingsError) as error:
-        return _unavailable(error)
+        return _unavailable(error, reading=True)
     following = queries.next_url(routes.path("broadcasts"), limit, next_token)
     return responses.json_body({"broadcasts": items, "next": next_token,
                                 "next_url": following}, 200)
 
 
-def _unavailable(error: Exception) -> func.HttpResponse:
+def _unavailable(error: Exception, reading: bool = False) -> func.HttpResponse:
+    """500 naming a bad setting, else 503: for a read, or for a broadcast of which nothing was
+    queued (so trying again is safe)."""
     if isinstance(error, SettingsError):
         return answers.settings_error(FUNCTION, error)
     answers.logger.error("broadcasts outcome=unavailable reason=%s", error)
+    done = "" if reading else ", so nothing was queued"
     return responses.json_error(
-        503, "Storage is unavailable, so nothing was queued: try again shortly.",
-        headers={"Retry-After": "5"},
+        503, f"Storage is unavailable{done}: try again shortly.", headers={"Retry-After": "5"},
     )
