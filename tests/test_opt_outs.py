@@ -18,6 +18,7 @@ from twilio_double import new_sid
 
 import broadcast_send
 from devhost.worker_host import HostResponse, WorkerHost
+from shared.records import optouts
 
 PUBLIC = "https://myapp.azurewebsites.net"
 SMS_URL = f"{PUBLIC}/api/sms_url"
@@ -341,7 +342,7 @@ def test_the_opt_outs_are_listed_a_page_at_a_time(worker_host, twilio_api):
 
 
 def test_clearing_an_opt_out_lets_the_app_text_again_and_says_who_and_why(
-    worker_host, twilio_api, app_settings
+    worker_host, twilio_api, app_settings, storage
 ):
     app_settings.setenv("WEBSITE_AUTH_ENABLED", "True")  # the platform vouches for the header
     text_in(worker_host, "STOP")
@@ -354,6 +355,13 @@ def test_clearing_an_opt_out_lets_the_app_text_again_and_says_who_and_why(
     assert cleared.json()["how"] == "cleared by ops@contoso.com: test number"
     assert optouts_get(worker_host).json()["optouts"] == []
     assert send_sms(worker_host).status == 201
+    # The row is the clear alone: it kept the STOP's MessageSid beside the clear's How and
+    # time, a consent record that mixed two words (an attack run's).
+    from azure.data.tables import TableClient
+
+    with TableClient.from_connection_string(storage.connection_string, optouts.TABLE) as table:
+        row = table.get_entity(TWILIO_NUMBER, PERSON)
+    assert "MessageSid" not in row
 
 
 def test_the_reason_for_clearing_is_kept_on_the_row_but_never_logged(worker_host, twilio_api,

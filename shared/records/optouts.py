@@ -92,12 +92,16 @@ async def set_opted_out(sender: str | None, person: str | None, opted_out: bool,
     `reason`, a person's free text, is kept on the row with `how` but never logged."""
     if not _usable(sender, person):
         return False
+    from azure.data.tables import UpdateMode
+
     row: dict[str, Any] = {"PartitionKey": sender, "RowKey": person, "OptedOut": opted_out,
                            "ChangedAt": _now(),
                            "How": (f"{how}: {reason}" if reason else how)[:200]}
     if message_sid:
         row["MessageSid"] = message_sid[:64]
-    await storage.on_table(TABLE, lambda t: t.upsert_entity(row))
+    # Replaced whole: a row is the latest word alone (a clear keeps no MessageSid of the STOP
+    # it undid: an attack run's).
+    await storage.on_table(TABLE, lambda t: t.upsert_entity(row, mode=UpdateMode.REPLACE))
     logger.info("opt-outs sender=%s to=%s outcome=%s how=%s", redact.phone_number(sender),
                 redact.phone_number(person), "opted-out" if opted_out else "opted-in", how)
     return True
