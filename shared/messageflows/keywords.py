@@ -50,8 +50,9 @@ def _is_invisible(char: str) -> bool:
     category = unicodedata.category(char)
     if category == "Cf" or (category == "Cc" and not char.isspace()):
         return True
-    point = ord(char)
-    return any(low <= point <= high for low, high in _IGNORABLE_NOT_CF)
+    point = ord(char)  # below the first range (every ASCII character): nothing to look up
+    return point >= _IGNORABLE_NOT_CF[0][0] and any(
+        low <= point <= high for low, high in _IGNORABLE_NOT_CF)
 
 
 def _is_edge(char: str) -> bool:
