@@ -673,3 +673,12 @@ def test_the_counts_follow_each_recipients_final_status_callback(worker_host, st
     assert shown["delivery"] == {"delivered": 1, "undelivered": 1}
     mine = next(b for b in listed["broadcasts"] if b["id"] == answer["id"])
     assert mine["delivery"] == {"delivered": 1, "undelivered": 1}
+
+    # A final callback naming a number the broadcast never had made it a recipient, listed as
+    # queued (an attack run's): it is recorded as a text's callback, and the broadcast is as it
+    # was.
+    creates["+14155550999"] = creates[numbers[2]]
+    assert report("+14155550999", "delivered") == 204
+    again = status(worker_host, answer["id"])
+    assert "+14155550999" not in [r["to"] for r in again["recipients"]]
+    assert again["counts"] == shown["counts"] and again["delivery"] == shown["delivery"]

@@ -27,11 +27,10 @@ STATUS = {"message": "MessageStatus", "call": "CallStatus"}
 
 async def follow(kind: str, query: Mapping[str, str], params: Mapping[str, str]) -> bool:
     """Keep a broadcast recipient's final status; False when the callback is not a broadcast's
-    or not final (nothing written)."""
+    recipient's or not final (nothing written)."""
     broadcast = query.get(QUERY) or ""
     outcome = OUTCOMES[kind].get(params.get(STATUS[kind]) or "")
     to = params.get("To") or ""
     if outcome is None or not model.ID.fullmatch(broadcast) or not to.startswith("+"):
         return False
-    await table.deliver(broadcast, to, outcome)
-    return True
+    return await table.deliver(broadcast, to, outcome)

@@ -118,12 +118,19 @@ async def settled(broadcast: str, recipients: list[str]) -> dict[str, str]:
     return await storage.within_deadline(storage.on_table(TABLE, query))
 
 
-async def deliver(broadcast: str, to: str, outcome: str) -> None:
-    """A sent recipient's final status (shared.broadcasts.delivery): merged into its row."""
+async def deliver(broadcast: str, to: str, outcome: str) -> bool:
+    """A sent recipient's final status (shared.broadcasts.delivery): merged into its row; False
+    when the broadcast has no such recipient (every one has a row from the start: a callback
+    naming another number made one, a recipient that was never sent: an attack run's)."""
+    from azure.core.exceptions import ResourceNotFoundError
     from azure.data.tables import UpdateMode
 
     row = {"PartitionKey": broadcast, "RowKey": RECIPIENT_PREFIX + to, "Delivery": outcome}
-    await storage.on_table(TABLE, lambda t: t.upsert_entity(row, mode=UpdateMode.MERGE))
+    try:
+        await storage.on_table(TABLE, lambda t: t.update_entity(row, mode=UpdateMode.MERGE))
+    except ResourceNotFoundError:
+        return False
+    return True
 
 
 # The broadcasts, newest first: rows in the records' index table (shared.records.store), keyed
