@@ -10,7 +10,7 @@ targetScope = 'subscription'
 param environmentName string
 
 @minLength(1)
-@description('Region for all resources; it must offer the Flex Consumption plan.')
+@description('Region for all resources; it must offer the Flex Consumption plan (az functionapp list-flexconsumption-locations lists them).')
 @metadata({
   azd: {
     type: 'location'
