@@ -32,8 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.common import APP_ROOT, FLOOR_ROOT, SignedRequest, app_environ, signed_webhook
 from bench.stats import Report, fmt_seconds, median
@@ -116,10 +118,13 @@ def _cached_tree(prefix: Path, source_dir: Path) -> Path:
     return prefix / source_dir.resolve().relative_to(source_dir.resolve().anchor)
 
 
-def one_run(app_root: Path, request: SignedRequest, case: BytecodeCase,
-            checkout: Path = APP_ROOT) -> ColdRun:
-    """Spawn a child, wait for its one answer, and return its readings. The child runs in
-    `checkout` (its devhost, and its `shared` package for an app inside it)."""
+def child(app_root: Path, request: SignedRequest, case: BytecodeCase,
+          checkout: Path = APP_ROOT, flags: Sequence[str] = (),
+          **extra: object) -> tuple[dict[str, Any], str, float, float]:
+    """Spawn `python [flags] -m bench.cold_child` in `checkout` (its devhost, and its `shared`
+    package for an app inside it) for one request, `extra` added to what it is told (see
+    bench/cold_child.py): its reading, its stderr, the parent's clock just before the spawn,
+    and the CPU time the child used."""
     env = case.env()
     env["BENCH_COLD_REQUEST"] = json.dumps({
         "app_root": str(app_root),
@@ -127,11 +132,12 @@ def one_run(app_root: Path, request: SignedRequest, case: BytecodeCase,
         "path": request.path,
         "headers": request.headers,
         "body": request.body.decode("ascii"),
+        **extra,
     })
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     spawned = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.cold_child"],
+    done = subprocess.run(  # noqa: S603 - our own child module, run with our interpreter
+        [sys.executable, *flags, "-m", "bench.cold_child"],
         cwd=checkout, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
         check=False,
     )
@@ -140,7 +146,14 @@ def one_run(app_root: Path, request: SignedRequest, case: BytecodeCase,
                            f"{done.stdout}\n{done.stderr[-3000:]}")
     # This process's children are run one at a time: the difference is this child's own.
     ended = resource.getrusage(resource.RUSAGE_CHILDREN)
-    reading = json.loads(done.stdout.strip().splitlines()[-1])
+    cpu = (ended.ru_utime - used.ru_utime) + (ended.ru_stime - used.ru_stime)
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr, spawned, cpu
+
+
+def one_run(app_root: Path, request: SignedRequest, case: BytecodeCase,
+            checkout: Path = APP_ROOT) -> ColdRun:
+    """One cold start (`child`) and its readings, relative to the spawn."""
+    reading, _, spawned, cpu = child(app_root, request, case, checkout)
     return ColdRun(
         total=reading["served"] - spawned,
         interpreter=reading["started"] - spawned,
@@ -148,7 +161,7 @@ def one_run(app_root: Path, request: SignedRequest, case: BytecodeCase,
         first_request=reading["served"] - reading["loaded"],
         functions=reading["functions"],
         modules=reading["modules"],
-        cpu=(ended.ru_utime - used.ru_utime) + (ended.ru_stime - used.ru_stime),
+        cpu=cpu,
     )
 
 

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -66,46 +64,27 @@ def imported_after_mark(stderr: str) -> list[str]:
     return order
 
 
-def _child(app_root: Path, request: common.SignedRequest, case: cold.BytecodeCase,
-           *, imports: Sequence[str] = (), mark: bool = False) -> tuple[dict, str]:
-    """One cold child as bench.cold runs it, optionally marking the end of loading (under -X
-    importtime) or importing `imports` before the request: its reading and its stderr."""
-    env = case.env()
-    env["BENCH_COLD_REQUEST"] = json.dumps({
-        "app_root": str(app_root), "method": request.method, "path": request.path,
-        "headers": request.headers, "body": request.body.decode("ascii"),
-        "mark": mark, "imports": list(imports),
-    })
-    flags = ["-X", "importtime"] if mark else []
-    done = subprocess.run(  # noqa: S603 - our own child module, run with our interpreter
-        [sys.executable, *flags, "-m", "bench.cold_child"], cwd=common.APP_ROOT, env=env,
-        capture_output=True, text=True, timeout=cold.CHILD_TIMEOUT, check=False,
-    )
-    if done.returncode != 0 or not done.stdout.strip():
-        raise RuntimeError(f"cold start of {app_root} failed (exit {done.returncode}):\n"
-                           f"{done.stdout}\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
-
-
 WEBHOOKS = {"voice_url": "voice", "sms_url": "sms"}
 
 
 def measure(runs: int, prefix: Path, webhook: str = "voice_url") -> None:
     """Print the webhook's first request, its imports each as a cold start pays it, the rest."""
-    voice = common.signed_webhook(WEBHOOKS[webhook])  # the floor gets the same bytes
+    hook = common.signed_webhook(WEBHOOKS[webhook])
+    floor_request = hook.to("/api/floor")  # the floor gets the same bytes
     case = cold.BytecodeCase("bytecode cached", prefix, write=True)
-    cold.one_run(common.APP_ROOT, voice, case)  # discarded: writes every cache
-    cold.one_run(common.FLOOR_ROOT, voice.to("/api/floor"), case)
-    _, stderr = _child(common.APP_ROOT, voice, case, mark=True)
+    cold.one_run(common.APP_ROOT, hook, case)  # discarded: writes every cache
+    cold.one_run(common.FLOOR_ROOT, floor_request, case)
+    _, stderr, _, _ = cold.child(common.APP_ROOT, hook, case, flags=["-X", "importtime"],
+                                 mark=True)
     modules = imported_after_mark(stderr)
 
     as_is, floor, rest = [], [], []
     costs: dict[str, list[float]] = {name: [] for name in modules}
     collected: dict[str, list[float]] = {name: [] for name in modules}
     for _ in range(runs):  # interleaved, so a slow patch of the machine lands on all three
-        as_is.append(cold.one_run(common.APP_ROOT, voice, case).first_request)
-        floor.append(cold.one_run(common.FLOOR_ROOT, voice.to("/api/floor"), case).first_request)
-        reading, _ = _child(common.APP_ROOT, voice, case, imports=modules)
+        as_is.append(cold.one_run(common.APP_ROOT, hook, case).first_request)
+        floor.append(cold.one_run(common.FLOOR_ROOT, floor_request, case).first_request)
+        reading, _, _, _ = cold.child(common.APP_ROOT, hook, case, imports=modules)
         rest.append(reading["served"] - reading["loaded"])
         for name, (seconds, in_gc) in reading["imports"].items():
             costs[name].append(seconds)
