@@ -25,7 +25,6 @@ logger = logs.get_logger(__name__)
 
 TTL_SECONDS = 3600  # Twilio allows up to 24 h; an hour bounds what a stolen token can do
 _NOT_IDENTITY = re.compile(r"[^A-Za-z0-9_]+")
-MAX_IDENTITY = 121  # what Twilio takes
 OWN_PREFIX = "user_"  # an identity of a user's own, made from a digest of their principal ID
 
 
@@ -43,8 +42,8 @@ def identity(req: func.HttpRequest, settings: TokenSettings) -> str:
         return settings.identity
     name = (req.headers.get("x-ms-client-principal-name") or "").strip()
     made = _NOT_IDENTITY.sub("_", name).strip("_")
-    if (name.isascii() and len(made) <= MAX_IDENTITY and is_identity(made)
-            and made.lower() != settings.identity.lower()
+    # is_identity holds it to Twilio's 121 characters: a longer name is not cut to fit.
+    if (name.isascii() and is_identity(made) and made.lower() != settings.identity.lower()
             and not made.lower().startswith(OWN_PREFIX)):
         return made
     principal = (req.headers.get(signin.PRINCIPAL_HEADER) or "").strip() or name
