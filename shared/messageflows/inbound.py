@@ -16,7 +16,6 @@ once, naming every problem) answers nothing at all, never a 500.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -34,6 +33,7 @@ from shared.messageflows.settings import (
     load_policy_inputs,
     load_sms_policy,
 )
+from shared.records import sids
 
 logger = logs.get_logger(__name__)
 
@@ -255,8 +255,6 @@ def media_urls(sms: webhooks.Webhook) -> list[str]:
 
 # Twilio's limit on the media of one message.
 MAX_MEDIA = 10
-# What Twilio names an inbound message: SM (SMS) or MM (MMS) and 32 hex digits.
-MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}")
 
 
 async def _record(sms: webhooks.Webhook, keyword: str | None, forwarded_to: int) -> bool | None:
@@ -264,7 +262,7 @@ async def _record(sms: webhooks.Webhook, keyword: str | None, forwarded_to: int)
     no MessageSid to key a record by."""
     from shared.records import store
 
-    if not MESSAGE_SID.fullmatch(sms.param("MessageSid") or ""):
+    if not sids.MESSAGE.fullmatch(sms.param("MessageSid") or ""):
         return None
     return await store.inbound(str(sms.param("MessageSid")), sms.param("To"),
                                sms.param("From"), sms.param("Body"), media_urls(sms), keyword,

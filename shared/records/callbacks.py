@@ -8,18 +8,15 @@ debugger then shows the failure, and a retry can deliver the event again, which 
 
 from __future__ import annotations
 
-import re
-
 from shared import webhooks
 from shared.common import logs, redact
 from shared.common.settings import SettingsError
-from shared.records import optouts, storage, store
+from shared.records import optouts, sids, storage, store
 from shared.records.storage import StorageUnavailable
 
 logger = logs.get_logger(__name__)
 
 SID_PARAM = {"call": "CallSid", "message": "MessageSid"}
-SID = {"call": re.compile(r"CA[0-9a-fA-F]{32}"), "message": re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}")}
 
 
 async def keep(kind: str, callback: webhooks.Webhook) -> str:
@@ -28,7 +25,7 @@ async def keep(kind: str, callback: webhooks.Webhook) -> str:
     since a retry would not change them."""
     params = callback.params()
     sid = params.get(SID_PARAM[kind]) or ""
-    if not SID[kind].fullmatch(sid):
+    if not sids.BY_KIND[kind].fullmatch(sid):
         return "ignored"
     try:
         if kind == "message" and params.get("ErrorCode") == str(optouts.TWILIO_OPTED_OUT):

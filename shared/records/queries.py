@@ -7,7 +7,6 @@ that kind. A list is the newest first, `?limit=` (default 20, at most 100) recor
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlencode
 
 import azure.functions as func
@@ -16,7 +15,7 @@ from shared.common import logs, responses, routes
 from shared.common.settings import SettingsError
 from shared.common.text import small_count
 from shared.console import signin
-from shared.records import storage, store
+from shared.records import sids, storage, store
 from shared.records.storage import StorageUnavailable
 
 logger = logs.get_logger(__name__)
@@ -24,11 +23,6 @@ logger = logs.get_logger(__name__)
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 PLURAL = {"call": "calls", "message": "messages"}
-# Each kind's SID, and how the 400 describes it (SM for SMS, MM for MMS).
-SIDS = {
-    "call": (re.compile(r"CA[0-9a-fA-F]{32}"), "CA followed by 32 hex digits"),
-    "message": (re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}"), "SM or MM followed by 32 hex digits"),
-}
 
 
 async def handle(req: func.HttpRequest, kind: str) -> func.HttpResponse:
@@ -43,9 +37,9 @@ async def handle(req: func.HttpRequest, kind: str) -> func.HttpResponse:
 
 
 async def one(kind: str, sid: str) -> func.HttpResponse:
-    pattern, example = SIDS[kind]
-    if not pattern.fullmatch(sid):
-        return responses.json_error(400, f"'{sid[:40]}' is not a {kind} SID, like {example}.")
+    if not sids.BY_KIND[kind].fullmatch(sid):
+        return responses.json_error(
+            400, f"'{sid[:40]}' is not a {kind} SID, like {sids.DESCRIBED[kind]}.")
     try:
         record = await storage.within_deadline(store.read(kind, sid))
     except (SettingsError, StorageUnavailable) as error:

@@ -5,19 +5,16 @@ never kept: playing it needs the account's credentials."""
 
 from __future__ import annotations
 
-import re
 from typing import Any, NamedTuple
 
 from shared import webhooks
 from shared.common import logs, redact
 from shared.common.settings import SettingsError
-from shared.records import storage, store
+from shared.records import sids, storage, store
 
 logger = logs.get_logger(__name__)
 
 RECORDING_PREFIX = store.RECORDING_PREFIX
-RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
-CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 # What a recording status callback and a transcription callback carry that is worth keeping.
 FIELDS = ("RecordingStatus", "RecordingDuration", "RecordingChannels", "RecordingSource",
           "ErrorCode", "TranscriptionSid", "TranscriptionStatus", "TranscriptionText")
@@ -37,7 +34,7 @@ async def keep(callback: webhooks.Webhook) -> Kept:
     when storage is unavailable)."""
     params = callback.params()
     recording, call = params.get("RecordingSid") or "", params.get("CallSid") or ""
-    if not RECORDING_SID.fullmatch(recording) or not CALL_SID.fullmatch(call):
+    if not sids.RECORDING.fullmatch(recording) or not sids.CALL.fullmatch(call):
         return Kept("ignored")
     row: dict[str, Any] = {"PartitionKey": call, "RowKey": RECORDING_PREFIX + recording,
                            "RecordingSid": recording}

@@ -28,15 +28,14 @@ import azure.functions as func
 from shared.common import logs, redact, responses, routes
 from shared.common.settings import SettingsError
 from shared.console import signin
-from shared.records import queries, storage, store
+from shared.records import queries, sids, storage, store
 from shared.records.storage import StorageUnavailable
 
 logger = logs.get_logger(__name__)
 
 VOICEMAIL_PARTITION = "voicemail"
 LOOKUP_PARTITION = "recording"
-RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
-MEDIA_FILE = re.compile(r"(RE[0-9a-fA-F]{32})\.mp3")
+MEDIA_FILE = re.compile(r"(" + sids.RECORDING.pattern + r")\.mp3")
 _RANGE = re.compile(r"bytes=(\d{0,15})-(\d{0,15})")
 
 
@@ -172,7 +171,7 @@ async def delete(recording: str) -> func.HttpResponse:
     from shared.outbound import twilio_client
     from shared.outbound.settings import load_rest_settings
 
-    if not RECORDING_SID.fullmatch(recording):
+    if not sids.RECORDING.fullmatch(recording):
         return responses.json_error(
             400, f"'{recording[:40]}' is not a recording SID, like RE followed by 32 hex digits.")
     try:
