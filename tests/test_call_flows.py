@@ -23,6 +23,7 @@ from shared.callflows import loading, walk
 from shared.callflows.flow import FlowProblems, Policy, check
 from shared.common import stamp
 from shared.webhooks.settings import DEFAULT_VOICE_GREETING
+from shared.webhooks.twiml import APOLOGY
 
 PUBLIC = "https://myapp.azurewebsites.net"
 EXAMPLE = REPO / "flows" / "calls.example.json"
@@ -339,7 +340,7 @@ def test_the_hours_are_the_flows_own_time_zone(
 def test_a_state_the_flow_could_not_have_written_hangs_up(worker_host, query):
     root = twiml(post(worker_host, f"{PUBLIC}/api/call_flow?{query}", call_params(Digits="1")))
 
-    assert verbs(root) == ["Say", "Hangup"] and root[0].text == walk.APOLOGY
+    assert verbs(root) == ["Say", "Hangup"] and root[0].text == APOLOGY
 
 
 def test_all_at_once_never_wrote_a_later_number(worker_host, app_settings, tmp_path,
@@ -351,7 +352,7 @@ def test_all_at_once_never_wrote_a_later_number(worker_host, app_settings, tmp_p
     root = twiml(post(worker_host, f"{PUBLIC}/api/call_flow?step=ring&after=dial&index=1",
                       call_params(DialCallStatus="no-answer")))
 
-    assert verbs(root) == ["Say", "Hangup"] and root[0].text == walk.APOLOGY
+    assert verbs(root) == ["Say", "Hangup"] and root[0].text == APOLOGY
 
 
 def test_an_unsigned_step_is_refused(worker_host):

@@ -19,6 +19,7 @@ from twilio_double import new_sid
 import broadcast_send
 from devhost.worker_host import HostResponse, WorkerHost
 from shared.records import optouts
+from shared.webhooks.settings import DEFAULT_SMS_REPLY
 
 PUBLIC = "https://myapp.azurewebsites.net"
 SMS_URL = f"{PUBLIC}/api/sms_url"
@@ -66,6 +67,21 @@ def test_an_opt_out_keyword_gets_no_reply_and_stops_send_sms(worker_host, twilio
     assert refused.status == 422
     assert "opted out" in refused.json()["error"] and "START" in refused.json()["error"]
     assert twilio_api.creates == []  # Twilio heard nothing
+
+
+@pytest.mark.parametrize(("name", "value"), [("VOICE_NAME", "Polly Joanna<b>"),
+                                             ("VOICE_LANGUAGE", "english please")])
+def test_a_malformed_call_setting_never_keeps_a_stop_from_being_honoured(
+    worker_host, twilio_api, app_settings, name, value
+):
+    """The text webhooks read only the texts' settings: a voice setting that breaks the calls'
+    webhooks leaves STOP kept and the replies going out."""
+    app_settings.setenv(name, value)
+
+    assert replies(text_in(worker_host, "Hello")) == [DEFAULT_SMS_REPLY]
+    assert replies(text_in(worker_host, "STOP")) == []
+    assert send_sms(worker_host).status == 422
+    assert twilio_api.creates == []
 
 
 @pytest.mark.parametrize("text", ["stop please", "Don't stop", "STOP STOP"])

@@ -26,6 +26,7 @@ from conftest import (
 from twilio.request_validator import RequestValidator
 
 from devhost.worker_host import HostResponse, WorkerHost
+from shared.webhooks.twiml import APOLOGY
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "myapp.azurewebsites.net"
@@ -457,6 +458,76 @@ def test_no_auth_token_configured_never_answers(twilio, app_settings, caplog):
     assert response.body == b""
     [line] = app_lines(caplog)
     assert "TWILIO_AUTH_TOKEN is not set" in line.getMessage()
+
+
+# --- a malformed setting: the signature still holds, a genuine webhook gets the safe answer -----
+
+MALFORMED = {"VOICE_NAME": "Polly Joanna<b>", "VOICE_LANGUAGE": "english please"}
+CALL_STATUS_PARAMS = {"CallSid": VOICE_PARAMS["CallSid"], "AccountSid": VOICE_PARAMS["AccountSid"],
+                      "CallStatus": "ringing", "SequenceNumber": "1"}
+
+
+def said(response: HostResponse) -> list[tuple[str, dict[str, str], str]]:
+    """Each verb of a TwiML answer: (tag, attributes, text)."""
+    return [(verb.tag, dict(verb.attrib), verb.text or "") for verb in ET.fromstring(response.body)]
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+@pytest.mark.parametrize("path", ["/api/voice_url", "/api/call_flow?step=welcome&after=menu",
+                                  "/api/client_voice"])
+def test_a_malformed_setting_gives_a_genuine_call_the_apology_never_a_500(
+    twilio, app_settings, caplog, name, path
+):
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    app_settings.setenv(name, MALFORMED[name])
+
+    response = twilio.send(path, VOICE_PARAMS)
+
+    assert response.status == 200, response.error
+    assert response.headers["Content-Type"].startswith("text/xml")
+    # Twilio's default voice: the voice settings are what is broken.
+    assert said(response) == [("Say", {}, APOLOGY), ("Hangup", {}, "")]
+    errors = [r.getMessage() for r in app_lines(caplog) if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and f"{name} is malformed" in errors[0]
+    assert MALFORMED[name] not in "\n".join(r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("path", ["/api/voice_url", "/api/sms_url", "/api/call_status"])
+def test_a_malformed_setting_still_refuses_a_forged_webhook(twilio, app_settings, caplog, path):
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    app_settings.setenv("VOICE_LANGUAGE", MALFORMED["VOICE_LANGUAGE"])
+
+    response = twilio.send(path, VOICE_PARAMS, token=OTHER_TOKEN)
+
+    assert response.status == 403
+    assert response.body == b""
+    assert any("outcome=refused" in r.getMessage() for r in app_lines(caplog))
+
+
+def test_a_malformed_setting_makes_a_genuine_status_callback_a_500(twilio, app_settings, caplog):
+    """A status callback says nothing to anyone: no safe TwiML to give, so Twilio's debugger
+    sees the 500 (and the failure rate alert counts it); the record is not kept."""
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    app_settings.setenv("VOICE_NAME", MALFORMED["VOICE_NAME"])
+
+    response = twilio.send("/api/call_status", CALL_STATUS_PARAMS)
+
+    assert response.status == 500
+    assert response.body == b""
+    errors = [r.getMessage() for r in app_lines(caplog) if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "VOICE_NAME is malformed" in errors[0]
+
+
+def test_a_malformed_public_base_url_fails_closed(twilio, app_settings, caplog):
+    """The origin Twilio signs is unknown: no request can be proven genuine."""
+    app_settings.setenv("PUBLIC_BASE_URL", "https://myapp.azurewebsites.net#")
+
+    response = twilio.send("/api/voice_url", VOICE_PARAMS, signed_url=f"{PUBLIC}/api/voice_url")
+
+    assert response.status == 403
+    assert response.body == b""
+    errors = [r.getMessage() for r in app_lines(caplog) if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "PUBLIC_BASE_URL is malformed" in errors[0]
 
 
 # --- make_call cannot be turned into a toll-fraud machine --------------------------------------

@@ -752,6 +752,41 @@ def test_how_each_dial_ended_is_counted(worker_host, example_flow, captured):
         ({names.FLOW_OUTCOME: "dial-unanswered"}, 1)]
 
 
+def test_a_refused_flow_counts_each_call_it_turned_away_as_a_webhook_failure(
+    worker_host, example_flow, app_settings, captured
+):
+    """The flow's problems are logged once per process, and each call answered 200 with the
+    apology: only app.webhook_failures, which the failure rate alert counts, tells of each."""
+    from test_call_flows import call_params, post, start, verbs
+
+    app_settings.setenv("CALL_ALLOWED_COUNTRIES", "CA")  # the example rings US numbers
+
+    assert verbs(start(worker_host)) == verbs(start(worker_host)) == ["Say", "Hangup"]
+    resumed = post(worker_host, f"{PUBLIC}/api/call_flow?step=welcome&after=menu",
+                   call_params(Digits="1"))
+    assert resumed.status == 200
+    assert captured.metrics()[names.WEBHOOK_FAILURES] == [
+        ({names.FUNCTION: "voice_url", names.FAILURE_REASON: "call-flow"}, 2),
+        ({names.FUNCTION: "call_flow", names.FAILURE_REASON: "call-flow"}, 1)]
+
+
+def test_a_malformed_setting_counts_each_safe_answer_as_a_webhook_failure(
+    worker_host, app_settings, captured
+):
+    from test_call_flows import call_params, post
+
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    app_settings.setenv("VOICE_NAME", "Polly Joanna<b>")
+
+    assert post(worker_host, f"{PUBLIC}/api/voice_url", call_params()).status == 200
+    assert post(worker_host, f"{PUBLIC}/api/voice_url", call_params(), signed=False).status == 403
+    metrics = captured.metrics()
+    assert metrics[names.WEBHOOK_FAILURES] == [
+        ({names.FUNCTION: "voice_url", names.FAILURE_REASON: "settings"}, 1)]
+    assert metrics[names.REFUSALS] == [
+        ({names.FUNCTION: "voice_url", names.REFUSAL_REASON: "signature"}, 1)]
+
+
 def test_a_voicemail_is_counted_once_with_its_recording(
     worker_host, example_flow, outbound, captured
 ):

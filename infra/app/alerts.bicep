@@ -67,10 +67,17 @@ union
 '''
 
 // The failure rate of each function: at least 10 invocations in the window and 10% or more of them
-// failed (an exception, a timeout, or a 5xx answer). 4xx answers are refusals, not failures.
+// failed (an exception, a timeout, a 5xx answer, or a webhook that could only answer its safe
+// TwiML: a malformed setting, a refused call flow; Twilio got a 200, app.webhook_failures counts
+// it). 4xx answers are refusals, not failures.
 var failureRateQuery = '''
-requests
-| summarize invocations = count(), failures = countif(success == false or toint(resultCode) >= 500) by functionName = operation_Name
+union
+    (requests
+    | project functionName = operation_Name, invocations = 1, failures = iff(success == false or toint(resultCode) >= 500, 1, 0)),
+    (customMetrics
+    | where name == "app.webhook_failures"
+    | project functionName = tostring(customDimensions["app.function"]), invocations = 0, failures = toint(valueSum))
+| summarize invocations = sum(invocations), failures = sum(failures) by functionName
 | extend failurePercent = round(100.0 * failures / invocations, 1)
 | where invocations >= 10 and failurePercent >= 10
 '''
@@ -128,7 +135,7 @@ var rules = [
   {
     key: 'function-failures'
     displayName: 'Function failure rate'
-    description: '10% or more of a function\'s invocations failed (exception, timeout or 5xx) in 15 minutes, with at least 10 invocations (docs/operations.md).'
+    description: '10% or more of a function\'s invocations failed (exception, timeout, 5xx, or a webhook\'s safe answer) in 15 minutes, with at least 10 invocations (docs/operations.md).'
     severity: 1
     query: failureRateQuery
     windowSize: 'PT15M'

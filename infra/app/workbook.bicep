@@ -94,9 +94,16 @@ union
 | summarize invocations = sum(invocations), recipients = sum(recipients) by timestamp
 '''
 
+// A webhook that answered its safe TwiML (a malformed setting, a refused call flow) answered 200:
+// app.webhook_failures counts it with the failed invocations, as the failure rate alert does.
 var failuresQuery = '''
-requests
-| summarize invocations = count(), failures = countif(success == false or toint(resultCode) >= 500), refused = countif(toint(resultCode) between (400 .. 499)) by functionName = operation_Name
+union
+    (requests
+    | project functionName = operation_Name, invocations = 1, failures = iff(success == false or toint(resultCode) >= 500, 1, 0), refused = iff(toint(resultCode) between (400 .. 499), 1, 0)),
+    (customMetrics
+    | where name == "app.webhook_failures"
+    | project functionName = tostring(customDimensions["app.function"]), invocations = 0, failures = toint(valueSum), refused = 0)
+| summarize invocations = sum(invocations), failures = sum(failures), refused = sum(refused) by functionName
 | extend failurePercent = round(100.0 * failures / invocations, 1)
 | order by failures desc, invocations desc
 '''
@@ -193,7 +200,7 @@ var charts = [
   }
   {
     name: 'failures'
-    title: 'Invocations, failures (exception, timeout, 5xx) and refusals (4xx), by function'
+    title: 'Invocations, failures (exception, timeout, 5xx, a webhook\'s safe answer) and refusals (4xx), by function'
     query: failuresQuery
     visualization: 'table'
     width: '100'

@@ -29,7 +29,6 @@ FUNCTION = "call_flow"
 RECORDING_CALLBACK = "recording_status"
 # DialCallStatus values that mean the caller talked to someone: the call ends there.
 CONNECTED = frozenset({"completed", "answered"})
-APOLOGY = "Sorry, this line cannot take your call right now. Please try again later. Goodbye."
 
 
 def _now() -> float:
@@ -39,9 +38,14 @@ def _now() -> float:
     return time.time()
 
 
-def _flow(hook: Webhook) -> Flow | None:
+def _flow(hook: Webhook, function: str) -> Flow | None:
+    """The call's flow, or None when it was refused: every call then gets the apology, counted
+    as a failure of `function` on each call (the problems are logged once per process)."""
     found = loading.flow(hook.settings.call_flow or "", hook.settings.call_policy)
-    return None if isinstance(found, FlowProblems) else found
+    if isinstance(found, FlowProblems):
+        telemetry.count_webhook_failure(function, "call-flow")
+        return None
+    return found
 
 
 class _Twiml:
@@ -74,13 +78,13 @@ class _Twiml:
 
 def apology(hook: Webhook) -> str:
     settings = hook.settings
-    return twiml.say(APOLOGY, settings.voice_name, settings.voice_language, hang_up=True)
+    return twiml.say(twiml.APOLOGY, settings.voice_name, settings.voice_language, hang_up=True)
 
 
 def start(hook: Webhook) -> str:
     """voice_url with a call flow: refuse a blocked caller, send callers outside the open hours
     to the closed step, else play the first step."""
-    flow = _flow(hook)
+    flow = _flow(hook, "voice_url")
     if flow is None:
         return apology(hook)
     caller = hook.param("From") or ""
@@ -98,7 +102,7 @@ def start(hook: Webhook) -> str:
 
 def resume(hook: Webhook) -> str:
     """The call_flow webhook: what Twilio's answer to a step's TwiML leads to."""
-    flow = _flow(hook)
+    flow = _flow(hook, FUNCTION)
     state = hook.query
     step = flow.steps.get(state.get("step", "")) if flow else None
     if flow is None or step is None:

@@ -199,6 +199,12 @@ def count_refusal(function: str, reason: str) -> None:
     count(names.REFUSALS, {names.FUNCTION: function, names.REFUSAL_REASON: reason})
 
 
+def count_webhook_failure(function: str, reason: str) -> None:
+    """A genuine webhook answered with the safe TwiML because the app could not do its work
+    (names.WEBHOOK_FAILURES): `reason` settings (one is malformed) or call-flow (refused)."""
+    count(names.WEBHOOK_FAILURES, {names.FUNCTION: function, names.FAILURE_REASON: reason})
+
+
 def count_opt_out(opted_out: bool, source: str) -> None:
     """An opt-out (or opt-in) kept (names.OPT_OUTS); `source`: sms_url, twilio-21610, api."""
     change = "opted-out" if opted_out else "opted-in"

@@ -24,9 +24,13 @@ OPT_OUTS = "optouts.changes"  # opt-outs and opt-ins kept: OPTOUT_CHANGE, OPTOUT
 FLOW_OUTCOMES = "callflow.outcomes"  # how call-flow steps ended: FLOW_OUTCOME
 STORAGE_UNAVAILABLE = "storage.unavailable"  # storage answers that failed: STORAGE_SERVICE,
 #                                              HTTP_STATUS
+# Genuine webhooks answered with the safe TwiML (an apology, or nothing) because the app could
+# not do their work: a malformed setting, a refused call flow. Twilio got a 200, so the failure
+# rate alert counts these beside the invocations that failed: FUNCTION, FAILURE_REASON
+WEBHOOK_FAILURES = "app.webhook_failures"
 
 METRICS = (CREATES, REFUSALS, TWILIO_ERRORS, RATE_LIMITED, DEFERRALS, BROADCAST_SENDS,
-           QUEUE_AGE, POISONED, OPT_OUTS, FLOW_OUTCOMES, STORAGE_UNAVAILABLE)
+           QUEUE_AGE, POISONED, OPT_OUTS, FLOW_OUTCOMES, STORAGE_UNAVAILABLE, WEBHOOK_FAILURES)
 
 # ---- Attributes (on spans and metric points) ---------------------------------------------------
 FUNCTION = "app.function"  # the function folder's name: make_call, broadcast_send...
@@ -47,6 +51,7 @@ OPTOUT_CHANGE = "optout.change"  # opted-out, opted-in
 OPTOUT_SOURCE = "optout.source"  # sms_url, twilio-21610, api
 FLOW_OUTCOME = "callflow.outcome"  # voicemail-taken, dial-answered, dial-unanswered...
 STORAGE_SERVICE = "storage.service"  # table, queue
+FAILURE_REASON = "app.failure_reason"  # settings, call-flow
 # On a record (Table Storage field) and on a status callback's span: the trace that created
 # the SID, so a callback's span links to its create.
 CREATED_TRACE = "app.created_traceparent"

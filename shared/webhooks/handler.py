@@ -16,17 +16,21 @@ import azure.functions as func
 
 from shared import telemetry
 from shared.common import logs, redact, responses, routes
-from shared.common.settings import SettingsError
-from shared.webhooks import signature
-from shared.webhooks.settings import WebhookSettings, load_webhook_settings
+from shared.common.settings import PLATFORM_SETTINGS, SettingsError
+from shared.webhooks import signature, twiml
+from shared.webhooks.settings import (
+    SIGNING_SETTINGS,
+    WebhookSettings,
+    load_signing_settings,
+    load_text_webhook_settings,
+    load_webhook_settings,
+)
 
 # The settings a signature is checked with: when one is broken, no request can be proven genuine.
-SIGNING_SECRETS = frozenset({
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_AUTH_TOKEN_SECONDARY",
-    "TWILIO_SHARED_KEY_SECRET",
-    "TWILIO_SHARED_KEY_SECRET_SECONDARY",
-})
+SIGNING_BROKEN = frozenset({*SIGNING_SETTINGS, *PLATFORM_SETTINGS})
+# The SID parameter of the text webhooks (sms_url, message_status), which read only the texts'
+# settings; every other webhook is a call's.
+TEXTS = frozenset({"MessageSid"})
 
 logger = logs.get_logger(__name__)
 
@@ -60,8 +64,9 @@ Responder = Callable[[Webhook], str | Awaitable[str]]
 
 def _verify(
     req: func.HttpRequest, function_name: str, sid_param: str
-) -> tuple[Webhook | None, func.HttpResponse | None, str]:
-    """(the verified webhook, None, sid) or (None, the refusal to send, sid); logs refusals."""
+) -> tuple[Webhook | None, func.HttpResponse | None, str, SettingsError | None]:
+    """(the verified webhook, None, sid, the settings problem a genuine request met or None) or
+    (None, the refusal to send, sid, None); logs refusals and settings problems."""
     body = req.get_body() or b""
     if len(body) > MAX_WEBHOOK_BODY:
         logger.warning(
@@ -70,16 +75,20 @@ def _verify(
             sid_param,
             MAX_WEBHOOK_BODY,
         )
-        return None, responses.empty(413), "-"
+        return None, responses.empty(413), "-", None
 
+    broken = None
     try:
-        settings = load_webhook_settings()
+        settings = load_text_webhook_settings() if sid_param in TEXTS else load_webhook_settings()
     except SettingsError as error:
-        logger.error("%s outcome=failed reason=settings: %s", function_name, error.describe())
-        # Fail closed: without its tokens no request can be proven genuine, so none is answered.
-        if set(error.names) & SIGNING_SECRETS:
-            return None, responses.refused(), "-"
-        return None, responses.empty(500), "-"
+        # Fail closed: without its tokens (or the origin Twilio signs) no request can be proven
+        # genuine, so none is answered.
+        if set(error.names) & SIGNING_BROKEN:
+            logger.error("%s outcome=failed reason=settings: %s", function_name, error.describe())
+            return None, responses.refused(), "-", None
+        # Another setting (a voice name, say): the signature is still checked, with the signing
+        # settings alone, and the caller decides what a genuine request gets.
+        broken, settings = error, load_signing_settings()
 
     verdict = signature.verify(
         req,
@@ -96,19 +105,36 @@ def _verify(
             "%s %s=%s outcome=refused reason=%s", function_name, sid_param, sid, verdict.reason
         )
         telemetry.count_refusal(function_name, "signature")
-        return None, responses.refused(), sid
+        return None, responses.refused(), sid, None
+    if broken is not None:
+        logger.error("%s %s=%s outcome=failed reason=settings: %s",
+                     function_name, sid_param, sid, broken.describe())
     hook = Webhook(query=query, form=verdict.form, settings=settings)
     telemetry.note_webhook(hook.param, query)  # its SIDs on the span, the link to their create
-    return hook, None, sid
+    return hook, None, sid, broken
+
+
+def safe_answer(sid_param: str) -> str:
+    """The TwiML a genuine webhook gets when a malformed setting keeps the app from its work,
+    never a 500 (Twilio would play a caller its own "application error" message): for a call an
+    apology and a hang-up, in Twilio's default voice since the voice settings may be what is
+    broken; for a text (whose settings are the signing ones and SMS_REPLY, none of which can be
+    malformed without failing closed first), nothing."""
+    if sid_param in TEXTS:
+        return twiml.nothing()
+    return twiml.say(twiml.APOLOGY, hang_up=True)
 
 
 async def respond(
     req: func.HttpRequest, function_name: str, sid_param: str, responder: Responder
 ) -> func.HttpResponse:
     """Answer a webhook with the responder's TwiML, or refuse it; one log line either way."""
-    hook, refusal, sid = _verify(req, function_name, sid_param)
+    hook, refusal, sid, broken = _verify(req, function_name, sid_param)
     if hook is None:
         return refusal or responses.refused()
+    if broken is not None:
+        telemetry.count_webhook_failure(function_name, "settings")
+        return responses.twiml(safe_answer(sid_param))
     document = responder(hook)
     if not isinstance(document, str) and inspect.isawaitable(document):
         document = await document
@@ -130,9 +156,13 @@ async def acknowledge(
     """A status callback: verified like every webhook, handled, answered with an empty 204
     (Twilio reads nothing from the answer to a status callback) or 503 when the handler raises
     Retry. The handler returns the outcome word for the log line ("recorded", "duplicate")."""
-    hook, refusal, sid = _verify(req, function_name, sid_param)
+    hook, refusal, sid, broken = _verify(req, function_name, sid_param)
     if hook is None:
         return refusal or responses.refused()
+    if broken is not None:
+        # Nothing is said to anyone, so no safe TwiML to give: the 500 shows in Twilio's debugger
+        # and in the failure rate alert, and reconcile fills in what the records missed.
+        return responses.empty(500)
     try:
         outcome = await handler(hook)
     except Retry as error:

@@ -24,12 +24,23 @@ _LANGUAGE = r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}"
 CALL_POLICY_SETTINGS = ("TWILIO_PHONE_NUMBER", "CALLER_IDS", "CALL_ALLOWED_COUNTRIES",
                         "SMS_ALLOWED_COUNTRIES", "SMS_SENDERS")
 
-WEBHOOK_SETTINGS = (
+# What checking a signature needs: the secrets Twilio signs with and the public origin it signs
+# (with the platform's WEBSITE_HOSTNAME, which every loader reads). When one of these is broken no
+# request can be proven genuine; when another is, a webhook checks the signature with these alone.
+SIGNING_SETTINGS = (
     "TWILIO_AUTH_TOKEN",
     "TWILIO_AUTH_TOKEN_SECONDARY",
     "TWILIO_SHARED_KEY_SECRET",
     "TWILIO_SHARED_KEY_SECRET_SECONDARY",
     "PUBLIC_BASE_URL",
+)
+
+# What the text webhooks (sms_url, message_status) read: nothing about calls, so that a call's
+# setting (a malformed VOICE_NAME, say) never keeps an inbound STOP from being honoured.
+TEXT_WEBHOOK_SETTINGS = (*SIGNING_SETTINGS, "SMS_REPLY")
+
+WEBHOOK_SETTINGS = (
+    *SIGNING_SETTINGS,
     "VOICE_GREETING",
     "VOICE_NAME",
     "VOICE_LANGUAGE",
@@ -40,7 +51,7 @@ WEBHOOK_SETTINGS = (
 
 
 class WebhookSettings(NamedTuple):
-    """What the Twilio webhooks (voice_url, sms_url) need."""
+    """What the Twilio webhooks need (a text webhook's holds the calls' defaults)."""
 
     auth_tokens: tuple[str, ...]
     # The secrets of the SharedKeys a Twilio Webhook Setting signs with (empty: none is set up);
@@ -63,7 +74,8 @@ class WebhookSettings(NamedTuple):
     call_policy: tuple[tuple[str, str | None], ...]
 
 
-def webhook_settings(reader: Reader) -> WebhookSettings:
+def signing_settings(reader: Reader) -> WebhookSettings:
+    """The SIGNING_SETTINGS read, every other webhook setting left at its default."""
     token = reader.required("TWILIO_AUTH_TOKEN", ": webhook signatures cannot be checked")
     secondary = reader.get("TWILIO_AUTH_TOKEN_SECONDARY")
     shared_keys = (
@@ -75,6 +87,24 @@ def webhook_settings(reader: Reader) -> WebhookSettings:
         shared_key_secrets=tuple(k for k in shared_keys if k),
         trusted_origin=public_origin(reader),
         local_run=local_run(reader),
+        voice_greeting=DEFAULT_VOICE_GREETING,
+        voice_name=None,
+        voice_language=None,
+        sms_reply=DEFAULT_SMS_REPLY,
+        call_flow=None,
+        call_policy=(),
+    )
+
+
+def text_webhook_settings(reader: Reader) -> WebhookSettings:
+    """The TEXT_WEBHOOK_SETTINGS read, the calls' settings left at their defaults."""
+    return signing_settings(reader)._replace(
+        sms_reply=reader.get("SMS_REPLY") or DEFAULT_SMS_REPLY
+    )
+
+
+def webhook_settings(reader: Reader) -> WebhookSettings:
+    return signing_settings(reader)._replace(
         voice_greeting=reader.get("VOICE_GREETING") or DEFAULT_VOICE_GREETING,
         voice_name=optional_pattern(
             reader, "VOICE_NAME", _VOICE_NAME, "a Twilio voice name, like Polly.Joanna"
@@ -88,6 +118,12 @@ def webhook_settings(reader: Reader) -> WebhookSettings:
     )
 
 
-# Settings for voice_url and sms_url (and the status callbacks): only what checking a signature
-# and answering with TwiML needs, so nothing about the REST API can break a webhook.
+# Settings for the call webhooks (voice_url, call_flow, client_voice and the calls' callbacks):
+# only what checking a signature and answering with TwiML needs, so nothing about the REST API
+# can break a webhook.
 load_webhook_settings = loader(WEBHOOK_SETTINGS, webhook_settings)
+# The text webhooks' (sms_url, message_status).
+load_text_webhook_settings = loader(TEXT_WEBHOOK_SETTINGS, text_webhook_settings)
+# The signing ones alone: what a webhook checks a request with when another setting is malformed
+# (shared.webhooks.handler), so that it still refuses a forged request and answers a genuine one.
+load_signing_settings = loader(SIGNING_SETTINGS, signing_settings)

@@ -19,6 +19,10 @@ from functools import lru_cache
 # Compiled on first use, not at import: every function folder imports this module, and even
 # this small class takes about 1 ms to compile (the complement, the allowed ranges, took 9 ms of
 # every cold start: BENCHMARKS.md).
+# What a caller hears when the line cannot take the call: a flow that was refused, a setting that
+# is malformed, a request that names no step of the flow.
+APOLOGY = "Sorry, this line cannot take your call right now. Please try again later. Goodbye."
+
 _NOT_XML = "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
 
 
