@@ -91,7 +91,7 @@ param smsSenders string = ''
 @description('ISO 3166 alpha-2 countries send_sms may text, comma-separated; empty means the country of twilioPhoneNumber.')
 param smsAllowedCountries string = ''
 
-@description('Calls and messages one instance of broadcast_send creates a second at most (optional; empty means no pacing beyond the queue batch).')
+@description('Calls and messages broadcasts create a second at most, every instance of broadcast_send together (optional; empty means no pacing beyond the queue\'s 16 messages at once per instance).')
 param broadcastSendsPerSecond string = ''
 
 @description('The TwiML App (AP...) the console softphone\'s calls go through; scripts/set_twilio_webhooks.py creates it and prints its SID (optional; empty: no calls from the browser).')
@@ -278,7 +278,7 @@ module functionApp 'app/functionapp.bicep' = {
 }
 
 // azd stores these outputs in the environment (.azure/<env>/.env); the postdeploy hook
-// scripts/set_twilio_webhooks.py reads VOICE_URL and SMS_URL from there.
+// scripts/set_twilio_webhooks.py reads FUNCTION_APP_BASE_URL (else SERVICE_API_URI) from there.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name

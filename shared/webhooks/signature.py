@@ -180,9 +180,9 @@ def verify(
     """Check X-Twilio-Signature against every URL Twilio may have signed and every secret.
 
     `trusted_origin` is `public_url.configured_origin(...)`; without one, the request's own
-    origins are tried only on a local run (`local_run`, or a loopback request host:
-    shared.common.public_url); `route_path` is the path of the function's own route, the only path
-    a signature is checked for. A request that names a SharedKey signature
+    origins are tried only on a local run (`local_run`: shared.common.public_url; a loopback
+    request host alone is no evidence of one); `route_path` is the path of the function's own
+    route, the only path a signature is checked for. A request that names a SharedKey signature
     (X-Twilio-Webhooks-Signature-Settings) is checked against `shared_key_secrets` with the
     algorithm it names, every other one against `auth_tokens` with HMAC-SHA1, as Twilio signs.
     """
