@@ -580,3 +580,50 @@ def test_a_double_click_or_a_lost_answer_sends_one_text(console, stack):
     expect(note.locator("a")).to_have_attribute(
         "href", "https://www.twilio.com/docs/api/errors/30003")
     console.shot("timeline-error", full_page=False)
+
+
+# --- another website's page, in the same browser ---------------------------------------------
+
+
+def test_a_page_on_another_site_cannot_text_through_the_app_without_keys(
+    browser, start_served_host, texting_storage, twilio_api, app_settings
+):
+    """The local host's default has no keys. A page served from another origin (localhost, not
+    127.0.0.1: another site to the browser) submits a hidden form to send_sms, as a page the
+    developer happens to open could: Chromium marks it cross-site and the app refuses it,
+    sending nothing."""
+    import http.server
+    import threading
+
+    app_settings.setenv("PUBLIC_BASE_URL", console_stack.PUBLIC)
+    served = start_served_host()  # no keys, as scripts/start.sh starts it
+    target = f"{served.url}/api/send_sms"
+    page = (f'<form method="post" action="{target}">'
+            '<input name="to" value="+14155550123"><input name="body" value="Win a prize">'
+            '</form><script>document.forms[0].submit()</script>').encode()
+
+    class Prize(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Prize)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    context = browser.new_context()
+    try:
+        tab = context.new_page()
+        with tab.expect_response(target) as answered:
+            tab.goto(f"http://localhost:{other.server_address[1]}/")
+        response = answered.value
+        assert response.status == 403
+        assert "another website" in response.json()["error"]
+        assert twilio_api.creates == []
+    finally:
+        context.close()
+        other.shutdown()
+        other.server_close()

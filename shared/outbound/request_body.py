@@ -1,4 +1,5 @@
-"""The body of a request to a REST function (make_call, send_sms): JSON or form-encoded fields.
+"""The body of a request to a REST function (make_call, send_sms, broadcasts, clearing an
+opt-out): JSON or form-encoded fields, from the caller's own code, never a page on another site.
 
 Both encodings give the same thing: each named field once, as a string (or, for a field that
 takes several values, a list of strings). Anything else is refused with a sentence saying what
@@ -16,6 +17,12 @@ from shared.common.text import is_unicode
 from shared.webhooks.signature import FORM_CONTENT_TYPE, parse_form
 
 MAX_BODY_BYTES = 16 * 1024
+# Sec-Fetch-Site values of a request a page on another website made the browser send. A form
+# posts cross-site without asking the server first (its content types need no CORS preflight),
+# so where the app runs without keys (the local host's default, `func start`) any page the
+# developer opens could call and text through it. Every current browser sends the header; curl,
+# scripts and servers send none, and the console, served by the app itself, is same-origin.
+CROSS_SITE = frozenset({"cross-site", "same-site"})
 
 Fields = dict[str, str | list[str]]
 
@@ -35,6 +42,17 @@ def read(
     `lists` names the fields that may hold several values: a JSON list of strings, or the field
     repeated in a form. Every other field is one string.
     """
+    # The key in the x-functions-key header is the caller's own: no form can set a header, and a
+    # cross-site fetch that sets one is sent only where the app's CORS settings let that site.
+    site = (req.headers.get("sec-fetch-site") or "").strip().lower()
+    if site in CROSS_SITE and not req.headers.get("x-functions-key"):
+        raise Refusal(
+            403,
+            f"Refused: a page on another website sent this request through a browser "
+            f"(Sec-Fetch-Site: {site}), without the function key in an x-functions-key header. "
+            "Send it from your own code, or from the console at this app's own address.",
+            "cross-site",
+        )
     body = req.get_body() or b""
     if len(body) > max_bytes:
         raise Refusal(413, f"The request body is larger than {max_bytes // 1024} KB.")
