@@ -158,6 +158,20 @@ def test_without_call_flow_voice_url_says_the_greeting(worker_host, app_settings
     assert verbs(start(worker_host)) == ["Say"]
 
 
+def test_a_call_whose_flow_was_unset_since_hangs_up_without_an_error(worker_host, app_settings,
+                                                                      caplog):
+    """A call that began under a flow, answered after CALL_FLOW was removed: the apology, and a
+    warning, not an error about a flow file named ''."""
+    root = start(worker_host)
+    app_settings.delenv("CALL_FLOW")
+    caplog.set_level(logging.INFO)
+
+    after = press(worker_host, root, "1")
+
+    assert verbs(after) == ["Say", "Hangup"] and after[0].text == APOLOGY
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 @pytest.mark.parametrize("message", ["Your table is ready", None])
 def test_a_call_the_app_placed_says_its_message_not_the_flow(worker_host, message):
     """make_call and call broadcasts point Twilio at voice_url (with `message` in the query):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -284,6 +285,18 @@ def test_7_json_body_signed_with_body_sha256(twilio):
     assert tampered.status == 403
 
 
+def test_7_a_body_sha256_request_with_its_body_removed_is_refused(twilio):
+    """The signature covers the URL and its bodySHA256; an empty body is not the one hashed (as
+    twilio's RequestValidator judges it), so a replay that drops the body is refused."""
+    body = json.dumps({"event": "message.received"}).encode()
+    digest = RequestValidator(AUTH_TOKEN).compute_hash(body.decode())
+
+    for path in (f"/api/sms_url?bodySHA256={digest}", f"/api/call_status?bodySHA256={digest}"):
+        response = twilio.send(path, headers={"Content-Type": "application/json"}, body=b"",
+                               signed_params={})
+        assert response.status == 403, path
+
+
 @pytest.mark.parametrize("token", [AUTH_TOKEN, SECONDARY_TOKEN])
 def test_8_either_token_is_accepted_while_rotating(twilio, app_settings, token):
     app_settings.setenv("TWILIO_AUTH_TOKEN_SECONDARY", SECONDARY_TOKEN)
@@ -504,18 +517,22 @@ def test_a_malformed_setting_still_refuses_a_forged_webhook(twilio, app_settings
     assert any("outcome=refused" in r.getMessage() for r in app_lines(caplog))
 
 
-def test_a_malformed_setting_makes_a_genuine_status_callback_a_500(twilio, app_settings, caplog):
-    """A status callback says nothing to anyone: no safe TwiML to give, so Twilio's debugger
-    sees the 500 (and the failure rate alert counts it); the record is not kept."""
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_a_malformed_call_setting_never_keeps_a_status_callback_from_being_kept(
+    twilio, app_settings, caplog, azurite_storage, name
+):
+    """The status callbacks read only the signing settings and CALL_FLOW: nothing a caller hears
+    can stop a call's progress from being recorded."""
     app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
-    app_settings.setenv("VOICE_NAME", MALFORMED["VOICE_NAME"])
+    app_settings.setenv(name, MALFORMED[name])
+    sid = "CA" + uuid.uuid4().hex
 
-    response = twilio.send("/api/call_status", CALL_STATUS_PARAMS)
+    response = twilio.send("/api/call_status", {**CALL_STATUS_PARAMS, "CallSid": sid})
 
-    assert response.status == 500
-    assert response.body == b""
-    errors = [r.getMessage() for r in app_lines(caplog) if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and "VOICE_NAME is malformed" in errors[0]
+    assert response.status == 204, response.error
+    assert not [r for r in app_lines(caplog) if r.levelno == logging.ERROR]
+    record = twilio.host.request("GET", f"/api/calls/{sid}", base_url=PUBLIC)
+    assert record.status == 200 and record.json()["status"] == "ringing"
 
 
 def test_a_malformed_public_base_url_fails_closed(twilio, app_settings, caplog):
@@ -643,3 +660,48 @@ def test_make_call_logs_and_answers_hold_no_secret(keyed_host, twilio_api, app_s
     for secret in (*SECRETS, FUNCTION_KEY):
         assert secret not in seen
     assert "+14155550123" not in caplog.text  # full numbers stay out of the logs
+
+
+# --- a page on another website cannot call or text through the app ----------------------------
+
+# What a hidden form on another site posts (form content types need no CORS preflight).
+CROSS_SITE_FORMS = {
+    "/api/make_call": {"to": "+14155550123"},
+    "/api/send_sms": {"to": "+14155550123", "body": "Win a prize"},
+    "/api/broadcasts": {"kind": "sms", "to": "+14155550123", "body": "Win a prize"},
+    "/api/optouts/clear": {"sender": "+14155550100", "number": "+14155550123",
+                           "reason": "asked"},
+}
+
+
+def form_post(host: WorkerHost, path: str, fields: dict[str, str], **headers: str
+              ) -> HostResponse:
+    return host.request("POST", path, headers={"Content-Type": FORM, **headers},
+                        body=urlencode(fields), base_url="http://127.0.0.1:7071")
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site", "Cross-Site"])
+@pytest.mark.parametrize("path", list(CROSS_SITE_FORMS))
+def test_a_page_on_another_site_cannot_act_through_an_app_without_keys(
+    worker_host, twilio_api, texting_storage, path, site
+):
+    """The local host's default has no keys: a form another site's page submits through the
+    developer's browser is refused before anything is read, stored or sent."""
+    response = form_post(worker_host, path, CROSS_SITE_FORMS[path],
+                         **{"Sec-Fetch-Site": site, "Origin": "https://prizes.example"})
+
+    assert response.status == 403
+    assert "another website" in response.json()["error"]
+    assert twilio_api.requests == []
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"},
+    {"Sec-Fetch-Site": "cross-site", "x-functions-key": "the caller's own key"},
+], ids=["curl", "the-console", "typed-by-the-user", "cross-site-with-the-key-header"])
+def test_the_callers_own_requests_still_act(worker_host, twilio_api, texting_storage, headers):
+    response = form_post(worker_host, "/api/send_sms", CROSS_SITE_FORMS["/api/send_sms"],
+                         **headers)
+
+    assert response.status == 201, response.body
+    assert len(twilio_api.creates) == 1

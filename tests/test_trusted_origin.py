@@ -232,6 +232,20 @@ def test_a_host_header_naming_another_route_cannot_redirect_the_check(
     assert voice_to_sms.status == 403
 
 
+@pytest.mark.parametrize("host_header", ["twilio_app", "my_app:8080", "app_1.internal:80"])
+def test_behind_a_proxy_that_forwards_an_underscored_name_the_signature_still_passes(
+    worker_host, app_settings, host_header
+):
+    """A reverse proxy that forwards its upstream's name (a Compose service) as the Host: the
+    trusted origin is the setting's, and such a name parses like any other."""
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+
+    response = signed(worker_host, "/api/voice_url", f"{PUBLIC}/api/voice_url",
+                      headers={"Host": host_header})
+
+    assert response.status == 200, response.error
+
+
 @pytest.mark.parametrize("host_header", ["a[", "a]b", "[::1", "host:99999x", "a b", "é.example"])
 def test_a_host_that_does_not_parse_is_403_not_500(worker_host, app_settings, caplog, host_header):
     app_settings.delenv("WEBSITE_HOSTNAME")

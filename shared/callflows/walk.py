@@ -40,8 +40,11 @@ def _now() -> float:
 
 def _flow(hook: Webhook, function: str) -> Flow | None:
     """The call's flow, or None when it was refused: every call then gets the apology, counted
-    as a failure of `function` on each call (the problems are logged once per process)."""
-    found = loading.flow(hook.settings.call_flow or "", hook.settings.call_policy)
+    as a failure of `function` on each call (the problems are logged once per process). None
+    too when CALL_FLOW is unset (a call that began under a flow the app no longer has)."""
+    if not hook.settings.call_flow:
+        return None
+    found = loading.flow(hook.settings.call_flow, hook.settings.call_policy)
     if isinstance(found, FlowProblems):
         telemetry.count_webhook_failure(function, "call-flow")
         return None

@@ -32,10 +32,12 @@ from urllib.parse import SplitResult, urlsplit
 
 import azure.functions as func
 
-# What a Host header may hold: a DNS name or an IP literal, and an optional port (ASCII only).
+# What a Host header may hold: a host name or an IP literal, and an optional port (ASCII only).
+# Underscores too: not in DNS host names, but in the names a reverse proxy forwards (a Docker
+# Compose service, `proxy_pass http://twilio_app`), which URLs and Python's urlsplit accept.
 HOST = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
-    r"[A-Za-z0-9])?)*\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}"
+    r"[A-Za-z0-9_])?)*\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
 )
 
 

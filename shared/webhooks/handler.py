@@ -21,6 +21,7 @@ from shared.webhooks import signature, twiml
 from shared.webhooks.settings import (
     SIGNING_SETTINGS,
     WebhookSettings,
+    load_callback_settings,
     load_signing_settings,
     load_text_webhook_settings,
     load_webhook_settings,
@@ -28,8 +29,8 @@ from shared.webhooks.settings import (
 
 # The settings a signature is checked with: when one is broken, no request can be proven genuine.
 SIGNING_BROKEN = frozenset({*SIGNING_SETTINGS, *PLATFORM_SETTINGS})
-# The SID parameter of the text webhooks (sms_url, message_status), which read only the texts'
-# settings; every other webhook is a call's.
+# The SID parameter of the text webhook (sms_url), which reads only the texts' settings; every
+# other webhook answered with TwiML is a call's.
 TEXTS = frozenset({"MessageSid"})
 
 logger = logs.get_logger(__name__)
@@ -63,7 +64,8 @@ Responder = Callable[[Webhook], str | Awaitable[str]]
 
 
 def _verify(
-    req: func.HttpRequest, function_name: str, sid_param: str
+    req: func.HttpRequest, function_name: str, sid_param: str,
+    load: Callable[[], WebhookSettings],
 ) -> tuple[Webhook | None, func.HttpResponse | None, str, SettingsError | None]:
     """(the verified webhook, None, sid, the settings problem a genuine request met or None) or
     (None, the refusal to send, sid, None); logs refusals and settings problems."""
@@ -79,7 +81,7 @@ def _verify(
 
     broken = None
     try:
-        settings = load_text_webhook_settings() if sid_param in TEXTS else load_webhook_settings()
+        settings = load()
     except SettingsError as error:
         # Fail closed: without its tokens (or the origin Twilio signs) no request can be proven
         # genuine, so none is answered.
@@ -129,7 +131,8 @@ async def respond(
     req: func.HttpRequest, function_name: str, sid_param: str, responder: Responder
 ) -> func.HttpResponse:
     """Answer a webhook with the responder's TwiML, or refuse it; one log line either way."""
-    hook, refusal, sid, broken = _verify(req, function_name, sid_param)
+    load = load_text_webhook_settings if sid_param in TEXTS else load_webhook_settings
+    hook, refusal, sid, broken = _verify(req, function_name, sid_param, load)
     if hook is None:
         return refusal or responses.refused()
     if broken is not None:
@@ -156,12 +159,10 @@ async def acknowledge(
     """A status callback: verified like every webhook, handled, answered with an empty 204
     (Twilio reads nothing from the answer to a status callback) or 503 when the handler raises
     Retry. The handler returns the outcome word for the log line ("recorded", "duplicate")."""
-    hook, refusal, sid, broken = _verify(req, function_name, sid_param)
+    hook, refusal, sid, broken = _verify(req, function_name, sid_param, load_callback_settings)
     if hook is None:
         return refusal or responses.refused()
-    if broken is not None:
-        # Nothing is said to anyone, so no safe TwiML to give: the 500 shows in Twilio's debugger
-        # and in the failure rate alert, and reconcile fills in what the records missed.
+    if broken is not None:  # none of CALLBACK_SETTINGS but the signing ones can be malformed
         return responses.empty(500)
     try:
         outcome = await handler(hook)

@@ -35,9 +35,13 @@ SIGNING_SETTINGS = (
     "PUBLIC_BASE_URL",
 )
 
-# What the text webhooks (sms_url, message_status) read: nothing about calls, so that a call's
+# What the text webhook (sms_url) reads: nothing about calls, so that a call's
 # setting (a malformed VOICE_NAME, say) never keeps an inbound STOP from being honoured.
 TEXT_WEBHOOK_SETTINGS = (*SIGNING_SETTINGS, "SMS_REPLY")
+
+# What the status callbacks read: the call flow whose voicemails recording_status notifies about,
+# nothing a caller hears, so that a call's voice setting never keeps a callback from being kept.
+CALLBACK_SETTINGS = (*SIGNING_SETTINGS, "CALL_FLOW")
 
 WEBHOOK_SETTINGS = (
     *SIGNING_SETTINGS,
@@ -103,6 +107,11 @@ def text_webhook_settings(reader: Reader) -> WebhookSettings:
     )
 
 
+def callback_settings(reader: Reader) -> WebhookSettings:
+    """The CALLBACK_SETTINGS read, the rest left at their defaults."""
+    return signing_settings(reader)._replace(call_flow=reader.get("CALL_FLOW"))
+
+
 def webhook_settings(reader: Reader) -> WebhookSettings:
     return signing_settings(reader)._replace(
         voice_greeting=reader.get("VOICE_GREETING") or DEFAULT_VOICE_GREETING,
@@ -118,12 +127,14 @@ def webhook_settings(reader: Reader) -> WebhookSettings:
     )
 
 
-# Settings for the call webhooks (voice_url, call_flow, client_voice and the calls' callbacks):
+# Settings for the call webhooks (voice_url, call_flow, client_voice):
 # only what checking a signature and answering with TwiML needs, so nothing about the REST API
 # can break a webhook.
 load_webhook_settings = loader(WEBHOOK_SETTINGS, webhook_settings)
-# The text webhooks' (sms_url, message_status).
+# The text webhooks' (sms_url), and the status callbacks' (call_status, message_status,
+# recording_status).
 load_text_webhook_settings = loader(TEXT_WEBHOOK_SETTINGS, text_webhook_settings)
+load_callback_settings = loader(CALLBACK_SETTINGS, callback_settings)
 # The signing ones alone: what a webhook checks a request with when another setting is malformed
 # (shared.webhooks.handler), so that it still refuses a forged request and answers a genuine one.
 load_signing_settings = loader(SIGNING_SETTINGS, signing_settings)
