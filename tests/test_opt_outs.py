@@ -160,6 +160,47 @@ def test_an_opt_out_through_a_messaging_service_covers_its_texts(
     assert twilio_api.creates == []
 
 
+UNLISTED = "+14155550177"  # one of the account's numbers, pointed at sms_url, not in the settings
+
+
+def test_a_stop_to_a_number_the_app_does_not_text_from_covers_every_one_it_does(
+    worker_host, twilio_api, storage
+):
+    """The person said STOP to this app: kept under the number they texted, which nothing
+    texts from, and under every sender the app does text from; START to it reopens them."""
+    text_in(worker_host, "STOP", To=UNLISTED)
+
+    assert send_sms(worker_host).status == 422
+    answer = start_broadcast(worker_host, [PERSON, "+14155550143"])
+    assert [r["to"] for r in answer["refused"]] == [PERSON]
+    assert replies(text_in(worker_host, "Are you open?")) == []  # to TWILIO_NUMBER
+    assert twilio_api.creates == []
+    text_in(worker_host, "START", To=UNLISTED)
+    assert send_sms(worker_host).status == 201
+
+
+def test_a_stop_through_a_service_the_app_no_longer_uses_still_counts(worker_host, twilio_api):
+    text_in(worker_host, "STOP", To=UNLISTED, MessagingServiceSid=SERVICE)
+
+    assert send_sms(worker_host).status == 422  # TWILIO_MESSAGING_SERVICE_SID unset since
+    assert twilio_api.creates == []
+
+
+def test_an_opt_out_through_the_apps_service_stops_the_replies_from_its_number(
+    worker_host, twilio_api, app_settings
+):
+    """send_sms honours the service's opt-outs, and so do the answers to the person's texts to
+    TWILIO_PHONE_NUMBER (outside the service): no reply, not even SMS_HELP_REPLY."""
+    app_settings.setenv("TWILIO_MESSAGING_SERVICE_SID", SERVICE)
+    app_settings.setenv("SMS_HELP_REPLY", "Contoso alerts. Reply STOP to stop.")
+    text_in(worker_host, "STOP", To=UNLISTED, MessagingServiceSid=SERVICE)
+
+    assert replies(text_in(worker_host, "Are you open?")) == []
+    assert replies(text_in(worker_host, "HELP")) == []
+    assert send_sms(worker_host).status == 422
+    assert twilio_api.creates == []
+
+
 @pytest.mark.parametrize("word", ["HELP", "info", "Help?"])
 def test_help_gets_sms_help_reply_when_it_is_set(worker_host, app_settings, word):
     assert replies(text_in(worker_host, word)) == []
@@ -339,7 +380,8 @@ def clear(host: WorkerHost, body: object, who: str | None = None) -> HostRespons
                         base_url=PUBLIC)
 
 
-def test_the_opt_outs_are_listed_a_page_at_a_time(worker_host, twilio_api):
+def test_the_opt_outs_are_listed_a_page_at_a_time(worker_host, twilio_api, app_settings):
+    app_settings.setenv("SMS_SENDERS", "+14155550199")  # another sender of the app's
     for person in ("+14155550151", "+14155550152", "+14155550153"):
         text_in(worker_host, "STOP", person=person)
     text_in(worker_host, "STOP", person="+14155550154", To="+14155550199")

@@ -30,6 +30,7 @@ from shared.messageflows.flow import MAX_TEXT, MessageFlow
 from shared.messageflows.settings import (
     MessageFlowSettings,
     load_message_flow_settings,
+    load_own_senders,
     load_policy_inputs,
     load_sms_policy,
 )
@@ -152,11 +153,15 @@ def _may_reply_to(sms: webhooks.Webhook) -> bool:
 
 
 def _own_numbers() -> frozenset[str]:
-    """TWILIO_PHONE_NUMBER and SMS_SENDERS as written (send_sms judges them and names a bad one;
-    a number written otherwise than E.164 matches no sender here)."""
-    inputs = dict(load_policy_inputs())
-    written = ",".join(inputs.get(name) or "" for name in ("TWILIO_PHONE_NUMBER", "SMS_SENDERS"))
-    return frozenset(n.strip() for n in written.split(",") if n.strip())
+    """TWILIO_PHONE_NUMBER and SMS_SENDERS as written."""
+    return load_own_senders()[0]
+
+
+def _own_senders() -> tuple[str, ...]:
+    """Every sender send_sms may text from, as written: the app's own numbers and its Messaging
+    Service (whose opt-outs send_sms honours, so the answers to a text honour them too)."""
+    numbers, service = load_own_senders()
+    return (*sorted(numbers), *((service,) if service else ()))
 
 
 async def _nothing() -> bool:
@@ -271,9 +276,15 @@ async def _record(sms: webhooks.Webhook, keyword: str | None, forwarded_to: int)
 
 def _senders(sms: webhooks.Webhook) -> list[str]:
     """Whose opt-outs a text's keyword is about: the number it was sent to, and its Messaging
-    Service when it belongs to one (the app may send from either)."""
-    return [key for key in dict.fromkeys((sms.param("To"), sms.param("MessagingServiceSid")))
-            if key]
+    Service when it belongs to one (the app may send from either). When neither is a sender the
+    app texts from (a number pointed at sms_url but left out of SMS_SENDERS, a service it no
+    longer uses), every one that is, too: the person said STOP to this app, and a row under a
+    sender it never texts from would stop nothing."""
+    texted = [key for key in (sms.param("To"), sms.param("MessagingServiceSid")) if key]
+    own = _own_senders()
+    if not set(texted) & set(own):
+        texted.extend(own)
+    return list(dict.fromkeys(texted))
 
 
 async def _keep_word(sms: webhooks.Webhook, word: str, opted_out: bool) -> None:
@@ -299,12 +310,14 @@ async def _keep_word(sms: webhooks.Webhook, word: str, opted_out: bool) -> None:
 
 async def _may_text(sms: webhooks.Webhook, person: str) -> bool:
     """Whether `person` may be texted from the number the text came to: their latest word to
-    it, its Messaging Service or any of the app's own numbers was not STOP. True when that
+    it, its Messaging Service or any sender the app texts from (its numbers, its service) was
+    not STOP. True when that
     cannot be read in time (logged)."""
     from shared.records import optouts
 
     async def check() -> bool:  # the latest word to the number, its service or the app's own
-        return not await optouts.opted_out((*_senders(sms), *sorted(_own_numbers())), person)
+        senders = tuple(dict.fromkeys((*_senders(sms), *_own_senders())))
+        return not await optouts.opted_out(senders, person)
 
     return bool(await _stored(sms, "opt-outs-unread", check(), default=True))
 

@@ -7,6 +7,8 @@
   the country of TWILIO_PHONE_NUMBER; none of the app's own numbers, TWILIO_PHONE_NUMBER and
   SMS_SENDERS), judged with the number library on first use; the check stamp compares their raw
   values only, without it (shared.common.stamp).
+- The senders send_sms texts from (TWILIO_PHONE_NUMBER, SMS_SENDERS and its Messaging Service,
+  TWILIO_MESSAGING_SERVICE_SID), as written: whose opt-outs the answers to a text honour.
 """
 
 from __future__ import annotations
@@ -45,6 +47,19 @@ def _sms_policy(reader: Reader) -> SmsPolicy:
 
 
 load_sms_policy = loader(POLICY_SETTINGS, _sms_policy)
+
+# Every sender send_sms may text from, as written (send_sms judges them and names a bad one; one
+# written otherwise than E.164 matches no sender here): (the numbers, the Messaging Service).
+OWN_SENDER_SETTINGS = ("TWILIO_PHONE_NUMBER", "SMS_SENDERS", "TWILIO_MESSAGING_SERVICE_SID")
+
+
+def _own_senders(reader: Reader) -> tuple[frozenset[str], str | None]:
+    written = ",".join(reader.get(name) or "" for name in ("TWILIO_PHONE_NUMBER", "SMS_SENDERS"))
+    numbers = frozenset(n.strip() for n in written.split(",") if n.strip())
+    return numbers, reader.get("TWILIO_MESSAGING_SERVICE_SID")
+
+
+load_own_senders = loader(OWN_SENDER_SETTINGS, _own_senders)
 
 # The policy settings as they are, not yet judged: what a flow's check stamp is compared with.
 PolicyInputs = tuple[tuple[str, str | None], ...]
