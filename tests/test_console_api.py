@@ -105,6 +105,7 @@ def test_the_page_and_everything_it_names_are_the_apps_own_under_a_strict_policy
     assert page.headers["Content-Security-Policy"] == static.CONTENT_SECURITY_POLICY
     assert "default-src 'self'" in static.CONTENT_SECURITY_POLICY
     assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["Strict-Transport-Security"] == "max-age=31536000"
     assert parser.inline == []  # the policy would refuse inline script, style and handlers
     assert parser.urls, "the page names its script and styles"
     for url in parser.urls:

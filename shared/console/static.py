@@ -55,6 +55,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-cache",  # revalidated each time (ETag): a deploy shows at once
+    # The page takes the function key: after one visit the browser never tries plain http for
+    # this host again (httpsOnly's redirect alone leaves the first request open on a hostile
+    # network). Browsers ignore it over http (RFC 6797), so a local run is unaffected.
+    "Strict-Transport-Security": "max-age=31536000",
 }
 _NAME = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*\.[a-z]{2,4}")
 
