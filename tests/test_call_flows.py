@@ -269,6 +269,28 @@ def small_flow(**dial: object) -> dict:
         "bye": {"say": "Nobody is free.", "hangup": True}}}
 
 
+def test_make_call_never_rings_a_number_the_flow_answers(
+    worker_host, app_settings, tmp_path, monkeypatch, twilio_api, azurite_storage
+):
+    """A number by_number answers is the app's own: a call to it would ring the flow, which
+    dials again, every leg billed. make_call (and the softphone and call broadcasts, which
+    place calls through the same check) refuse it; another number is called."""
+    flow_file(tmp_path, monkeypatch, {**small_flow(), "by_number": {"+14155550177": "bye"}})
+    app_settings.setenv("CALL_FLOW", "flow.json")
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+
+    def make_call(to: str) -> HostResponse:
+        return worker_host.request("POST", "/api/make_call", base_url=PUBLIC,
+                                   headers={"Content-Type": "application/json"},
+                                   body=json.dumps({"to": to}))
+
+    refused = make_call("+14155550177")
+    assert refused.status == 403
+    assert "by_number" in refused.json()["error"]
+    assert twilio_api.creates == []
+    assert make_call("+14155550123").status == 201
+
+
 @pytest.mark.parametrize(("status", "then"), [("completed", ["Hangup"]),
                                                ("answered", ["Hangup"]),
                                                ("busy", ["Say", "Hangup"]),

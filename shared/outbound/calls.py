@@ -71,6 +71,7 @@ def parse(fields: Fields, settings: CallSettings) -> CallRequest:
     to = numbers.parse_e164(raw_to, "to")
     numbers.check_destination(to, settings.allowed_countries)
     numbers.check_not_own(to, settings.own_numbers, "TWILIO_PHONE_NUMBER, SMS_SENDERS")
+    numbers.check_not_own(to, _answered_by_the_flow(settings), "CALL_FLOW's by_number")
 
     from_ = caller_id(text(fields, "from"), settings)
     if from_ == to.e164:
@@ -95,6 +96,19 @@ def parse(fields: Fields, settings: CallSettings) -> CallRequest:
             "encoded (a character outside ASCII takes 6 to 12). Shorten the message.",
         )
     return CallRequest(to=to.e164, from_=from_, message=message, url=url)
+
+
+def _answered_by_the_flow(settings: CallSettings) -> frozenset[str]:
+    """The numbers the call flow's by_number answers: more of the app's own (a call to one would
+    ring its flow, which dials again, every leg billed). None when the flow was refused: its
+    numbers then answer with an apology alone."""
+    if not settings.call_flow:
+        return frozenset()
+    from shared.callflows import loading
+    from shared.callflows.flow import FlowProblems
+
+    found = loading.flow(settings.call_flow)
+    return frozenset() if isinstance(found, FlowProblems) else frozenset(found.by_number)
 
 
 def status_callback_url(settings: CallSettings, callback_query: str = "") -> str:

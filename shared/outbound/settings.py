@@ -68,6 +68,8 @@ class CallSettings(NamedTuple):
     allowed_countries: frozenset[str]
     # The app's own Twilio numbers (TWILIO_PHONE_NUMBER, SMS_SENDERS): never called.
     own_numbers: frozenset[str]
+    # CALL_FLOW, whose by_number names more numbers that answer with the app's own flow.
+    call_flow: str | None = None
 
 
 class SmsSettings(NamedTuple):
@@ -215,7 +217,8 @@ def _require_public_origin(reader: Reader, rest: RestSettings, why: str) -> None
 def _call_settings(reader: Reader) -> CallSettings:
     rest = _rest_settings(reader, "it is the caller ID of every call")
     _require_public_origin(reader, rest, "fetch the call's TwiML")
-    webhook_settings(reader)  # its problems only: what voice_url will need to answer the call
+    # What voice_url will need to answer the call: its problems, and the call flow.
+    call_flow = webhook_settings(reader).call_flow
     return CallSettings(
         rest=rest,
         caller_ids=number_list(reader, "CALLER_IDS"),
@@ -223,6 +226,7 @@ def _call_settings(reader: Reader) -> CallSettings:
             reader, "CALL_ALLOWED_COUNTRIES", rest.phone_number, "the calls' country"
         ),
         own_numbers=own_numbers(reader),
+        call_flow=call_flow,
     )
 
 
