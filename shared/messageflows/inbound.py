@@ -311,8 +311,7 @@ async def _keep_word(sms: webhooks.Webhook, word: str, opted_out: bool) -> None:
 async def _may_text(sms: webhooks.Webhook, person: str) -> bool:
     """Whether `person` may be texted from the number the text came to: their latest word to
     it, its Messaging Service or any sender the app texts from (its numbers, its service) was
-    not STOP. True when that
-    cannot be read in time (logged)."""
+    not STOP. True when that cannot be read in time (logged)."""
     from shared.records import optouts
 
     async def check() -> bool:  # the latest word to the number, its service or the app's own

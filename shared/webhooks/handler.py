@@ -16,7 +16,7 @@ import azure.functions as func
 
 from shared import telemetry
 from shared.common import logs, redact, responses, routes
-from shared.common.settings import PLATFORM_SETTINGS, SettingsError
+from shared.common.settings import SettingsError
 from shared.webhooks import signature, twiml
 from shared.webhooks.settings import (
     SIGNING_SETTINGS,
@@ -27,8 +27,9 @@ from shared.webhooks.settings import (
     load_webhook_settings,
 )
 
-# The settings a signature is checked with: when one is broken, no request can be proven genuine.
-SIGNING_BROKEN = frozenset({*SIGNING_SETTINGS, *PLATFORM_SETTINGS})
+# The settings a signature is checked with (WEBSITE_HOSTNAME: the origin, when PUBLIC_BASE_URL is
+# unset): when one is broken, no request can be proven genuine.
+SIGNING_BROKEN = frozenset({*SIGNING_SETTINGS, "WEBSITE_HOSTNAME"})
 # The SID parameter of the text webhook (sms_url), which reads only the texts' settings; every
 # other webhook answered with TwiML is a call's.
 TEXTS = frozenset({"MessageSid"})
