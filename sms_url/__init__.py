@@ -1,9 +1,10 @@
 """sms_url: the webhook Twilio calls on an inbound SMS; answers with a reply message.
 
 Opt-out keywords (STOP...) are honoured first, and HELP answered (shared/messageflows); any other
-text gets SMS_REPLY. Put your own message logic in shared/messageflows/inbound.py's `answer`:
-`sms.param("Body")` is the text received and `sms.param("From")` the sender. It is `async def`
-and must not block.
+text gets SMS_REPLY. Put your own reply in shared/messageflows/inbound.py's `answer`, where
+`reply` is chosen (docs/extending.md: a return before it skips recording the text and the reply
+policy): `sms.param("Body")` is the text received and `sms.param("From")` the sender. It is
+`async def` and must not block.
 """
 
 import azure.functions as func

@@ -68,6 +68,8 @@ async def answer(sms: webhooks.Webhook) -> str:
         await _stored(sms, "text-not-kept", _record(sms, None, 0))
         return webhooks.twiml.nothing()  # a refused flow (or its settings): logged, no reply
     if flow is None:
+        # Your own reply to an ordinary text goes here, in place of SMS_REPLY (docs/extending.md):
+        # what follows records the text and sends the reply only where the app may text.
         word, reply, forward_to = None, sms.settings.sms_reply, ()
     else:
         word = keywords.normalise(body or "")
