@@ -219,37 +219,97 @@ def test_a_keyed_broadcast_whose_request_died_is_carried_on_not_started_again(
     table.close()
 
 
-def test_slow_storage_part_way_answers_what_was_queued_never_a_bare_503(
-    worker_host, store, twilio_api, monkeypatch
-):
-    real_queue = storage.queue
-    puts = []
+THREE_CHUNKS = [f"+1415555{i:04d}" for i in range(500, 750)]  # 250: chunks of 100, 100, 50
 
-    class SlowAfterFirst:
+
+def stall_after_the_first_put(monkeypatch) -> list[str]:
+    """Storage takes the first queue message, then the second but loses its answer in a stall
+    (the message is on the queue, the app hears nothing in time), and the third's turn never
+    comes (one put at a time). The messages put are listed."""
+    real_queue = storage.queue
+    puts: list[str] = []
+
+    class StallAfterFirst:
         def __init__(self, client):
             self.client = client
 
         async def send_message(self, content, **kwargs):
             puts.append(content)
+            sent = await self.client.send_message(content, **kwargs)
             if len(puts) > 1:
-                await asyncio.sleep(5)  # storage stalls
-            return await self.client.send_message(content, **kwargs)
+                await asyncio.sleep(5)  # the answer stalls: queued, but nobody hears so
+            return sent
 
-    async def slow_queue(name):
-        return SlowAfterFirst(await real_queue(name))
+    async def stalling_queue(name):
+        return StallAfterFirst(await real_queue(name))
 
-    monkeypatch.setattr(storage, "queue", slow_queue)
+    monkeypatch.setattr(storage, "queue", stalling_queue)
     monkeypatch.setattr(broadcast_starting, "QUEUE_BUDGET", 1.0)
     monkeypatch.setattr(broadcast_queue, "ENQUEUE_CONCURRENCY", 1)
+    return puts
 
-    response = start(worker_host, {"kind": "sms", "to": NUMBERS, "body": "Open late"})
+
+def send_everything_queued(store, broadcast_id: str) -> None:
+    for chunk in drain(store, broadcast_id):
+        run(broadcast_send.main, queue_message(chunk))
+
+
+def test_storage_stalling_part_way_never_marks_failed_what_may_be_sent(
+    worker_host, store, twilio_api, monkeypatch
+):
+    """Without a key: a 202 that counts what was queued, what was not (recorded as failed) and
+    what perhaps was (left as it is: it is sent), never a bare 503 that a client would retry."""
+    stall_after_the_first_put(monkeypatch)
+
+    response = start(worker_host, {"kind": "sms", "to": THREE_CHUNKS, "body": "Open late"})
 
     assert response.status == 202, response.body
     answer = response.json()
-    assert (answer["accepted"], answer["not_queued"]) == (100, 50)
+    assert (answer["accepted"], answer["not_queued"], answer["perhaps_queued"]) == (100, 50, 100)
     assert "Do not repeat" in answer["error"] and answer["id"]
     counts = get(worker_host, answer["status_url"]).json()["counts"]
-    assert counts == {"queued": 100, "sent": 0, "failed": 50, "refused": 0}
+    assert counts == {"queued": 200, "sent": 0, "failed": 50, "refused": 0}
+    send_everything_queued(store, answer["id"])
+    assert sorted(c.data["To"] for c in twilio_api.creates) == THREE_CHUNKS[:200]
+    counts = get(worker_host, answer["status_url"]).json()["counts"]
+    assert counts == {"queued": 0, "sent": 200, "failed": 50, "refused": 0}
+
+
+def test_a_keyed_broadcast_that_storage_stalled_carries_on_and_texts_everyone_once(
+    worker_host, store, twilio_api, monkeypatch
+):
+    """With a key: 503, and the key held; a retry in the in-flight time is told to wait, and
+    the one after it carries on the same broadcast. Everyone is texted once, the ones whose
+    queue message's answer was lost included (an attack run's: a 503 saying nothing was sent
+    released the key, and the retry texted them again under a new broadcast)."""
+    well = storage.queue
+    puts = stall_after_the_first_put(monkeypatch)
+    key = str(uuid.uuid4())
+    body = {"kind": "sms", "to": THREE_CHUNKS, "body": "Open late"}
+
+    first = start(worker_host, body, key)
+
+    assert first.status == 503 and first.headers["Retry-After"] == "15"
+    answer = first.json()
+    assert "same Idempotency-Key" in answer["error"] and "nobody is texted" in answer["error"]
+    assert start(worker_host, body, key).status == 409  # still in flight
+    monkeypatch.setattr(storage, "queue", well)  # storage is well again
+    assert len(puts) == 2
+    table = TableClient.from_connection_string(store.connection_string, idempotency.TABLE)
+    row = table.get_entity("broadcasts", idempotency.row_key(key))
+    stale = datetime.datetime.now(datetime.UTC) - idempotency.IN_FLIGHT
+    table.update_entity({"PartitionKey": "broadcasts", "RowKey": row["RowKey"],
+                         "ClaimedAt": stale}, mode=UpdateMode.MERGE)
+    table.close()
+
+    retried = start(worker_host, body, key)
+
+    assert retried.status == 202 and retried.json()["id"] == answer["id"]
+    send_everything_queued(store, answer["id"])
+    assert sorted(c.data["To"] for c in twilio_api.creates) == THREE_CHUNKS
+    counts = get(worker_host, answer["status_url"]).json()["counts"]
+    assert counts == {"queued": 0, "sent": 250, "failed": 0, "refused": 0}
+    assert start(worker_host, body, key).status == 202  # replayed
 
 
 # --- 3, 7, 8. bad list entries, all refused, one empty entry, a bad sender -------------------

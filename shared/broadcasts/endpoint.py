@@ -10,6 +10,7 @@ broadcast's id, so a retry replays the answer or carries on the same broadcast.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import azure.functions as func
@@ -144,7 +145,10 @@ async def start(req: func.HttpRequest, claim: idempotency.Claim | None) -> func.
     broadcast = model.Broadcast.new(broadcast_id, kind, text, sender, tuple(media_urls))
     refusals = [{"to": model.shown(entry), "error": e} for entry, e in refused.items()]
     try:
-        done = await starting.accept(broadcast, list(accepted), refusals)
+        # With a key, what could not be queued is left to the key's retry, which carries on
+        # this broadcast (recorded as failed, it would be skipped).
+        done = await starting.accept(broadcast, list(accepted), refusals,
+                                     mark_failed=claim is None)
     except (storage.StorageUnavailable, SettingsError) as error:
         return _unavailable(error)  # nothing was queued: trying again is safe
     body: dict[str, object] = {
@@ -153,9 +157,34 @@ async def start(req: func.HttpRequest, claim: idempotency.Claim | None) -> func.
         "refused": refusals,
         "status_url": routes.path("broadcasts").rstrip("/") + f"/{done.broadcast.id}",
     }
-    if not done.missed:
+    if not done.missed and not done.unsure:
         return responses.json_body(body, 202)
     body["not_queued"] = done.missed
+    body["perhaps_queued"] = done.unsure
+    if claim is not None:
+        # The key's retry carries on this broadcast: every recipient queued again, each sent
+        # at most once by its own key, whatever became of this attempt's queue messages.
+        claim.carry_on_later()
+        wait = math.ceil(idempotency.IN_FLIGHT.total_seconds())
+        body["error"] = (
+            f"Storage failed or was too slow: {done.missed + done.unsure} of "
+            f"{done.queued + done.missed + done.unsure} recipients are not known to be queued. "
+            f"Send this request again with the same Idempotency-Key in {wait} s: it carries on "
+            "this broadcast, and nobody is texted or called twice."
+        )
+        return responses.json_body(body, 503, headers={"Retry-After": str(wait)})
+    if done.unsure:
+        # Perhaps queued: perhaps sent. Not a 5xx, which a client would retry, sending them a
+        # second time; the broadcast's page shows each as it is sent.
+        body["error"] = (
+            f"Storage did not say whether {done.unsure} of the recipients were queued: they may "
+            f"be sent, and the broadcast's page shows each that is"
+            + (f"; {done.missed} others were not queued and are recorded as failed"
+               if done.missed else "")
+            + ". Do not repeat this request: it would text or call the queued ones again "
+            "(send an Idempotency-Key to make a retry safe)."
+        )
+        return responses.json_body(body, 202)
     recorded = "are recorded as failed" if done.marked else "could not be recorded either"
     if done.queued:
         # Accepted in part: the queued recipients will be sent. Not a 5xx, which a client would

@@ -4,7 +4,7 @@ in chunks, within the accepting request's time."""
 from __future__ import annotations
 
 import asyncio
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from shared import telemetry
 from shared.broadcasts import queue, table
@@ -25,21 +25,24 @@ ACCEPT_DEADLINE = QUEUE_BUDGET + MARK_BUDGET
 
 class Accepted(NamedTuple):
     """What the accepting request did: the broadcast (an earlier attempt's, for a retried
-    Idempotency-Key) and how many recipients were queued and could not be."""
+    Idempotency-Key) and how many recipients were queued, were not, and may have been."""
 
     broadcast: Broadcast
     queued: int
     missed: int
     marked: bool  # the missed ones are recorded as failed
+    unsure: int = 0  # their queue message's put has no known outcome: perhaps queued
 
 
 async def accept(
-    broadcast: Broadcast, accepted: list[str], refused: list[dict[str, str]]
+    broadcast: Broadcast, accepted: list[str], refused: list[dict[str, str]],
+    mark_failed: bool = True,
 ) -> Accepted:
     """Record the refused entries and the broadcast, then queue the accepted recipients in
     chunks. Raises StorageUnavailable only while nothing is queued (trying again is then safe);
-    once queueing has begun, what could not be queued in time is recorded as failed and
-    counted in the answer instead.
+    once queueing has begun, what could not be queued in time is counted in the answer instead,
+    and (with `mark_failed`: no retry will carry the broadcast on) recorded as failed unless
+    it settled already. What may have been queued is never recorded as failed: it may be sent.
 
     A broadcast whose row exists already (a retried Idempotency-Key whose first attempt died
     part way) keeps its row and secret, and is queued again: each recipient's own key makes
@@ -62,27 +65,33 @@ async def accept(
                                              ) from None
         row = existing
     await storage.within_deadline(table.index(broadcast.id, str(row.get("CreatedAt") or "")))
-    missed = [
-        to
-        for chunk in await queue.enqueue(
-            chunks(broadcast, accepted, telemetry.current_traceparent()), QUEUE_BUDGET)
-        for to in chunk.recipients
-    ]
-    marked = True
-    if missed:
+    not_put, perhaps = await queue.enqueue(
+        chunks(broadcast, accepted, telemetry.current_traceparent()), QUEUE_BUDGET)
+    missed = [to for chunk in not_put for to in chunk.recipients]
+    unsure = sum(len(chunk.recipients) for chunk in perhaps)
+    marked = not missed
+    if missed or unsure:
         logger.error(
-            "broadcasts id=%s outcome=partly-queued missed=%d of=%d",
-            broadcast.id, len(missed), len(accepted),
+            "broadcasts id=%s outcome=partly-queued missed=%d unsure=%d of=%d",
+            broadcast.id, len(missed), unsure, len(accepted),
         )
-        error = "could not be queued (storage unavailable or too slow): not sent"
+    if missed and mark_failed:
         try:
-            await asyncio.wait_for(
-                table.write_rows([table.failed_row(broadcast.id, to, error) for to in missed]),
-                MARK_BUDGET,
-            )
+            await asyncio.wait_for(_mark_failed(broadcast.id, not_put), MARK_BUDGET)
+            marked = True
         except (TimeoutError, storage.StorageUnavailable) as failure:
-            marked = False
             logger.error("broadcasts id=%s outcome=not-marked missed=%d reason=%s",
                          broadcast.id, len(missed), failure or "took too long")
-    return Accepted(broadcast, len(accepted) - len(missed), len(missed), marked)
+    return Accepted(broadcast, len(accepted) - len(missed) - unsure, len(missed), marked, unsure)
+
+
+async def _mark_failed(broadcast: str, not_put: list[Any]) -> None:
+    """Record as failed the recipients of chunks that were not queued, except any that settled
+    already: an earlier attempt under the same Idempotency-Key may have sent them."""
+    error = "could not be queued (storage unavailable or too slow): not sent"
+    settled = await asyncio.gather(*(table.settled(broadcast, list(c.recipients))
+                                     for c in not_put))
+    await table.write_rows([table.failed_row(broadcast, to, error)
+                            for chunk, done in zip(not_put, settled, strict=True)
+                            for to in chunk.recipients if to not in done])
 

@@ -152,6 +152,16 @@ class Claim:
     function: str
     row_key: str
     entity: dict[str, Any]
+    # Set by `carry_on_later`: the key stays claimed whatever the answer.
+    held_for_a_retry: bool = False
+
+    def carry_on_later(self) -> None:
+        """This request's work may have begun and cannot be told apart from work not done (a
+        broadcast's queue messages whose puts have no known outcome): leave the key claimed,
+        neither answered for replays nor released, so that a retry after IN_FLIGHT takes it
+        over with the values it carries (the broadcast's id) and carries on the same work,
+        which each recipient's own key keeps from sending twice."""
+        self.held_for_a_retry = True
 
     @property
     def owner(self) -> str:
@@ -192,6 +202,8 @@ class Claim:
         `sending`, so a retry looks the outcome up (and finds it) rather than sending again.
         Raises StorageUnavailable when a release fails."""
         status = response.status_code
+        if self.held_for_a_retry:
+            return None
         if status in REPLAYABLE:
             return _done_row(self.function, self.row_key, self.entity, response)
         if status in RELEASABLE or self.entity.get("State") == "claimed":

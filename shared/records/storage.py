@@ -54,11 +54,15 @@ _QUEUE_RETRY = {"initial_backoff": 0.1, "increment_base": 0.1, "random_jitter_ra
 
 class StorageUnavailable(Exception):
     """Storage could not be reached, refused, or did not answer in time; the reason is safe to
-    log (no key, no connection string). `status`: storage's HTTP status, 0 when none came."""
+    log (no key, no connection string). `status`: storage's HTTP status, 0 when none came.
+    `unknown`: the request may have been carried out all the same (it was sent, and no answer
+    said otherwise: a time-out, a connection lost mid-answer, a 500), where a caller must not
+    report it as not done."""
 
-    def __init__(self, reason: str, status: int = 0) -> None:
+    def __init__(self, reason: str, status: int = 0, unknown: bool = False) -> None:
         super().__init__(reason)
         self.status = status
+        self.unknown = unknown
 
 
 class StorageRefused(StorageUnavailable):
@@ -285,6 +289,7 @@ async def _bounded(operation: Any) -> Any:
         ResourceModifiedError,
         ResourceNotFoundError,
         ServiceRequestError,
+        ServiceResponseError,
     )
 
     try:
@@ -292,7 +297,8 @@ async def _bounded(operation: Any) -> Any:
     except (ResourceExistsError, ResourceNotFoundError, ResourceModifiedError):
         raise
     except TimeoutError:
-        raise StorageUnavailable(f"storage did not answer within {TIMEOUT:g} s") from None
+        raise StorageUnavailable(f"storage did not answer within {TIMEOUT:g} s",
+                                 unknown=True) from None
     except ClientAuthenticationError as error:  # before HttpResponseError, of which it is one
         if not error.status_code:  # no answer from storage: the credential found no sign-in
             raise StorageUnavailable(
@@ -314,7 +320,12 @@ async def _bounded(operation: Any) -> Any:
             # cannot help. Credentials (401, 403), time-outs and throttling (408, 429) can pass.
             code = getattr(error, "error_code", None) or f"HTTP {status}"
             raise StorageRefused(f"storage refused the request: {code}", status) from None
-        raise StorageUnavailable(f"storage failed: {type(error).__name__}", status) from None
+        # 503 (server busy) and the like refuse the request; a 500 may come after the work.
+        raise StorageUnavailable(f"storage failed: {type(error).__name__}", status,
+                                 unknown=status in (0, 500, 504)) from None
+    except ServiceResponseError:  # sent, and the answer was lost: it may have been done
+        raise StorageUnavailable("storage's answer was lost (ServiceResponseError)",
+                                 unknown=True) from None
     except ServiceRequestError:  # no answer at all: refused, unresolved or timed out
         raise StorageUnavailable(
             "storage could not be reached (ServiceRequestError): on Azure, the storage "
