@@ -162,6 +162,33 @@ def test_a_timeout_after_creating_is_looked_up_not_sent_again(
     assert len(lookups) == 1 and lookups[0].params["To"] == TO
 
 
+@pytest.mark.parametrize(("path", "body"), ENDPOINTS, ids=IDS)
+def test_an_unknown_outcome_is_found_under_many_newer_creates_to_the_number(
+    worker_host, storage, twilio_api, app_settings, monkeypatch, path, body
+):
+    """The lookup reads Twilio's list (the newest first) a page at a time past every entry
+    created since: a retry hours later, after 120 more calls or texts to a busy number, still
+    finds its own (it read only the newest 20, and called or texted again)."""
+    app_settings.setenv("TWILIO_HTTP_TIMEOUT", "0.2")
+    twilio_api.delay_after_create = 0.5
+    key = new_key()
+    assert send(worker_host, path, body, key).status == 504
+    twilio_api.delay_after_create = 0
+    app_settings.setenv("TWILIO_HTTP_TIMEOUT", "10")
+    for _ in range(120):
+        assert send(worker_host, path, body, None).status == 201  # no key: the same number
+    monkeypatch.setattr(idempotency, "IN_FLIGHT", datetime.timedelta(0))
+
+    retried = send(worker_host, path, body, key)
+
+    assert retried.status == 201
+    assert retried.json()["sid"] == twilio_api.created[0]["sid"]
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert len(twilio_api.creates) == 121
+    lookups = [r for r in twilio_api.requests if r.method == "GET"]
+    assert len(lookups) == 3  # pages of 50: the first entry is on the third
+
+
 def test_an_unknown_outcome_with_nothing_at_twilio_waits_then_is_released(
     worker_host, storage, twilio_api, monkeypatch
 ):

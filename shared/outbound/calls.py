@@ -160,11 +160,10 @@ async def find(
     from shared.records import store
 
     client = twilio_client.get_client(settings.rest)
-    listed = await asyncio.wait_for(
-        client.calls.list_async(to=wanted.to, from_=wanted.from_ or None, limit=20),
-        timeout=settings.rest.http_timeout,
-    )
-    for call in twilio_client.created_since(listed, since):
+    listed = await asyncio.wait_for(twilio_client.listed_since(client.calls.page_async(
+        to=wanted.to, from_=wanted.from_ or None, page_size=twilio_client.LOOKUP_PAGE_SIZE),
+        since), timeout=settings.rest.http_timeout)
+    for call in listed:
         fields = {"To": call.to, "From": call._from, "CreatedStatus": call.status,
                   "Text": wanted.message}
         if call.sid and await store.adopt("call", call.sid, owner, fields, call.date_created):

@@ -248,11 +248,10 @@ async def find(
     from shared.records import store
 
     client = twilio_client.get_client(settings.rest)
-    listed = await asyncio.wait_for(
-        client.messages.list_async(to=wanted.to, from_=wanted.from_ or None, limit=20),
-        timeout=settings.rest.http_timeout,
-    )
-    for message in twilio_client.created_since(listed, since):
+    listed = await asyncio.wait_for(twilio_client.listed_since(client.messages.page_async(
+        to=wanted.to, from_=wanted.from_ or None, page_size=twilio_client.LOOKUP_PAGE_SIZE),
+        since), timeout=settings.rest.http_timeout)
+    for message in listed:
         if not _same_request(message, wanted, settings):
             continue
         fields = {"To": message.to, "From": message.from_, "CreatedStatus": message.status,

@@ -122,9 +122,34 @@ async def close() -> None:
             await _closer(client)()
 
 
+# How an unknown outcome's lookup reads Twilio's list (the newest first): a page at a time, until
+# a page holds nothing created since the create was sent, and at most LOOKUP_PAGES pages. A
+# number called or texted more often than that since is left ambiguous (docs/security.md).
+LOOKUP_PAGE_SIZE = 50
+LOOKUP_PAGES = 20
+
+
 def created_since(listed: list[T], since: datetime.datetime) -> list[T]:
     """Those of `listed` (calls or messages) Twilio created at `since` or later, allowing for
     CLOCK_SKEW, the earliest first: the candidates for a create whose answer was lost."""
     earliest = since - CLOCK_SKEW
     found = [item for item in listed if item.date_created and item.date_created >= earliest]
+    return sorted(found, key=lambda item: item.date_created)
+
+
+async def listed_since(first_page: Awaitable[Any], since: datetime.datetime) -> list[Any]:
+    """`created_since` over a whole list whose first page is `first_page` (a `page_async` of
+    Calls or Messages, filtered, LOOKUP_PAGE_SIZE a page): the next page is read while the last
+    one still held an entry created since, so that one created before many newer ones (a busy
+    number, hours later) is found."""
+    found: list[Any] = []
+    page = await first_page
+    for _ in range(LOOKUP_PAGES):
+        recent = created_since(list(page), since)
+        found.extend(recent)
+        if not recent:
+            break
+        page = await page.next_page_async()
+        if page is None:
+            break
     return sorted(found, key=lambda item: item.date_created)
