@@ -256,6 +256,33 @@ def test_a_poisoned_chunk_is_recorded_as_failed_unless_it_was_sent(
     assert status(worker_host, answer["id"])["counts"]["sent"] == 1  # a sent one stays sent
 
 
+def test_a_poisoned_recipient_that_twilio_has_is_recorded_sent_not_failed(
+    worker_host, storage, twilio_api, app_settings
+):
+    """Its tries failed after Twilio made the text (here: the answer lost, then the tries
+    used up): the poison handler asks Twilio's list as a retry would, and records it sent,
+    with its SID and its record, rather than failed (an operator re-sending the failed ones
+    would have texted it twice)."""
+    numbers = ["+14155550109", "+14155550110"]
+    answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
+    [chunk] = drain(storage, answer["id"])
+    app_settings.setenv("TWILIO_HTTP_TIMEOUT", "0.2")
+    twilio_api.delay_after_create = 0.5  # Twilio makes the first text; the app never hears
+    run(broadcast_send.main, queue_message(single(chunk, numbers[0])))
+    twilio_api.delay_after_create = 0
+    drain(storage, answer["id"])  # its deferred copy: never delivered (the tries ran out)
+
+    run(broadcast_poison.main, queue_message(chunk, dequeue_count=5))
+
+    [made] = twilio_api.created
+    shown = status(worker_host, answer["id"])
+    states = {r["to"]: (r["state"], r["sid"]) for r in shown["recipients"]}
+    assert states == {numbers[0]: ("sent", made["sid"]), numbers[1]: ("failed", None)}
+    record = worker_host.request("GET", f"/api/messages/{made['sid']}", base_url=PUBLIC)
+    assert record.status == 200
+    assert len(twilio_api.creates) == 1
+
+
 @pytest.mark.parametrize(("field", "value", "named"), [
     ("Seal", "zz", "its Seal is not 64 hex digits"),
     ("MediaUrls", "[not json", "its MediaUrls is not a JSON list of links"),

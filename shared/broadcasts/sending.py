@@ -216,15 +216,16 @@ async def deliver(task: model.Task, settlement: Settlement | None = None,
     return state
 
 
-async def _deliver(task: model.Task, settlement: Settlement, screening: Screening | None,
-                   max_wait: float, claiming: Claiming | None) -> str:
+def _kind(task: model.Task) -> tuple[str, Any]:
+    """The recipient keys' function name and the settings of the task's kind."""
     if task.kind == "sms":
-        settings: Any = load_sms_settings()
-        function = "broadcast_sms"
-    else:
-        settings = load_call_settings()
-        function = "broadcast_call"
+        return "broadcast_sms", load_sms_settings()
+    return "broadcast_call", load_call_settings()
 
+
+def _lookup(task: model.Task, settings: Any, request: Any) -> idempotency.Lookup:
+    """What Twilio's list says about a recipient's create whose outcome is unknown: a 201 with
+    the call or message found (adopted for the key), or None."""
     async def lookup(
         to: str, from_: str | None, since: datetime.datetime, owner: str
     ) -> func.HttpResponse | None:
@@ -235,7 +236,14 @@ async def _deliver(task: model.Task, settlement: Settlement, screening: Screenin
         call = await calls.find(settings, wanted, since, owner)
         return None if call is None else _created(calls.answer(call, True))
 
+    return lookup
+
+
+async def _deliver(task: model.Task, settlement: Settlement, screening: Screening | None,
+                   max_wait: float, claiming: Claiming | None) -> str:
+    function, settings = _kind(task)
     request, refusal = _parse(task, settings)
+    lookup = _lookup(task, settings, request)
     if refusal is not None:  # the policy's answer does not change between tries: not kept
         return _settle(task, refusal, settlement)
     await pace.admit(max_wait)  # raises Paced: nothing claimed, nothing sent
@@ -522,6 +530,31 @@ async def _handle(envelope: model.Envelope, message_id: str, dequeue_count: int)
 POISON_TRIES = 5
 
 
+async def _found_sent(task: model.Task, settlement: Settlement) -> bool:
+    """Before a recipient is given up on: when its key says a create went out with no answer
+    kept (the tries failed on storage after Twilio made the call or text), ask Twilio's list as
+    a retry would, and mark it sent when it is there. Twilio failing leaves it to be given up."""
+    try:
+        function, settings = _kind(task)
+        sending = await idempotency.unknown_outcome(function, task.idempotency_key)
+        if sending is None:
+            return False
+        request, refusal = _parse(task, settings)
+        if refusal is not None:
+            return False
+        answer = await _lookup(task, settings, request)(*sending)
+    except storage.StorageUnavailable:
+        raise
+    except Exception as error:  # Twilio unreachable or refusing, a setting: still unknown
+        logger.error("broadcast_poison id=%s to=%s outcome=not-looked-up reason=%s",
+                     task.broadcast, redact.phone_number(task.to), type(error).__name__)
+        return False
+    if answer is None:
+        return False
+    _settle(task, answer, settlement)
+    return True
+
+
 async def poisoned(message_id: str, body: bytes, dequeue_count: int) -> None:
     """broadcast_poison: record the recipients of a message that exhausted its tries as failed
     (unless sent). A message that is not one of ours is logged and dropped; storage failing
@@ -536,8 +569,12 @@ async def poisoned(message_id: str, body: bytes, dequeue_count: int) -> None:
         if broadcast is None:
             return
         reason = "its queue message failed every try"
+        found = Settlement(broadcast.id)
+        sent = await asyncio.gather(*(_found_sent(broadcast.task(to), found) for to in verified))
+        await found.write()  # sent after all: the storage that failed it kept no row saying so
         marked = await asyncio.gather(*(table.give_up(broadcast.task(to), reason)
-                                        for to in verified))
+                                        for to, was_sent in zip(verified, sent, strict=True)
+                                        if not was_sent))
         if any(marked):  # not those sent after all: they are left as they are
             telemetry.count_poisoned(sum(marked))
     except storage.StorageUnavailable as error:

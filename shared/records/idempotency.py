@@ -301,6 +301,26 @@ def _aware(value: Any) -> datetime.datetime:
     return datetime.datetime.fromisoformat(str(value))
 
 
+async def unknown_outcome(
+    function: str, key: str
+) -> tuple[str, str | None, datetime.datetime, str] | None:
+    """(to, from, sent at, owner) when `key`'s create went out and no answer was kept for it
+    (`sending`): what a lookup at Twilio needs to learn its outcome. None when the key is gone
+    or never sent. Raises StorageUnavailable."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    row = row_key(key)
+    try:
+        entity = await storage.within_deadline(
+            storage.on_table(TABLE, lambda t: t.get_entity(function, row)))
+    except ResourceNotFoundError:
+        return None
+    if entity.get("State") != "sending" or not entity.get("SentAt"):
+        return None
+    return (entity.get("To") or "", entity.get("From") or None, _aware(entity["SentAt"]),
+            Claim(function, row, dict(entity)).owner)
+
+
 def row_key(key: str, scope: str = "") -> str:
     """The key's row: a digest of the key within its caller's scope (any characters are safe)."""
     return hashlib.sha256((f"{scope}\n{key}" if scope else key).encode()).hexdigest()
