@@ -6,10 +6,10 @@ sends anything, and a second run changes nothing (shared/records/reconcile.py).
     .venv/bin/python scripts/reconcile.py
 
 Settings come from the environment, else local.settings.json's Values (the Twilio credentials
-and AzureWebJobsStorage, as the app reads them). It reads Twilio's real API (the local
-stand-in does not list). Exit 0 when the run finished, 3 when it ran out of time (run it again:
-it carries on), 2 when a setting is missing or storage is down, 1 when Twilio could not be
-reached or refused.
+and AzureWebJobsStorage, as the app reads them). It reads Twilio's real API (the local host's
+`--twilio-api` stand-in is not for this script). Exit 0 when the run finished, 3 when it ran
+out of time (run it again: it carries on), 2 when a setting is missing or storage is down, 1
+when Twilio could not be reached or refused.
 
 Dev-only: it lives in scripts/, which .funcignore keeps out of the deployed package.
 """
