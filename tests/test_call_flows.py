@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
-from conftest import ACCOUNT_SID, AUTH_TOKEN, REPO, signature
+from conftest import ACCOUNT_SID, AUTH_TOKEN, REPO, run_app, signature
 
 from devhost.worker_host import HostResponse, WorkerHost
 from shared.callflows import loading, walk
@@ -764,6 +764,85 @@ def test_a_notification_twilio_refused_for_now_makes_the_callback_try_again(
 
     assert (first.status, again.status) == (503, 204)  # Twilio retries a 5xx callback
     assert len(twilio_api.created) == 1  # sent once, on the retry
+
+
+@pytest.fixture
+def nothing_owed(azurite_storage):
+    """No voicemail text owed by an earlier test (they share the emulator)."""
+    from azure.data.tables import TableServiceClient
+
+    from shared.callflows import voicemail
+
+    with TableServiceClient.from_connection_string(azurite_storage.connection_string) as tables:
+        tables.delete_table(voicemail.OWED_TABLE)
+    return azurite_storage
+
+
+def owed_rows(azurite_storage) -> list[dict]:
+    from azure.data.tables import TableClient
+
+    from shared.callflows import voicemail
+
+    with TableClient.from_connection_string(azurite_storage.connection_string,
+                                            voicemail.OWED_TABLE) as table:
+        try:
+            return list(table.list_entities())
+        except Exception:  # no table yet: nothing was ever owed
+            return []
+
+
+def test_a_notification_still_owed_after_twilios_tries_is_sent_by_the_timer_once(
+    worker_host, nothing_owed, twilio_api
+):
+    """Twilio's tries of a recording callback last 15 seconds (an attack run's: a longer outage
+    lost the text for good). What is still owed then is kept, sealed, and the voicemail_notices timer
+    sends it, under the same key: once, however often it runs."""
+    import voicemail_notices
+
+    root = press(worker_host, start(worker_host), "2")
+    url = recording_callback(root, "recordingStatusCallback")
+    recording = call_params(RecordingSid="RE" + "7" * 32, RecordingStatus="completed",
+                            RecordingDuration="12")
+    answers = []
+    for _ in range(3):  # the callback and Twilio's two tries (rc=2), all rate-limited
+        twilio_api.error(429, 20429, "Too Many Requests")
+        answers.append(post(worker_host, url, recording).status)
+    assert answers == [503, 503, 503] and twilio_api.created == []
+    [owed] = owed_rows(nothing_owed)
+    assert owed["To"] == "+14155550100" and owed["Step"] == "voicemail"
+
+    run_app(voicemail_notices.main(None))
+    run_app(voicemail_notices.main(None))
+
+    assert len(twilio_api.created) == 1  # the three refused by Twilio created nothing
+    assert [c.data["Body"] for c in twilio_api.creates[3:]] == [
+        "New voicemail from +1 415-555-0123, 12 s."]
+    assert owed_rows(nothing_owed) == []
+
+
+def test_an_owed_notification_written_by_anyone_else_is_dropped_unsent(
+    worker_host, nothing_owed, twilio_api, caplog
+):
+    from azure.data.tables import TableClient
+
+    import voicemail_notices
+    from shared.callflows import voicemail
+
+    forged = {"PartitionKey": voicemail.OWED_PARTITION, "RowKey": "f" * 64,
+              "Recording": "RE" + "8" * 32, "To": "+14155550100", "Kind": "recording",
+              "Body": "Call +1 900 555 0100 now", "Step": "voicemail", "Seal": "0" * 64,
+              "OwedSince": datetime.datetime.now(datetime.UTC)}
+    with TableClient.from_connection_string(nothing_owed.connection_string,
+                                            voicemail.OWED_TABLE) as table:
+        table.create_table()
+        table.create_entity(forged)
+
+    run_app(voicemail_notices.main(None))
+
+    assert twilio_api.creates == []
+    assert owed_rows(nothing_owed) == []
+    assert any("outcome=dropped reason=its seal does not verify" in r.getMessage()
+               for r in caplog.records)
 
 
 # --- the simulator walks a flow ---------------------------------------------------------------------

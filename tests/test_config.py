@@ -22,7 +22,8 @@ from devhost.pytest_plugin import APP_ROOT, require_shared
 
 ALL_FUNCTION_DIRS = sorted(p.parent for p in APP_ROOT.glob("*/function.json"))
 QUEUE_FUNCTIONS = {"broadcast_send": "broadcast-sends", "broadcast_poison": "broadcast-sends-poison"}
-TIMER_FUNCTIONS = {"idempotency_expiry": "0 */15 * * * *", "reconcile": "30 */15 * * * *"}
+TIMER_FUNCTIONS = {"idempotency_expiry": "0 */15 * * * *", "reconcile": "30 */15 * * * *",
+                   "voicemail_notices": "45 */15 * * * *"}
 # The HTTP-triggered ones: every check below that speaks of routes and methods is about these.
 FUNCTION_DIRS = [
     d for d in ALL_FUNCTION_DIRS if d.name not in QUEUE_FUNCTIONS and d.name not in TIMER_FUNCTIONS
