@@ -283,6 +283,31 @@ def test_a_poisoned_recipient_that_twilio_has_is_recorded_sent_not_failed(
     assert len(twilio_api.creates) == 1
 
 
+def test_a_poisoned_recipient_twilio_could_not_be_asked_about_is_failed_as_unknown(
+    worker_host, storage, twilio_api, app_settings
+):
+    """Its create went out and Twilio's list could not be read: not the plain failure an
+    operator would send again, but one that says to look it up first."""
+    from shared.broadcasts import sending as broadcast_sending
+
+    numbers = ["+14155550111", "+14155550112"]
+    answer = start(worker_host, {"kind": "sms", "to": numbers, "body": "hi"}).json()
+    [chunk] = drain(storage, answer["id"])
+    app_settings.setenv("TWILIO_HTTP_TIMEOUT", "0.2")
+    twilio_api.delay_after_create = 0.5
+    run(broadcast_send.main, queue_message(single(chunk, numbers[0])))
+    twilio_api.delay_after_create = 0
+    drain(storage, answer["id"])
+    twilio_api.fail_lists(500, 20500, "Internal Server Error", times=5)
+
+    run(broadcast_poison.main, queue_message(chunk, dequeue_count=5))
+
+    errors = {r["to"]: (r["state"], r["error"]) for r in status(worker_host, answer["id"])
+              ["recipients"]}
+    assert errors[numbers[0]] == ("failed", broadcast_sending.UNKNOWN_OUTCOME)
+    assert errors[numbers[1]] == ("failed", "its queue message failed every try")
+
+
 @pytest.mark.parametrize(("field", "value", "named"), [
     ("Seal", "zz", "its Seal is not 64 hex digits"),
     ("MediaUrls", "[not json", "its MediaUrls is not a JSON list of links"),

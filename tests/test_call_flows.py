@@ -801,7 +801,7 @@ def test_a_notification_still_owed_after_twilios_tries_is_sent_by_the_timer_once
 
     root = press(worker_host, start(worker_host), "2")
     url = recording_callback(root, "recordingStatusCallback")
-    recording = call_params(RecordingSid="RE" + "7" * 32, RecordingStatus="completed",
+    recording = call_params(RecordingSid="RE" + uuid.uuid4().hex, RecordingStatus="completed",
                             RecordingDuration="12")
     answers = []
     for _ in range(3):  # the callback and Twilio's two tries (rc=2), all rate-limited
@@ -818,6 +818,34 @@ def test_a_notification_still_owed_after_twilios_tries_is_sent_by_the_timer_once
     assert [c.data["Body"] for c in twilio_api.creates[3:]] == [
         "New voicemail from +1 415-555-0123, 12 s."]
     assert owed_rows(nothing_owed) == []
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("Body", "Call +1 900 555 0100 now"),
+    ("OwedSince", datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC)),  # an old row made young
+], ids=["body", "owed-since"])
+def test_an_owed_notification_altered_in_the_table_is_dropped_unsent(
+    worker_host, nothing_owed, twilio_api, field, value
+):
+    from azure.data.tables import TableClient, UpdateMode
+
+    import voicemail_notices
+    from shared.callflows import voicemail
+
+    root = press(worker_host, start(worker_host), "2")
+    url = recording_callback(root, "recordingStatusCallback")
+    twilio_api.error(429, 20429, "Too Many Requests")
+    post(worker_host, url, call_params(RecordingSid="RE" + uuid.uuid4().hex,
+                                       RecordingStatus="completed", RecordingDuration="5"))
+    [owed] = owed_rows(nothing_owed)
+    with TableClient.from_connection_string(nothing_owed.connection_string,
+                                            voicemail.OWED_TABLE) as table:
+        table.update_entity({"PartitionKey": owed["PartitionKey"], "RowKey": owed["RowKey"],
+                             field: value}, mode=UpdateMode.MERGE)
+
+    run_app(voicemail_notices.main(None))
+
+    assert twilio_api.created == [] and owed_rows(nothing_owed) == []
 
 
 def test_an_owed_notification_written_by_anyone_else_is_dropped_unsent(

@@ -189,6 +189,32 @@ def test_an_unknown_outcome_is_found_under_many_newer_creates_to_the_number(
     assert len(lookups) == 3  # pages of 50: the first entry is on the third
 
 
+def test_an_unknown_outcome_under_more_entries_than_the_lookup_reads_is_never_sent_again(
+    worker_host, storage, twilio_api, app_settings, monkeypatch
+):
+    """Past the pages the lookup reads, it cannot say the create is not there: 503, and the
+    key neither released nor sent again (a re-attack: it was released after a minute)."""
+    from shared.outbound import twilio_client
+
+    monkeypatch.setattr(twilio_client, "LOOKUP_PAGES", 2)
+    monkeypatch.setattr(twilio_client, "LOOKUP_PAGE_SIZE", 5)
+    app_settings.setenv("TWILIO_HTTP_TIMEOUT", "0.2")
+    twilio_api.delay_after_create = 0.5
+    key = new_key()
+    assert send(worker_host, "/api/send_sms", SMS, key).status == 504
+    twilio_api.delay_after_create = 0
+    app_settings.setenv("TWILIO_HTTP_TIMEOUT", "10")
+    for _ in range(12):
+        assert send(worker_host, "/api/send_sms", SMS, None).status == 201
+    monkeypatch.setattr(idempotency, "IN_FLIGHT", datetime.timedelta(0))
+    monkeypatch.setattr(idempotency, "RELEASE_AFTER", datetime.timedelta(0))
+
+    retried = send(worker_host, "/api/send_sms", SMS, key)
+
+    assert retried.status == 503 and "Twilio" in retried.json()["error"]
+    assert len(twilio_api.creates) == 13
+
+
 def test_an_unknown_outcome_with_nothing_at_twilio_waits_then_is_released(
     worker_host, storage, twilio_api, monkeypatch
 ):

@@ -547,6 +547,17 @@ def test_a_malformed_public_base_url_fails_closed(twilio, app_settings, caplog):
     assert len(errors) == 1 and "PUBLIC_BASE_URL is malformed" in errors[0]
 
 
+def test_a_malformed_website_hostname_is_no_problem_where_public_base_url_names_the_origin(
+    twilio, app_settings
+):
+    app_settings.setenv("PUBLIC_BASE_URL", PUBLIC)
+    app_settings.setenv("WEBSITE_HOSTNAME", "bad host!")
+
+    assert_answered(twilio.send("/api/voice_url", VOICE_PARAMS))
+    app_settings.delenv("PUBLIC_BASE_URL")
+    assert twilio.send("/api/voice_url", VOICE_PARAMS).status == 403  # then it is the origin
+
+
 # --- make_call cannot be turned into a toll-fraud machine --------------------------------------
 
 FUNCTION_KEY = "make-call-function-key-for-tests"

@@ -530,29 +530,38 @@ async def _handle(envelope: model.Envelope, message_id: str, dequeue_count: int)
 POISON_TRIES = 5
 
 
-async def _found_sent(task: model.Task, settlement: Settlement) -> bool:
+# Why a recipient whose create went out, and whose outcome nobody could learn, is given up on:
+# not the plain reason, so that nobody sends it again without looking at Twilio first.
+UNKNOWN_OUTCOME = ("its queue message failed every try, after a create whose outcome is unknown "
+                   "(Twilio could not be asked, or did not list it yet): look it up in Twilio's "
+                   "logs before sending again")
+
+
+async def _found_sent(task: model.Task, settlement: Settlement) -> str | None:
     """Before a recipient is given up on: when its key says a create went out with no answer
     kept (the tries failed on storage after Twilio made the call or text), ask Twilio's list as
-    a retry would, and mark it sent when it is there. Twilio failing leaves it to be given up."""
+    a retry would: "sent" (marked in `settlement`) when it is there, "unknown" when Twilio could
+    not say (it failed, or the create is too recent to be listed for sure), None otherwise."""
     try:
         function, settings = _kind(task)
         sending = await idempotency.unknown_outcome(function, task.idempotency_key)
         if sending is None:
-            return False
+            return None
         request, refusal = _parse(task, settings)
         if refusal is not None:
-            return False
+            return None
         answer = await _lookup(task, settings, request)(*sending)
     except storage.StorageUnavailable:
         raise
     except Exception as error:  # Twilio unreachable or refusing, a setting: still unknown
         logger.error("broadcast_poison id=%s to=%s outcome=not-looked-up reason=%s",
                      task.broadcast, redact.phone_number(task.to), type(error).__name__)
-        return False
+        return "unknown"
     if answer is None:
-        return False
+        listed_for_sure = sending[2] + idempotency.RELEASE_AFTER <= idempotency.now()
+        return None if listed_for_sure else "unknown"
     _settle(task, answer, settlement)
-    return True
+    return "sent"
 
 
 async def poisoned(message_id: str, body: bytes, dequeue_count: int) -> None:
@@ -570,11 +579,12 @@ async def poisoned(message_id: str, body: bytes, dequeue_count: int) -> None:
             return
         reason = "its queue message failed every try"
         found = Settlement(broadcast.id)
-        sent = await asyncio.gather(*(_found_sent(broadcast.task(to), found) for to in verified))
+        learnt = await asyncio.gather(*(_found_sent(broadcast.task(to), found)
+                                        for to in verified))
         await found.write()  # sent after all: the storage that failed it kept no row saying so
-        marked = await asyncio.gather(*(table.give_up(broadcast.task(to), reason)
-                                        for to, was_sent in zip(verified, sent, strict=True)
-                                        if not was_sent))
+        marked = await asyncio.gather(*(
+            table.give_up(broadcast.task(to), UNKNOWN_OUTCOME if what == "unknown" else reason)
+            for to, what in zip(verified, learnt, strict=True) if what != "sent"))
         if any(marked):  # not those sent after all: they are left as they are
             telemetry.count_poisoned(sum(marked))
     except storage.StorageUnavailable as error:

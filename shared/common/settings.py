@@ -141,7 +141,9 @@ def public_origin(reader: Reader) -> str | None:
     public_base_url = _public_base_url(reader)
     hostname = reader.get("WEBSITE_HOSTNAME")
     if hostname is not None and not public_url.HOST.fullmatch(hostname):
-        reader.malformed("WEBSITE_HOSTNAME", "a host name, as App Service sets it")
+        # A problem only where it would be the origin: PUBLIC_BASE_URL, when set, is.
+        if public_base_url is None and not reader.problems_with("PUBLIC_BASE_URL"):
+            reader.malformed("WEBSITE_HOSTNAME", "a host name, as App Service sets it")
         hostname = None
     return public_url.configured_origin(public_base_url, hostname)
 

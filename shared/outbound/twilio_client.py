@@ -129,6 +129,11 @@ LOOKUP_PAGE_SIZE = 50
 LOOKUP_PAGES = 20
 
 
+class LookupIncomplete(Exception):
+    """Twilio's list held more than LOOKUP_PAGES pages created since the create was sent: the
+    lookup cannot say it is not there (the key is then neither released nor sent again)."""
+
+
 def created_since(listed: list[T], since: datetime.datetime) -> list[T]:
     """Those of `listed` (calls or messages) Twilio created at `since` or later, allowing for
     CLOCK_SKEW, the earliest first: the candidates for a create whose answer was lost."""
@@ -152,4 +157,6 @@ async def listed_since(first_page: Awaitable[Any], since: datetime.datetime) -> 
         page = await page.next_page_async()
         if page is None:
             break
+    else:
+        raise LookupIncomplete(f"more than {LOOKUP_PAGES * LOOKUP_PAGE_SIZE} entries since")
     return sorted(found, key=lambda item: item.date_created)
