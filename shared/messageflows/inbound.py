@@ -81,8 +81,8 @@ async def answer(sms: webhooks.Webhook) -> str:
     if reply and not _may_reply_to(sms):
         reply = None
     # Nobody who opted out of this number is texted: not the sender, not a forward_to number.
-    # When that cannot be read in time the answer goes out all the same (Twilio, which sends
-    # it, still blocks a number that opted out with it), and the miss is logged.
+    # When that cannot be read in time nobody is (logged): the text itself is kept, by reconcile
+    # if not now, and a reply or forward missed is better than a text after a STOP.
     people = [sms.param("From") or "", *forward_to]
     _, *still = await asyncio.gather(
         _stored(sms, "text-not-kept", _record(sms, word, len(forward_to))),
@@ -313,14 +313,15 @@ async def _keep_word(sms: webhooks.Webhook, word: str, opted_out: bool) -> None:
 async def _may_text(sms: webhooks.Webhook, person: str) -> bool:
     """Whether `person` may be texted from the number the text came to: their latest word to
     it, its Messaging Service or any sender the app texts from (its numbers, its service) was
-    not STOP. True when that cannot be read in time (logged)."""
+    not STOP. False when that cannot be read in time (logged), as send_sms refuses then: Twilio
+    blocks only a STOP to the number a text goes from, not one to another of the app's."""
     from shared.records import optouts
 
     async def check() -> bool:  # the latest word to the number, its service or the app's own
         senders = tuple(dict.fromkeys((*_senders(sms), *_own_senders())))
         return not await optouts.opted_out(senders, person)
 
-    return bool(await _stored(sms, "opt-outs-unread", check(), default=True))
+    return bool(await _stored(sms, "opt-outs-unread", check(), default=False, about=person))
 
 
 class Unkeyable(ValueError):
@@ -329,10 +330,10 @@ class Unkeyable(ValueError):
 
 
 async def _stored(sms: webhooks.Webhook, outcome: str, work: Awaitable[T],
-                  default: T | None = None) -> T | None:
+                  default: T | None = None, about: str | None = None) -> T | None:
     """`work` within STORAGE_BUDGET, or `default` when storage fails or is slow: logged at
-    ERROR as `outcome` (with the MessageSid, to find the text at Twilio), and the answer goes
-    out all the same."""
+    ERROR as `outcome` (with the MessageSid, to find the text at Twilio, and `about`, the
+    number the work was about, else the sender), and the answer goes out all the same."""
     from shared.records import storage
 
     try:
@@ -341,7 +342,7 @@ async def _stored(sms: webhooks.Webhook, outcome: str, work: Awaitable[T],
         reason: object = error or "storage took too long"
     except Exception as error:  # whatever it is, the answer still goes out (never a 500)
         reason = type(error).__name__
-    logger.error("sms_url MessageSid=%s from=%s outcome=%s reason=%s",
-                 redact.sid(sms.param("MessageSid")), redact.phone_number(sms.param("From") or ""),
-                 outcome, reason)
+    logger.error("sms_url MessageSid=%s %s=%s outcome=%s reason=%s",
+                 redact.sid(sms.param("MessageSid")), "about" if about else "from",
+                 redact.phone_number(about or sms.param("From") or ""), outcome, reason)
     return default
