@@ -77,6 +77,21 @@ def normalise(text: str) -> str:
     return visible[start:end].casefold().upper()
 
 
+def _only_opt_out_words(word: str) -> bool:
+    """A text of opt-out keywords only, said more than once (`STOP STOP`, `Stop. Stop.`,
+    `stop end`): no one writes that but to opt out."""
+    words, current = [], ""
+    for char in word:
+        if _is_edge(char):
+            if current:
+                words.append(current)
+            current = ""
+        else:
+            current += char
+    words.append(current)
+    return len(words) > 1 and all(w in OPT_OUT for w in words)
+
+
 def meaning(body: str | None) -> str | None:
     """OPTED_OUT, OPTED_IN or ASKED_FOR_HELP for a text that is one of their keywords; None
     for any other text."""
@@ -85,7 +100,8 @@ def meaning(body: str | None) -> str | None:
     word = normalise(body)
     if len(word) > _LONGEST:
         return None
-    if word in OPT_OUT or "".join(c for c in word if not _is_edge(c)) in OPT_OUT:
+    if word in OPT_OUT or "".join(c for c in word if not _is_edge(c)) in OPT_OUT \
+            or _only_opt_out_words(word):
         return OPTED_OUT
     if word in OPT_IN:
         return OPTED_IN
