@@ -439,6 +439,21 @@ def test_the_reason_for_clearing_is_kept_on_the_row_but_never_logged(worker_host
     assert "4155550123" not in caplog.text and "PIN" not in caplog.text
 
 
+def test_the_longest_name_and_reason_are_kept_whole(worker_host, twilio_api, app_settings):
+    """A 100-character principal name and a 200-character reason: the record of consent keeps
+    all of both (an attack run's: the reason's end, a ticket number, was cut)."""
+    app_settings.setenv("WEBSITE_AUTH_ENABLED", "True")
+    text_in(worker_host, "STOP")
+    who, reason = "a" * 100, "asked by phone to be texted again; " + "x" * 153 + " ticket 4411"
+    assert len(reason) == 200
+
+    cleared = clear(worker_host, {"sender": TWILIO_NUMBER, "number": PERSON, "reason": reason},
+                    who=who)
+
+    assert cleared.status == 200, cleared.body
+    assert cleared.json()["how"] == f"cleared by {who}: {reason}"
+
+
 def test_without_app_service_authentication_a_principal_header_names_nobody(worker_host):
     text_in(worker_host, "STOP")
 

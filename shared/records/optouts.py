@@ -43,6 +43,8 @@ class OptOut(NamedTuple):
     how: str | None
 
 
+MAX_HOW = 400
+
 # Senders whose opt-outs decide a text: every number and Messaging Service the app texts from.
 Senders = str | tuple[str, ...] | None
 
@@ -96,7 +98,9 @@ async def set_opted_out(sender: str | None, person: str | None, opted_out: bool,
 
     row: dict[str, Any] = {"PartitionKey": sender, "RowKey": person, "OptedOut": opted_out,
                            "ChangedAt": _now(),
-                           "How": (f"{how}: {reason}" if reason else how)[:200]}
+                           # Room for its longest: "cleared by " a 100-character name, and a
+                           # 200-character reason (optout_requests), whole.
+                           "How": (f"{how}: {reason}" if reason else how)[:MAX_HOW]}
     if message_sid:
         row["MessageSid"] = message_sid[:64]
     # Replaced whole: a row is the latest word alone (a clear keeps no MessageSid of the STOP
