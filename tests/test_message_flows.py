@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TWILIO_NUMBER
+from conftest import ACCOUNT_SID, REPO, TWILIO_NUMBER
 from test_opt_outs import PERSON, text_in
 
 from devhost.worker_host import HostResponse, WorkerHost
@@ -139,19 +139,33 @@ def test_without_a_reply_only_the_forward_goes_out(worker_host, app_settings, tm
 def test_a_forwarded_text_keeps_the_sender_and_the_links_within_one_message():
     media = ["https://example.com/" + "m" * 100]
 
-    forwarded = inbound.forward_text(PERSON, "x" * 2000, media)
+    [forwarded] = inbound.forward_texts(PERSON, "x" * 2000, media)
 
     assert len(forwarded) == 1600
     assert forwarded.startswith(f"From {PERSON}: xxx") and forwarded.endswith("…\n" + media[0])
 
 
-def test_links_longer_than_a_message_are_kept_as_many_as_fit():
+def test_links_that_do_not_fit_one_message_go_in_the_next():
     media = ["https://example.com/" + str(i) * 700 for i in range(3)]
 
-    forwarded = inbound.forward_text(PERSON, "hello", media)
+    first, second = inbound.forward_texts(PERSON, "hello", media)
 
-    assert len(forwarded) <= 1600
-    assert forwarded.count("\nhttps://example.com/") == 2 and media[0] in forwarded
+    assert len(first) <= 1600 and len(second) <= 1600
+    assert first.startswith(f"From {PERSON}: hello") and first.count("\nhttps://") == 2
+    assert second == f"From {PERSON}, more media:\n{media[2]}"
+
+
+def test_an_mms_of_ten_photos_is_forwarded_with_every_link(worker_host):
+    """Ten of Twilio's media links (162 characters each) do not fit one message beside the
+    sender: an attack run's forward dropped the tenth without a word."""
+    media = {f"MediaUrl{i}": f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/"
+             f"MM{'a' * 32}/Media/ME{i:032x}" for i in range(10)}
+
+    sent = messages(text_in(worker_host, "photos", NumMedia="10", **media))
+
+    forwards = [text for to, text in sent if to == SHOP]
+    assert len(forwards) == 2 and all(len(text) <= 1600 for text in forwards)
+    assert all(sum(url in text for text in forwards) == 1 for url in media.values())
 
 
 def test_the_record_says_the_keyword_and_how_many_it_was_forwarded_to(worker_host):

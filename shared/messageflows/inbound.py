@@ -233,25 +233,34 @@ def _flow_answer(sms: webhooks.Webhook, reply: str | None, forward_to: tuple[str
     if reply:
         response.message(webhooks.twiml.xml_text(reply))
     if forward_to:
-        forwarded = webhooks.twiml.xml_text(forward_text(
-            sms.param("From") or "an unknown sender", sms.param("Body") or "", media_urls(sms)))
+        forwarded = [webhooks.twiml.xml_text(text) for text in forward_texts(
+            sms.param("From") or "an unknown sender", sms.param("Body") or "", media_urls(sms))]
         for number in forward_to:
-            response.message(forwarded, to=number)
+            for text in forwarded:
+                response.message(text, to=number)
     return str(response.to_xml())
 
 
-def forward_text(sender: str, body: str, media: list[str]) -> str:
-    """What a forwarded text says: who sent it, what, and its media as links, within one
-    message's 1,600 characters (the text is cut first, never the sender or the links)."""
+def forward_texts(sender: str, body: str, media: list[str]) -> list[str]:
+    """What a forwarded text says: who sent it, what, and its media as links, in messages of
+    1,600 characters: the first with the text (cut first, never the sender), and as many links
+    as fit; the links that do not (ten of Twilio's take 1,630 characters) in the next, each
+    with the sender again. A link longer than a message is left out."""
     head = f"From {sender}: "
+    links = [url for url in media if len(url) + 1 <= MAX_TEXT - len(head)]
     tail = ""
-    for url in media:  # as many links as fit beside the sender (ten of Twilio's do)
-        if len(head) + len(tail) + len(url) + 1 > MAX_TEXT:
-            break
-        tail += f"\n{url}"
+    while links and len(head) + len(tail) + len(links[0]) + 1 <= MAX_TEXT:
+        tail += f"\n{links.pop(0)}"
     room = MAX_TEXT - len(head) - len(tail)
     text = body if len(body) <= room else body[: max(room - 1, 0)] + "…"
-    return head + text + tail
+    texts = [head + text + tail]
+    more = f"From {sender}, more media:"
+    while links:
+        tail = ""
+        while links and len(more) + len(tail) + len(links[0]) + 1 <= MAX_TEXT:
+            tail += f"\n{links.pop(0)}"
+        texts.append(more + tail)
+    return texts
 
 
 def media_urls(sms: webhooks.Webhook) -> list[str]:
