@@ -8,6 +8,7 @@ import json
 import logging
 import subprocess
 import sys
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -166,6 +167,25 @@ def test_an_mms_of_ten_photos_is_forwarded_with_every_link(worker_host):
     forwards = [text for to, text in sent if to == SHOP]
     assert len(forwards) == 2 and all(len(text) <= 1600 for text in forwards)
     assert all(sum(url in text for text in forwards) == 1 for url in media.values())
+
+
+def test_the_record_counts_only_the_forwards_that_went_out(worker_host, app_settings, tmp_path,
+                                                           monkeypatch):
+    """One of the two staff numbers opted out: the text is forwarded to one, and the record
+    says one (an attack run's said two)."""
+    staff = "+14155550133"
+    (tmp_path / "flow.json").write_text(json.dumps({"forward_to": [SHOP, staff]}))
+    monkeypatch.setattr(loading, "APP_ROOT", tmp_path)
+    app_settings.setenv("MESSAGE_FLOW", "flow.json")
+    loading.forget()
+    text_in(worker_host, "STOP", person=staff)
+    sid = "SM" + uuid.uuid4().hex
+
+    sent = messages(text_in(worker_host, "hi", MessageSid=sid))
+
+    assert sent == [(SHOP, f"From {PERSON}: hi")]
+    record = worker_host.request("GET", f"/api/messages/{sid}", base_url=PUBLIC).json()
+    assert record["forwarded_to"] == 1
 
 
 def test_the_record_says_the_keyword_and_how_many_it_was_forwarded_to(worker_host):

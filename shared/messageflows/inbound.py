@@ -84,12 +84,18 @@ async def answer(sms: webhooks.Webhook) -> str:
     # When that cannot be read in time nobody is (logged): the text itself is kept, by reconcile
     # if not now, and a reply or forward missed is better than a text after a STOP.
     people = [sms.param("From") or "", *forward_to]
-    _, *still = await asyncio.gather(
+    first, *still = await asyncio.gather(
         _stored(sms, "text-not-kept", _record(sms, word, len(forward_to))),
         *(_may_text(sms, person) for person in people))
     if not still[0]:
         reply = None
-    forward_to = tuple(n for n, ok in zip(forward_to, still[1:], strict=True) if ok)
+    kept = tuple(n for n, ok in zip(forward_to, still[1:], strict=True) if ok)
+    if first and len(kept) != len(forward_to):  # recorded with the numbers before the reads
+        from shared.records import store
+
+        await _stored(sms, "text-not-kept", store.forwarded(str(sms.param("MessageSid")),
+                                                            len(kept)))
+    forward_to = kept
     if flow is None:
         return webhooks.twiml.message(reply) if reply else webhooks.twiml.nothing()
     return _flow_answer(sms, reply, forward_to)

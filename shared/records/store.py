@@ -290,6 +290,16 @@ async def inbound(
     })
 
 
+async def forwarded(sid: str, count: int) -> None:
+    """Correct how many numbers an inbound text was forwarded to: it is recorded with the flow's
+    count while the opt-outs are read, and some of those numbers may have opted out."""
+    from azure.data.tables import UpdateMode
+
+    update = {"PartitionKey": sid, "RowKey": RECORD_ROW, "ForwardedTo": count}
+    await storage.on_table(RECORDS_TABLE,
+                           lambda t: t.update_entity(update, mode=UpdateMode.MERGE))
+
+
 async def found_elsewhere(kind: str, sid: str, to: str | None, from_: str | None,
                           direction: str, text: str | None,
                           created: datetime.datetime | None = None) -> bool:
