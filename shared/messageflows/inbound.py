@@ -329,12 +329,17 @@ async def _may_text(sms: webhooks.Webhook, person: str) -> bool:
     """Whether `person` may be texted from the number the text came to: their latest word to
     it, its Messaging Service or any sender the app texts from (its numbers, its service) was
     not STOP. False when that cannot be read in time (logged), as send_sms refuses then: Twilio
-    blocks only a STOP to the number a text goes from, not one to another of the app's."""
+    blocks only a STOP to the number a text goes from, not one to another of the app's. True
+    when the app has no storage at all (AzureWebJobsStorage unset: no opt-out was ever kept
+    here, and the record's own line names the setting)."""
     from shared.records import optouts
 
     async def check() -> bool:  # the latest word to the number, its service or the app's own
         senders = tuple(dict.fromkeys((*_senders(sms), *_own_senders())))
-        return not await optouts.opted_out(senders, person)
+        try:
+            return not await optouts.opted_out(senders, person)
+        except SettingsError:
+            return True
 
     return bool(await _stored(sms, "opt-outs-unread", check(), default=False, about=person))
 
