@@ -820,6 +820,28 @@ def test_a_notification_still_owed_after_twilios_tries_is_sent_by_the_timer_once
     assert owed_rows(nothing_owed) == []
 
 
+def test_an_owed_notification_the_callback_sent_after_all_is_not_sent_again(
+    worker_host, nothing_owed, twilio_api
+):
+    """Owed after a refused try, then sent by Twilio's next delivery of the callback: the timer
+    finds the row, and the idempotency key it shares with the callback replays the text."""
+    import voicemail_notices
+
+    root = press(worker_host, start(worker_host), "2")
+    url = recording_callback(root, "recordingStatusCallback")
+    recording = call_params(RecordingSid="RE" + uuid.uuid4().hex, RecordingStatus="completed",
+                            RecordingDuration="3")
+    twilio_api.error(429, 20429, "Too Many Requests")
+    assert post(worker_host, url, recording).status == 503
+    assert post(worker_host, url, recording).status == 204  # sent on Twilio's retry
+    assert len(owed_rows(nothing_owed)) == 1
+
+    run_app(voicemail_notices.main(None))
+
+    assert len(twilio_api.created) == 1
+    assert owed_rows(nothing_owed) == []
+
+
 @pytest.mark.parametrize(("field", "value"), [
     ("Body", "Call +1 900 555 0100 now"),
     ("OwedSince", datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC)),  # an old row made young

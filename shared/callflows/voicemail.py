@@ -157,8 +157,8 @@ async def _owe(recording: str, kind: str, numbers: list[str], body: str,
 
 
 async def finish_owed(budget: float = FINISH_BUDGET) -> int:
-    """The reconcile timer's second part: send the voicemail texts recording_status still owes;
-    how many it settled. Never raises: a failure is logged, and the rows wait for the next run."""
+    """The voicemail_notices timer: send the voicemail texts recording_status still owes; how
+    many it settled. Never raises: a failure is logged, and the rows wait for the next run."""
     from shared.outbound.settings import load_sms_settings
     from shared.records import storage
     from shared.webhooks.settings import load_callback_settings
@@ -166,11 +166,11 @@ async def finish_owed(budget: float = FINISH_BUDGET) -> int:
     deadline = time.monotonic() + budget
     settled = 0
     try:
+        rows = await storage.within_deadline(storage.on_table(OWED_TABLE, _owed))
+        if not rows:  # the usual run: nothing owed, no flow to read
+            return 0
         hooks = load_callback_settings()
         flow = loading.flow(hooks.call_flow) if hooks.call_flow else None
-        rows = await storage.within_deadline(storage.on_table(OWED_TABLE, lambda t: _owed(t)))
-        if not rows:
-            return 0
         sms_settings = load_sms_settings()
         for row in rows:
             if time.monotonic() > deadline:

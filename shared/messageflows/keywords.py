@@ -13,6 +13,7 @@ opt-out side only, spaces and punctuation inside the word count for nothing eith
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
 
 OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT",
@@ -80,15 +81,7 @@ def normalise(text: str) -> str:
 def _only_opt_out_words(word: str) -> bool:
     """A text of opt-out keywords only, said more than once (`STOP STOP`, `Stop. Stop.`,
     `stop end`): no one writes that but to opt out."""
-    words, current = [], ""
-    for char in word:
-        if _is_edge(char):
-            if current:
-                words.append(current)
-            current = ""
-        else:
-            current += char
-    words.append(current)
+    words = ["".join(run) for edge, run in itertools.groupby(word, _is_edge) if not edge]
     return len(words) > 1 and all(w in OPT_OUT for w in words)
 
 

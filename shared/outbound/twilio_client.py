@@ -14,7 +14,7 @@ import datetime
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from shared.common.loop_bound import PerLoop, close_on
 from shared.outbound.settings import RestSettings
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from twilio.rest import Client
 
 HttpClientFactory = Callable[[], "AsyncHttpClient"]
-T = TypeVar("T", bound=Any)
 
 # The longest URL Twilio takes in a URL parameter (Url, MediaUrl, StatusCallback): its error
 # 21609 names 4,000 characters.
@@ -134,23 +133,18 @@ class LookupIncomplete(Exception):
     lookup cannot say it is not there (the key is then neither released nor sent again)."""
 
 
-def created_since(listed: list[T], since: datetime.datetime) -> list[T]:
-    """Those of `listed` (calls or messages) Twilio created at `since` or later, allowing for
-    CLOCK_SKEW, the earliest first: the candidates for a create whose answer was lost."""
-    earliest = since - CLOCK_SKEW
-    found = [item for item in listed if item.date_created and item.date_created >= earliest]
-    return sorted(found, key=lambda item: item.date_created)
-
-
 async def listed_since(first_page: Awaitable[Any], since: datetime.datetime) -> list[Any]:
-    """`created_since` over a whole list whose first page is `first_page` (a `page_async` of
-    Calls or Messages, filtered, LOOKUP_PAGE_SIZE a page): the next page is read while the last
-    one still held an entry created since, so that one created before many newer ones (a busy
-    number, hours later) is found."""
+    """The calls or messages of a list whose first page is `first_page` (a `page_async` of
+    Calls or Messages, filtered, LOOKUP_PAGE_SIZE a page) that Twilio created at `since` or
+    later, allowing for CLOCK_SKEW, the earliest first: the candidates for a create whose answer
+    was lost. The next page is read while the last one still held one, so that one created
+    before many newer ones (a busy number, hours later) is found; raises LookupIncomplete past
+    LOOKUP_PAGES pages."""
+    earliest = since - CLOCK_SKEW
     found: list[Any] = []
     page = await first_page
     for _ in range(LOOKUP_PAGES):
-        recent = created_since(list(page), since)
+        recent = [item for item in page if item.date_created and item.date_created >= earliest]
         found.extend(recent)
         if not recent:
             break

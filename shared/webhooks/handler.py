@@ -30,8 +30,8 @@ from shared.webhooks.settings import (
 # The settings a signature is checked with (WEBSITE_HOSTNAME: the origin, when PUBLIC_BASE_URL is
 # unset): when one is broken, no request can be proven genuine.
 SIGNING_BROKEN = frozenset({*SIGNING_SETTINGS, "WEBSITE_HOSTNAME"})
-# The SID parameter of the text webhook (sms_url), which reads only the texts' settings; every
-# other webhook answered with TwiML is a call's.
+# The SID parameter of the text webhook (sms_url), which reads only the texts' settings (none of
+# them malformed without failing closed); every other webhook answered with TwiML is a call's.
 TEXTS = frozenset({"MessageSid"})
 
 logger = logs.get_logger(__name__)
@@ -66,10 +66,12 @@ Responder = Callable[[Webhook], str | Awaitable[str]]
 
 def _verify(
     req: func.HttpRequest, function_name: str, sid_param: str,
-    load: Callable[[], WebhookSettings],
+    load: Callable[[], WebhookSettings], answers_safely: bool = False,
 ) -> tuple[Webhook | None, func.HttpResponse | None, str, SettingsError | None]:
     """(the verified webhook, None, sid, the settings problem a genuine request met or None) or
-    (None, the refusal to send, sid, None); logs refusals and settings problems."""
+    (None, the refusal to send, sid, None); logs refusals and settings problems. Only a webhook
+    that `answers_safely` (a call's: it has an apology to give) is checked with the signing
+    settings alone when another of its settings is malformed; any other is refused."""
     body = req.get_body() or b""
     if len(body) > MAX_WEBHOOK_BODY:
         logger.warning(
@@ -86,7 +88,7 @@ def _verify(
     except SettingsError as error:
         # Fail closed: without its tokens (or the origin Twilio signs) no request can be proven
         # genuine, so none is answered.
-        if set(error.names) & SIGNING_BROKEN:
+        if set(error.names) & SIGNING_BROKEN or not answers_safely:
             logger.error("%s outcome=failed reason=settings: %s", function_name, error.describe())
             return None, responses.refused(), "-", None
         # Another setting (a voice name, say): the signature is still checked, with the signing
@@ -117,28 +119,20 @@ def _verify(
     return hook, None, sid, broken
 
 
-def safe_answer(sid_param: str) -> str:
-    """The TwiML a genuine webhook gets when a malformed setting keeps the app from its work,
-    never a 500 (Twilio would play a caller its own "application error" message): for a call an
-    apology and a hang-up, in Twilio's default voice since the voice settings may be what is
-    broken; for a text (whose settings are the signing ones and SMS_REPLY, none of which can be
-    malformed without failing closed first), nothing."""
-    if sid_param in TEXTS:
-        return twiml.nothing()
-    return twiml.say(twiml.APOLOGY, hang_up=True)
-
-
 async def respond(
     req: func.HttpRequest, function_name: str, sid_param: str, responder: Responder
 ) -> func.HttpResponse:
     """Answer a webhook with the responder's TwiML, or refuse it; one log line either way."""
-    load = load_text_webhook_settings if sid_param in TEXTS else load_webhook_settings
-    hook, refusal, sid, broken = _verify(req, function_name, sid_param, load)
+    call = sid_param not in TEXTS
+    load = load_webhook_settings if call else load_text_webhook_settings
+    hook, refusal, sid, broken = _verify(req, function_name, sid_param, load, call)
     if hook is None:
         return refusal or responses.refused()
     if broken is not None:
+        # A genuine call whose voice settings are malformed: an apology in Twilio's default
+        # voice, never a 500 (Twilio would play the caller its own "application error").
         telemetry.count_webhook_failure(function_name, "settings")
-        return responses.twiml(safe_answer(sid_param))
+        return responses.twiml(twiml.say(twiml.APOLOGY, hang_up=True))
     document = responder(hook)
     if not isinstance(document, str) and inspect.isawaitable(document):
         document = await document
@@ -160,11 +154,11 @@ async def acknowledge(
     """A status callback: verified like every webhook, handled, answered with an empty 204
     (Twilio reads nothing from the answer to a status callback) or 503 when the handler raises
     Retry. The handler returns the outcome word for the log line ("recorded", "duplicate")."""
-    hook, refusal, sid, broken = _verify(req, function_name, sid_param, load_callback_settings)
+    # CALLBACK_SETTINGS are the signing ones and CALL_FLOW (a path, not judged here): only a
+    # signing setting can be malformed, and then no request can be proven genuine.
+    hook, refusal, sid, _ = _verify(req, function_name, sid_param, load_callback_settings)
     if hook is None:
         return refusal or responses.refused()
-    if broken is not None:  # none of CALLBACK_SETTINGS but the signing ones can be malformed
-        return responses.empty(500)
     try:
         outcome = await handler(hook)
     except Retry as error:
