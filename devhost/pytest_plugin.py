@@ -56,7 +56,8 @@ def require_shared(path: Path = SHARED_DIR) -> Path:
     if path.exists():
         return path
     skip_unless_ci(
-        f"reference data {path} is absent (../shared beside the checkout; see its README)"
+        f"reference data {path} is absent (../shared beside the checkout: README.md, Tests and "
+        "benchmark)"
     )
 
 

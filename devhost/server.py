@@ -803,15 +803,23 @@ def unkeyed_warning(host: WorkerHost, host_keys: Sequence[str]) -> str | None:
     )
 
 
+_stopping_since: list[float] = []
+
+
 def _stop(signum: int, frame: object) -> None:
     """The first Ctrl+C (or SIGTERM): stop. Any later one only says that stopping goes on, instead
     of cutting the queues' drain short with a traceback (it is bounded: STOP_TIMEOUT)."""
+    _stopping_since.append(time.monotonic())
     for each in _STOP_SIGNALS:
         signal.signal(each, _still_stopping)
     raise KeyboardInterrupt
 
 
 def _still_stopping(signum: int, frame: object) -> None:
+    # Within a second it is the same stop arriving twice (a signal to the process group reaches
+    # this host and scripts/start.sh, which passes it on): nothing to say.
+    if _stopping_since and time.monotonic() - _stopping_since[0] < 1.0:
+        return
     print(f"Still stopping: queue messages in flight get up to {STOP_TIMEOUT:g} s to finish.",
           file=sys.stderr, flush=True)
 

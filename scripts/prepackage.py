@@ -19,6 +19,7 @@ Dev-only: scripts/ is not in the package (.funcignore); the __pycache__ folders 
 
 from __future__ import annotations
 
+import argparse
 import compileall
 import os
 import py_compile
@@ -89,7 +90,9 @@ def bundle_softphone() -> int:
     return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description="azd's prepackage hook: check and stamp the flows, "
+                            "bundle the softphone, compile the app's bytecode.").parse_args(argv)
     for setting, kind in (("CALL_FLOW", []), ("MESSAGE_FLOW", ["--messages"])):
         flow = os.environ.get(setting, "").strip()
         if not flow:
