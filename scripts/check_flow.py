@@ -53,7 +53,7 @@ class Kind(NamedTuple):
 
 CALLS = Kind(
     "CALL_FLOW", call_settings.CALL_FLOW_SETTINGS,
-    lambda env: call_settings.load_call_flow_settings(env).policy,
+    call_settings.load_call_flow_policy,
     call_settings.load_policy_inputs, call_flow.check,
     lambda flow: [f"ok ({len(flow.steps)} steps)", *walk.describe(flow.steps)],
 )

@@ -429,12 +429,12 @@ def test_a_typo_in_a_texting_setting_does_not_take_the_phone_line_down(worker_ho
     app_settings.setenv("SMS_ALLOWED_COUNTRIES", "USA")
     flow = example()
     with pytest.raises(FlowProblems) as refused:
-        check(flow, loading.load_call_flow_settings().policy)
+        check(flow, loading.load_call_flow_policy())
     assert refused.value.problems == [
         "step 'voicemail' record notify_sms[0]: cannot be judged: SMS_ALLOWED_COUNTRIES is "
         "malformed: expected ISO 3166 alpha-2 country codes separated by commas, like US,CA"]
     del flow["steps"]["voicemail"]["record"]["notify_sms"]
-    assert check(flow, loading.load_call_flow_settings().policy).start == "welcome"
+    assert check(flow, loading.load_call_flow_policy()).start == "welcome"
 
 
 def test_a_flow_is_judged_again_when_the_call_policy_changes(worker_host, app_settings):

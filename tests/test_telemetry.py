@@ -933,13 +933,16 @@ def test_every_instrumentation_of_the_distro_but_the_azure_sdks_is_turned_off():
 
 
 def test_the_settings_are_validated_in_one_place():
-    load = settings.load_telemetry_settings
+    def load(env: dict[str, str]) -> tuple[str | None, str | None]:
+        found = settings.load_telemetry_settings(env)
+        return found.connection_string, found.entra_client_id
+
     key = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://x/"
     assert load({"APPLICATIONINSIGHTS_CONNECTION_STRING": key}) == (key, None)
     client = "11111111-2222-3333-4444-555555555555"
     entra = f"ClientId={client};Authorization=AAD"
     assert load({"APPLICATIONINSIGHTS_CONNECTION_STRING": key,
-                 "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": entra}).entra_client_id == client
+                 "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": entra}) == (key, client)
     assert load({"APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD"}) == (None, "")
     from shared.common.settings import SettingsError
 

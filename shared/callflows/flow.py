@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlsplit
 
 from shared.common.client_names import CLIENT_PREFIX, is_identity
@@ -65,50 +65,86 @@ _STEP_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ESCAPED = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
 
 
-class Menu(NamedTuple):
-    prompt: str
-    options: Mapping[str, str]  # digits (or a spoken word) -> step
-    timeout_seconds: int
-    attempts: int
-    otherwise: str
-    speech: bool
+# The flow's parts are plain classes with __slots__, not NamedTuples: each NamedTuple class costs
+# a new instance's first call about 0.14 ms to make (it compiles code for its constructor), and the
+# webhook's cold start has no room for it (docs/benchmark.md, "records on a webhook's path").
+class Menu:
+    __slots__ = ("attempts", "options", "otherwise", "prompt", "speech", "timeout_seconds")
+
+    def __init__(self, prompt: str, options: Mapping[str, str], timeout_seconds: int,
+                 attempts: int, otherwise: str, speech: bool) -> None:
+        self.prompt = prompt
+        self.options = options  # digits (or a spoken word) -> step
+        self.timeout_seconds = timeout_seconds
+        self.attempts = attempts
+        self.otherwise = otherwise
+        self.speech = speech
 
 
-class Dial(NamedTuple):
-    to: tuple[str, ...]
-    ring: str
-    timeout_seconds: int
-    otherwise: str
-    caller_id: str | None
+class Dial:
+    __slots__ = ("caller_id", "otherwise", "ring", "timeout_seconds", "to")
+
+    def __init__(self, to: tuple[str, ...], ring: str, timeout_seconds: int, otherwise: str,
+                 caller_id: str | None) -> None:
+        self.to = to
+        self.ring = ring
+        self.timeout_seconds = timeout_seconds
+        self.otherwise = otherwise
+        self.caller_id = caller_id
 
 
-class Record(NamedTuple):
-    max_seconds: int
-    transcribe: bool
-    notify_sms: tuple[str, ...]
+class Record:
+    __slots__ = ("max_seconds", "notify_sms", "transcribe")
+
+    def __init__(self, max_seconds: int, transcribe: bool, notify_sms: tuple[str, ...]) -> None:
+        self.max_seconds = max_seconds
+        self.transcribe = transcribe
+        self.notify_sms = notify_sms
 
 
-class Step(NamedTuple):
-    name: str
-    say: str | None = None
-    play: str | None = None
-    pause: int | None = None
-    menu: Menu | None = None
-    dial: Dial | None = None
-    record: Record | None = None
-    next: str | None = None
-    hangup: bool = False
-    reject: bool = False
+class Step:
+    __slots__ = (
+        "dial",
+        "hangup",
+        "menu",
+        "name",
+        "next",
+        "pause",
+        "play",
+        "record",
+        "reject",
+        "say",
+    )
+
+    def __init__(self, name: str, say: str | None = None, play: str | None = None,
+                 pause: int | None = None, menu: Menu | None = None, dial: Dial | None = None,
+                 record: Record | None = None, next: str | None = None, hangup: bool = False,
+                 reject: bool = False) -> None:
+        self.name = name
+        self.say = say
+        self.play = play
+        self.pause = pause
+        self.menu = menu
+        self.dial = dial
+        self.record = record
+        self.next = next
+        self.hangup = hangup
+        self.reject = reject
 
 
-class Hours(NamedTuple):
-    timezone: str
-    open: Mapping[int, tuple[tuple[datetime.time, datetime.time | None], ...]]  # weekday ->
-    closed: str
-    # The answer for the minute last asked about (`check` gives each its own dict): the open
-    # times are whole minutes, and so are time zones' offsets, so it holds for that minute.
-    # Converting to the zone on every call cost a webhook about 15 µs (BENCHMARKS.md).
-    memo: dict[int, bool]
+class Hours:
+    __slots__ = ("closed", "memo", "open", "timezone")
+
+    def __init__(self, timezone: str,
+                 open: Mapping[int, tuple[tuple[datetime.time, datetime.time | None], ...]],
+                 closed: str) -> None:
+        self.timezone = timezone
+        self.open = open  # weekday -> (begin, end or None for midnight) ranges
+        self.closed = closed
+        # The answer for the minute last asked about: the open times are whole minutes, and so
+        # are time zones' offsets, so it holds for that minute. Converting to the zone on every
+        # call cost a webhook about 15 µs (BENCHMARKS.md).
+        self.memo: dict[int, bool] = {}
 
     def is_open(self, at: float) -> bool:
         """Whether the line is open at `at`, in seconds since the epoch (time.time())."""
@@ -130,30 +166,47 @@ class Hours(NamedTuple):
         )
 
 
-class Flow(NamedTuple):
-    start: str
-    steps: Mapping[str, Step]
-    by_number: Mapping[str, str]  # called number -> its first step
-    blocked_callers: frozenset[str]
-    hours: Hours | None
-    # The TwiML documents built for this flow's steps (shared.callflows.walk), kept with it,
-    # each split where a call's caller goes.
-    documents: dict[tuple[object, ...], tuple[str, ...]]
+class Flow:
+    __slots__ = ("blocked_callers", "by_number", "documents", "hours", "start", "steps")
+
+    def __init__(self, start: str, steps: Mapping[str, Step], by_number: Mapping[str, str],
+                 blocked_callers: frozenset[str], hours: Hours | None,
+                 documents: dict[tuple[object, ...], tuple[str, ...]]) -> None:
+        self.start = start
+        self.steps = steps
+        self.by_number = by_number
+        self.blocked_callers = blocked_callers
+        self.hours = hours
+        # The TwiML documents built for this flow's steps (shared.callflows.walk), kept with it,
+        # each split where a call's caller goes.
+        self.documents = documents
 
     def first_step(self, called: str | None) -> str:
         return self.by_number.get(called or "", self.start)
 
 
-class Policy(NamedTuple):
+class Policy:
     """What a flow's numbers are checked against: make_call's allowed countries and caller IDs,
     send_sms's allowed countries (for voicemail notifications), the app's own numbers."""
 
-    allowed_countries: frozenset[str]
-    caller_ids: frozenset[str]
-    sms_allowed_countries: frozenset[str] = frozenset()
-    own_numbers: frozenset[str] = frozenset()
-    # What is wrong with send_sms's settings, if anything: no number can be judged for a text.
-    texting_problem: str | None = None
+    __slots__ = (
+        "allowed_countries",
+        "caller_ids",
+        "own_numbers",
+        "sms_allowed_countries",
+        "texting_problem",
+    )
+
+    def __init__(self, allowed_countries: frozenset[str], caller_ids: frozenset[str],
+                 sms_allowed_countries: frozenset[str] = frozenset(),
+                 own_numbers: frozenset[str] = frozenset(),
+                 texting_problem: str | None = None) -> None:
+        self.allowed_countries = allowed_countries
+        self.caller_ids = caller_ids
+        self.sms_allowed_countries = sms_allowed_countries
+        self.own_numbers = own_numbers
+        # What is wrong with send_sms's settings, if anything: no number can be judged for a text.
+        self.texting_problem = texting_problem
 
 
 class _Check:
@@ -473,7 +526,7 @@ def _hours(c: _Check, raw: object, ref: Any) -> Hours | None:
     closed = ref(hours.get("closed"), "hours closed")
     if timezone is None:
         return None
-    return Hours(timezone=timezone, open=opened, closed=closed, memo={})
+    return Hours(timezone=timezone, open=opened, closed=closed)
 
 
 def _not_answered_here(c: _Check, step: Step, by_number: Mapping[str, str]) -> None:

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from shared.callflows.flow import Flow, FlowProblems, Policy, check
-from shared.callflows.settings import PolicyInputs, load_call_flow_settings, load_policy_inputs
+from shared.callflows.settings import PolicyInputs, load_call_flow_policy, load_policy_inputs
 from shared.common import flowfile
 from shared.common.settings import SettingsError
 
@@ -53,6 +53,6 @@ def forget() -> None:
 
 def _policy() -> Policy:
     try:
-        return load_call_flow_settings().policy
+        return load_call_flow_policy()
     except SettingsError as error:
         raise FlowProblems([f"the call policy's settings: {error.describe()}"]) from None

@@ -8,18 +8,12 @@ stamp compares their raw values only, without it."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from shared.callflows.flow import Policy
 from shared.common.settings import Reader, loader
 from shared.webhooks.settings import CALL_POLICY_SETTINGS as CALL_FLOW_SETTINGS
 
 
-class CallFlowSettings(NamedTuple):
-    policy: Policy
-
-
-def _call_flow_settings(reader: Reader) -> CallFlowSettings:
+def _call_flow_policy(reader: Reader) -> Policy:
     from shared.outbound.settings import allowed_countries, number_list, own_numbers
 
     phone_number = reader.get("TWILIO_PHONE_NUMBER")
@@ -35,12 +29,12 @@ def _call_flow_settings(reader: Reader) -> CallFlowSettings:
     texted = allowed_countries(aside, "SMS_ALLOWED_COUNTRIES", phone_number,
                                "the messages' country")
     texting_problem = "; ".join(f"{name} {why}" for name, why in aside.problems) or None
-    return CallFlowSettings(Policy(allowed_countries=countries, caller_ids=caller_ids,
-                                   sms_allowed_countries=texted, own_numbers=own_numbers(reader),
-                                   texting_problem=texting_problem))
+    return Policy(allowed_countries=countries, caller_ids=caller_ids,
+                  sms_allowed_countries=texted, own_numbers=own_numbers(reader),
+                  texting_problem=texting_problem)
 
 
-load_call_flow_settings = loader(CALL_FLOW_SETTINGS, _call_flow_settings)
+load_call_flow_policy = loader(CALL_FLOW_SETTINGS, _call_flow_policy)
 
 # The policy settings as they are, not yet judged (which needs the number library): what a flow's
 # check stamp is compared with (shared.common.stamp). voice_url has them in its own settings

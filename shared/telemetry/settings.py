@@ -8,7 +8,6 @@ sets it for the Functions host too); unset, the connection string's instrumentat
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from shared.common.settings import Reader, loader
 
@@ -21,13 +20,17 @@ TELEMETRY_SETTINGS = (
 _GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
 
-class TelemetrySettings(NamedTuple):
+class TelemetrySettings:
     """Application Insights, or None: telemetry off."""
 
-    connection_string: str | None
-    # Entra ID sign-in for the exporter: None, the key alone; "" the system-assigned identity;
-    # else the user-assigned identity's client id.
-    entra_client_id: str | None
+    # Slotted, not a NamedTuple: on a webhook's first call (docs/benchmark.md, cold start).
+    __slots__ = ("connection_string", "entra_client_id")
+
+    def __init__(self, connection_string: str | None, entra_client_id: str | None) -> None:
+        self.connection_string = connection_string
+        # Entra ID sign-in for the exporter: None, the key alone; "" the system-assigned
+        # identity; else the user-assigned identity's client id.
+        self.entra_client_id = entra_client_id
 
 
 def _pairs(value: str) -> dict[str, str] | None:

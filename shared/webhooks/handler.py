@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import NamedTuple
 
 import azure.functions as func
 
@@ -40,12 +39,17 @@ logger = logs.get_logger(__name__)
 MAX_WEBHOOK_BODY = 64 * 1024
 
 
-class Webhook(NamedTuple):
+class Webhook:
     """A request that passed the signature check, with the webhooks' settings."""
 
-    query: Mapping[str, str]
-    form: signature.FormParams
-    settings: WebhookSettings
+    # Slotted, not a NamedTuple: on a webhook's first call (docs/benchmark.md, cold start).
+    __slots__ = ("form", "query", "settings")
+
+    def __init__(self, query: Mapping[str, str], form: signature.FormParams,
+                 settings: WebhookSettings) -> None:
+        self.query = query
+        self.form = form
+        self.settings = settings
 
     def param(self, name: str) -> str | None:
         """A parameter Twilio sent, from the body (POST) or the query string (GET)."""

@@ -3,7 +3,7 @@ signature and answering with TwiML needs, so nothing about the REST API can brea
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any
 
 from shared.common.settings import Reader, loader, local_run, optional_pattern, public_origin
 
@@ -54,66 +54,83 @@ WEBHOOK_SETTINGS = (
 )
 
 
-class WebhookSettings(NamedTuple):
+class WebhookSettings:
     """What the Twilio webhooks need (a text webhook's holds the calls' defaults)."""
 
-    auth_tokens: tuple[str, ...]
-    # The secrets of the SharedKeys a Twilio Webhook Setting signs with (empty: none is set up);
-    # a webhook carrying X-Twilio-Webhooks-Signature-Settings is checked against these instead.
-    shared_key_secrets: tuple[str, ...]
-    # PUBLIC_BASE_URL, else https://WEBSITE_HOSTNAME on Azure, else None.
-    trusted_origin: str | None
-    # WEBSITE_HOSTNAME is a loopback one, as `func start` sets it: a local run, where a request's
-    # own host and forwarding headers may name the origin Twilio signed (shared.common.public_url).
-    local_run: bool
-    voice_greeting: str
-    voice_name: str | None
-    voice_language: str | None
-    sms_reply: str
-    # CALL_FLOW: the call-flow file voice_url walks callers through (shared.callflows); None:
-    # voice_url says VOICE_GREETING.
-    call_flow: str | None
-    # CALL_POLICY_SETTINGS as they are, not judged (the number library would be needed): which
-    # checked flow a call walks (shared.callflows.loading keeps one per distinct value).
-    call_policy: tuple[tuple[str, str | None], ...]
+    # Slotted, not a NamedTuple: on a webhook's first call (docs/benchmark.md, cold start).
+    __slots__ = ("auth_tokens", "call_flow", "call_policy", "local_run", "shared_key_secrets",
+                 "sms_reply", "trusted_origin", "voice_greeting", "voice_language", "voice_name")
+
+    def __init__(
+        self,
+        auth_tokens: tuple[str, ...],
+        shared_key_secrets: tuple[str, ...],
+        trusted_origin: str | None,
+        local_run: bool,
+        voice_greeting: str = DEFAULT_VOICE_GREETING,
+        voice_name: str | None = None,
+        voice_language: str | None = None,
+        sms_reply: str = DEFAULT_SMS_REPLY,
+        call_flow: str | None = None,
+        call_policy: tuple[tuple[str, str | None], ...] = (),
+    ) -> None:
+        self.auth_tokens = auth_tokens
+        # The secrets of the SharedKeys a Twilio Webhook Setting signs with (empty: none is set
+        # up); a webhook carrying X-Twilio-Webhooks-Signature-Settings is checked against these.
+        self.shared_key_secrets = shared_key_secrets
+        # PUBLIC_BASE_URL, else https://WEBSITE_HOSTNAME on Azure, else None.
+        self.trusted_origin = trusted_origin
+        # WEBSITE_HOSTNAME is a loopback one, as `func start` sets it: a local run, where a
+        # request's own host and forwarding headers may name the origin Twilio signed
+        # (shared.common.public_url).
+        self.local_run = local_run
+        self.voice_greeting = voice_greeting
+        self.voice_name = voice_name
+        self.voice_language = voice_language
+        self.sms_reply = sms_reply
+        # CALL_FLOW: the call-flow file voice_url walks callers through (shared.callflows);
+        # None: voice_url says VOICE_GREETING.
+        self.call_flow = call_flow
+        # CALL_POLICY_SETTINGS as they are, not judged (the number library would be needed):
+        # which checked flow a call walks (shared.callflows.loading keeps one per distinct value).
+        self.call_policy = call_policy
 
 
-def signing_settings(reader: Reader) -> WebhookSettings:
-    """The SIGNING_SETTINGS read, every other webhook setting left at its default."""
+def _signing(reader: Reader) -> dict[str, Any]:
+    """The SIGNING_SETTINGS read: WebhookSettings' first four fields."""
     token = reader.required("TWILIO_AUTH_TOKEN", ": webhook signatures cannot be checked")
     secondary = reader.get("TWILIO_AUTH_TOKEN_SECONDARY")
     shared_keys = (
         reader.get("TWILIO_SHARED_KEY_SECRET"),
         reader.get("TWILIO_SHARED_KEY_SECRET_SECONDARY"),
     )
-    return WebhookSettings(
-        auth_tokens=tuple(t for t in (token, secondary) if t),
-        shared_key_secrets=tuple(k for k in shared_keys if k),
-        trusted_origin=public_origin(reader),
-        local_run=local_run(reader),
-        voice_greeting=DEFAULT_VOICE_GREETING,
-        voice_name=None,
-        voice_language=None,
-        sms_reply=DEFAULT_SMS_REPLY,
-        call_flow=None,
-        call_policy=(),
-    )
+    return {
+        "auth_tokens": tuple(t for t in (token, secondary) if t),
+        "shared_key_secrets": tuple(k for k in shared_keys if k),
+        "trusted_origin": public_origin(reader),
+        "local_run": local_run(reader),
+    }
+
+
+def signing_settings(reader: Reader) -> WebhookSettings:
+    """The SIGNING_SETTINGS read, every other webhook setting left at its default."""
+    return WebhookSettings(**_signing(reader))
 
 
 def text_webhook_settings(reader: Reader) -> WebhookSettings:
     """The TEXT_WEBHOOK_SETTINGS read, the calls' settings left at their defaults."""
-    return signing_settings(reader)._replace(
-        sms_reply=reader.get("SMS_REPLY") or DEFAULT_SMS_REPLY
-    )
+    return WebhookSettings(**_signing(reader),
+                           sms_reply=reader.get("SMS_REPLY") or DEFAULT_SMS_REPLY)
 
 
 def callback_settings(reader: Reader) -> WebhookSettings:
     """The CALLBACK_SETTINGS read, the rest left at their defaults."""
-    return signing_settings(reader)._replace(call_flow=reader.get("CALL_FLOW"))
+    return WebhookSettings(**_signing(reader), call_flow=reader.get("CALL_FLOW"))
 
 
 def webhook_settings(reader: Reader) -> WebhookSettings:
-    return signing_settings(reader)._replace(
+    return WebhookSettings(
+        **_signing(reader),
         voice_greeting=reader.get("VOICE_GREETING") or DEFAULT_VOICE_GREETING,
         voice_name=optional_pattern(
             reader, "VOICE_NAME", _VOICE_NAME, "a Twilio voice name, like Polly.Joanna"

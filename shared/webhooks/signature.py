@@ -20,7 +20,6 @@ import hmac
 import operator
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import NamedTuple
 from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urlencode, urlparse
 
 import azure.functions as func
@@ -118,12 +117,16 @@ def _unescape(text: str) -> str:
     return text
 
 
-class Verdict(NamedTuple):
+class Verdict:
     """The outcome of the check; `reason` is safe to log (no token, no signature, no query)."""
 
-    genuine: bool
-    reason: str
-    form: FormParams
+    # Slotted, not a NamedTuple: on a webhook's first call (docs/benchmark.md, cold start).
+    __slots__ = ("form", "genuine", "reason")
+
+    def __init__(self, genuine: bool, reason: str, form: FormParams) -> None:
+        self.genuine = genuine
+        self.reason = reason
+        self.form = form
 
 
 def _query_variants(query: str) -> Iterator[str]:
