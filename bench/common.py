@@ -44,6 +44,8 @@ APP_SETTINGS = {
     "TWILIO_PHONE_NUMBER": PHONE_NUMBER,
     "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
     "TWILIO_HTTP_TIMEOUT": "10",
+    # As infra/app/functionapp.bicep sets it on Azure (where zoneinfo finds a call flow's zones).
+    "PYTHONTZPATH": "/usr/share/zoneinfo:/usr/lib/zoneinfo:/usr/share/lib/zoneinfo:/etc/zoneinfo",
 }
 # A run with telemetry on (docs/telemetry.md, BENCHMARKS.md): this variable, when set, becomes
 # the app's APPLICATIONINSIGHTS_CONNECTION_STRING (point it at nothing reachable: no run sends).

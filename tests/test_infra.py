@@ -450,6 +450,19 @@ def test_public_base_url_is_the_apps_own_https_url() -> None:
     assert re.fullmatch(r"'https://\$\{\w+\.properties\.defaultHostName\}'", text(value_of(prop)))
 
 
+def test_the_zoneinfo_path_is_the_one_the_benchmark_measures_and_pythons_default() -> None:
+    """PYTHONTZPATH only spares the first call loading Python's build configuration: it names
+    the folders Python's own default names (so zones are found where they were), and the
+    benchmark's children get the same value (so BENCHMARKS.md measures the app as deployed)."""
+    import sysconfig
+
+    from bench.common import APP_SETTINGS
+
+    [(_path, prop)] = properties_named("PYTHONTZPATH")
+    assert literal(value_of(prop)) == APP_SETTINGS["PYTHONTZPATH"]
+    assert APP_SETTINGS["PYTHONTZPATH"] == sysconfig.get_config_var("TZPATH")
+
+
 def test_azd_service_name_tag_matches_azure_yaml() -> None:
     tags = [literal(value_of(p)) for _, p in properties_named("azd-service-name")]
     services = yaml.safe_load((REPO / "azure.yaml").read_text())["services"]

@@ -148,6 +148,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
       // The app's own https URL: the origin whose Twilio signatures it checks (README's settings table).
       PUBLIC_BASE_URL: 'https://${functionApp.properties.defaultHostName}'
+      // Where zoneinfo finds time zones (a call flow's hours): the folders of Python's default, said
+      // here so a first call need not load the build configuration (docs/benchmark.md); a zone not
+      // there comes from the tzdata package. https://docs.python.org/3/library/zoneinfo.html
+      PYTHONTZPATH: '/usr/share/zoneinfo:/usr/lib/zoneinfo:/usr/share/lib/zoneinfo:/etc/zoneinfo'
     }, signInSettings)
   }
 }
