@@ -537,13 +537,44 @@ def test_the_example_passes_the_check():
     (lambda f: f["hours"].update({"timezone": "A" * 300}), "is not an IANA time zone"),
     # What XML cannot hold is dropped from the document: these would say nothing.
     (lambda f: f["steps"]["goodbye"].update({"say": "\x01\x02"}), "must be text of 1 to"),
+    # Loops the caller does not choose (an attack run's): silence repeated the menu for ever,
+    # the same people rang round after round, a voicemail recorded again and again.
+    (lambda f: f["steps"]["welcome"]["menu"].update({"otherwise": "welcome"}),
+     "step 'welcome': without the caller pressing or saying anything (silence, nobody "
+     "answering, a recording's next), the call comes back to it and would go round forever: "
+     "welcome -> welcome"),
+    (lambda f: f["steps"]["sales"]["dial"].update({"otherwise": "sales"}),
+     "the call comes back to it and would go round forever: sales -> sales"),
+    (lambda f: f["steps"]["voicemail"].update({"next": "voicemail"}),
+     "would go round forever: voicemail -> voicemail"),
+    (lambda f: (f["steps"]["welcome"]["menu"].update({"otherwise": "sales"}),
+                f["steps"]["sales"]["dial"].update({"otherwise": "welcome"})),
+     "would go round forever: "),
+    (lambda f: f["steps"]["sales"]["dial"]["to"].append("+14155550100"),
+     "step 'sales' dial to: lists +14155550100 more than once: each is rung once a call"),
+    (lambda f: f["steps"]["voicemail"]["record"]["notify_sms"].append("+14155550100"),
+     "lists +14155550100 more than once: each is texted once a call"),
+    (lambda f: f["steps"]["welcome"]["menu"].update(
+        {"speech": True, "options": {"Sales.": "sales"}}),
+     "option 'Sales.': no caller's speech can match it: write it as 'sales'"),
+    (lambda f: f["steps"]["welcome"]["menu"].update(
+        {"speech": True, "options": {" support ": "sales"}}),
+     "no caller's speech can match it: write it as 'support'"),
+    (lambda f: f["steps"]["welcome"]["menu"].update(
+        {"speech": True, "options": {"Sales": "sales", "sales": "voicemail"}}),
+     "option 'sales': is the same spoken word as option 'Sales'"),
+    (lambda f: f["hours"].update({"timezone": "localtime"}), "is not an IANA time zone"),
+    (lambda f: f["hours"].update({"timezone": "right/America/New_York"}),
+     "is not an IANA time zone"),
 ], ids=["unknown-step", "two-actions", "no-action", "next-loop", "time-zone", "range-order",
         "range-shape", "premium", "country", "malformed-number", "trunk-zero", "caller-id",
         "transcribe-length", "start", "ring", "play-http", "client-name", "own-number-rung",
         "own-number-texted", "by-number-rung", "notify-sms-policy", "hash-option",
         "caller-slot", "document-size", "document-steps", "document-escaped", "caller-slot-hidden",
         "play-space", "play-ipv6", "play-port", "time-zone-folder", "time-zone-long",
-        "say-control-only"])
+        "say-control-only", "silent-menu-loop", "unanswered-dial-loop", "voicemail-loop",
+        "menu-and-dial-loop", "number-rung-twice", "number-texted-twice", "speech-punctuation",
+        "speech-spaces", "speech-same-word", "time-zone-localtime", "time-zone-right"])
 def test_the_check_refuses_each_bad_flow_by_name(change, named):
     flow = example()
     change(flow)

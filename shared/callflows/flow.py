@@ -30,6 +30,7 @@ from shared.common.flowfile import FlowProblems
 from shared.webhooks.twiml import xml_text
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 ACTIONS = ("menu", "dial", "record", "next", "hangup", "reject")
 STEP_KEYS = frozenset({"say", "play", "pause", *ACTIONS})
 RINGS = ("one_by_one", "all_at_once")
@@ -330,8 +331,9 @@ def check(data: object, policy: Policy | None) -> Flow:
         if step.next is not None:
             ref(step.next, f"{where} next")
         _not_answered_here(c, step, by_number)
-    if _no_next_loop(c, steps):
+    if _no_next_loop(c, steps):  # else the same loop, named once
         _documents_fit(c, steps)
+        _no_unattended_loop(c, steps)
     if c.problems:
         raise FlowProblems(c.problems)
     return Flow(start=start, steps=steps, by_number=by_number, blocked_callers=blocked_callers,
@@ -391,13 +393,25 @@ def _menu(c: _Check, raw: object, where: str) -> Menu:
         speech = False
     if not options:
         c.problem(f"{where} options", "must name at least one option")
+    heard: dict[str, str] = {}  # a spoken option as the caller's speech is compared with it
     for key in options:
         if "#" in key:
             c.problem(f"{where} option '{key[:20]}'", "# ends what the caller types, so no "
                       "caller can choose it: use 0-9 and *")
-        elif not KEYPAD.fullmatch(key) and not (speech and key.strip() and len(key) <= 40):
+        elif KEYPAD.fullmatch(key):
+            continue
+        elif not (speech and key.strip() and len(key) <= 40):
             c.problem(f"{where} option '{key[:20]}'", "must be 1 to 8 keypad keys (0-9 and *)"
                       " (or, with speech, a word)")
+        elif spoken(key) != key.lower():
+            c.problem(f"{where} option '{key[:20]}'", "no caller's speech can match it: write "
+                      f"it as '{spoken(key)[:20]}' (speech is compared without the spaces "
+                      "around it, a final . ! or ?, and case)")
+        elif spoken(key) in heard:
+            c.problem(f"{where} option '{key[:20]}'", f"is the same spoken word as option "
+                      f"'{heard[spoken(key)][:20]}'")
+        else:
+            heard[spoken(key)] = key
     return Menu(
         prompt=c.text(menu.get("prompt"), f"{where} prompt") or "",
         options={k: v for k, v in options.items()},
@@ -407,6 +421,17 @@ def _menu(c: _Check, raw: object, where: str) -> Menu:
         otherwise=menu.get("otherwise") if isinstance(menu.get("otherwise"), str) else "",
         speech=speech,
     )
+
+
+def spoken(text: str) -> str:
+    """What a caller said (Twilio's SpeechResult) or a spoken menu option, as the two are
+    compared: without the spaces around it, a final . ! or ?, and case."""
+    return text.strip().rstrip(".!?").lower()
+
+
+def _each_once(c: _Check, numbers: tuple[str, ...], where: str, what: str) -> None:
+    for number in sorted({n for n in numbers if numbers.count(n) > 1}):
+        c.problem(where, f"lists {number} more than once: each is {what} once a call")
 
 
 def _dial(c: _Check, raw: object, where: str) -> Dial:
@@ -421,6 +446,7 @@ def _dial(c: _Check, raw: object, where: str) -> Dial:
                                  "browsers")
         to = []
     numbers = tuple(n for i, raw_n in enumerate(to) if (n := _dialed(c, raw_n, f"{where} to[{i}]")))
+    _each_once(c, numbers, f"{where} to", "rung")
     ring = dial.get("ring", "one_by_one")
     if ring not in RINGS:
         c.problem(f"{where} ring", "must be one_by_one or all_at_once")
@@ -469,12 +495,10 @@ def _record(c: _Check, raw: object, where: str) -> Record:
     if not isinstance(notify, list):
         c.problem(f"{where} notify_sms", "must be a list of phone numbers")
         notify = []
-    return Record(
-        max_seconds=max_seconds,
-        transcribe=transcribe,
-        notify_sms=tuple(n for i, raw_n in enumerate(notify)
-                         if (n := c.number(raw_n, f"{where} notify_sms[{i}]", "text"))),
-    )
+    notify_sms = tuple(n for i, raw_n in enumerate(notify)
+                       if (n := c.number(raw_n, f"{where} notify_sms[{i}]", "text")))
+    _each_once(c, notify_sms, f"{where} notify_sms", "texted")
+    return Record(max_seconds=max_seconds, transcribe=transcribe, notify_sms=notify_sms)
 
 
 def _https_url(url: object) -> bool:
@@ -493,7 +517,11 @@ def _hours(c: _Check, raw: object, ref: Any) -> Hours | None:
     c.only(hours, {"timezone", "open", "closed"}, "hours")
     timezone = hours.get("timezone")
     try:
-        if not isinstance(timezone, str) or not timezone:
+        # The system's own files in its zone folder are not zones: `localtime` is whatever
+        # zone the machine is set to (UTC on Azure, not the one the flow was checked on),
+        # `right/` zones count leap seconds, `posix/` ones duplicate the rest.
+        if (not isinstance(timezone, str) or not timezone or timezone in NOT_ZONES
+                or timezone.startswith(("posix/", "right/"))):
             raise ValueError
         ZoneInfo(timezone)
     except (ValueError, OSError, ZoneInfoNotFoundError):  # OSError: "America", a folder
@@ -543,23 +571,40 @@ def _not_answered_here(c: _Check, step: Step, by_number: Mapping[str, str]) -> N
 
 def _no_next_loop(c: _Check, steps: Mapping[str, Step]) -> bool:
     """A chain of steps that only go on to the next (no menu, dial or record waits for the caller)
-    must end: a cycle of them would redirect forever. True when none loops. Each step is
-    followed once (a long chain costs its length, not its length squared)."""
+    must end: a cycle of them would redirect forever. True when none loops."""
     passing = {name: s.next for name, s in steps.items()
                if s.next and not (s.menu or s.dial or s.record)}
+    return _loop_free(c, passing, "its next steps loop back to it with no way out")
+
+
+def _no_unattended_loop(c: _Check, steps: Mapping[str, Step]) -> None:
+    """Nor may the way a call goes on without the caller (a menu's `otherwise` after silence, a
+    dial's `otherwise` when nobody answers, a recording's `next`) come back to where it was: a
+    silent caller would hear the menu again and again, the same people would ring round after
+    round, and the call would be billed until Twilio's four-hour limit."""
+    unattended = {name: s.menu.otherwise if s.menu else s.dial.otherwise if s.dial else s.next
+                  for name, s in steps.items()}
+    _loop_free(c, {name: then for name, then in unattended.items() if then},
+               "without the caller pressing or saying anything (silence, nobody answering, a "
+               "recording's next), the call comes back to it and would go round forever")
+
+
+def _loop_free(c: _Check, following: Mapping[str, str], why: str) -> bool:
+    """Whether the steps, each going on to the one `following` names, never come back to one
+    they passed; each loop is a problem naming its path. Each step is followed once (a long
+    chain costs its length, not its length squared)."""
     ends: set[str] = set()  # steps whose chain is known to end
     looped = False
-    for first in passing:
+    for first in following:
         path: dict[str, int] = {}  # this walk's steps, in order
         name: str | None = first
-        while name in passing and name not in path and name not in ends:
+        while name in following and name not in path and name not in ends:
             path[name] = len(path)
-            name = passing[name]
+            name = following[name]
         if name in path:
             loop = list(path)[path[name]:]
             looped = True
-            c.problem(f"step '{name}'", "its next steps loop back to it with no way out: "
-                      + " -> ".join([*loop, name]))
+            c.problem(f"step '{name}'", f"{why}: " + " -> ".join([*loop, name]))
         ends |= set(path)
     return not looped
 

@@ -17,7 +17,7 @@ from urllib.parse import quote_plus, urlencode
 
 from shared import telemetry
 from shared.callflows import loading
-from shared.callflows.flow import CALLER_SLOT, KEYPAD, Flow, FlowProblems, Step
+from shared.callflows.flow import CALLER_SLOT, KEYPAD, Flow, FlowProblems, Step, spoken
 from shared.common import logs, redact, routes
 from shared.common.client_names import CLIENT_PREFIX
 from shared.common.text import small_count
@@ -153,10 +153,10 @@ def _after_menu(hook: Webhook, flow: Flow, step: Step, attempt: int | None) -> s
     if attempt is None:
         return _safe(hook, "menu attempt out of range")
     pressed = (hook.param("Digits") or "").strip()
-    spoken = (hook.param("SpeechResult") or "").strip().rstrip(".!?").lower()
+    said = spoken(hook.param("SpeechResult") or "")
     target = menu.options.get(pressed)
-    if target is None and spoken and menu.speech:
-        target = next((t for k, t in menu.options.items() if k.lower() == spoken), None)
+    if target is None and said and menu.speech:
+        target = next((t for k, t in menu.options.items() if k.lower() == said), None)
     if target is not None:
         return _go(hook, flow, target)
     if attempt < menu.attempts:
