@@ -163,6 +163,32 @@ def valid_host(value: str) -> bool:
     return not rest or (rest[0] == ":" and _DIGITS.fullmatch(rest[1:]) is not None)
 
 
+def host_name(value: str) -> str:
+    """The name a valid Host header gives (no port, no brackets, lower case, no final dot)."""
+    if value.startswith("["):
+        return value[1:].partition("]")[0].lower()
+    return value.partition(":")[0].lower().rstrip(".")
+
+
+def answers_to(name: str, names: frozenset[str]) -> bool:
+    """Whether this host serves requests that name `name` in their Host header: an IP address,
+    `localhost` (and its subdomains, which browsers resolve to loopback themselves), or one of
+    `names` (PUBLIC_BASE_URL's host, WEBSITE_HOSTNAME's, --allow-host).
+
+    A DNS-rebinding page (a site whose name is re-pointed at 127.0.0.1 after it loaded) reaches
+    the port same-origin, so neither CORS nor Sec-Fetch-Site keeps it from reading records or
+    calling make_call on an unkeyed host; its requests carry its own domain name, never an
+    address, in Host. Kestrel's host filtering (AllowedHosts) is the Functions host's equivalent;
+    `func start` does not apply it."""
+    if name == "localhost" or name.endswith(".localhost") or name in names:
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _peer(address: Any) -> str:
     return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
 
@@ -230,6 +256,8 @@ class _Handler(BaseHTTPRequestHandler):
     timeout: float | None = REQUEST_TIMEOUT  # socket timeout, applied by setup(); serve() sets it
     request_time_limit: float | None = REQUEST_TIME_LIMIT  # serve() sets it
     max_body: int = MAX_BODY
+    # Host names served besides addresses and localhost (answers_to); None: any (serve()'s).
+    host_names: frozenset[str] | None = None
 
     def setup(self) -> None:
         super().setup()
@@ -352,6 +380,9 @@ class _Handler(BaseHTTPRequestHandler):
             return ("HTTP/1.1 requires a non-empty Host header" if requires_host else None)
         if not valid_host(host):
             return f"invalid Host header {host!a}"
+        if self.host_names is not None and not answers_to(host_name(host), self.host_names):
+            return (f"Host {host_name(host)[:80]!a} is not a name this host answers to (an "
+                    "address, localhost, PUBLIC_BASE_URL's host or an --allow-host name)")
         return None
 
     def _read_body(self) -> bytes:
@@ -635,6 +666,7 @@ def serve(
     request_time_limit: float | None = REQUEST_TIME_LIMIT,
     max_connections: int = MAX_CONNECTIONS,
     max_body: int = MAX_BODY,
+    host_names: Iterable[str] | None = None,
 ) -> ServedHost:
     """Serve `host` on bind:port (port 0 picks a free one) from a daemon thread.
 
@@ -642,10 +674,13 @@ def serve(
     forever); `request_time_limit`: seconds from a request's first byte to its body's end (see
     REQUEST_TIME_LIMIT; None: no total); `max_connections`: connections served at once, more
     get 503; `max_body`: bytes. Tests pass small values to reach the limits quickly.
+    `host_names`: the names, besides addresses and localhost, a request's Host may give
+    (answers_to; any other gets 400); None: any name.
     """
+    names = None if host_names is None else frozenset(n.lower().rstrip(".") for n in host_names)
     handler = type("Handler", (_Handler,), {"host": host, "timeout": timeout,
                                             "request_time_limit": request_time_limit,
-                                            "max_body": max_body})
+                                            "max_body": max_body, "host_names": names})
     server = HostHTTPServer((bind, port), handler, max_connections=max_connections)
     # A short poll interval makes shutdown() quick (tests start and stop many servers).
     thread = threading.Thread(
@@ -687,6 +722,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host-key", action="append", default=[], metavar="KEY",
                         help="require this key (x-functions-key header or ?code=) for authLevel "
                         "function, as Azure does; repeatable. Default: no keys, like func start")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="also answer requests whose Host is NAME (a machine name on your "
+                        "network, a tunnel's when PUBLIC_BASE_URL is not set); repeatable. "
+                        "Default: addresses, localhost and PUBLIC_BASE_URL's host only")
     parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
                         help="connections served at once; more get 503 "
                         f"(default {MAX_CONNECTIONS})")
@@ -776,6 +815,21 @@ def this_python() -> str:
     with contextlib.suppress(ValueError):
         return str(path.relative_to(Path.cwd()))
     return str(path)
+
+
+def served_names(allowed: Sequence[str]) -> list[str]:
+    """The host names the local host answers to besides addresses and localhost: `allowed`
+    (--allow-host), and the hosts of PUBLIC_BASE_URL (a tunnel forwards its own name) and
+    WEBSITE_HOSTNAME, as the environment and local.settings.json set them."""
+    from urllib.parse import urlsplit
+
+    names = list(allowed)
+    for value in (os.environ.get("PUBLIC_BASE_URL", ""),
+                  "//" + os.environ.get("WEBSITE_HOSTNAME", "")):
+        with contextlib.suppress(ValueError):
+            if name := urlsplit(value.strip()).hostname:
+                names.append(name)
+    return names
 
 
 def unkeyed_warning(host: WorkerHost, host_keys: Sequence[str]) -> str | None:
@@ -879,7 +933,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "account SID made up for this run.")
     try:
         served = serve(host, bind=args.bind, port=port, max_connections=args.max_connections,
-                       request_time_limit=args.request_time_limit)
+                       request_time_limit=args.request_time_limit,
+                       host_names=served_names(args.allow_host))
     except OSError as error:
         print(f"error: cannot listen on {args.bind}:{port}: {error.strerror}; "
               "is another host running? Try --port.", file=sys.stderr)

@@ -8,8 +8,9 @@
 # there already, and stops it when the host stops (scripts/lib/azurite.sh).
 # Extra arguments go to `func start` or to the local host, e.g. scripts/start.sh --port 7072.
 # --twilio-api URL (REST requests to a local stand-in of Twilio's API, python -m devhost.standin)
-# and --host-key KEY (function keys enforced, for a tunnel) are the local host's options: with
-# either, the local host serves even where Core Tools is installed.
+# --host-key KEY (function keys enforced, for a tunnel) and --allow-host NAME (another Host name it
+# answers) are the local host's options: with one, the local host serves even where Core Tools is
+# installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,7 @@ for arg in "$@"; do
   case "$arg" in
     --twilio-api | --twilio-api=*) LOCAL_ONLY="--twilio-api" ;;
     --host-key | --host-key=*) LOCAL_ONLY="${LOCAL_ONLY:---host-key}" ;;
+    --allow-host | --allow-host=*) LOCAL_ONLY="${LOCAL_ONLY:---allow-host}" ;;
   esac
 done
 

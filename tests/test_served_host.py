@@ -265,3 +265,31 @@ def test_the_local_host_is_evidence_of_a_local_run_as_func_start_is(monkeypatch)
 
     assert reply.status == 200, reply.body
     assert b"<Say>" in reply.body
+
+
+# -- the names it answers to (DNS rebinding) ---------------------------------------------------
+
+
+def test_a_page_rebound_to_this_port_is_refused_and_the_names_it_serves_are_answered(
+        monkeypatch):
+    """A site whose name is re-pointed at 127.0.0.1 after its page loaded (DNS rebinding)
+    reaches the unkeyed port same-origin: with any Host answered, it read every record and
+    placed calls (two attack runs'). The command answers only the names it serves: addresses,
+    localhost, PUBLIC_BASE_URL's host (what a tunnel forwards) and --allow-host names."""
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://Example.ngrok-free.app")
+    with server_command("--app-root", str(FIXTURE_APP), "--allow-host", "devbox.lan") as (
+            _, base_url, _):
+        port = urlsplit(base_url).port
+
+        def status(host: str) -> tuple[int, str | None]:
+            code, headers, _ = call(base_url, "POST", "/api/echo", headers={"Host": host})
+            return code, headers.get("X-Devhost-Reason")
+
+        refused, reason = status(f"rebind.attacker.example:{port}")
+        assert refused == 400
+        assert "'rebind.attacker.example' is not a name this host answers to" in reason
+        assert status("attacker.example.localhost.evil.example")[0] == 400
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}",
+                     "192.168.1.20:7071", "app.localhost", "example.ngrok-free.app",
+                     "EXAMPLE.ngrok-free.app.", "devbox.lan:7071"):
+            assert status(host)[0] == 200, host
