@@ -118,11 +118,11 @@ def test_the_token_needs_the_functions_key(start_worker_host, browser_settings):
 
 # --- the TwiML App's voice URL ----------------------------------------------------------------
 
-def dial(host: WorkerHost, to: str, application: str = APP_SID, signed: bool = True
-         ) -> HostResponse:
+def dial(host: WorkerHost, to: str, application: str = APP_SID, signed: bool = True,
+         caller: str = "client:console") -> HostResponse:
     url = f"{PUBLIC}/api/client_voice"
     params = {"CallSid": "CA" + "e" * 32, "AccountSid": ACCOUNT_SID, "ApplicationSid": application,
-              "From": "client:console", "To": to, "Direction": "inbound", "CallStatus": "ringing"}
+              "From": caller, "To": to, "Direction": "inbound", "CallStatus": "ringing"}
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     if signed:
         headers["X-Twilio-Signature"] = signature(url, params)
@@ -184,6 +184,16 @@ def test_a_refusal_is_logged_without_the_number_however_it_was_written(
 
 def test_another_twiml_apps_call_is_refused(worker_host, browser_settings):
     root = twiml(dial(worker_host, "+14155550123", application=OTHER_APP))
+
+    assert [e.tag for e in root] == ["Say", "Hangup"] and not list(root.iter("Dial"))
+
+
+@pytest.mark.parametrize("caller", ["+14155550999", "client:", "client:a b", ""])
+def test_a_call_that_is_not_from_a_browser_is_refused(worker_host, browser_settings, caller):
+    """A phone number given this TwiML App (Twilio's console offers it by name) sends its
+    callers here with To = the number they rang: dialled on, that came back to the app, every
+    leg billed (an attack run's). Only a browser's call (From client:NAME) is dialled."""
+    root = twiml(dial(worker_host, "+14155550123", caller=caller))
 
     assert [e.tag for e in root] == ["Say", "Hangup"] and not list(root.iter("Dial"))
 

@@ -2,7 +2,8 @@
 
 Twilio requests it, signed, when the console's Device connects, with the Device's `To`. Only a
 request for this app's TwiML App (`ApplicationSid` = TWILIO_TWIML_APP_SID) is obeyed: another
-app's, or a TwiML App pointed here by someone else, gets a spoken refusal and a hang-up.
+app's, or a TwiML App pointed here by someone else, gets a spoken refusal and a hang-up; so does
+a call that is not from a browser (`From` not `client:NAME`: a phone number given the TwiML App).
 - `To=client:NAME` rings that browser: `<Dial><Client>NAME</Client></Dial>`.
 - A phone number is dialled only if make_call would call it (allowed countries, no premium-rate
   or unknown type), from TWILIO_PHONE_NUMBER as the caller ID (a `client:` caller ID is refused
@@ -43,6 +44,13 @@ def answer(hook: webhooks.Webhook) -> str:
     if hook.param("ApplicationSid") != app_sid:
         logger.warning("%s CallSid=%s outcome=refused reason=not this app's TwiML App", FUNCTION,
                        sid)
+        return _refusal(hook, NOT_SET_UP)
+    caller = hook.param("From") or ""
+    if not (caller.startswith(CLIENT_PREFIX) and is_identity(caller[len(CLIENT_PREFIX):])):
+        # A phone number given this TwiML App (Twilio's console offers it by name) would have
+        # its callers' calls dialled on to the number they rang, or any To: only a browser's.
+        logger.warning("%s CallSid=%s outcome=refused reason=not a call from a browser",
+                       FUNCTION, sid)
         return _refusal(hook, NOT_SET_UP)
     to = (hook.param("To") or "").strip()
     response = VoiceResponse()
