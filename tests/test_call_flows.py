@@ -762,6 +762,31 @@ def test_a_voicemail_texts_each_listed_number_once_per_recording_and_transcripti
     ]
 
 
+def test_a_voicemails_call_record_names_its_caller_though_the_recording_came_first(
+    worker_host, azurite_storage, twilio_api
+):
+    """A number's status callback brings only the call's end, after the recording's callback
+    has made the record; that record had said nothing of who called, and the later callback
+    found it there and added nothing: every voicemail showed an unknown caller (an attack
+    run's). The recording callback's URL names the caller, signed."""
+    sid = "CA" + uuid.uuid4().hex
+    root = press(worker_host, start(worker_host), "2")
+    url = recording_callback(root, "recordingStatusCallback")
+    recording = call_params(CallSid=sid, RecordingSid="RE" + uuid.uuid4().hex,
+                            RecordingStatus="completed", RecordingDuration="12")
+    del recording["From"], recording["To"], recording["Direction"]  # not in Twilio's
+    ended = call_params(CallSid=sid, CallStatus="completed", CallDuration="30")
+
+    assert post(worker_host, url, recording).status == 204
+    assert post(worker_host, f"{PUBLIC}/api/call_status", ended).status == 204
+
+    shown = worker_host.request("GET", f"/api/calls/{sid}", base_url=PUBLIC).json()
+    assert (shown["from"], shown["direction"], shown["status"]) == (CALLER, "inbound",
+                                                                    "completed")
+    assert [r["duration_seconds"] for r in shown["recordings"]] == [12]
+    assert "num_media" not in shown and "keyword" not in shown  # a text's, not a call's
+
+
 @pytest.mark.parametrize(("duration", "said"), [
     ("7", ", 7 s."), ("-1", "."), ("abc", "."), ("9" * 30, "."), ("", "."),
 ], ids=["seconds", "negative", "text", "huge", "none"])

@@ -139,6 +139,25 @@ def test_calls_and_texts_made_outside_the_app_are_recorded(twilio_api):
     assert kept["recorded_by"] == "reconcile" and kept["direction"] == "outbound-api"
 
 
+def test_a_record_a_voicemail_made_first_gets_the_numbers_twilio_lists(twilio_api):
+    """A voicemail's recording callback makes the call's record, knowing only the caller; the
+    call's own callbacks find it there. Reconcile adds what Twilio lists and the record lacks,
+    and changes nothing it has."""
+    call = listed("Calls", direction="inbound", to=TWILIO_NUMBER, status="completed",
+                  duration="30", **{"from": PERSON})
+    sid = str(call["sid"])
+    run_app(store.ensure_record("call", sid, {"From": PERSON, "Direction": "inbound"}))
+    twilio_api.created.append(call)
+
+    run()
+    run()
+
+    kept = record("call", sid)
+    assert kept is not None
+    assert (kept["to"], kept["from"], kept["direction"]) == (TWILIO_NUMBER, PERSON, "inbound")
+    assert kept["recorded_by"] == "callback" and kept["status"] == "completed"
+
+
 def test_out_of_time_it_carries_on_next_run_and_the_watermark_only_moves_forward(
     twilio_api, monkeypatch
 ):

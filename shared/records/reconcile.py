@@ -213,6 +213,11 @@ async def _fill(kind: str, sid: str, record_it: Callable[[], Awaitable[bool]], s
     if record is None:
         filled += await record_it()
         record = await store.read(kind, sid)
+    elif record["to"] is None or record["from"] is None:
+        # Recorded first by a callback that did not say (a voicemail's recording, before the
+        # call's own callbacks): the numbers as Twilio lists them.
+        filled += await store.complete(kind, sid, {name: params.get(name) for name in
+                                                   ("To", "From", "Direction")})
     if status in FINAL[kind] and (record is None or record["status"] != status):
         filled += await store.event(kind, sid, params)
     return filled
@@ -238,7 +243,7 @@ async def _fill_message(message: Any) -> int:
                                            message.date_created)
 
     params = {"MessageStatus": message.status, "To": message.to or "",
-              "From": message.from_ or ""}
+              "From": message.from_ or "", "Direction": message.direction or ""}
     if message.error_code:
         params["ErrorCode"] = str(message.error_code)
     filled = await _fill("message", sid, record_it, message.status, params)
@@ -288,7 +293,8 @@ async def _fill_call(call: Any) -> int:
         return await store.found_elsewhere("call", sid, call.to, call._from,
                                            call.direction or "", None, call.date_created)
 
-    params = {"CallStatus": call.status, "To": call.to or "", "From": call._from or ""}
+    params = {"CallStatus": call.status, "To": call.to or "", "From": call._from or "",
+              "Direction": call.direction or ""}
     if call.duration:
         params["CallDuration"] = str(call.duration)
     return await _fill("call", sid, record_it, call.status, params)

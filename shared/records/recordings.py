@@ -39,8 +39,11 @@ async def keep(callback: webhooks.Webhook) -> Kept:
     row: dict[str, Any] = {"PartitionKey": call, "RowKey": RECORDING_PREFIX + recording,
                            "RecordingSid": recording}
     row |= {name: store.cut(params[name]) for name in FIELDS if params.get(name)}
+    # A recording callback says nothing of who called: the call flow puts the caller in its URL
+    # (signed), and the call's own callbacks come after the recording's, too late to say it.
+    caller = store.cut(callback.query.get("caller") or None)
     try:
-        new_voicemail = await storage.within_deadline(_write(call, row, params))
+        new_voicemail = await storage.within_deadline(_write(call, row, params, caller))
     except storage.StorageRefused as error:
         logger.error("recording_status RecordingSid=%s outcome=not-recorded reason=%s",
                      redact.sid(recording), error)
@@ -52,12 +55,14 @@ async def keep(callback: webhooks.Webhook) -> Kept:
     return Kept("recorded", new_voicemail)
 
 
-async def _write(call: str, row: dict[str, Any], params: dict[str, str]) -> bool:
+async def _write(call: str, row: dict[str, Any], params: dict[str, str],
+                 caller: str | None) -> bool:
     from azure.data.tables import UpdateMode
 
     from shared.records import voicemails
 
-    await store.ensure_record("call", call)
+    # Only a call flow records, and it walks only the calls people make to the app.
+    await store.ensure_record("call", call, {"From": caller, "Direction": "inbound"})
     await storage.on_table(store.RECORDS_TABLE,
                            lambda t: t.upsert_entity(row, mode=UpdateMode.MERGE))
     if params.get("RecordingStatus") == "completed":  # a voicemail to play (not absent, failed)

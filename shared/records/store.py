@@ -383,9 +383,30 @@ def _event_key(kind: str, params: Mapping[str, str]) -> str:
     return f"{EVENT_PREFIX}r{rank}-{digest}"
 
 
-async def ensure_record(kind: str, sid: str) -> None:
-    """A record row for a SID the app learns of from a callback (an inbound call's recording)."""
-    await _create_record(kind, sid, {"Source": "callback"})
+async def ensure_record(kind: str, sid: str, fields: Mapping[str, str | None] | None = None
+                        ) -> None:
+    """A record row for a SID the app learns of from a callback (an inbound call's recording),
+    with what that callback knows of it (`fields`: From, Direction). The call's own callbacks
+    come later and find it there, so they add nothing to it: what they alone say (To) is
+    completed by reconcile (`complete`)."""
+    await _create_record(kind, sid, {"Source": "callback", **(fields or {})})
+
+
+async def complete(kind: str, sid: str, fields: Mapping[str, str | None]) -> bool:
+    """Add `fields` (To, From, Direction as Twilio lists the call or text) to a record that
+    lacks them; False when it had them all. For reconcile, which reads the record first."""
+    from azure.data.tables import UpdateMode
+
+    shown = await read(kind, sid)
+    if shown is None:
+        return False
+    missing = {name: cut(value) for name, value in fields.items()
+               if value and shown.get(name.lower()) is None}
+    if not missing:
+        return False
+    entity = {"PartitionKey": sid, "RowKey": RECORD_ROW, **missing}
+    await storage.on_table(RECORDS_TABLE, lambda t: t.upsert_entity(entity, mode=UpdateMode.MERGE))
+    return True
 
 
 async def event(kind: str, sid: str, params: Mapping[str, str]) -> bool:
@@ -444,7 +465,7 @@ def _public(kind: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         # Twilio's words: inbound, outbound-api (what the app created), outbound-dial...
         "direction": record.get("Direction")
         or ("outbound-api" if record.get("Source") == "app" else None),
-        **(_inbound(record) if record.get("Direction") == "inbound" else {}),
+        **(_inbound(record) if kind == "message" and record.get("Direction") == "inbound" else {}),
         "error_code": error_code,
         "recorded_by": record.get("Source"),
         "created_traceparent": record.get(TRACE_FIELD),
