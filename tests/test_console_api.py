@@ -165,6 +165,27 @@ def test_the_page_loads_without_a_key_and_every_data_endpoint_refuses_without_on
 
 # --- voicemails ----------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("path", ["/api/voicemails", "/api/calls", "/api/messages",
+                                  "/api/broadcasts", "/api/optouts"])
+def test_a_continuation_storage_will_never_take_is_the_callers_400_on_every_list(
+    worker_host, azurite_storage, path
+):
+    """A key longer than any storage takes in a request line (Azurite answers 431): the
+    voicemails' list answered 503 "try again shortly", so a client retried for ever (an attack
+    run's); every list says it is the caller's token."""
+    import base64
+    import json
+
+    token = base64.urlsafe_b64encode(json.dumps(
+        {"PartitionKey": "A" * 20_000, "RowKey": "B"}).encode()).decode()
+
+    answer = get(worker_host, f"{path}?continuation={token}")
+
+    assert answer.status == 400, answer.body
+    assert "continuation" in answer.json()["error"]
+    assert "Retry-After" not in answer.headers
+
+
 def test_a_voicemail_is_listed_once_with_its_caller_duration_and_transcription(
     worker_host, azurite_storage, twilio_stand_in
 ):

@@ -29,7 +29,7 @@ from shared.common import logs, redact, responses, routes
 from shared.common.settings import SettingsError
 from shared.console import signin
 from shared.records import queries, sids, storage, store
-from shared.records.storage import StorageUnavailable
+from shared.records.storage import StorageRefused, StorageUnavailable
 
 logger = logs.get_logger(__name__)
 
@@ -285,6 +285,10 @@ def ranged(body: bytes, header: str | None) -> func.HttpResponse:
 
 
 def _unavailable(error: Exception) -> func.HttpResponse:
+    if isinstance(error, StorageRefused):  # storage will never take this request: the caller's
+        logger.warning("voicemails outcome=refused status=400 reason=%s", error)
+        return responses.json_error(
+            400, "Storage cannot look that up: the SID or 'continuation' is malformed.")
     if isinstance(error, SettingsError):
         logger.error("voicemails outcome=failed reason=settings: %s", error.describe())
         return responses.not_configured(error)
