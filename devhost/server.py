@@ -723,6 +723,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="require this key (x-functions-key header or ?code=) for authLevel "
                         "function, as Azure does; repeatable. Default: no keys, like func start")
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        type=_allowed_host,
                         help="also answer requests whose Host is NAME (a machine name on your "
                         "network, a tunnel's when PUBLIC_BASE_URL is not set); repeatable. "
                         "Default: addresses, localhost and PUBLIC_BASE_URL's host only")
@@ -786,6 +787,24 @@ def start_queues(host: WorkerHost, processing_visibility: float | None = None) -
     settings = sorted({c.connection_setting for c in poller.listeners})
     print(f"\nQueue triggers (storage from {', '.join(settings)}): {poller.describe()}")
     return poller
+
+
+def _allowed_host(value: str) -> str:
+    """--allow-host: a host name as a Host header gives it (a port is ignored; a non-ASCII name
+    is taken in the ASCII form browsers send), never a URL or a pattern, which would never match
+    and leave every request with that Host refused without a word."""
+    name = value.strip()
+    if "://" in name or "/" in name:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is a URL: give its host name alone, like abc.ngrok-free.app")
+    try:
+        name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a host name") from None
+    if not name or not valid_host(name):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a host name (letters, digits, - and .; no * patterns)")
+    return host_name(name)
 
 
 def _twilio_api_url(value: str) -> str:

@@ -561,6 +561,9 @@ def test_the_example_passes_the_check():
         {"speech": True, "options": {" support ": "sales"}}),
      "no caller's speech can match it: write it as 'support'"),
     (lambda f: f["steps"]["welcome"]["menu"].update(
+        {"speech": True, "options": {"customer  service": "sales"}}),
+     "no caller's speech can match it: write it as 'customer service'"),
+    (lambda f: f["steps"]["welcome"]["menu"].update(
         {"speech": True, "options": {"Sales": "sales", "sales": "voicemail"}}),
      "option 'sales': is the same spoken word as option 'Sales'"),
     (lambda f: f["hours"].update({"timezone": "localtime"}), "is not an IANA time zone"),
@@ -574,7 +577,8 @@ def test_the_example_passes_the_check():
         "play-space", "play-ipv6", "play-port", "time-zone-folder", "time-zone-long",
         "say-control-only", "silent-menu-loop", "unanswered-dial-loop", "voicemail-loop",
         "menu-and-dial-loop", "number-rung-twice", "number-texted-twice", "speech-punctuation",
-        "speech-spaces", "speech-same-word", "time-zone-localtime", "time-zone-right"])
+        "speech-spaces", "speech-inner-spaces", "speech-same-word", "time-zone-localtime",
+        "time-zone-right"])
 def test_the_check_refuses_each_bad_flow_by_name(change, named):
     flow = example()
     change(flow)

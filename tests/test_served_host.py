@@ -277,8 +277,8 @@ def test_a_page_rebound_to_this_port_is_refused_and_the_names_it_serves_are_answ
     placed calls (two attack runs'). The command answers only the names it serves: addresses,
     localhost, PUBLIC_BASE_URL's host (what a tunnel forwards) and --allow-host names."""
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://Example.ngrok-free.app")
-    with server_command("--app-root", str(FIXTURE_APP), "--allow-host", "devbox.lan") as (
-            _, base_url, _):
+    with server_command("--app-root", str(FIXTURE_APP), "--allow-host", "devbox.lan",
+                        "--allow-host", "Bücher.example:7071") as (_, base_url, _):
         port = urlsplit(base_url).port
 
         def status(host: str) -> tuple[int, str | None]:
@@ -291,5 +291,25 @@ def test_a_page_rebound_to_this_port_is_refused_and_the_names_it_serves_are_answ
         assert status("attacker.example.localhost.evil.example")[0] == 400
         for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}",
                      "192.168.1.20:7071", "app.localhost", "example.ngrok-free.app",
-                     "EXAMPLE.ngrok-free.app.", "devbox.lan:7071"):
+                     "EXAMPLE.ngrok-free.app.", "devbox.lan:7071", "xn--bcher-kva.example"):
             assert status(host)[0] == 200, host
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    ("https://abc.ngrok-free.app", "is a URL: give its host name alone"),
+    ("*.lan", "is not a host name"),
+    ("", "is not a host name"),
+])
+def test_an_allowed_host_that_could_never_match_is_refused_at_start_up(value, said):
+    """A URL (what ngrok prints) or a pattern never equals a Host header's name: taken as it
+    was, every request with that Host got 400 and nothing said why (an attack run's)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "devhost.server", "--no-settings", "--app-root", str(FIXTURE_APP),
+         "--port", "0", "--allow-host", value],
+        cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 2
+    assert said in result.stderr

@@ -405,8 +405,8 @@ def _menu(c: _Check, raw: object, where: str) -> Menu:
                       " (or, with speech, a word)")
         elif spoken(key) != key.lower():
             c.problem(f"{where} option '{key[:20]}'", "no caller's speech can match it: write "
-                      f"it as '{spoken(key)[:20]}' (speech is compared without the spaces "
-                      "around it, a final . ! or ?, and case)")
+                      f"it as '{spoken(key)[:20]}' (speech is compared without a final . ! "
+                      "or ?, the spaces around it and case, with single spaces inside)")
         elif spoken(key) in heard:
             c.problem(f"{where} option '{key[:20]}'", f"is the same spoken word as option "
                       f"'{heard[spoken(key)][:20]}'")
@@ -425,8 +425,8 @@ def _menu(c: _Check, raw: object, where: str) -> Menu:
 
 def spoken(text: str) -> str:
     """What a caller said (Twilio's SpeechResult) or a spoken menu option, as the two are
-    compared: without the spaces around it, a final . ! or ?, and case."""
-    return text.strip().rstrip(".!?").lower()
+    compared: without a final . ! or ?, the spaces around it and case, single spaces inside."""
+    return " ".join(text.rstrip().rstrip(".!?").split()).lower()
 
 
 def _each_once(c: _Check, numbers: tuple[str, ...], where: str, what: str) -> None:
