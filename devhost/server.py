@@ -163,6 +163,10 @@ def valid_host(value: str) -> bool:
     return not rest or (rest[0] == ":" and _DIGITS.fullmatch(rest[1:]) is not None)
 
 
+# How the refusal of a Host name this host does not answer begins (its reason has a body).
+_NOT_SERVED = "the local host does not answer the name"
+
+
 def host_name(value: str) -> str:
     """The name a valid Host header gives (no port, no brackets, lower case, no final dot)."""
     if value.startswith("["):
@@ -349,7 +353,9 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         problem = self._header_problem()
         if problem:
-            self._reject(400, problem)
+            # A name it does not answer is a setup's mistake, not a hostile client's: said in
+            # the body too (as Kestrel's host filtering does), for the browser or script.
+            self._reject(400, problem, body=problem.startswith(_NOT_SERVED))
             return False
         return True
 
@@ -381,8 +387,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not valid_host(host):
             return f"invalid Host header {host!a}"
         if self.host_names is not None and not answers_to(host_name(host), self.host_names):
-            return (f"Host {host_name(host)[:80]!a} is not a name this host answers to (an "
-                    "address, localhost, PUBLIC_BASE_URL's host or an --allow-host name)")
+            named = ", ".join(sorted(self.host_names))[:300]
+            return (f"{_NOT_SERVED} {host_name(host)[:80]!a}: it answers addresses, localhost"
+                    + (f" and {named}" if named else "") + " (PUBLIC_BASE_URL's host and "
+                    "--allow-host names, as read at start-up): restart it with PUBLIC_BASE_URL "
+                    f"or --allow-host {host_name(host)[:80]} (docs/local.md)")
         return None
 
     def _read_body(self) -> bytes:
@@ -492,15 +501,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.log_error("code %d, message %s", code, message)
         self._reject(code, HTTPStatus(code).phrase.lower(), logged=True)
 
-    def _reject(self, status: int, reason: str, logged: bool = False) -> None:
-        """Answer `status` with an empty body and close; `reason` must be ASCII (use !a)."""
+    def _reject(self, status: int, reason: str, logged: bool = False, body: bool = False
+                ) -> None:
+        """Answer `status` and close, with an empty body (or, with `body`, the reason as plain
+        text); `reason` must be ASCII (use !a)."""
         self.close_connection = True
         if not logged:
             # A request line refused unread (414) has no path yet.
             logger.info("%s %s -> %d [%s]", self.command or "-",
                         _redacted(getattr(self, "path", "") or ""), status, reason)
-        self._send(HostResponse(status, _headers([("Content-Length", "0"),
-                                                  ("X-Devhost-Reason", reason)])), head=False)
+        text = (reason + "\n").encode("ascii") if body else b""
+        headers = [("X-Devhost-Reason", reason)]
+        if body:
+            headers.append(("Content-Type", "text/plain; charset=utf-8"))
+        self._send(HostResponse(status, _headers(headers), text),
+                   head=body and self.command == "HEAD")
 
     def _send(self, response: HostResponse, head: bool) -> None:
         self.send_response(response.status)

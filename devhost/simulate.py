@@ -450,13 +450,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         reply = send(webhook, timeout=args.timeout)
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        print(f"error: cannot reach {url}: {reason}. Is the app running "
-              "(scripts/start.sh)?", file=sys.stderr)
+        print(f"error: cannot reach {url}: {reason}. Is the app running (scripts/start.sh)? "
+              "Started on another port, pass --port N (or --url).", file=sys.stderr)
         return 2
     content_type = reply.headers.get("Content-Type", "")
     print(f"HTTP {reply.status} {reply.reason}" + (f" ({content_type})" if content_type else ""))
     if reply.body:
         print(reply.body.decode("utf-8", "replace"))
+    elif reason := reply.headers.get("X-Devhost-Reason"):
+        # The local host refused the request itself (the function never saw it): it says why.
+        print(f"The local host refused it: {reason}", file=sys.stderr)
     if reply.status == 403:
         # The app answers a refused signature with an empty 403 on purpose (a forger learns
         # nothing); the reason is in the app's own log, one line per refusal.

@@ -287,7 +287,7 @@ def test_a_page_rebound_to_this_port_is_refused_and_the_names_it_serves_are_answ
 
         refused, reason = status(f"rebind.attacker.example:{port}")
         assert refused == 400
-        assert "'rebind.attacker.example' is not a name this host answers to" in reason
+        assert "does not answer the name 'rebind.attacker.example'" in reason
         assert status("attacker.example.localhost.evil.example")[0] == 400
         for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}",
                      "192.168.1.20:7071", "app.localhost", "example.ngrok-free.app",
@@ -313,3 +313,47 @@ def test_an_allowed_host_that_could_never_match_is_refused_at_start_up(value, sa
 
     assert result.returncode == 2
     assert said in result.stderr
+
+
+def test_a_name_it_does_not_answer_is_told_what_to_do(monkeypatch):
+    """The refusal said only "400" in a browser (a newcomer's run): it names the host refused,
+    the names answered and how to add one, in the body as in the log's reason."""
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://abc123.ngrok-free.app")
+    with server_command("--app-root", str(FIXTURE_APP)) as (_, base_url, _):
+        code, headers, body = call(base_url, "GET", "/api/echo",
+                                   headers={"Host": "xyz789.ngrok-free.app"})
+
+    assert code == 400
+    text = body.decode()
+    assert text.startswith("the local host does not answer the name 'xyz789.ngrok-free.app'")
+    assert "abc123.ngrok-free.app" in text and "--allow-host xyz789.ngrok-free.app" in text
+    assert headers["X-Devhost-Reason"] == text.strip()
+
+
+def test_the_simulator_says_why_the_local_host_refused_a_request(token, capsys):
+    """A request the local host refused itself came back to the simulator's user as a bare
+    "HTTP 400 Bad Request": the host's reason is printed with it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Refusing(BaseHTTPRequestHandler):  # the local host's refusal, as it sends it
+        def do_POST(self) -> None:
+            self.send_response(400)
+            self.send_header("X-Devhost-Reason", "the local host does not answer the name 'vm'")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    try:
+        code = simulate.main(["voice", "--url",
+                              f"http://127.0.0.1:{server.server_port}/api/voice_url"])
+    finally:
+        server.server_close()
+
+    assert code == 1
+    assert "The local host refused it: the local host does not answer the name 'vm'" in (
+        capsys.readouterr().err)
