@@ -430,7 +430,8 @@ class StandIn:
         self.counters = Counters()
         self.connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.ledger = Ledger()
-        self.callbacks = Callbacks(callback_targets, self.ledger) if callback_targets else None
+        self.callbacks = (Callbacks(callback_targets, self.ledger, log=log) if callback_targets
+                          else None)
         self.resources: list[dict[str, object]] = []  # created, oldest first
         self.in_flight = 0
         self.recent: collections.deque[float] = collections.deque()  # creates in the last second
@@ -590,9 +591,10 @@ class StandIn:
 class Callbacks:
     """Twilio's status callbacks for the messages the stand-in creates (`--callbacks`)."""
 
-    def __init__(self, targets: Sequence[str], ledger: Ledger) -> None:
+    def __init__(self, targets: Sequence[str], ledger: Ledger, log: bool = False) -> None:
         import os
 
+        self.log = log  # print each callback the host did not take (the ledger counts them)
         self.targets = list(targets)
         self.turn = 0
         self.ledger = ledger
@@ -628,7 +630,7 @@ class Callbacks:
         parts = urlsplit(url)
         local = parts.path + (f"?{parts.query}" if parts.query else "")
         ledger = self.ledger
-        outcome, latency = "error", 0.0
+        outcome, latency, why = "error", 0.0, ""
         for attempt in range(CALLBACK_TRIES):
             target = self.targets[self.turn % len(self.targets)]
             self.turn += 1
@@ -638,14 +640,19 @@ class Callbacks:
                                              headers={"X-Twilio-Signature": signature}) as got:
                     await got.read()
                     outcome = str(got.status)
-            except (aiohttp.ClientError, TimeoutError, OSError):
-                outcome = "error"
+                    why = got.headers.get("X-Devhost-Reason", "")
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                outcome, why = "error", type(error).__name__
             latency = time.monotonic() - began
             if outcome.startswith("2"):  # 200 with TwiML, 204 without: taken either way
                 break
             if attempt + 1 < CALLBACK_TRIES:
                 ledger.callback_retries += 1
                 await asyncio.sleep(1.0)
+        if self.log and not outcome.startswith("2"):
+            print(f"status callback {status} for {resource['sid']} to {local.split('?')[0]} "
+                  f"not taken after {CALLBACK_TRIES} tries: {outcome}"
+                  + (f" ({why})" if why else ""), file=sys.stderr, flush=True)
         ledger.callbacks[outcome] = ledger.callbacks.get(outcome, 0) + 1
         ledger.callback_latencies.append(round(latency, 4))
         ledger.callbacks_pending -= 1
@@ -669,14 +676,21 @@ def _control(server: StandIn, loop: asyncio.AbstractEventLoop, done: asyncio.Eve
     loop.call_soon_threadsafe(done.set)
 
 
-def ready_lines(url: str) -> list[str]:
+def ready_lines(url: str, callbacks: Sequence[str] = ()) -> list[str]:
     """What `python -m devhost.standin` prints once it listens."""
+    if callbacks:
+        sent = (f"It places no call and sends no text; each message's status callbacks (queued, "
+                f"sent, delivered) go to {', '.join(callbacks)}.")
+        then = ("  A call's callbacks are not sent: simulate them:  .venv/bin/python -m "
+                "devhost.simulate call-status --sid CA... --status completed")
+    else:
+        sent = "It places no call, sends no text and sends no status callback."
+        then = ("  Then simulate Twilio's callbacks:  .venv/bin/python -m devhost.simulate "
+                "call-status --sid CA... --status completed")
     return [
-        f"Twilio API stand-in listening on {url} (Calls.json and Messages.json). It places no "
-        "call, sends no text and sends no status callback.",
+        f"Twilio API stand-in listening on {url} (Calls.json and Messages.json). {sent}",
         f"  Start the app against it:  scripts/start.sh --twilio-api {url}",
-        "  Then simulate Twilio's callbacks:  .venv/bin/python -m devhost.simulate call-status "
-        "--sid CA... --status completed",
+        then,
         "Press Ctrl+C to stop.",
     ]
 
@@ -701,7 +715,7 @@ async def _serve(delay: float, port: int, control: bool, faults: Faults,
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, AttributeError):
                 loop.add_signal_handler(signum, done.set)
-        print("\n".join(ready_lines(f"http://{BIND}:{port}")), flush=True)
+        print("\n".join(ready_lines(f"http://{BIND}:{port}", callbacks)), flush=True)
     async with server:
         await done.wait()
         server.close()

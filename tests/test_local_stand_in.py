@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER
@@ -396,3 +397,48 @@ def test_the_stand_in_fails_creates_and_times_out_after_making_one():
 
     ledger = run_against_stand_in(Faults(timeout_rate=1.0, hang=0.1), hanging)
     assert len(ledger["sids"][TO]) == 1 and ledger["refused"] == {"timeout": 1}  # made
+
+
+def test_with_callbacks_the_stand_in_says_so_and_prints_each_the_host_did_not_take(
+        children, loopback_only):
+    """With --callbacks its banner still said it sent no status callback, and a callback the
+    local host refused (a Host it does not answer) was only counted, never shown (a newcomer's
+    run): the banner says where they go, and each not taken is printed with the host's reason."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Refusing(BaseHTTPRequestHandler):  # the local host's refusal of a name, as it sends it
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(400)
+            self.send_header("X-Devhost-Reason", "the local host does not answer the name 'vm'")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    host = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=host.serve_forever, daemon=True).start()
+    target = f"http://127.0.0.1:{host.server_port}"
+    try:
+        standin = Child("devhost.standin", ["--port", "0", "--callbacks", target],
+                        app_env("UseDevelopmentStorage=true"))
+        children.append(standin)
+        banner = standin.wait_for(r"listening on http://127\.0\.0\.1:(\d+) ")
+        assert f"status callbacks (queued, sent, delivered) go to {target}" in banner.string
+        connection = http.client.HTTPConnection("127.0.0.1", int(banner[1]), timeout=HTTP_TIMEOUT)
+        connection.request(
+            "POST", f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json",
+            body=urlencode({"To": TO, "From": TWILIO_NUMBER, "Body": "hi",
+                            "StatusCallback": f"{PUBLIC}/api/message_status"}),
+            headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert connection.getresponse().status == 201
+        connection.close()
+
+        refused = standin.wait_for(r"^status callback queued for SM\w+ ", timeout=20)
+    finally:
+        host.shutdown()
+        host.server_close()
+
+    assert refused.string.endswith("to /api/message_status not taken after 3 tries: 400 "
+                                   "(the local host does not answer the name 'vm')")
