@@ -163,10 +163,6 @@ def valid_host(value: str) -> bool:
     return not rest or (rest[0] == ":" and _DIGITS.fullmatch(rest[1:]) is not None)
 
 
-# How the refusal of a Host name this host does not answer begins (its reason has a body).
-_NOT_SERVED = "the local host does not answer the name"
-
-
 def host_name(value: str) -> str:
     """The name a valid Host header gives (no port, no brackets, lower case, no final dot)."""
     if value.startswith("["):
@@ -353,9 +349,13 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         problem = self._header_problem()
         if problem:
-            # A name it does not answer is a setup's mistake, not a hostile client's: said in
-            # the body too (as Kestrel's host filtering does), for the browser or script.
-            self._reject(400, problem, body=problem.startswith(_NOT_SERVED))
+            self._reject(400, problem)
+            return False
+        unserved = self._unserved_name()
+        if unserved:
+            # A setup's mistake, not a hostile client's: said in the body too (as Kestrel's host
+            # filtering does), for the browser or script that met it.
+            self._reject(400, unserved, body=True)
             return False
         return True
 
@@ -386,13 +386,18 @@ class _Handler(BaseHTTPRequestHandler):
             return ("HTTP/1.1 requires a non-empty Host header" if requires_host else None)
         if not valid_host(host):
             return f"invalid Host header {host!a}"
-        if self.host_names is not None and not answers_to(host_name(host), self.host_names):
-            named = ", ".join(sorted(self.host_names))[:300]
-            return (f"{_NOT_SERVED} {host_name(host)[:80]!a}: it answers addresses, localhost"
-                    + (f" and {named}" if named else "") + " (PUBLIC_BASE_URL's host and "
-                    "--allow-host names, as read at start-up): restart it with PUBLIC_BASE_URL "
-                    f"or --allow-host {host_name(host)[:80]} (docs/local.md)")
         return None
+
+    def _unserved_name(self) -> str | None:
+        """Why a (valid) Host names no name this host answers (answers_to), or None."""
+        name = host_name((self.headers.get("Host") or "").strip(" \t"))
+        if self.host_names is None or not name or answers_to(name, self.host_names):
+            return None
+        named = ", ".join(sorted(self.host_names))[:300]
+        return (f"the local host does not answer the name {name[:80]!a}: it answers addresses, "
+                "localhost" + (f" and {named}" if named else "") + " (PUBLIC_BASE_URL's host "
+                "and --allow-host names, as read at start-up): restart it with PUBLIC_BASE_URL "
+                f"or --allow-host {name[:80]} (docs/local.md)")
 
     def _read_body(self) -> bytes:
         """The body, framed as RFC 9112 section 6 says; raises _Refused (400, 413)."""

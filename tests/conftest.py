@@ -173,6 +173,33 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
+def refusing_local_host(reason: str) -> Iterator[str]:
+    """A stand-in of the local host refusing every POST itself, as devhost.server does (400,
+    empty, its reason in X-Devhost-Reason), on a free loopback port: its base URL. For the
+    clients that must pass the reason on (the simulator, the Twilio stand-in's callbacks)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(400)
+            self.send_header("X-Devhost-Reason", reason)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
 def server_command(
     *args: str, no_settings: bool = True, timeout: float = 30.0
 ) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER
+from conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_NUMBER, refusing_local_host
 from console_stack import keyed_request
 
 from devhost import server, simulate
@@ -404,23 +404,7 @@ def test_with_callbacks_the_stand_in_says_so_and_prints_each_the_host_did_not_ta
     """With --callbacks its banner still said it sent no status callback, and a callback the
     local host refused (a Host it does not answer) was only counted, never shown (a newcomer's
     run): the banner says where they go, and each not taken is printed with the host's reason."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Refusing(BaseHTTPRequestHandler):  # the local host's refusal of a name, as it sends it
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(400)
-            self.send_header("X-Devhost-Reason", "the local host does not answer the name 'vm'")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    host = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
-    threading.Thread(target=host.serve_forever, daemon=True).start()
-    target = f"http://127.0.0.1:{host.server_port}"
-    try:
+    with refusing_local_host("the local host does not answer the name 'vm'") as target:
         standin = Child("devhost.standin", ["--port", "0", "--callbacks", target],
                         app_env("UseDevelopmentStorage=true"))
         children.append(standin)
@@ -436,9 +420,6 @@ def test_with_callbacks_the_stand_in_says_so_and_prints_each_the_host_did_not_ta
         connection.close()
 
         refused = standin.wait_for(r"^status callback queued for SM\w+ ", timeout=20)
-    finally:
-        host.shutdown()
-        host.server_close()
 
     assert refused.string.endswith("to /api/message_status not taken after 3 tries: 400 "
                                    "(the local host does not answer the name 'vm')")

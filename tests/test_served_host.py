@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import server_command
+from conftest import refusing_local_host, server_command
 
 from devhost import settings as local_settings
 from devhost import simulate
@@ -333,26 +333,8 @@ def test_a_name_it_does_not_answer_is_told_what_to_do(monkeypatch):
 def test_the_simulator_says_why_the_local_host_refused_a_request(token, capsys):
     """A request the local host refused itself came back to the simulator's user as a bare
     "HTTP 400 Bad Request": the host's reason is printed with it."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
-    class Refusing(BaseHTTPRequestHandler):  # the local host's refusal, as it sends it
-        def do_POST(self) -> None:
-            self.send_response(400)
-            self.send_header("X-Devhost-Reason", "the local host does not answer the name 'vm'")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Refusing)
-    threading.Thread(target=server.handle_request, daemon=True).start()
-    try:
-        code = simulate.main(["voice", "--url",
-                              f"http://127.0.0.1:{server.server_port}/api/voice_url"])
-    finally:
-        server.server_close()
+    with refusing_local_host("the local host does not answer the name 'vm'") as base:
+        code = simulate.main(["voice", "--url", f"{base}/api/voice_url"])
 
     assert code == 1
     assert "The local host refused it: the local host does not answer the name 'vm'" in (

@@ -243,9 +243,9 @@ async def _deliver(task: model.Task, settlement: Settlement, screening: Screenin
                    max_wait: float, claiming: Claiming | None) -> str:
     function, settings = _kind(task)
     request, refusal = _parse(task, settings)
-    lookup = _lookup(task, settings, request)
     if refusal is not None:  # the policy's answer does not change between tries: not kept
         return _settle(task, refusal, settlement)
+    lookup = _lookup(task, settings, request)
     await pace.admit(max_wait)  # raises Paced: nothing claimed, nothing sent
     if task.kind == "sms":
         # Opted out since the broadcast was accepted: skipped, as refused. Storage failing
