@@ -216,8 +216,8 @@ async def _fill(kind: str, sid: str, record_it: Callable[[], Awaitable[bool]], s
     elif record["to"] is None or record["from"] is None:
         # Recorded first by a callback that did not say (a voicemail's recording, before the
         # call's own callbacks): the numbers as Twilio lists them.
-        filled += await store.complete(kind, sid, {name: params.get(name) for name in
-                                                   ("To", "From", "Direction")})
+        filled += await store.complete(sid, record, {name: params.get(name) for name in
+                                                     ("To", "From", "Direction")})
     if status in FINAL[kind] and (record is None or record["status"] != status):
         filled += await store.event(kind, sid, params)
     return filled

@@ -392,14 +392,11 @@ async def ensure_record(kind: str, sid: str, fields: Mapping[str, str | None] | 
     await _create_record(kind, sid, {"Source": "callback", **(fields or {})})
 
 
-async def complete(kind: str, sid: str, fields: Mapping[str, str | None]) -> bool:
-    """Add `fields` (To, From, Direction as Twilio lists the call or text) to a record that
-    lacks them; False when it had them all. For reconcile, which reads the record first."""
+async def complete(sid: str, shown: Mapping[str, Any], fields: Mapping[str, str | None]) -> bool:
+    """Add `fields` (To, From, Direction as Twilio lists the call or text) to the record `shown`
+    (as `read` gives it) where it lacks them; False when it had them all. For reconcile."""
     from azure.data.tables import UpdateMode
 
-    shown = await read(kind, sid)
-    if shown is None:
-        return False
     missing = {name: cut(value) for name, value in fields.items()
                if value and shown.get(name.lower()) is None}
     if not missing:
